@@ -1,0 +1,58 @@
+package cas
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// DefaultBadgerOptions returns the badger options the whole application opens its database in
+// dir with: a small-memory profile (16 MB memtables, two of them, 8 MB block cache, 4 MB index
+// cache, 64 MB value log files, few level-0 tables), values of 1 KiB or more kept in the value
+// log rather than the LSM tree (so chunks do not bloat compaction), and badger's logging sent to
+// logger (nil discards it).
+//
+// SyncWrites is off: every component calls db.Sync before it reports anything durable (Badger.Put
+// does), or commits with its own synced write. Under this profile a transaction may hold about
+// 2.4 MB (15% of MemTableSize) before badger refuses it with badger.ErrTxnTooBig; callers batch
+// by bytes, not just count. Bulk writes can still push the heap up for a while; the process
+// should honour GOMEMLIMIT.
+func DefaultBadgerOptions(dir string, logger *slog.Logger) badger.Options {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return badger.DefaultOptions(dir).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithNumCompactors(2).
+		WithValueThreshold(1 << 10).
+		WithSyncWrites(false).
+		WithLogger(badgerLogger{logger})
+}
+
+// badgerLogger passes badger's log messages to a slog.Logger, at the matching level, with
+// component=badger. Badger ends most messages with a newline, which is dropped.
+type badgerLogger struct{ l *slog.Logger }
+
+var _ badger.Logger = badgerLogger{}
+
+func (b badgerLogger) log(level slog.Level, format string, args []any) {
+	ctx := context.Background()
+	if !b.l.Enabled(ctx, level) {
+		return
+	}
+	b.l.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "badger")
+}
+
+func (b badgerLogger) Errorf(format string, args ...any)   { b.log(slog.LevelError, format, args) }
+func (b badgerLogger) Warningf(format string, args ...any) { b.log(slog.LevelWarn, format, args) }
+func (b badgerLogger) Infof(format string, args ...any)    { b.log(slog.LevelInfo, format, args) }
+func (b badgerLogger) Debugf(format string, args ...any)   { b.log(slog.LevelDebug, format, args) }

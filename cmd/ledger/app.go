@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+)
+
+// env is what every command reads and writes besides its flags.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	app := &cli.App{
+		Name:            "ledger",
+		Usage:           "tamper-evident evidence records for regulated software releases",
+		Reader:          stdin,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: false,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Commands: []*cli.Command{
+			e.initCommand(),
+			e.putCommand(),
+			e.getCommand(),
+			e.appendCommand(),
+			e.checkpointCommand(),
+			e.logCommand(),
+			e.proofCommand(),
+			e.verifyReceiptCommand(),
+			e.auditCommand(),
+		},
+		// Action runs only when no command matched: show help for a bare
+		// `ledger`, and make a mistyped command a usage error.
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usagef("unknown command %q", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(stderr, "ledger: unknown command %q\n", name)
+		},
+	}
+	for _, c := range app.Commands {
+		setUsageHandler(c)
+	}
+	return app
+}
+
+func setUsageHandler(c *cli.Command) {
+	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+	for _, s := range c.Subcommands {
+		setUsageHandler(s)
+	}
+}
+
+func dataFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "data",
+		Usage:   "ledger data directory",
+		EnvVars: []string{"LEDGER_DATA"},
+	}
+}
+
+// positional returns the command's positional arguments, applying any flags
+// that follow them (urfave/cli stops at the first positional argument, but
+// users write `ledger verify-receipt R.json --file F`).
+func positional(c *cli.Context) ([]string, error) {
+	var out []string
+	args := c.Args().Slice()
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			out = append(out, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := lookupFlag(c.Command, name)
+		if f == nil {
+			return nil, usagef("unknown flag %s for %s", a, commandName(c))
+		}
+		if f == cli.HelpFlag {
+			cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
+			return nil, errHelpShown
+		}
+		if _, isBool := f.(*cli.BoolFlag); isBool && !hasValue {
+			value, hasValue = "true", true
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, usagef("flag %s needs a value", a)
+			}
+			i++
+			value = args[i]
+		}
+		if err := c.Set(f.Names()[0], value); err != nil {
+			return nil, usagef("flag %s: %v", a, err)
+		}
+	}
+	return out, nil
+}
+
+// errHelpShown stops a command whose --help came after its arguments; the
+// help is already printed and the exit status is 0.
+var errHelpShown = errors.New("help shown")
+
+// commandName is the command as the user typed it, e.g. "proof inclusion".
+func commandName(c *cli.Context) string {
+	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+}
+
+func lookupFlag(cmd *cli.Command, name string) cli.Flag {
+	if cmd == nil {
+		return nil
+	}
+	for _, f := range cmd.Flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// noArgs applies any flags written after positional arguments and rejects
+// the positional arguments of a command that takes none.
+func noArgs(c *cli.Context) error {
+	args, err := positional(c)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", commandName(c), args[0])
+	}
+	return nil
+}
+
+// required reports a usage error for a flag that must be given. It is
+// checked after positional so that the flag may follow the arguments;
+// urfave/cli's own Required check runs before that and would miss it.
+func required(c *cli.Context, name string) error {
+	if !c.IsSet(name) {
+		return usagef("%s needs --%s", commandName(c), name)
+	}
+	return nil
+}
+
+func dataDir(c *cli.Context) (string, error) {
+	d := c.String("data")
+	if d == "" {
+		return "", usagef("no data directory: pass --data DIR or set LEDGER_DATA")
+	}
+	return d, nil
+}
+
+func (e *env) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// open opens the ledger named by --data / LEDGER_DATA.
+func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
+	dir, err := dataDir(c)
+	if err != nil {
+		return nil, err
+	}
+	return ledger.Open(c.Context, dir, ledger.OpenOptions{Logger: e.logger()})
+}
+
+// hint says what to do about an error, where there is something to say.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, ledger.ErrNotLedger):
+		return "create a ledger with `ledger init --data DIR --origin NAME`, or set LEDGER_DATA to an existing one"
+	case errors.Is(err, ledger.ErrExists):
+		return "ledger init never overwrites; pick a new directory"
+	case errors.Is(err, cas.ErrDigestMismatch):
+		return "the content is not what the stated digest names; nothing was stored"
+	case errors.Is(err, cas.ErrCorrupt):
+		return "the store holds damaged data; run `ledger audit` to list everything affected"
+	case errors.Is(err, cas.ErrNotFound):
+		return "list what is stored with `ledger log`"
+	case errors.Is(err, cas.ErrInvalidDigest):
+		return "digests look like sha256:<64 lowercase hex digits>"
+	case errors.Is(err, ledger.ErrMissingBlob):
+		return "store the blob first with `ledger put FILE`"
+	case errors.Is(err, os.ErrPermission):
+		return "check the file permissions of the data directory"
+	}
+	return ""
+}
+
+// contextErr turns a cancelled context into the error to report.
+func contextErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// progress draws a one-line progress bar on stderr when stderr is a
+// terminal and CI is not set; otherwise it does nothing.
+type progress struct {
+	w     io.Writer
+	on    bool
+	label string
+	total int64
+	n     int64
+	items bool // counting items, not bytes
+	last  time.Time
+}
+
+func newProgress(w io.Writer, label string, total int64) *progress {
+	p := &progress{w: w, label: label, total: total}
+	if f, ok := w.(*os.File); ok && os.Getenv("CI") == "" {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.on = true
+		}
+	}
+	return p
+}
+
+func (p *progress) set(label string, n, total int64) {
+	if !p.on {
+		return
+	}
+	p.label, p.n, p.total, p.items = label, n, total, true
+	p.draw(false)
+}
+
+func (p *progress) draw(force bool) {
+	if !p.on || (!force && time.Since(p.last) < 100*time.Millisecond) {
+		return
+	}
+	p.last = time.Now()
+	count := human(p.n)
+	if p.items {
+		count = fmt.Sprintf("%d/%d", p.n, p.total)
+	}
+	if p.total > 0 {
+		const width = 30
+		filled := int(width * p.n / max(p.total, 1))
+		bar := make([]byte, width)
+		for i := range bar {
+			bar[i] = ' '
+			if i < filled {
+				bar[i] = '='
+			}
+		}
+		fmt.Fprintf(p.w, "\r%-24.24s [%s] %3d%% %s", p.label, bar, 100*p.n/p.total, count)
+	} else {
+		fmt.Fprintf(p.w, "\r%-24.24s %s", p.label, count)
+	}
+}
+
+func (p *progress) done() {
+	if p.on {
+		p.draw(true)
+		fmt.Fprintln(p.w)
+	}
+}
+
+func (p *progress) reader(r io.Reader) io.Reader {
+	if !p.on {
+		return r
+	}
+	return &progressReader{r: r, p: p}
+}
+
+type progressReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (r *progressReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.p.n += int64(n)
+	r.p.draw(false)
+	return n, err
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%d", n)
+	}
+}

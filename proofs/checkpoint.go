@@ -1,0 +1,149 @@
+package proofs
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// MaxCheckpointSize bounds the signed checkpoint text this package parses.
+const MaxCheckpointSize = 16 << 10
+
+// Checkpoint is the body of a C2SP tlog-checkpoint: the log's origin, the
+// tree size and the root hash of the tree of that size.
+type Checkpoint struct {
+	Origin string
+	Size   uint64
+	Root   []byte
+	// Extensions are optional further lines, without their newlines.
+	Extensions []string
+}
+
+// Marshal returns the checkpoint body: origin, size and base64 root, each
+// followed by a newline, then any extension lines.
+func (c Checkpoint) Marshal() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root))
+	for _, e := range c.Extensions {
+		b.WriteString(e)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// ParseCheckpoint parses a checkpoint body (the text of a signed note, not
+// the signatures). It accepts only the canonical form Marshal writes.
+func ParseCheckpoint(text []byte) (Checkpoint, error) {
+	if len(text) > MaxCheckpointSize {
+		return Checkpoint{}, fmt.Errorf("parsing checkpoint: %d bytes is over the %d-byte limit", len(text), MaxCheckpointSize)
+	}
+	if !utf8.Valid(text) {
+		return Checkpoint{}, errors.New("parsing checkpoint: text is not UTF-8")
+	}
+	if len(text) == 0 || text[len(text)-1] != '\n' {
+		return Checkpoint{}, errors.New("parsing checkpoint: text must end with a newline")
+	}
+	lines := strings.Split(string(text[:len(text)-1]), "\n")
+	if len(lines) < 3 {
+		return Checkpoint{}, fmt.Errorf("parsing checkpoint: %d lines, want at least 3 (origin, size, root)", len(lines))
+	}
+	for i, l := range lines {
+		if l == "" {
+			return Checkpoint{}, fmt.Errorf("parsing checkpoint: line %d is empty", i+1)
+		}
+		for _, r := range l {
+			if r < 0x20 || r == 0x7f {
+				return Checkpoint{}, fmt.Errorf("parsing checkpoint: line %d has a control character", i+1)
+			}
+		}
+	}
+	c := Checkpoint{Origin: lines[0]}
+	if strings.TrimSpace(c.Origin) != c.Origin {
+		return Checkpoint{}, fmt.Errorf("parsing checkpoint: origin %q has surrounding space", c.Origin)
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil || strconv.FormatUint(size, 10) != lines[1] {
+		return Checkpoint{}, fmt.Errorf("parsing checkpoint: tree size %q is not a decimal number", truncate(lines[1]))
+	}
+	c.Size = size
+	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
+	if err != nil || len(root) != HashSize {
+		return Checkpoint{}, fmt.Errorf("parsing checkpoint: root %q is not a base64 %d-byte hash", truncate(lines[2]), HashSize)
+	}
+	c.Root = root
+	if len(lines) > 3 {
+		c.Extensions = lines[3:]
+	}
+	return c, nil
+}
+
+// SignCheckpoint signs c as a note with the log's key and returns the
+// signed note text.
+func SignCheckpoint(c Checkpoint, signer note.Signer) ([]byte, error) {
+	if c.Origin != signer.Name() {
+		return nil, fmt.Errorf("signing checkpoint: origin %q differs from the key name %q", c.Origin, signer.Name())
+	}
+	b, err := note.Sign(&note.Note{Text: string(c.Marshal())}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("signing checkpoint: %w", err)
+	}
+	return b, nil
+}
+
+// OpenCheckpoint verifies the signed checkpoint with the log's verifier key
+// and parses it. The key's name must be the checkpoint's origin. Errors say
+// whether the signature or the text was at fault.
+func OpenCheckpoint(signed []byte, verifier note.Verifier) (Checkpoint, error) {
+	if len(signed) > MaxCheckpointSize {
+		return Checkpoint{}, fmt.Errorf("opening checkpoint: %d bytes is over the %d-byte limit", len(signed), MaxCheckpointSize)
+	}
+	n, err := note.Open(signed, note.VerifierList(verifier))
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		if errors.As(err, &unverified) {
+			return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: no valid signature by log key %s", ErrInvalidProof, verifier.Name())
+		}
+		return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: %v", ErrInvalidProof, err)
+	}
+	c, err := ParseCheckpoint([]byte(n.Text))
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if c.Origin != verifier.Name() {
+		return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: origin %q is not the log key's name %q", ErrInvalidProof, c.Origin, verifier.Name())
+	}
+	return c, nil
+}
+
+// NewVerifier parses a log's public key in note verifier form
+// ("<name>+<hash>+<base64 key>"), the contents of log.pub.
+func NewVerifier(vkey string) (note.Verifier, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return nil, fmt.Errorf("parsing log public key %q: %w (want the note verifier form name+hash+key, as in log.pub)", truncate(strings.TrimSpace(vkey)), err)
+	}
+	return v, nil
+}
+
+// NewSigner parses a log's private key in note signer form, the contents
+// of log.key.
+func NewSigner(skey string) (note.Signer, error) {
+	s, err := note.NewSigner(strings.TrimSpace(skey))
+	if err != nil {
+		return nil, fmt.Errorf("parsing log private key: %w (want the note signer form PRIVATE+KEY+name+hash+key, as in log.key)", err)
+	}
+	return s, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
