@@ -84,12 +84,23 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 }
 
 // SignCheckpoint signs c as a note with the log's key and returns the
-// signed note text.
+// signed note text. It refuses a checkpoint whose origin is not the key's
+// name or whose body ParseCheckpoint would not read back as c (a root that
+// is not HashSize bytes, an empty extension or one holding a newline or
+// other control character), so it never signs what OpenCheckpoint rejects.
 func SignCheckpoint(c Checkpoint, signer note.Signer) ([]byte, error) {
 	if c.Origin != signer.Name() {
 		return nil, fmt.Errorf("signing checkpoint: origin %q differs from the key name %q", c.Origin, signer.Name())
 	}
-	b, err := note.Sign(&note.Note{Text: string(c.Marshal())}, signer)
+	body := c.Marshal()
+	back, err := ParseCheckpoint(body)
+	if err != nil {
+		return nil, fmt.Errorf("signing checkpoint: %w", err)
+	}
+	if len(back.Extensions) != len(c.Extensions) {
+		return nil, errors.New("signing checkpoint: an extension line holds a newline")
+	}
+	b, err := note.Sign(&note.Note{Text: string(body)}, signer)
 	if err != nil {
 		return nil, fmt.Errorf("signing checkpoint: %w", err)
 	}
@@ -111,9 +122,17 @@ func OpenCheckpoint(signed []byte, verifier note.Verifier) (Checkpoint, error) {
 		}
 		return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: %v", ErrInvalidProof, err)
 	}
+	// note.Open decodes signatures leniently, ignoring the unused bits of
+	// the last base64 character. Accept only the one canonical encoding of
+	// the log's signature, so that a verified checkpoint has one text.
+	for _, sig := range n.Sigs {
+		if _, err := base64.StdEncoding.Strict().DecodeString(sig.Base64); err != nil {
+			return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: signature by %s is not canonical base64", ErrInvalidProof, sig.Name)
+		}
+	}
 	c, err := ParseCheckpoint([]byte(n.Text))
 	if err != nil {
-		return Checkpoint{}, err
+		return Checkpoint{}, fmt.Errorf("opening checkpoint: %w", err)
 	}
 	if c.Origin != verifier.Name() {
 		return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: origin %q is not the log key's name %q", ErrInvalidProof, c.Origin, verifier.Name())

@@ -3,6 +3,7 @@ package proofs
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 
@@ -46,8 +47,10 @@ type ConsistencyProof struct {
 }
 
 // ProveInclusion builds the inclusion proof of leaf index in the tree of
-// size treeSize, reading at most ⌈log₂ treeSize⌉ stored hashes from r.
-// It requires index < treeSize.
+// size treeSize. It requires index < treeSize. The proof has at most
+// ⌈log₂ treeSize⌉ hashes; building it takes one ReadHashes call for at most
+// 2⌈log₂ treeSize⌉ stored hashes, as the hash of an incomplete subtree on
+// the right edge is folded from the perfect subtrees under it.
 func ProveInclusion(ctx context.Context, r HashReader, index, treeSize uint64) (InclusionProof, error) {
 	nodes, err := proof.Inclusion(index, treeSize)
 	if err != nil {
@@ -61,8 +64,9 @@ func ProveInclusion(ctx context.Context, r HashReader, index, treeSize uint64) (
 }
 
 // ProveConsistency builds the consistency proof from the tree of size from
-// to the tree of size to, reading O(log to) stored hashes from r. It requires
-// from <= to. The proof is empty when from is 0 or from == to.
+// to the tree of size to. It requires from <= to. The proof has at most
+// ⌈log₂ to⌉ + 1 hashes, and is empty when from is 0 or from == to; building
+// it takes one ReadHashes call for at most 2⌈log₂ to⌉ stored hashes.
 func ProveConsistency(ctx context.Context, r HashReader, from, to uint64) (ConsistencyProof, error) {
 	nodes, err := proof.Consistency(from, to)
 	if err != nil {
@@ -77,6 +81,10 @@ func ProveConsistency(ctx context.Context, r HashReader, from, to uint64) (Consi
 
 // ProveInclusionFrom is ProveInclusion over hashes held in memory, keyed by
 // node: a log's sequencer uses it to prove the leaves it has just appended.
+// For a batch that grew the tree from size a to size b, the nodes of the
+// compact range [0, a) and every node compact.Range.Append reported while
+// appending leaves a to b−1 prove each leaf of the batch in the tree of
+// size b. A node missing from known is an error. known is not modified.
 func ProveInclusionFrom(known map[compact.NodeID][]byte, index, treeSize uint64) (InclusionProof, error) {
 	nodes, err := proof.Inclusion(index, treeSize)
 	if err != nil {
@@ -98,7 +106,8 @@ func ProveInclusionFrom(known map[compact.NodeID][]byte, index, treeSize uint64)
 }
 
 // TreeRoot computes the root hash of the tree of the given size from stored
-// hashes, reading at most ⌈log₂ size⌉ of them.
+// hashes, in one ReadHashes call for at most 1 + log₂ size of them (one per
+// perfect subtree of the compact range [0, size)).
 func TreeRoot(ctx context.Context, r HashReader, size uint64) ([]byte, error) {
 	if size == 0 {
 		return EmptyRoot(), nil
@@ -157,18 +166,26 @@ func checkRead(idx []uint64, hashes [][]byte) error {
 // VerifyInclusion checks that p proves the leaf with hash leafHash is in the
 // tree with the given root. It returns an error wrapping ErrInvalidProof if
 // not.
+//
+// An RFC 6962 proof does not commit to the tree size: the same hashes can
+// also lead to root from another p.TreeSize whose tree has the same shape
+// along the leaf's path. The root and p.TreeSize must therefore come
+// together from one verified checkpoint, as VerifyReceipt takes them.
 func VerifyInclusion(p InclusionProof, leafHash, root []byte) error {
 	if err := checkHashes(p.Hashes, leafHash, root); err != nil {
 		return fmt.Errorf("inclusion proof of %d in tree of size %d: %w", p.Index, p.TreeSize, err)
 	}
 	if err := proof.VerifyInclusion(hasher, p.Index, p.TreeSize, leafHash, p.Hashes, root); err != nil {
-		return fmt.Errorf("inclusion proof of %d in tree of size %d: %w: %v", p.Index, p.TreeSize, ErrInvalidProof, err)
+		return fmt.Errorf("inclusion proof of %d in tree of size %d: %w: %s", p.Index, p.TreeSize, ErrInvalidProof, describe(err))
 	}
 	return nil
 }
 
 // VerifyConsistency checks that p proves the tree with root1 is a prefix of
 // the tree with root2. It returns an error wrapping ErrInvalidProof if not.
+// As with VerifyInclusion, each root must come with its size from a
+// verified checkpoint. When p.From is 0, root1 must be EmptyRoot and root2
+// is not constrained: every tree extends the empty one.
 func VerifyConsistency(p ConsistencyProof, root1, root2 []byte) error {
 	if err := checkHashes(p.Hashes, root1, root2); err != nil {
 		return fmt.Errorf("consistency proof from %d to %d: %w", p.From, p.To, err)
@@ -178,7 +195,7 @@ func VerifyConsistency(p ConsistencyProof, root1, root2 []byte) error {
 		return fmt.Errorf("consistency proof from 0 to %d: %w: root of the empty tree is not the empty hash", p.To, ErrInvalidProof)
 	}
 	if err := proof.VerifyConsistency(hasher, p.From, p.To, p.Hashes, root1, root2); err != nil {
-		return fmt.Errorf("consistency proof from %d to %d: %w: %v", p.From, p.To, ErrInvalidProof, err)
+		return fmt.Errorf("consistency proof from %d to %d: %w: %s", p.From, p.To, ErrInvalidProof, describe(err))
 	}
 	return nil
 }
@@ -193,4 +210,15 @@ func checkHashes(proof [][]byte, a, b []byte) error {
 		}
 	}
 	return nil
+}
+
+// describe words a verification failure from the merkle package without
+// dumping hashes as byte arrays.
+func describe(err error) string {
+	var mismatch proof.RootMismatchError
+	if errors.As(err, &mismatch) {
+		return "the root it leads to (" + base64.StdEncoding.EncodeToString(mismatch.CalculatedRoot) +
+			") is not the expected root (" + base64.StdEncoding.EncodeToString(mismatch.ExpectedRoot) + ")"
+	}
+	return err.Error()
 }

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -44,8 +46,10 @@ func EntryDigest(entry []byte) string {
 	return "sha256:" + hex.EncodeToString(s[:])
 }
 
-// ParseReceipt decodes a receipt. Unknown fields, trailing data and missing
-// required fields are errors; the receipt is not verified.
+// ParseReceipt decodes a receipt. Unknown fields, field names not spelled
+// exactly as documented, repeated fields, trailing data and missing required
+// fields are errors; only "duplicate" is optional, and "hashes" may be null
+// for an empty proof. The receipt is not verified.
 func ParseReceipt(b []byte) (Receipt, error) {
 	if len(b) > MaxReceiptSize {
 		return Receipt{}, fmt.Errorf("parsing receipt: %d bytes is over the %d-byte limit", len(b), MaxReceiptSize)
@@ -58,6 +62,16 @@ func ParseReceipt(b []byte) (Receipt, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return Receipt{}, fmt.Errorf("parsing receipt: trailing data after the JSON object")
+	}
+	// encoding/json matches names case-insensitively, lets a later copy of a
+	// field override an earlier one and leaves absent ones zero: check the
+	// members themselves.
+	m, err := objectMembers(b, []string{"origin", "index", "entry", "entry_digest", "inclusion", "checkpoint"}, "duplicate")
+	if err != nil {
+		return Receipt{}, fmt.Errorf("parsing receipt: %w", err)
+	}
+	if _, err := objectMembers(m["inclusion"], []string{"tree_size", "hashes"}); err != nil {
+		return Receipt{}, fmt.Errorf("parsing receipt: inclusion: %w", err)
 	}
 	switch {
 	case r.Origin == "":
@@ -80,6 +94,11 @@ func ParseReceipt(b []byte) (Receipt, error) {
 func VerifyReceipt(r Receipt, verifier note.Verifier) (Checkpoint, error) {
 	c, err := OpenCheckpoint([]byte(r.Checkpoint), verifier)
 	if err != nil {
+		if !errors.Is(err, ErrInvalidProof) {
+			// A checkpoint too large to open, or signed but malformed:
+			// either way the receipt does not verify.
+			err = fmt.Errorf("%w: %w", ErrInvalidProof, err)
+		}
 		return Checkpoint{}, fmt.Errorf("verifying receipt: %w", err)
 	}
 	if r.Origin != c.Origin {
@@ -99,4 +118,40 @@ func VerifyReceipt(r Receipt, verifier note.Verifier) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("verifying receipt: %w", err)
 	}
 	return c, nil
+}
+
+// objectMembers returns the members of the JSON object b. It refuses a value
+// that is not an object, a member whose name is neither required nor
+// optional (names compare exactly), a member given twice and a missing
+// required one. b must already be known to be valid JSON.
+func objectMembers(b []byte, required []string, optional ...string) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	m := make(map[string]json.RawMessage)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := t.(string)
+		if !slices.Contains(required, name) && !slices.Contains(optional, name) {
+			return nil, fmt.Errorf("unknown field %q", truncate(name))
+		}
+		if _, ok := m[name]; ok {
+			return nil, fmt.Errorf("field %q given twice", name)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		m[name] = v
+	}
+	for _, name := range required {
+		if _, ok := m[name]; !ok {
+			return nil, fmt.Errorf("missing %s", name)
+		}
+	}
+	return m, nil
 }

@@ -200,6 +200,20 @@ func (e *env) appendCommand() *cli.Command {
 			if err := ledger.ValidateAppender(c.String("as")); err != nil {
 				return usageError{err}
 			}
+			// Catch a mistyped name before anything is logged, so that a
+			// failed append does not leave the files before it appended.
+			for _, f := range files {
+				if f == "-" {
+					continue
+				}
+				st, err := os.Stat(f)
+				if err != nil {
+					return err
+				}
+				if !st.Mode().IsRegular() {
+					return fmt.Errorf("%s is not a regular file", f)
+				}
+			}
 			outDir := c.String("output")
 			if outDir != "" {
 				if err := os.MkdirAll(outDir, 0o755); err != nil {

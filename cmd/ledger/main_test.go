@@ -34,6 +34,17 @@ func TestMain(m *testing.M) {
 			}
 			os.Exit(code)
 		},
+		// corruptchunk runs in its own process, like ledger: badger frees
+		// its directory lock by closing the file, so a lock taken in the
+		// test process could live on in a child forked meanwhile for a
+		// script running in parallel.
+		"corruptchunk": func() {
+			if err := corruptChunk(os.Args[1:]); err != nil {
+				fmt.Fprintf(os.Stderr, "corruptchunk: %v\n", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
+		},
 	})
 }
 
@@ -44,6 +55,9 @@ func TestMain(m *testing.M) {
 //	perm FILE MODE              FILE's permission bits are MODE (octal)
 //	replace FILE OLD NEW        replace every OLD in FILE by NEW; OLD must occur
 //	corruptchunk DATADIR DIGEST flip a bit in the stored chunk named DIGEST
+//
+// status reads a file the ledger command writes, so it reports on the last
+// ledger command only.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                "testdata/script",
@@ -54,10 +68,9 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"status":       cmdStatus,
-			"perm":         cmdPerm,
-			"replace":      cmdReplace,
-			"corruptchunk": cmdCorruptChunk,
+			"status":  cmdStatus,
+			"perm":    cmdPerm,
+			"replace": cmdReplace,
 		},
 	})
 }
@@ -66,8 +79,15 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: status CODE")
 	}
-	b, err := os.ReadFile(ts.Getenv(statusEnv))
+	// Read the status once, so that a status check cannot pass on the
+	// status of an earlier command.
+	name := ts.Getenv(statusEnv)
+	b, err := os.ReadFile(name)
+	if errors.Is(err, os.ErrNotExist) {
+		ts.Fatalf("status: no ledger command has run since the last status check")
+	}
 	ts.Check(err)
+	ts.Check(os.Remove(name))
 	if got := string(b); got != args[0] {
 		ts.Fatalf("ledger exited with status %s, want %s", got, args[0])
 	}
@@ -106,18 +126,22 @@ func cmdReplace(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(name, b, 0o644))
 }
 
-// cmdCorruptChunk damages a chunk in a closed ledger's badger store. The
-// key layout ("cas/c/" and the chunk's raw SHA-256) is package cas's; a
-// blob under the chunk size is one chunk, so its digest names that chunk.
-func cmdCorruptChunk(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: corruptchunk DATADIR DIGEST")
+// corruptChunk damages a chunk in a closed ledger's badger store: args are
+// DATADIR DIGEST. The key layout ("cas/c/" and the chunk's raw SHA-256) is
+// package cas's; a blob under the chunk size is one chunk, so its digest
+// names that chunk.
+func corruptChunk(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: corruptchunk DATADIR DIGEST")
 	}
 	d, err := cas.ParseDigest(args[1])
-	ts.Check(err)
-	db, err := badger.Open(cas.DefaultBadgerOptions(filepath.Join(ts.MkAbs(args[0]), "db"), nil))
-	ts.Check(err)
-	defer db.Close()
+	if err != nil {
+		return err
+	}
+	db, err := badger.Open(cas.DefaultBadgerOptions(filepath.Join(args[0], "db"), nil))
+	if err != nil {
+		return err
+	}
 	key := append([]byte("cas/c/"), d[:]...)
 	err = db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
@@ -131,8 +155,10 @@ func cmdCorruptChunk(ts *testscript.TestScript, neg bool, args []string) {
 		v[len(v)/2] ^= 0x01
 		return txn.Set(key, v)
 	})
-	ts.Check(err)
-	ts.Check(db.Sync())
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func TestExitCode(t *testing.T) {

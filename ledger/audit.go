@@ -1,0 +1,257 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// MaxAuditProblems bounds how many problems an audit lists; it counts the
+// rest.
+const MaxAuditProblems = 100
+
+// ErrAuditFailed reports an audit that found corruption.
+var ErrAuditFailed = errors.New("audit found problems")
+
+// AuditProgress is told how far an audit has got: the phase ("blobs",
+// "entries", "checkpoints"), the items done and the total (0 if unknown).
+type AuditProgress func(phase string, done, total uint64)
+
+// AuditReport is what an audit checked and found.
+type AuditReport struct {
+	Blobs        uint64   `json:"blobs"`
+	Entries      uint64   `json:"entries"`
+	Hashes       uint64   `json:"hashes"`
+	Checkpoints  uint64   `json:"checkpoints"`
+	OrphanChunks int      `json:"orphan_chunks"`
+	Problems     []string `json:"problems"`
+	// MoreProblems counts problems beyond MaxAuditProblems.
+	MoreProblems int `json:"more_problems,omitempty"`
+}
+
+// OK reports whether the audit found nothing wrong.
+func (r *AuditReport) OK() bool { return len(r.Problems) == 0 }
+
+func (r *AuditReport) problem(format string, args ...any) {
+	if len(r.Problems) >= MaxAuditProblems {
+		r.MoreProblems++
+		return
+	}
+	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+}
+
+// Audit re-checks everything the ledger stores, in time linear in its size:
+// it re-hashes every blob, parses and re-hashes every entry, rebuilds the
+// tree and compares every stored hash, checks each stored checkpoint's
+// signature and root, and proves each checkpoint consistent with the next.
+// It returns ErrAuditFailed (with the report) if anything is wrong; other
+// errors mean the audit could not run.
+func (l *Ledger) Audit(ctx context.Context, progress AuditProgress) (*AuditReport, error) {
+	if progress == nil {
+		progress = func(string, uint64, uint64) {}
+	}
+	r := &AuditReport{Problems: []string{}}
+	if err := l.auditBlobs(ctx, r, progress); err != nil {
+		return r, err
+	}
+	if err := l.auditLog(ctx, r, progress); err != nil {
+		return r, err
+	}
+	if !r.OK() {
+		n := len(r.Problems) + r.MoreProblems
+		if n == 1 {
+			return r, fmt.Errorf("%w: 1 problem", ErrAuditFailed)
+		}
+		return r, fmt.Errorf("%w: %d problems", ErrAuditFailed, n)
+	}
+	return r, nil
+}
+
+func (l *Ledger) auditBlobs(ctx context.Context, r *AuditReport, progress AuditProgress) error {
+	var digests []cas.Digest
+	if err := l.Blobs.Blobs(ctx, func(info cas.Info) error {
+		digests = append(digests, info.Digest)
+		return nil
+	}); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		r.problem("blob store: listing blobs: %v", err)
+	}
+	for i, d := range digests {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := l.Blobs.Verify(ctx, d); err != nil {
+			r.problem("blob %s: %v", d, err)
+		}
+		r.Blobs++
+		progress("blobs", uint64(i+1), uint64(len(digests)))
+	}
+	n, err := l.Blobs.OrphanChunks(ctx)
+	if err != nil {
+		r.problem("blob store: counting unreferenced chunks: %v", err)
+	}
+	r.OrphanChunks = n
+	return nil
+}
+
+type auditCheckpoint struct {
+	size uint64
+	cp   proofs.Checkpoint
+}
+
+func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditProgress) error {
+	size := l.Log.Size()
+	var cps []auditCheckpoint
+	if err := l.Storage.Checkpoints(ctx, func(sz uint64, signed []byte) error {
+		c, err := proofs.OpenCheckpoint(signed, l.Verifier)
+		switch {
+		case err != nil:
+			r.problem("checkpoint for size %d: %v", sz, err)
+		case c.Size != sz:
+			r.problem("checkpoint stored under size %d is for size %d", sz, c.Size)
+		case sz > size:
+			r.problem("checkpoint for size %d is beyond the log's size %d", sz, size)
+		default:
+			cps = append(cps, auditCheckpoint{sz, c})
+		}
+		r.Checkpoints++
+		return nil
+	}); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		r.problem("checkpoints: %v", err)
+	}
+
+	rng := proofs.NewRangeFactory().NewEmptyRange(0)
+	next := 0 // next checkpoint to compare
+	checkRoots := func() {
+		for next < len(cps) && cps[next].size == rng.End() {
+			root, err := rootOf(rng)
+			if err != nil {
+				r.problem("computing root at size %d: %v", rng.End(), err)
+			} else if !bytes.Equal(root, cps[next].cp.Root) {
+				r.problem("checkpoint for size %d: its root does not match the stored entries", cps[next].size)
+			}
+			next++
+		}
+	}
+	checkRoots()
+
+	const chunk = 4096
+	var pending []uint64 // stored-hash indexes of rebuilt hashes awaiting comparison
+	var rebuilt [][]byte
+	compare := func() {
+		if len(pending) == 0 {
+			return
+		}
+		stored, err := l.Storage.ReadHashes(ctx, pending)
+		if err != nil {
+			// Fall back to one by one to name each missing or unreadable hash.
+			for i, idx := range pending {
+				h, err := l.Storage.ReadHashes(ctx, []uint64{idx})
+				if err != nil {
+					r.problem("tree hash %d: %v", idx, err)
+				} else if !bytes.Equal(h[0], rebuilt[i]) {
+					r.problem("tree hash %d does not match the entries below it", idx)
+				}
+			}
+		} else {
+			for i, idx := range pending {
+				if !bytes.Equal(stored[i], rebuilt[i]) {
+					r.problem("tree hash %d does not match the entries below it", idx)
+				}
+			}
+		}
+		r.Hashes += uint64(len(pending))
+		pending, rebuilt = pending[:0], rebuilt[:0]
+	}
+	visit := func(id compact.NodeID, h []byte) {
+		pending = append(pending, proofs.NodeIndex(id))
+		rebuilt = append(rebuilt, h)
+	}
+	for start := uint64(0); start < size; start += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(start+chunk, size)
+		entries, err := l.Storage.ReadEntries(ctx, start, end)
+		if err != nil {
+			r.problem("entries %d to %d: %v; the tree cannot be rebuilt past %d", start, end-1, err, start)
+			return nil
+		}
+		for i, e := range entries {
+			idx := start + uint64(i)
+			ent, err := ParseEntry(e)
+			if err != nil {
+				r.problem("entry %d: %v", idx, err)
+			} else {
+				l.auditEntry(ctx, r, idx, ent)
+			}
+			if err := rng.Append(proofs.LeafHash(e), visit); err != nil {
+				return err
+			}
+			checkRoots()
+		}
+		compare()
+		r.Entries = end
+		progress("entries", end, size)
+	}
+	if _, err := l.Storage.ReadEntries(ctx, size, size+1); !errors.Is(err, ErrNotFound) {
+		r.problem("an entry is stored at index %d, beyond the log's size %d", size, size)
+	}
+	if _, err := l.Storage.ReadHashes(ctx, []uint64{proofs.StoredHashIndex(0, size)}); !errors.Is(err, ErrNotFound) {
+		r.problem("a tree hash is stored beyond the tree of size %d", size)
+	}
+	if next < len(cps) {
+		r.problem("checkpoint for size %d was not reached by the entries", cps[next].size)
+	}
+
+	for i := 1; i < len(cps); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		a, b := cps[i-1], cps[i]
+		p, err := proofs.ProveConsistency(ctx, l.Storage, a.size, b.size)
+		if err == nil {
+			err = proofs.VerifyConsistency(p, a.cp.Root, b.cp.Root)
+		}
+		if err != nil {
+			r.problem("checkpoints for sizes %d and %d are not consistent: %v", a.size, b.size, err)
+		}
+		progress("checkpoints", uint64(i), uint64(len(cps)-1))
+	}
+	return nil
+}
+
+func (l *Ledger) auditEntry(ctx context.Context, r *AuditReport, idx uint64, e Entry) {
+	got, found, err := l.Storage.LookupClaim(ctx, e.claim())
+	switch {
+	case err != nil:
+		r.problem("entry %d: claim record: %v", idx, err)
+	case !found:
+		r.problem("entry %d: its claim is not indexed, so a repeated append would log it twice", idx)
+	case got != idx:
+		r.problem("entry %d: its claim is indexed to entry %d: the same claim is logged twice", idx, got)
+	}
+	_, blobs, err := checkSubject(e.Kind, e.Subject)
+	if err != nil {
+		return
+	}
+	for _, b := range blobs {
+		ok, err := l.Blobs.Has(ctx, b.digest)
+		if err != nil {
+			r.problem("entry %d: checking blob %s: %v", idx, b.digest, err)
+		} else if !ok {
+			r.problem("entry %d: refers to blob %s, which is not stored", idx, b.digest)
+		}
+	}
+}

@@ -1,0 +1,346 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Key layout under the "log/" prefix of the shared badger DB:
+//
+//	log/e/<index BE64>                   entry bytes
+//	log/h/<stored-hash index BE64>       32-byte tree hash
+//	log/c/<claim sha256>                 index BE64 of the entry with that claim
+//	log/k/<size BE64>                    checkpoint record (head at that size)
+//	log/i/<field>\x00<value>\x00<index>  empty; search index
+const (
+	prefixEntry      = "log/e/"
+	prefixHash       = "log/h/"
+	prefixClaim      = "log/c/"
+	prefixCheckpoint = "log/k/"
+	prefixIndex      = "log/i/"
+)
+
+// BadgerStorage is the log's Storage on an embedded badger DB shared with the
+// blob store. With the DB's SyncWrites on (cas.DefaultBadgerOptions), every
+// commit is durable when it returns and Sync has nothing left to do; with it
+// off, Sync calls DB.Sync, which covers only the current memtable and so is
+// not power-loss safe if a memtable rotates between Commit and Sync.
+type BadgerStorage struct {
+	db *badger.DB
+}
+
+var _ Storage = (*BadgerStorage)(nil)
+
+// NewBadgerStorage returns the log storage on db. It does not own db.
+func NewBadgerStorage(db *badger.DB) *BadgerStorage { return &BadgerStorage{db: db} }
+
+func u64key(prefix string, n uint64) []byte {
+	k := make([]byte, len(prefix)+8)
+	copy(k, prefix)
+	binary.BigEndian.PutUint64(k[len(prefix):], n)
+	return k
+}
+
+func indexKey(t Term, index uint64) []byte {
+	k := make([]byte, 0, len(prefixIndex)+len(t.Field)+len(t.Value)+10)
+	k = append(k, prefixIndex...)
+	k = append(k, t.Field...)
+	k = append(k, 0)
+	k = append(k, t.Value...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, index)
+}
+
+// Head implements Storage.
+func (s *BadgerStorage) Head(ctx context.Context) (Head, error) {
+	var h Head
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse = true
+		opts.Prefix = []byte(prefixCheckpoint)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		seek := append([]byte(prefixCheckpoint), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		it.Seek(seek)
+		if !it.Valid() {
+			return nil
+		}
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("reading latest checkpoint record: %w", err)
+		}
+		h, err = decodeHead(v)
+		if err != nil {
+			return err
+		}
+		if got := binary.BigEndian.Uint64(it.Item().Key()[len(prefixCheckpoint):]); got != h.Size {
+			return fmt.Errorf("checkpoint record under size %d holds size %d: storage is corrupt", got, h.Size)
+		}
+		return nil
+	})
+	return h, err
+}
+
+// Commit implements Storage.
+func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
+	err := s.db.Update(func(txn *badger.Txn) error {
+		// The head record for Start must exist (or the log be empty), and
+		// nothing may be stored at Start yet.
+		if _, err := txn.Get(u64key(prefixEntry, b.Start)); err == nil {
+			return fmt.Errorf("%w: entry %d already stored", ErrConflict, b.Start)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if b.Start > 0 {
+			if _, err := txn.Get(u64key(prefixEntry, b.Start-1)); err != nil {
+				return fmt.Errorf("%w: entry %d missing before batch: %v", ErrConflict, b.Start-1, err)
+			}
+		}
+		for i, e := range b.Entries {
+			idx := b.Start + uint64(i)
+			if err := txn.Set(u64key(prefixEntry, idx), e); err != nil {
+				return err
+			}
+			var ib [8]byte
+			binary.BigEndian.PutUint64(ib[:], idx)
+			if err := txn.Set(append([]byte(prefixClaim), b.Claims[i][:]...), ib[:]); err != nil {
+				return err
+			}
+			for _, t := range b.Terms[i] {
+				if err := txn.Set(indexKey(t, idx), nil); err != nil {
+					return err
+				}
+			}
+		}
+		for i, h := range b.Hashes {
+			if err := txn.Set(u64key(prefixHash, b.HashStart+uint64(i)), h); err != nil {
+				return err
+			}
+		}
+		return txn.Set(u64key(prefixCheckpoint, b.Head.Size), encodeHead(b.Head))
+	})
+	if err != nil {
+		return fmt.Errorf("committing entries %d to %d: %w", b.Start, b.Start+uint64(len(b.Entries)), err)
+	}
+	return nil
+}
+
+// Sync implements Storage: it flushes badger's write-ahead log and value log
+// to disk.
+func (s *BadgerStorage) Sync(ctx context.Context) error {
+	if s.db.Opts().SyncWrites {
+		return nil // Commit already waited for the disk.
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("syncing the log to disk: %w", err)
+	}
+	return nil
+}
+
+// ReadHashes implements Storage.
+func (s *BadgerStorage) ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, error) {
+	out := make([][]byte, len(indexes))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for i, idx := range indexes {
+			item, err := txn.Get(u64key(prefixHash, idx))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return fmt.Errorf("tree hash %d: %w", idx, ErrNotFound)
+			}
+			if err != nil {
+				return fmt.Errorf("reading tree hash %d: %w", idx, err)
+			}
+			if out[i], err = item.ValueCopy(nil); err != nil {
+				return fmt.Errorf("reading tree hash %d: %w", idx, err)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReadEntries implements Storage.
+func (s *BadgerStorage) ReadEntries(ctx context.Context, start, end uint64) ([][]byte, error) {
+	if end < start {
+		return nil, fmt.Errorf("reading entries [%d, %d): empty range", start, end)
+	}
+	out := make([][]byte, 0, min(end-start, 4096))
+	err := s.db.View(func(txn *badger.Txn) error {
+		if end-start == 1 {
+			item, err := txn.Get(u64key(prefixEntry, start))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return fmt.Errorf("entry %d: %w", start, ErrNotFound)
+			}
+			if err != nil {
+				return fmt.Errorf("reading entry %d: %w", start, err)
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("reading entry %d: %w", start, err)
+			}
+			out = append(out, v)
+			return nil
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixEntry)
+		opts.PrefetchSize = 64
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		next := start
+		for it.Seek(u64key(prefixEntry, start)); it.Valid() && next < end; it.Next() {
+			idx := binary.BigEndian.Uint64(it.Item().Key()[len(prefixEntry):])
+			if idx != next {
+				return fmt.Errorf("entry %d: %w", next, ErrNotFound)
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("reading entry %d: %w", idx, err)
+			}
+			out = append(out, v)
+			next++
+		}
+		if next < end {
+			return fmt.Errorf("entry %d: %w", next, ErrNotFound)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Checkpoint implements Storage.
+func (s *BadgerStorage) Checkpoint(ctx context.Context, size uint64) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(u64key(prefixCheckpoint, size))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("checkpoint for tree size %d: %w", size, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("reading checkpoint for tree size %d: %w", size, err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("reading checkpoint for tree size %d: %w", size, err)
+		}
+		h, err := decodeHead(v)
+		if err != nil {
+			return err
+		}
+		out = h.Checkpoint
+		return nil
+	})
+	return out, err
+}
+
+// Checkpoints implements Storage.
+func (s *BadgerStorage) Checkpoints(ctx context.Context, fn func(size uint64, signed []byte) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixCheckpoint)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			size := binary.BigEndian.Uint64(it.Item().Key()[len(prefixCheckpoint):])
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("reading checkpoint for tree size %d: %w", size, err)
+			}
+			h, err := decodeHead(v)
+			if err != nil {
+				return fmt.Errorf("checkpoint for tree size %d: %w", size, err)
+			}
+			if h.Size != size {
+				return fmt.Errorf("checkpoint record under size %d holds size %d: storage is corrupt", size, h.Size)
+			}
+			if err := fn(size, h.Checkpoint); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LookupClaim implements Storage.
+func (s *BadgerStorage) LookupClaim(ctx context.Context, claim [32]byte) (uint64, bool, error) {
+	var idx uint64
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(append([]byte(prefixClaim), claim[:]...))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("looking up claim: %w", err)
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("claim record has %d bytes, want 8: storage is corrupt", len(v))
+			}
+			idx, found = binary.BigEndian.Uint64(v), true
+			return nil
+		})
+	})
+	return idx, found, err
+}
+
+// Search implements Storage.
+func (s *BadgerStorage) Search(ctx context.Context, t Term, start uint64, fn func(index uint64) bool) error {
+	prefix := indexKey(t, 0)
+	prefix = prefix[:len(prefix)-8]
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(indexKey(t, start)); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Item().Key()
+			if len(k) != len(prefix)+8 {
+				continue
+			}
+			if !fn(binary.BigEndian.Uint64(k[len(prefix):])) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// A head record is: version byte 1, size BE64, range hash count BE16, the
+// hashes, then the signed checkpoint.
+func encodeHead(h Head) []byte {
+	b := make([]byte, 0, 11+32*len(h.Range)+len(h.Checkpoint))
+	b = append(b, 1)
+	b = binary.BigEndian.AppendUint64(b, h.Size)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Range)))
+	for _, r := range h.Range {
+		b = append(b, r...)
+	}
+	return append(b, h.Checkpoint...)
+}
+
+func decodeHead(b []byte) (Head, error) {
+	if len(b) < 11 || b[0] != 1 {
+		return Head{}, errors.New("checkpoint record is malformed: storage is corrupt")
+	}
+	h := Head{Size: binary.BigEndian.Uint64(b[1:9])}
+	n := int(binary.BigEndian.Uint16(b[9:11]))
+	b = b[11:]
+	if len(b) < 32*n {
+		return Head{}, errors.New("checkpoint record is truncated: storage is corrupt")
+	}
+	for i := 0; i < n; i++ {
+		h.Range = append(h.Range, append([]byte(nil), b[32*i:32*i+32]...))
+	}
+	h.Checkpoint = append([]byte(nil), b[32*n:]...)
+	return h, nil
+}

@@ -1,0 +1,437 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gowebpki/jcs"
+
+	"github.com/tracealm/evidence-ledger/cas"
+)
+
+// MaxEntrySize is the largest entry, in canonical JSON bytes, the log accepts.
+const MaxEntrySize = 64 << 10
+
+// EntryVersion is the entry format version this package writes and reads.
+const EntryVersion = 1
+
+// TimeFormat is the layout of an entry's logged_at: RFC 3339 in UTC with
+// microseconds, fixed width so that entries sort and compare as text.
+const TimeFormat = "2006-01-02T15:04:05.000000Z"
+
+// ErrInvalidEntry reports an entry or claim that breaks the format.
+var ErrInvalidEntry = errors.New("invalid entry")
+
+// Kind names what an entry records.
+type Kind string
+
+// The entry kinds of DESIGN §3.
+const (
+	KindArtefact Kind = "artefact" // one evidence file
+	KindBundle   Kind = "bundle"   // a whole evidence bundle, by canonical digest
+	KindStamp    Kind = "stamp"    // a REVIEWED_HASH approval of a requirement
+	KindSigner   Kind = "signer"   // a signer's enrolment or revocation
+	KindRelease  Kind = "release"  // a signed release-record manifest
+)
+
+// Kinds lists every kind, in the order documentation shows them.
+var Kinds = []Kind{KindArtefact, KindBundle, KindStamp, KindSigner, KindRelease}
+
+// ParseKind checks that s names a kind.
+func ParseKind(s string) (Kind, error) {
+	for _, k := range Kinds {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	names := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		names[i] = string(k)
+	}
+	return "", fmt.Errorf("unknown kind %q (want one of %s)", truncate(s), strings.Join(names, ", "))
+}
+
+// Artefact is the subject of an artefact entry: one evidence file.
+type Artefact struct {
+	Digest    cas.Digest `json:"digest"`
+	Size      int64      `json:"size"`
+	Name      string     `json:"name"`
+	MediaType string     `json:"media_type"`
+	Release   string     `json:"release,omitempty"`
+	Build     string     `json:"build,omitempty"`
+}
+
+// Bundle is the subject of a bundle entry: an evidence bundle identified by
+// its canonical digest (the SHA-256 of its listing).
+type Bundle struct {
+	Digest  cas.Digest `json:"digest"`
+	Listing cas.Digest `json:"listing"`
+	Files   int64      `json:"files"`
+	Size    int64      `json:"size"`
+	Release string     `json:"release"`
+}
+
+// Stamp is the subject of a stamp entry: a REVIEWED_HASH approval.
+type Stamp struct {
+	UID            string     `json:"uid"`
+	ReviewedHash   string     `json:"reviewed_hash"`
+	Document       string     `json:"document"`
+	DocumentDigest cas.Digest `json:"document_digest"`
+	PR             string     `json:"pr"`
+	Commit         string     `json:"commit"`
+	Approver       string     `json:"approver"`
+	ApprovedAt     string     `json:"approved_at"`
+}
+
+// Signer is the subject of a signer entry: an enrolment or revocation.
+type Signer struct {
+	Action     string `json:"action"`
+	KeyID      string `json:"key_id"`
+	PublicKey  string `json:"public_key"`
+	Name       string `json:"name"`
+	Email      string `json:"email"`
+	Role       string `json:"role"`
+	ValidUntil string `json:"valid_until"`
+	Reason     string `json:"reason"`
+}
+
+// Release is the subject of a release entry: a signed release record.
+type Release struct {
+	Version  string      `json:"version"`
+	Bundle   cas.Digest  `json:"bundle"`
+	Manifest cas.Digest  `json:"manifest"`
+	KeyID    string      `json:"key_id"`
+	Meaning  string      `json:"meaning"`
+	SignedAt string      `json:"signed_at"`
+	Previous *cas.Digest `json:"previous"`
+}
+
+// Claim is what an appender asks the log to record: a kind and its subject.
+// Two appends of the same claim yield one entry.
+type Claim struct {
+	Kind    Kind
+	Subject any // one of the subject structs, or json.RawMessage
+}
+
+// Entry is a decoded log entry.
+type Entry struct {
+	V        int             `json:"v"`
+	Kind     Kind            `json:"kind"`
+	Subject  json.RawMessage `json:"subject"`
+	LoggedAt string          `json:"logged_at"`
+	LoggedBy string          `json:"logged_by"`
+}
+
+// Term is one search-index key an entry is found by.
+type Term struct {
+	Field string // "digest", "kind", "release" or "uid"
+	Value string
+}
+
+// prepared is a validated claim in canonical form, ready to be stamped with
+// the time and the appender and become an entry.
+type prepared struct {
+	kind    Kind
+	subject []byte // canonical JSON
+	claim   [32]byte
+	terms   []Term
+	blobs   []blobRef
+	by      string
+}
+
+type blobRef struct {
+	digest cas.Digest
+	size   int64 // -1 when the entry does not state it
+}
+
+var (
+	versionRE = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
+	byRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$`)
+)
+
+// ValidateVersion checks a release version of the form vX.Y.Z (with an
+// optional pre-release suffix such as v1.2.0-rc.1).
+func ValidateVersion(v string) error {
+	if !versionRE.MatchString(v) {
+		return fmt.Errorf("release version %q is not of the form vX.Y.Z", truncate(v))
+	}
+	return nil
+}
+
+// ValidateAppender checks an appender name (a token name): 1 to 128
+// characters from letters, digits and ._:@/-, starting with a letter or digit.
+func ValidateAppender(by string) error {
+	if !byRE.MatchString(by) {
+		return fmt.Errorf("appender name %q must be 1-128 letters, digits or ._:@/- starting with a letter or digit", truncate(by))
+	}
+	return nil
+}
+
+func prepare(c Claim, by string) (*prepared, error) {
+	if _, err := ParseKind(string(c.Kind)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+	}
+	if err := ValidateAppender(by); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+	}
+	raw, ok := c.Subject.(json.RawMessage)
+	if !ok {
+		b, err := json.Marshal(c.Subject)
+		if err != nil {
+			return nil, fmt.Errorf("%w: encoding %s subject: %v", ErrInvalidEntry, c.Kind, err)
+		}
+		raw = b
+	}
+	if len(raw) > MaxEntrySize {
+		return nil, fmt.Errorf("%w: %s subject is %d bytes, over the %d-byte entry limit", ErrInvalidEntry, c.Kind, len(raw), MaxEntrySize)
+	}
+	p := &prepared{kind: c.Kind, by: by}
+	var err error
+	p.terms, p.blobs, err = checkSubject(c.Kind, raw)
+	if err != nil {
+		return nil, err
+	}
+	p.subject, err = jcs.Transform(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: canonicalising %s subject: %v", ErrInvalidEntry, c.Kind, err)
+	}
+	p.claim = claimDigest(c.Kind, p.subject)
+	// The largest timestamp and the appender name bound the final size.
+	if n := len(encodeEntry(p.kind, TimeFormat, by, p.subject)); n > MaxEntrySize {
+		return nil, fmt.Errorf("%w: %s entry would be %d bytes, over the %d-byte limit", ErrInvalidEntry, c.Kind, n, MaxEntrySize)
+	}
+	return p, nil
+}
+
+// claimDigest identifies a claim: SHA-256 of the canonical JSON of the entry
+// without logged_at and logged_by.
+func claimDigest(k Kind, subject []byte) [32]byte {
+	var b bytes.Buffer
+	b.WriteString(`{"kind":"`)
+	b.WriteString(string(k))
+	b.WriteString(`","subject":`)
+	b.Write(subject)
+	b.WriteString(`,"v":1}`)
+	return sha256.Sum256(b.Bytes())
+}
+
+// encodeEntry writes the RFC 8785 canonical JSON of an entry. The keys are
+// already in canonical order, kind and the timestamp need no escaping, the
+// appender name is validated to need none, and subject is canonical.
+func encodeEntry(k Kind, loggedAt, by string, subject []byte) []byte {
+	b := make([]byte, 0, len(subject)+len(by)+96)
+	b = append(b, `{"kind":"`...)
+	b = append(b, k...)
+	b = append(b, `","logged_at":"`...)
+	b = append(b, loggedAt...)
+	b = append(b, `","logged_by":"`...)
+	b = append(b, by...)
+	b = append(b, `","subject":`...)
+	b = append(b, subject...)
+	b = append(b, `,"v":1}`...)
+	return b
+}
+
+// ParseEntry decodes and validates entry bytes as stored in the log: at most
+// MaxEntrySize, RFC 8785 canonical, version 1, a known kind with a valid
+// subject, a UTC timestamp and an appender name.
+func ParseEntry(b []byte) (Entry, error) {
+	if len(b) > MaxEntrySize {
+		return Entry{}, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrInvalidEntry, len(b), MaxEntrySize)
+	}
+	canon, err := jcs.Transform(b)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: not JSON: %v", ErrInvalidEntry, err)
+	}
+	if !bytes.Equal(canon, b) {
+		return Entry{}, fmt.Errorf("%w: not in RFC 8785 canonical form", ErrInvalidEntry)
+	}
+	var e Entry
+	if err := decodeStrict(b, &e); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+	}
+	if e.V != EntryVersion {
+		return Entry{}, fmt.Errorf("%w: version %d, want %d", ErrInvalidEntry, e.V, EntryVersion)
+	}
+	if _, err := ParseKind(string(e.Kind)); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+	}
+	if t, err := time.Parse(TimeFormat, e.LoggedAt); err != nil || t.Format(TimeFormat) != e.LoggedAt {
+		return Entry{}, fmt.Errorf("%w: logged_at %q is not a UTC time of the form %s", ErrInvalidEntry, truncate(e.LoggedAt), TimeFormat)
+	}
+	if err := ValidateAppender(e.LoggedBy); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+	}
+	if _, _, err := checkSubject(e.Kind, e.Subject); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// Claim returns the digest identifying the entry's claim.
+func (e Entry) claim() [32]byte { return claimDigest(e.Kind, e.Subject) }
+
+// Terms returns the search-index terms of the entry.
+func (e Entry) Terms() []Term {
+	terms, _, _ := checkSubject(e.Kind, e.Subject)
+	return terms
+}
+
+// DecodeSubject decodes the entry's subject into v, one of the subject structs.
+func (e Entry) DecodeSubject(v any) error {
+	return decodeStrict(e.Subject, v)
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// checkSubject validates a kind's subject and returns its search terms and
+// the blobs it refers to.
+func checkSubject(k Kind, raw []byte) ([]Term, []blobRef, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s subject: %s", ErrInvalidEntry, k, fmt.Sprintf(format, args...))
+	}
+	terms := []Term{{"kind", string(k)}}
+	var blobs []blobRef
+	switch k {
+	case KindArtefact:
+		var s Artefact
+		if err := decodeStrict(raw, &s); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if s.Digest.IsZero() {
+			return nil, nil, bad("missing digest")
+		}
+		if s.Size < 0 {
+			return nil, nil, bad("negative size %d", s.Size)
+		}
+		if err := checkText("name", s.Name, 1024); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if _, _, err := mime.ParseMediaType(s.MediaType); err != nil {
+			return nil, nil, bad("media_type %q: %v", truncate(s.MediaType), err)
+		}
+		if s.Release != "" {
+			if err := ValidateVersion(s.Release); err != nil {
+				return nil, nil, bad("%v", err)
+			}
+			terms = append(terms, Term{"release", s.Release})
+		}
+		if s.Build != "" {
+			if err := checkText("build", s.Build, 1024); err != nil {
+				return nil, nil, bad("%v", err)
+			}
+		}
+		terms = append(terms, Term{"digest", s.Digest.String()})
+		blobs = append(blobs, blobRef{s.Digest, s.Size})
+	case KindBundle:
+		var s Bundle
+		if err := decodeStrict(raw, &s); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if s.Digest.IsZero() || s.Listing.IsZero() {
+			return nil, nil, bad("missing digest or listing")
+		}
+		if s.Files < 1 || s.Size < 0 {
+			return nil, nil, bad("files %d and size %d must be at least 1 and 0", s.Files, s.Size)
+		}
+		if err := ValidateVersion(s.Release); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		terms = append(terms, Term{"release", s.Release}, Term{"digest", s.Digest.String()})
+		if s.Listing != s.Digest {
+			terms = append(terms, Term{"digest", s.Listing.String()})
+		}
+		blobs = append(blobs, blobRef{s.Listing, -1})
+	case KindStamp:
+		var s Stamp
+		if err := decodeStrict(raw, &s); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		for _, f := range []struct{ name, v string }{{"uid", s.UID}, {"reviewed_hash", s.ReviewedHash}, {"document", s.Document}, {"approver", s.Approver}, {"approved_at", s.ApprovedAt}} {
+			if err := checkText(f.name, f.v, 1024); err != nil {
+				return nil, nil, bad("%v", err)
+			}
+		}
+		if s.DocumentDigest.IsZero() {
+			return nil, nil, bad("missing document_digest")
+		}
+		terms = append(terms, Term{"uid", s.UID}, Term{"digest", s.DocumentDigest.String()})
+		blobs = append(blobs, blobRef{s.DocumentDigest, -1})
+	case KindSigner:
+		var s Signer
+		if err := decodeStrict(raw, &s); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if s.Action != "enroll" && s.Action != "revoke" {
+			return nil, nil, bad("action %q must be enroll or revoke", truncate(s.Action))
+		}
+		if err := checkText("key_id", s.KeyID, 256); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		terms = append(terms, Term{"key_id", s.KeyID})
+	case KindRelease:
+		var s Release
+		if err := decodeStrict(raw, &s); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if err := ValidateVersion(s.Version); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if s.Bundle.IsZero() || s.Manifest.IsZero() {
+			return nil, nil, bad("missing bundle or manifest digest")
+		}
+		if err := checkText("key_id", s.KeyID, 256); err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		terms = append(terms, Term{"release", s.Version}, Term{"digest", s.Bundle.String()}, Term{"digest", s.Manifest.String()}, Term{"key_id", s.KeyID})
+		blobs = append(blobs, blobRef{s.Manifest, -1})
+	default:
+		return nil, nil, bad("unknown kind")
+	}
+	return terms, blobs, nil
+}
+
+func checkText(field, s string, max int) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("missing %s", field)
+	case len(s) > max:
+		return fmt.Errorf("%s is %d bytes, over %d", field, len(s), max)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s is not UTF-8", field)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%s %s has a control character", field, strconv.Quote(truncate(s)))
+		}
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}

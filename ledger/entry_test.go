@@ -1,0 +1,138 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gowebpki/jcs"
+
+	"github.com/tracealm/evidence-ledger/cas"
+)
+
+func sampleArtefact() Artefact {
+	return Artefact{
+		Digest: cas.Sum([]byte("x")), Size: 1, Name: "bioflow_pro.exe",
+		MediaType: "application/vnd.microsoft.portable-executable", Release: "v0.1.0", Build: "https://ci.example.com/run/7",
+	}
+}
+
+// TestEncodeEntryIsCanonical checks the sequencer's hand-built encoding
+// against an independent RFC 8785 implementation.
+func TestEncodeEntryIsCanonical(t *testing.T) {
+	subjects := []struct {
+		kind Kind
+		v    any
+	}{
+		{KindArtefact, sampleArtefact()},
+		{KindArtefact, Artefact{Digest: cas.Sum(nil), Size: 0, Name: "naïve \"quoted\" <name>\u2028.txt", MediaType: "text/plain; charset=utf-8"}},
+		{KindBundle, Bundle{Digest: cas.Sum([]byte("l")), Listing: cas.Sum([]byte("l")), Files: 7, Size: 1 << 40, Release: "v1.2.3-rc.1"}},
+		{KindRelease, Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: "jane", Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}},
+	}
+	for _, s := range subjects {
+		p, err := prepare(Claim{Kind: s.kind, Subject: s.v}, "ci:pipeline-1")
+		if err != nil {
+			t.Fatalf("prepare(%v): %v", s.kind, err)
+		}
+		ts := time.Date(2026, 11, 25, 12, 0, 0, 123456000, time.UTC).Format(TimeFormat)
+		got := encodeEntry(p.kind, ts, p.by, p.subject)
+		plain, _ := json.Marshal(map[string]any{"v": 1, "kind": s.kind, "subject": s.v, "logged_at": ts, "logged_by": "ci:pipeline-1"})
+		want, err := jcs.Transform(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("encodeEntry = %s\nwant          %s", got, want)
+		}
+		e, err := ParseEntry(got)
+		if err != nil {
+			t.Fatalf("ParseEntry(encodeEntry(...)) = %v", err)
+		}
+		if e.claim() != p.claim {
+			t.Errorf("claim of parsed entry differs from the claim appended")
+		}
+	}
+}
+
+func TestClaimIgnoresTimeAndAppender(t *testing.T) {
+	a, _ := prepare(Claim{Kind: KindArtefact, Subject: sampleArtefact()}, "a")
+	b, _ := prepare(Claim{Kind: KindArtefact, Subject: json.RawMessage(`{ "size":1, "digest":"` + cas.Sum([]byte("x")).String() + `","name":"bioflow_pro.exe","media_type":"application/vnd.microsoft.portable-executable","release":"v0.1.0","build":"https://ci.example.com/run/7"}`)}, "b")
+	if a.claim != b.claim {
+		t.Fatal("the same subject, differently spelled and appended by another, gave another claim")
+	}
+	c, _ := prepare(Claim{Kind: KindArtefact, Subject: Artefact{Digest: cas.Sum([]byte("x")), Size: 1, Name: "other", MediaType: "text/plain"}}, "a")
+	if a.claim == c.claim {
+		t.Fatal("different subjects gave the same claim")
+	}
+}
+
+func TestParseEntryRejects(t *testing.T) {
+	good := string(encodeEntry(KindArtefact, "2026-11-25T12:00:00.000000Z", "ci", mustCanon(t, sampleArtefact())))
+	tests := []struct{ name, in, want string }{
+		{"not JSON", "{", "not JSON"},
+		{"not canonical", strings.Replace(good, `{"kind"`, `{ "kind"`, 1), "canonical"},
+		{"version 2", strings.Replace(good, `"v":1`, `"v":2`, 1), "version 2"},
+		{"unknown kind", strings.Replace(good, `"kind":"artefact"`, `"kind":"memo"`, 1), "unknown kind"},
+		{"local time", strings.Replace(good, `12:00:00.000000Z`, `12:00:00.000000+01:00`, 1), "logged_at"},
+		{"bad appender", strings.Replace(good, `"logged_by":"ci"`, `"logged_by":"c i"`, 1), "appender"},
+		{"extra field", strings.Replace(good, `"v":1}`, `"v":1,"x":1}`, 1), "unknown field"},
+		{"subject extra field", strings.Replace(good, `"size":1`, `"size":1,"zz":1`, 1), "unknown field"},
+		{"bad digest", strings.Replace(good, `"digest":"sha256:`, `"digest":"sha256:AA`, 1), "subject"},
+		{"negative size", strings.Replace(good, `"size":1`, `"size":-1`, 1), "negative size"},
+		{"too large", `{"pad":"` + strings.Repeat("a", MaxEntrySize) + `"}`, "over the"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseEntry([]byte(tt.in))
+			if !errors.Is(err, ErrInvalidEntry) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ParseEntry = %v, want ErrInvalidEntry mentioning %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := ParseEntry([]byte(good)); err != nil {
+		t.Fatalf("ParseEntry(good) = %v", err)
+	}
+}
+
+func mustCanon(t testing.TB, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := jcs.Transform(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// FuzzParseEntry checks that ParseEntry never panics, and that whatever it
+// accepts is canonical, within the size limit, and re-encodes to itself.
+func FuzzParseEntry(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("..", "testdata", "entries", "*.json"))
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(bytes.TrimSpace(b))
+	}
+	f.Add(encodeEntry(KindArtefact, "2026-11-25T12:00:00.000000Z", "ci", mustCanon(f, sampleArtefact())))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := ParseEntry(b)
+		if err != nil {
+			return
+		}
+		if len(b) > MaxEntrySize {
+			t.Fatalf("accepted %d bytes", len(b))
+		}
+		if got := encodeEntry(e.Kind, e.LoggedAt, e.LoggedBy, e.Subject); !bytes.Equal(got, b) {
+			t.Fatalf("re-encoding differs:\n%s\n%s", got, b)
+		}
+	})
+}

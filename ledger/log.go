@@ -1,0 +1,651 @@
+// Package ledger is Evidence Ledger's append-only log: entry kinds and their
+// RFC 8785 canonical encoding, a single sequencer that group-commits appends,
+// tree-hash storage for O(log n) proofs, the history of every signed
+// checkpoint, a search index, and the audit that re-checks all of it.
+//
+// The tree is RFC 6962 (package proofs); checkpoints are C2SP
+// tlog-checkpoint signed notes. A receipt is returned only after the batch
+// holding its entry, with the checkpoint that covers it, is on disk.
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// Defaults for LogOptions.
+const (
+	DefaultMaxBatch      = 1024
+	DefaultMaxBatchBytes = 1 << 20
+)
+
+// ErrClosed reports an operation on a closed log.
+var ErrClosed = errors.New("log is closed")
+
+// ErrFailed reports that a commit failed in a way that leaves the durable
+// state unknown; the log refuses further appends until it is reopened, which
+// resumes at whatever reached the disk.
+var ErrFailed = errors.New("log stopped after a failed commit; reopen it")
+
+// ErrMissingBlob reports an entry that refers to a blob not in the store.
+var ErrMissingBlob = errors.New("entry refers to a blob that is not stored")
+
+// LogOptions configure a Log. The zero value of each optional field means its
+// default.
+type LogOptions struct {
+	// Storage holds the log. Required.
+	Storage Storage
+	// Blobs is where the blobs entries refer to must already be. Required.
+	Blobs cas.Store
+	// Signer signs checkpoints; its name is the log's origin. Required.
+	Signer note.Signer
+	// Verifier is the public half of Signer, used to check stored
+	// checkpoints on open. Required.
+	Verifier note.Verifier
+	// MaxBatch and MaxBatchBytes bound one commit.
+	MaxBatch      int
+	MaxBatchBytes int
+	// Now is the node clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Log is an append-only transparency log. Its methods are safe for
+// concurrent use.
+type Log struct {
+	opts   LogOptions
+	origin string
+	reqs   chan *request
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	mu        sync.Mutex // guards closed against sends on reqs
+	closed    bool
+
+	head   atomic.Pointer[published]
+	failed atomic.Bool
+
+	// Sequencer state, owned by the sequencer goroutine.
+	rng      *compact.Range // the committed tree, possibly ahead of head
+	lastTime time.Time
+}
+
+// published is the durable state readers see.
+type published struct {
+	size       uint64
+	checkpoint []byte
+	root       []byte
+}
+
+type request struct {
+	p    *prepared
+	resp chan response
+}
+
+type response struct {
+	receipt proofs.Receipt
+	err     error
+}
+
+// OpenLog starts a log on its storage, resuming at the last durable size after
+// checking that the stored head is signed by the configured key and matches
+// its tree. A new, empty log gets a signed checkpoint for size 0.
+func OpenLog(ctx context.Context, opts LogOptions) (*Log, error) {
+	if opts.Storage == nil || opts.Blobs == nil || opts.Signer == nil || opts.Verifier == nil {
+		return nil, errors.New("opening log: Storage, Blobs, Signer and Verifier are required")
+	}
+	if opts.Signer.Name() != opts.Verifier.Name() || opts.Signer.KeyHash() != opts.Verifier.KeyHash() {
+		return nil, fmt.Errorf("opening log: private key %q does not match public key %q", opts.Signer.Name(), opts.Verifier.Name())
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{
+		opts:   opts,
+		origin: opts.Signer.Name(),
+		reqs:   make(chan *request, 4*opts.MaxBatch),
+		done:   make(chan struct{}),
+	}
+	head, err := opts.Storage.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	rng, err := proofs.NewRangeFactory().NewRange(0, head.Size, head.Range)
+	if err != nil {
+		return nil, fmt.Errorf("opening log: stored compact range for size %d: %w", head.Size, err)
+	}
+	l.rng = rng
+	if head.Checkpoint == nil {
+		if err := l.commitEmpty(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		c, err := proofs.OpenCheckpoint(head.Checkpoint, opts.Verifier)
+		if err != nil {
+			return nil, fmt.Errorf("opening log: latest stored checkpoint does not verify with log key %s (wrong log.key or log.pub?): %w", opts.Verifier.Name(), err)
+		}
+		root, err := rootOf(rng)
+		if err != nil {
+			return nil, err
+		}
+		if c.Size != head.Size || !bytes.Equal(c.Root, root) {
+			return nil, fmt.Errorf("opening log: latest checkpoint (size %d) does not match the stored tree (size %d): storage is corrupt; run ledger audit", c.Size, head.Size)
+		}
+		if _, err := opts.Storage.ReadEntries(ctx, head.Size, head.Size+1); !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("opening log: an entry is stored beyond the last checkpoint (size %d): storage is corrupt; run ledger audit", head.Size)
+		}
+		// What a crashed process committed may be readable but not yet on
+		// disk: make it durable before serving its checkpoint.
+		if err := opts.Storage.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("opening log: %w", err)
+		}
+		l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: root})
+		if entries, err := opts.Storage.ReadEntries(ctx, head.Size-1, head.Size); err == nil && head.Size > 0 {
+			if e, err := ParseEntry(entries[0]); err == nil {
+				l.lastTime, _ = time.Parse(TimeFormat, e.LoggedAt)
+			}
+		}
+	}
+	l.wg.Add(1)
+	go l.sequence()
+	opts.Logger.Info("log open", "origin", l.origin, "tree_size", l.Size())
+	return l, nil
+}
+
+func rootOf(rng *compact.Range) ([]byte, error) {
+	if rng.End() == 0 {
+		return proofs.EmptyRoot(), nil
+	}
+	return rng.GetRootHash(nil)
+}
+
+func (l *Log) commitEmpty(ctx context.Context) error {
+	cp, err := proofs.SignCheckpoint(proofs.Checkpoint{Origin: l.origin, Size: 0, Root: proofs.EmptyRoot()}, l.opts.Signer)
+	if err != nil {
+		return fmt.Errorf("opening log: %w", err)
+	}
+	if err := l.opts.Storage.Commit(ctx, &Batch{Head: Head{Checkpoint: cp}}); err != nil {
+		return fmt.Errorf("opening log: %w", err)
+	}
+	if err := l.opts.Storage.Sync(ctx); err != nil {
+		return fmt.Errorf("opening log: %w", err)
+	}
+	l.head.Store(&published{size: 0, checkpoint: cp, root: proofs.EmptyRoot()})
+	return nil
+}
+
+// Origin returns the log's origin, the name in its checkpoints.
+func (l *Log) Origin() string { return l.origin }
+
+// Size returns the durable tree size.
+func (l *Log) Size() uint64 { return l.head.Load().size }
+
+// Checkpoint returns the latest signed checkpoint and its tree size.
+func (l *Log) Checkpoint() ([]byte, uint64) {
+	h := l.head.Load()
+	return h.checkpoint, h.size
+}
+
+// CheckpointAt returns the signed checkpoint the log committed for the given
+// tree size; ErrNotFound if no commit ended there.
+func (l *Log) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) {
+	if size > l.Size() {
+		return nil, fmt.Errorf("checkpoint for tree size %d: the log has %d entries: %w", size, l.Size(), ErrNotFound)
+	}
+	return l.opts.Storage.Checkpoint(ctx, size)
+}
+
+// Close stops the sequencer after the appends already queued are answered.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		close(l.reqs)
+		l.mu.Unlock()
+		l.wg.Wait()
+	})
+	return nil
+}
+
+// Append records the claim, made by the named appender, and returns its
+// receipt once the entry is durable. Every blob the claim refers to must
+// already be stored. Appending a claim already in the log adds nothing and
+// returns the original entry's receipt with Duplicate set.
+func (l *Log) Append(ctx context.Context, c Claim, by string) (proofs.Receipt, error) {
+	p, err := prepare(c, by)
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	for _, b := range p.blobs {
+		info, err := l.opts.Blobs.Stat(ctx, b.digest)
+		if errors.Is(err, cas.ErrNotFound) {
+			return proofs.Receipt{}, fmt.Errorf("%w: %s (upload it first)", ErrMissingBlob, b.digest)
+		}
+		if err != nil {
+			return proofs.Receipt{}, fmt.Errorf("checking blob %s: %w", b.digest, err)
+		}
+		if b.size >= 0 && info.Size != b.size {
+			return proofs.Receipt{}, fmt.Errorf("%w: %s subject says blob %s has %d bytes, the store has %d", ErrInvalidEntry, p.kind, b.digest, b.size, info.Size)
+		}
+	}
+	if l.failed.Load() {
+		return proofs.Receipt{}, ErrFailed
+	}
+	req := &request{p: p, resp: make(chan response, 1)}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return proofs.Receipt{}, ErrClosed
+	}
+	select {
+	case l.reqs <- req:
+		l.mu.Unlock()
+	case <-ctx.Done():
+		l.mu.Unlock()
+		return proofs.Receipt{}, ctx.Err()
+	}
+	// Once queued, the append will be committed or fail as a whole batch;
+	// waiting for the answer is not cut short, so that a caller never
+	// mistakes a durable entry for a lost one.
+	r := <-req.resp
+	return r.receipt, r.err
+}
+
+// sequence is the single writer. It takes the queued appends in batches and
+// commits each batch, with its signed checkpoint, in one transaction; the
+// syncer then makes it durable and only then answers the callers. While one
+// batch syncs, the next is built and committed, so a single fsync often
+// covers several batches.
+func (l *Log) sequence() {
+	defer l.wg.Done()
+	synced := make(chan *pending, 4)
+	l.wg.Add(1)
+	go l.sync(synced)
+	defer close(synced)
+	batch := make([]*request, 0, l.opts.MaxBatch)
+	for first := range l.reqs {
+		batch = append(batch[:0], first)
+		n := len(first.p.subject)
+	fill:
+		for len(batch) < l.opts.MaxBatch && n < l.opts.MaxBatchBytes {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+				n += len(r.p.subject)
+			default:
+				break fill
+			}
+		}
+		if p := l.commit(batch); p != nil {
+			synced <- p
+		}
+	}
+}
+
+// pending is a committed batch waiting for its fsync.
+type pending struct {
+	reqs    []*request
+	slots   []slot
+	start   uint64
+	entries [][]byte
+	known   map[compact.NodeID][]byte
+	head    *published
+}
+
+// slot is where a request's entry is: a new leaf, or an earlier entry with
+// the same claim. An index of noSlot means the request was already answered.
+type slot struct {
+	index uint64
+	dup   bool
+}
+
+const noSlot = ^uint64(0)
+
+// commit assigns indexes to a batch, builds the new tree and checkpoint and
+// commits them. It answers the requests itself only on failure.
+func (l *Log) commit(batch []*request) *pending {
+	ctx := context.Background()
+	reqs := append([]*request(nil), batch...)
+	fail := func(err error) *pending {
+		for _, r := range reqs {
+			r.resp <- response{err: err}
+		}
+		return nil
+	}
+	if l.failed.Load() {
+		return fail(ErrFailed)
+	}
+	start := l.rng.End()
+
+	// Resolve duplicates: against the committed log, then within the batch.
+	slots := make([]slot, len(reqs))
+	inBatch := make(map[[32]byte]uint64, len(reqs))
+	var fresh []*request
+	for i, r := range reqs {
+		if idx, ok := inBatch[r.p.claim]; ok {
+			slots[i] = slot{idx, true}
+			continue
+		}
+		idx, found, err := l.opts.Storage.LookupClaim(ctx, r.p.claim)
+		if err != nil {
+			r.resp <- response{err: err}
+			slots[i] = slot{index: noSlot}
+			continue
+		}
+		if found {
+			slots[i] = slot{idx, true}
+			continue
+		}
+		idx = start + uint64(len(fresh))
+		inBatch[r.p.claim] = idx
+		slots[i] = slot{index: idx}
+		fresh = append(fresh, r)
+	}
+	p := &pending{reqs: reqs, slots: slots, start: start}
+	if len(fresh) == 0 {
+		return p // only duplicates: answered against the head at sync time
+	}
+
+	now := l.opts.Now().UTC().Truncate(time.Microsecond)
+	if now.Before(l.lastTime) {
+		now = l.lastTime // logged_at never goes backwards along the log
+	}
+	loggedAt := now.Format(TimeFormat)
+
+	b := &Batch{
+		Start:     start,
+		HashStart: proofs.StoredHashIndex(0, start),
+		Entries:   make([][]byte, len(fresh)),
+		Claims:    make([][32]byte, len(fresh)),
+		Terms:     make([][]Term, len(fresh)),
+	}
+	// known holds every node a proof into the new tree may need: the old
+	// compact range and every node completed by this batch.
+	known := make(map[compact.NodeID][]byte, 3*len(fresh)+64)
+	for i, id := range compact.RangeNodes(0, start, nil) {
+		known[id] = l.rng.Hashes()[i]
+	}
+	rng, err := proofs.NewRangeFactory().NewRange(0, start, append([][]byte(nil), l.rng.Hashes()...))
+	if err != nil {
+		return fail(err)
+	}
+	visit := func(id compact.NodeID, h []byte) {
+		known[id] = h
+		b.Hashes = append(b.Hashes, h)
+	}
+	for i, r := range fresh {
+		e := encodeEntry(r.p.kind, loggedAt, r.p.by, r.p.subject)
+		b.Entries[i], b.Claims[i], b.Terms[i] = e, r.p.claim, r.p.terms
+		if err := rng.Append(proofs.LeafHash(e), visit); err != nil {
+			return fail(err)
+		}
+	}
+	size := rng.End()
+	root, err := rootOf(rng)
+	if err != nil {
+		return fail(err)
+	}
+	// The signature is not shown to anyone before the commit is durable;
+	// Ed25519 is deterministic, so signing after the fsync would give the
+	// same bytes.
+	cp, err := proofs.SignCheckpoint(proofs.Checkpoint{Origin: l.origin, Size: size, Root: root}, l.opts.Signer)
+	if err != nil {
+		return fail(err)
+	}
+	b.Head = Head{Size: size, Range: rng.Hashes(), Checkpoint: cp}
+	if err := l.opts.Storage.Commit(ctx, b); err != nil {
+		l.failed.Store(true)
+		l.opts.Logger.Error("commit failed; log stopped", "tree_size", start, "entries", len(fresh), "err", err)
+		return fail(fmt.Errorf("%w: %v", ErrFailed, err))
+	}
+	l.rng = rng
+	l.lastTime = now
+	p.entries, p.known = b.Entries, known
+	p.head = &published{size: size, checkpoint: cp, root: root}
+	return p
+}
+
+// sync makes committed batches durable, publishes their checkpoints and
+// answers their callers, in commit order.
+func (l *Log) sync(in <-chan *pending) {
+	defer l.wg.Done()
+	ctx := context.Background()
+	var group []*pending
+	for p := range in {
+		group = append(group[:0], p)
+	drain:
+		for {
+			select {
+			case q, ok := <-in:
+				if !ok {
+					break drain
+				}
+				group = append(group, q)
+			default:
+				break drain
+			}
+		}
+		var err error
+		if !l.failed.Load() {
+			err = l.opts.Storage.Sync(ctx)
+		} else {
+			err = ErrFailed
+		}
+		if err != nil {
+			l.failed.Store(true)
+			l.opts.Logger.Error("sync failed; log stopped", "err", err)
+		}
+		for _, p := range group {
+			if err != nil {
+				for i, r := range p.reqs {
+					if p.slots[i].index != noSlot {
+						r.resp <- response{err: fmt.Errorf("%w: %v", ErrFailed, err)}
+					}
+				}
+				continue
+			}
+			if p.head != nil {
+				l.head.Store(p.head)
+			}
+			l.answer(ctx, p)
+		}
+	}
+}
+
+// answer sends each request of a durable batch its receipt.
+func (l *Log) answer(ctx context.Context, p *pending) {
+	head := l.head.Load()
+	for i, r := range p.reqs {
+		s := p.slots[i]
+		if s.index == noSlot {
+			continue
+		}
+		var rc proofs.Receipt
+		var err error
+		if p.head != nil && s.index >= p.start {
+			rc, err = l.freshReceipt(p.entries[s.index-p.start], s.index, p.head.size, p.head.checkpoint, p.known)
+		} else {
+			rc, err = l.receiptAt(ctx, s.index, head.size, head.checkpoint)
+		}
+		rc.Duplicate = s.dup
+		r.resp <- response{receipt: rc, err: err}
+	}
+}
+
+func (l *Log) freshReceipt(entry []byte, index, size uint64, cp []byte, known map[compact.NodeID][]byte) (proofs.Receipt, error) {
+	p, err := proofs.ProveInclusionFrom(known, index, size)
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	return l.receipt(entry, p, cp), nil
+}
+
+func (l *Log) receipt(entry []byte, p proofs.InclusionProof, cp []byte) proofs.Receipt {
+	return proofs.Receipt{
+		Origin:      l.origin,
+		Index:       p.Index,
+		Entry:       entry,
+		EntryDigest: proofs.EntryDigest(entry),
+		Inclusion:   proofs.ReceiptInclusion{TreeSize: p.TreeSize, Hashes: p.Hashes},
+		Checkpoint:  string(cp),
+	}
+}
+
+func (l *Log) receiptAt(ctx context.Context, index, size uint64, cp []byte) (proofs.Receipt, error) {
+	entries, err := l.opts.Storage.ReadEntries(ctx, index, index+1)
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	p, err := proofs.ProveInclusion(ctx, l.opts.Storage, index, size)
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	return l.receipt(entries[0], p, cp), nil
+}
+
+// Receipt returns a receipt for the entry at index against the latest
+// checkpoint.
+func (l *Log) Receipt(ctx context.Context, index uint64) (proofs.Receipt, error) {
+	h := l.head.Load()
+	if index >= h.size {
+		return proofs.Receipt{}, fmt.Errorf("entry %d: the log has %d entries: %w", index, h.size, ErrNotFound)
+	}
+	return l.receiptAt(ctx, index, h.size, h.checkpoint)
+}
+
+// Entry returns the bytes of the entry at index.
+func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
+	if size := l.Size(); index >= size {
+		return nil, fmt.Errorf("entry %d: the log has %d entries: %w", index, size, ErrNotFound)
+	}
+	e, err := l.opts.Storage.ReadEntries(ctx, index, index+1)
+	if err != nil {
+		return nil, err
+	}
+	return e[0], nil
+}
+
+// Entries returns the entries in [start, end), which must be within the log.
+func (l *Log) Entries(ctx context.Context, start, end uint64) ([][]byte, error) {
+	if size := l.Size(); end > size || start > end {
+		return nil, fmt.Errorf("entries [%d, %d): the log has %d entries: %w", start, end, size, ErrNotFound)
+	}
+	return l.opts.Storage.ReadEntries(ctx, start, end)
+}
+
+// ProveInclusion returns the proof that entry index is in the tree of the
+// given size (0 means the current size), reading O(log n) stored hashes.
+func (l *Log) ProveInclusion(ctx context.Context, index, size uint64) (proofs.InclusionProof, error) {
+	cur := l.Size()
+	if size == 0 {
+		size = cur
+	}
+	if size > cur {
+		return proofs.InclusionProof{}, fmt.Errorf("inclusion proof: tree size %d is beyond the log's %d: %w", size, cur, ErrNotFound)
+	}
+	if index >= size {
+		return proofs.InclusionProof{}, fmt.Errorf("inclusion proof: index %d is not below tree size %d: %w", index, size, ErrNotFound)
+	}
+	return proofs.ProveInclusion(ctx, l.opts.Storage, index, size)
+}
+
+// ProveConsistency returns the proof that the tree of size from is a prefix
+// of the tree of size to (0 means the current size).
+func (l *Log) ProveConsistency(ctx context.Context, from, to uint64) (proofs.ConsistencyProof, error) {
+	cur := l.Size()
+	if to == 0 {
+		to = cur
+	}
+	if to > cur || from > to {
+		return proofs.ConsistencyProof{}, fmt.Errorf("consistency proof from %d to %d: the log has %d entries and from must not exceed to: %w", from, to, cur, ErrNotFound)
+	}
+	return proofs.ProveConsistency(ctx, l.opts.Storage, from, to)
+}
+
+// Search returns the indexes of up to limit entries matching every non-zero
+// field of q, in log order from start. A limit of 0 means no limit.
+func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]uint64, error) {
+	var terms []Term
+	for _, t := range []Term{{"digest", q.Digest}, {"uid", q.UID}, {"key_id", q.KeyID}, {"release", q.Release}, {"kind", string(q.Kind)}} {
+		if t.Value != "" {
+			terms = append(terms, t)
+		}
+	}
+	size := l.Size()
+	var out []uint64
+	if len(terms) == 0 {
+		for i := start; i < size && (limit == 0 || len(out) < limit); i++ {
+			out = append(out, i)
+		}
+		return out, nil
+	}
+	var ferr error
+	err := l.opts.Storage.Search(ctx, terms[0], start, func(idx uint64) bool {
+		if idx >= size {
+			return false
+		}
+		if len(terms) > 1 {
+			e, err := l.Entry(ctx, idx)
+			if err != nil {
+				ferr = err
+				return false
+			}
+			ent, err := ParseEntry(e)
+			if err != nil {
+				ferr = fmt.Errorf("entry %d: %w", idx, err)
+				return false
+			}
+			if !hasTerms(ent.Terms(), terms[1:]) {
+				return true
+			}
+		}
+		out = append(out, idx)
+		return limit == 0 || len(out) < limit
+	})
+	if err == nil {
+		err = ferr
+	}
+	return out, err
+}
+
+func hasTerms(have, want []Term) bool {
+	for _, w := range want {
+		found := false
+		for _, h := range have {
+			if h == w {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,483 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// newLedger initialises and opens a ledger in a temporary directory.
+func newLedger(t testing.TB) *ledger.Ledger {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ledger")
+	if _, err := ledger.Init(context.Background(), dir, "ledger.example.com/test"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(context.Background(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// artefact stores content as a blob and returns an artefact claim for it.
+func artefact(t testing.TB, l *ledger.Ledger, content, name string) ledger.Claim {
+	t.Helper()
+	info, err := l.Blobs.Put(context.Background(), strings.NewReader(content), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
+		Digest: info.Digest, Size: info.Size, Name: name, MediaType: "text/plain", Release: "v1.0.0",
+	}}
+}
+
+func TestAppendReceiptsVerify(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	const n = 200
+	receipts := make([]proofs.Receipt, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		c := artefact(t, l, fmt.Sprintf("evidence %d", i), fmt.Sprintf("file-%d.txt", i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc, err := l.Log.Append(ctx, c, "ci-pipeline")
+			if err != nil {
+				errs <- err
+				return
+			}
+			receipts[i] = rc
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := l.Log.Size(); got != n {
+		t.Fatalf("Size() = %d, want %d", got, n)
+	}
+	seen := make(map[uint64]bool)
+	for i, rc := range receipts {
+		cp, err := proofs.VerifyReceipt(rc, l.Verifier)
+		if err != nil {
+			t.Fatalf("receipt %d: %v", i, err)
+		}
+		if rc.Duplicate {
+			t.Errorf("receipt %d marked duplicate", i)
+		}
+		if seen[rc.Index] {
+			t.Errorf("index %d given twice", rc.Index)
+		}
+		seen[rc.Index] = true
+		// The checkpoint in the receipt is kept in the history.
+		stored, err := l.Log.CheckpointAt(ctx, cp.Size)
+		if err != nil || !bytes.Equal(stored, []byte(rc.Checkpoint)) {
+			t.Errorf("CheckpointAt(%d) = %q, %v; want the receipt's checkpoint", cp.Size, stored, err)
+		}
+		e, err := l.Log.Entry(ctx, rc.Index)
+		if err != nil || !bytes.Equal(e, rc.Entry) {
+			t.Errorf("Entry(%d) differs from the receipt's entry (%v)", rc.Index, err)
+		}
+		ent, err := ledger.ParseEntry(e)
+		if err != nil {
+			t.Fatalf("ParseEntry: %v", err)
+		}
+		if ent.LoggedBy != "ci-pipeline" || ent.Kind != ledger.KindArtefact {
+			t.Errorf("entry %d: logged_by %q kind %q", rc.Index, ent.LoggedBy, ent.Kind)
+		}
+	}
+	// Current receipts and proofs from storage verify too.
+	cpText, size := l.Log.Checkpoint()
+	cp, err := proofs.OpenCheckpoint(cpText, l.Verifier)
+	if err != nil || cp.Size != size {
+		t.Fatalf("latest checkpoint: %v (size %d, want %d)", err, cp.Size, size)
+	}
+	for i := uint64(0); i < size; i += 7 {
+		rc, err := l.Log.Receipt(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := proofs.VerifyReceipt(rc, l.Verifier); err != nil {
+			t.Fatalf("Receipt(%d): %v", i, err)
+		}
+	}
+	if _, err := l.Audit(ctx, nil); err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+}
+
+func TestLoggedAtIsMonotonic(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	var last string
+	for i := range 20 {
+		rc, err := l.Log.Append(ctx, artefact(t, l, fmt.Sprint(i), "f"), "ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := ledger.ParseEntry(rc.Entry)
+		if e.LoggedAt < last {
+			t.Fatalf("logged_at went backwards: %s after %s", e.LoggedAt, last)
+		}
+		last = e.LoggedAt
+	}
+}
+
+func TestDuplicateClaim(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	c := artefact(t, l, "same", "same.txt")
+	first, err := l.Log.Append(ctx, c, "ci-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Log.Append(ctx, artefact(t, l, "other", "o.txt"), "ci-a"); err != nil {
+		t.Fatal(err)
+	}
+	// Another appender, later: still the same claim.
+	again, err := l.Log.Append(ctx, c, "ci-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Duplicate || again.Index != first.Index || !bytes.Equal(again.Entry, first.Entry) {
+		t.Fatalf("second append = index %d duplicate %v; want index %d duplicate true with the original entry", again.Index, again.Duplicate, first.Index)
+	}
+	if _, err := proofs.VerifyReceipt(again, l.Verifier); err != nil {
+		t.Fatalf("duplicate receipt: %v", err)
+	}
+	if got := l.Log.Size(); got != 2 {
+		t.Fatalf("Size() = %d, want 2", got)
+	}
+	// Concurrent duplicates in one batch give one leaf.
+	c2 := artefact(t, l, "burst", "burst.txt")
+	var wg sync.WaitGroup
+	idx := make([]uint64, 16)
+	for i := range idx {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc, err := l.Log.Append(ctx, c2, "ci")
+			if err != nil {
+				t.Error(err)
+			}
+			idx[i] = rc.Index
+		}()
+	}
+	wg.Wait()
+	for _, i := range idx {
+		if i != idx[0] {
+			t.Fatalf("concurrent duplicates got indexes %v", idx)
+		}
+	}
+	if got := l.Log.Size(); got != 3 {
+		t.Fatalf("Size() = %d, want 3", got)
+	}
+}
+
+func TestAppendRejects(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	stored := artefact(t, l, "x", "x.txt").Subject.(ledger.Artefact)
+	missing := stored
+	missing.Digest = cas.Sum([]byte("never stored"))
+	wrongSize := stored
+	wrongSize.Size = 99
+	badRelease := stored
+	badRelease.Release = "1.0"
+	noName := stored
+	noName.Name = ""
+	tests := []struct {
+		name  string
+		claim ledger.Claim
+		by    string
+		want  error
+	}{
+		{"missing blob", ledger.Claim{Kind: ledger.KindArtefact, Subject: missing}, "ci", ledger.ErrMissingBlob},
+		{"wrong size", ledger.Claim{Kind: ledger.KindArtefact, Subject: wrongSize}, "ci", ledger.ErrInvalidEntry},
+		{"bad release", ledger.Claim{Kind: ledger.KindArtefact, Subject: badRelease}, "ci", ledger.ErrInvalidEntry},
+		{"no name", ledger.Claim{Kind: ledger.KindArtefact, Subject: noName}, "ci", ledger.ErrInvalidEntry},
+		{"unknown kind", ledger.Claim{Kind: "memo", Subject: stored}, "ci", ledger.ErrInvalidEntry},
+		{"bad appender", ledger.Claim{Kind: ledger.KindArtefact, Subject: stored}, "ci pipeline", ledger.ErrInvalidEntry},
+		{"unknown subject field", ledger.Claim{Kind: ledger.KindArtefact, Subject: []byte(`{"digest":"` + stored.Digest.String() + `","size":1,"name":"x","media_type":"text/plain","colour":"red"}`)}, "ci", ledger.ErrInvalidEntry},
+		{"malformed JSON", ledger.Claim{Kind: ledger.KindArtefact, Subject: jsonRaw(`{"digest":`)}, "ci", ledger.ErrInvalidEntry},
+		{"oversized", ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{Digest: stored.Digest, Size: 1, Name: strings.Repeat("n", 1000), MediaType: "text/plain", Build: strings.Repeat("b", 1000)}}, "ci", nil},
+		{"over 64 KiB", ledger.Claim{Kind: ledger.KindArtefact, Subject: jsonRaw(`{"name":"` + strings.Repeat("n", 70000) + `"}`)}, "ci", ledger.ErrInvalidEntry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := l.Log.Size()
+			_, err := l.Log.Append(ctx, tt.claim, tt.by)
+			if tt.want == nil {
+				// Within limits but still checked against the store.
+				if err == nil {
+					return
+				}
+				if !errors.Is(err, ledger.ErrInvalidEntry) {
+					t.Fatalf("Append = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Append = %v, want %v", err, tt.want)
+			}
+			if l.Log.Size() != before {
+				t.Fatalf("a rejected append changed the size")
+			}
+		})
+	}
+}
+
+func jsonRaw(s string) any { return rawJSON(s) }
+
+type rawJSON string
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return []byte(r), nil }
+
+func TestReopenResumes(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "l")
+	if _, err := ledger.Init(ctx, dir, "ledger.example.com/reopen"); err != nil {
+		t.Fatal(err)
+	}
+	var receipts []proofs.Receipt
+	for round := range 3 {
+		l, err := ledger.Open(ctx, dir, ledger.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := l.Log.Size(), uint64(round*5); got != want {
+			t.Fatalf("round %d: reopened size %d, want %d", round, got, want)
+		}
+		for i := range 5 {
+			rc, err := l.Log.Append(ctx, artefact(t, l, fmt.Sprintf("%d-%d", round, i), "f.txt"), "ci")
+			if err != nil {
+				t.Fatal(err)
+			}
+			receipts = append(receipts, rc)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := ledger.Open(ctx, dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cpText, _ := l.Log.Checkpoint()
+	latest, _ := proofs.OpenCheckpoint(cpText, l.Verifier)
+	for _, rc := range receipts {
+		cp, err := proofs.VerifyReceipt(rc, l.Verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := l.Log.ProveConsistency(ctx, cp.Size, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proofs.VerifyConsistency(p, cp.Root, latest.Root); err != nil {
+			t.Fatalf("consistency %d→%d: %v", cp.Size, latest.Size, err)
+		}
+	}
+	if _, err := l.Audit(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	ctx := t.Context()
+	base := t.TempDir()
+	dir := filepath.Join(base, "l")
+	if _, err := ledger.Init(ctx, dir, "ledger.example.com/a"); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(base, "other")
+	if _, err := ledger.Init(ctx, other, "ledger.example.com/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Init(ctx, dir, "ledger.example.com/a"); !errors.Is(err, ledger.ErrExists) {
+		t.Errorf("Init over a ledger = %v, want ErrExists", err)
+	}
+	if _, err := ledger.Init(ctx, filepath.Join(base, "bad"), "has space"); err == nil {
+		t.Errorf("Init with a bad origin succeeded")
+	}
+	if _, err := ledger.Open(ctx, filepath.Join(base, "missing"), ledger.OpenOptions{}); !errors.Is(err, ledger.ErrNotLedger) {
+		t.Errorf("Open(missing) = %v, want ErrNotLedger", err)
+	}
+	if _, err := ledger.Open(ctx, t.TempDir(), ledger.OpenOptions{}); !errors.Is(err, ledger.ErrNotLedger) || !strings.Contains(err.Error(), "ledger init") {
+		t.Errorf("Open(empty dir) = %v, want ErrNotLedger with a hint", err)
+	}
+
+	// A log key from another ledger with the same origin: the stored
+	// checkpoints do not verify.
+	swap := func(name string) func() {
+		orig, _ := os.ReadFile(filepath.Join(dir, name))
+		b, _ := os.ReadFile(filepath.Join(other, name))
+		os.WriteFile(filepath.Join(dir, name), b, 0o600)
+		return func() { os.WriteFile(filepath.Join(dir, name), orig, 0o600) }
+	}
+	restore := swap(ledger.PrivateKeyFile)
+	if _, err := ledger.Open(ctx, dir, ledger.OpenOptions{}); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("Open with a foreign log.key = %v, want a key mismatch", err)
+	}
+	restore()
+	restorePub := swap(ledger.PublicKeyFile)
+	restoreKey := swap(ledger.PrivateKeyFile)
+	if _, err := ledger.Open(ctx, dir, ledger.OpenOptions{}); err == nil || !strings.Contains(err.Error(), "wrong log.key") {
+		t.Errorf("Open with a foreign key pair = %v, want the stored checkpoint to fail", err)
+	}
+	restorePub()
+	restoreKey()
+	os.Remove(filepath.Join(dir, ledger.PrivateKeyFile))
+	if _, err := ledger.Open(ctx, dir, ledger.OpenOptions{}); err == nil || !strings.Contains(err.Error(), "log key") {
+		t.Errorf("Open without log.key = %v", err)
+	}
+}
+
+func TestSearch(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	a := artefact(t, l, "a", "a.txt")
+	b := artefact(t, l, "b", "b.txt")
+	sub := b.Subject.(ledger.Artefact)
+	sub.Release = "v2.0.0"
+	b.Subject = sub
+	for _, c := range []ledger.Claim{a, b} {
+		if _, err := l.Log.Append(ctx, c, "ci"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		q    ledger.Query
+		want []uint64
+	}{
+		{ledger.Query{}, []uint64{0, 1}},
+		{ledger.Query{Kind: ledger.KindArtefact}, []uint64{0, 1}},
+		{ledger.Query{Kind: ledger.KindBundle}, nil},
+		{ledger.Query{Digest: a.Subject.(ledger.Artefact).Digest.String()}, []uint64{0}},
+		{ledger.Query{Release: "v2.0.0"}, []uint64{1}},
+		{ledger.Query{Release: "v1.0.0", Kind: ledger.KindArtefact}, []uint64{0}},
+		{ledger.Query{Release: "v2.0.0", Digest: a.Subject.(ledger.Artefact).Digest.String()}, nil},
+	}
+	for _, tt := range tests {
+		got, err := l.Log.Search(ctx, tt.q, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("Search(%+v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	if got, _ := l.Log.Search(ctx, ledger.Query{Kind: ledger.KindArtefact}, 1, 0); fmt.Sprint(got) != "[1]" {
+		t.Errorf("Search from 1 = %v, want [1]", got)
+	}
+	if got, _ := l.Log.Search(ctx, ledger.Query{Kind: ledger.KindArtefact}, 0, 1); fmt.Sprint(got) != "[0]" {
+		t.Errorf("Search limit 1 = %v, want [0]", got)
+	}
+}
+
+// TestAuditFindsCorruption flips stored bytes behind the log's back and
+// checks that audit names each problem.
+func TestAuditFindsCorruption(t *testing.T) {
+	tests := []struct {
+		name    string
+		corrupt func(t *testing.T, l *ledger.Ledger)
+		want    string
+	}{
+		{"entry", func(t *testing.T, l *ledger.Ledger) {
+			e, _ := l.Log.Entry(t.Context(), 3)
+			e = bytes.Replace(e, []byte(`"logged_by":"ci"`), []byte(`"logged_by":"cj"`), 1)
+			rawSet(t, l.DB, u64Key("log/e/", 3), e)
+		}, "tree hash"},
+		{"tree hash", func(t *testing.T, l *ledger.Ledger) {
+			h := make([]byte, 32)
+			rawSet(t, l.DB, u64Key("log/h/", 5), h)
+		}, "tree hash 5 does not match"},
+		{"blob chunk", func(t *testing.T, l *ledger.Ledger) {
+			corruptFirstChunk(t, l.DB)
+		}, "blob sha256:"},
+		{"entry not canonical", func(t *testing.T, l *ledger.Ledger) {
+			e, _ := l.Log.Entry(t.Context(), 2)
+			rawSet(t, l.DB, u64Key("log/e/", 2), append([]byte(" "), e...))
+		}, "entry 2: invalid entry"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			l := newLedger(t)
+			for i := range 10 {
+				if _, err := l.Log.Append(ctx, artefact(t, l, fmt.Sprint("content ", i), "f.txt"), "ci"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := l.Audit(ctx, nil); err != nil {
+				t.Fatalf("audit before corruption: %v", err)
+			}
+			tt.corrupt(t, l)
+			rep, err := l.Audit(ctx, nil)
+			if !errors.Is(err, ledger.ErrAuditFailed) {
+				t.Fatalf("Audit = %v, want ErrAuditFailed", err)
+			}
+			if !strings.Contains(strings.Join(rep.Problems, "\n"), tt.want) {
+				t.Fatalf("problems %q do not mention %q", rep.Problems, tt.want)
+			}
+		})
+	}
+}
+
+func u64Key(prefix string, n uint64) []byte {
+	k := []byte(prefix)
+	for s := 56; s >= 0; s -= 8 {
+		k = append(k, byte(n>>uint(s)))
+	}
+	return k
+}
+
+func rawSet(t *testing.T, db *badger.DB, k, v []byte) {
+	t.Helper()
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(k, v) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func corruptFirstChunk(t *testing.T, db *badger.DB) {
+	t.Helper()
+	err := db.Update(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte("cas/c/")
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		it.Rewind()
+		if !it.Valid() {
+			return errors.New("no chunk stored")
+		}
+		k := it.Item().KeyCopy(nil)
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		v[0] ^= 1
+		it.Close()
+		return txn.Set(k, v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

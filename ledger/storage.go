@@ -1,0 +1,81 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound reports that an entry, hash or checkpoint is not stored.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict reports a commit that does not extend the stored log: another
+// writer got there first, or the caller's view is stale.
+var ErrConflict = errors.New("log changed underneath the sequencer")
+
+// Head is the durable state of a log: its size, the compact range of the
+// whole tree (the hashes of the perfect subtrees covering [0, Size), left to
+// right) and the signed checkpoint for Size.
+type Head struct {
+	Size       uint64
+	Range      [][]byte
+	Checkpoint []byte
+}
+
+// Batch is what one commit writes: entries Start..Start+len(Entries), their
+// claims and index terms, the tree hashes completed by appending them, and
+// the new head.
+type Batch struct {
+	Start   uint64
+	Entries [][]byte
+	Claims  [][32]byte
+	Terms   [][]Term
+	// Hashes are the newly stored tree hashes, at consecutive stored-hash
+	// indexes starting at HashStart.
+	HashStart uint64
+	Hashes    [][]byte
+	Head      Head
+}
+
+// Query selects entries by search terms. Zero fields do not constrain.
+type Query struct {
+	Digest  string
+	Kind    Kind
+	Release string
+	UID     string
+	KeyID   string
+}
+
+// Storage is the log's persistence seam: the embedded badger store now,
+// PostgreSQL later. Implementations make Commit atomic and Sync durable,
+// keep no reference to the slices they are given, and return copies.
+// All methods are safe for concurrent use; Commit is called by one
+// sequencer at a time.
+type Storage interface {
+	// Head returns the last committed head, or a zero Head and no error for
+	// a new log.
+	Head(ctx context.Context) (Head, error)
+	// Commit writes the batch atomically: all of it or none of it is ever
+	// read back. It need not be durable before Sync returns. It returns
+	// ErrConflict if b.Start is not the stored size.
+	Commit(ctx context.Context, b *Batch) error
+	// Sync makes every batch committed so far durable (fsync) and returns
+	// only then. The sequencer commits the next batch while the previous one
+	// syncs, so one Sync often covers several commits.
+	Sync(ctx context.Context) error
+	// ReadHashes returns the stored tree hashes at the given stored-hash
+	// indexes; ErrNotFound if any is missing.
+	ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, error)
+	// ReadEntries returns the entries in [start, end); ErrNotFound if any
+	// is missing.
+	ReadEntries(ctx context.Context, start, end uint64) ([][]byte, error)
+	// Checkpoint returns the signed checkpoint committed for the given tree
+	// size; ErrNotFound if no commit ended at that size.
+	Checkpoint(ctx context.Context, size uint64) ([]byte, error)
+	// Checkpoints calls fn for every stored checkpoint in increasing size.
+	Checkpoints(ctx context.Context, fn func(size uint64, signed []byte) error) error
+	// LookupClaim returns the index of the entry with the given claim.
+	LookupClaim(ctx context.Context, claim [32]byte) (uint64, bool, error)
+	// Search calls fn with the index of every entry indexed under the term,
+	// in increasing order from start, until fn returns false.
+	Search(ctx context.Context, t Term, start uint64, fn func(index uint64) bool) error
+}
