@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/google/go-cmp/cmp"
@@ -422,8 +424,8 @@ func TestDefaultBadgerOptions(t *testing.T) {
 	opts := cas.DefaultBadgerOptions(t.TempDir(), logger)
 	type profile struct {
 		MemTableSize, BlockCacheSize, IndexCacheSize, ValueLogFileSize, ValueThreshold int64
-		NumMemtables                                                                  int
-		SyncWrites                                                                    bool
+		NumMemtables                                                                   int
+		SyncWrites                                                                     bool
 	}
 	want := profile{16 << 20, 8 << 20, 4 << 20, 64 << 20, 1 << 10, 2, false}
 	got := profile{opts.MemTableSize, opts.BlockCacheSize, opts.IndexCacheSize, opts.ValueLogFileSize, opts.ValueThreshold, opts.NumMemtables, opts.SyncWrites}
@@ -439,5 +441,88 @@ func TestDefaultBadgerOptions(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "component=badger") {
 		t.Errorf("badger logged nothing through the slog logger; got %q", logs.String())
+	}
+}
+
+// gatedReader yields first, waits for gate to close, then fails with err.
+type gatedReader struct {
+	first []byte
+	gate  chan struct{}
+	err   error
+}
+
+func (r *gatedReader) Read(p []byte) (int, error) {
+	if len(r.first) > 0 {
+		n := copy(p, r.first)
+		r.first = r.first[n:]
+		return n, nil
+	}
+	<-r.gate
+	return 0, r.err
+}
+
+// hasKey reports whether key is stored.
+func hasKey(t *testing.T, db *badger.DB, key []byte) bool {
+	t.Helper()
+	err := db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key)
+		return err
+	})
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// TestBadgerFailedPutSparesOthers checks that a put which wrote a chunk and then fails does not
+// delete it when another put has since used it, whether that put finished first or is still
+// running.
+func TestBadgerFailedPutSparesOthers(t *testing.T) {
+	const cs = 64
+	x, y := castest.Content(60, cs), castest.Content(61, cs)
+	for _, otherDone := range []bool{true, false} {
+		t.Run(fmt.Sprintf("other finished first %v", otherDone), func(t *testing.T) {
+			s, db := newBadger(t, cs)
+			// Put A writes chunk x, then stalls and eventually fails.
+			gateA := make(chan struct{})
+			errA := make(chan error, 1)
+			go func() {
+				_, err := s.Put(context.Background(), &gatedReader{first: x, gate: gateA, err: io.ErrUnexpectedEOF}, nil)
+				errA <- err
+			}()
+			for !hasKey(t, db, chunkKey(cas.Sum(x))) {
+				runtime.Gosched()
+			}
+			// Put B uses chunk x too.
+			gateB := make(chan struct{})
+			errB := make(chan error, 1)
+			go func() {
+				r := io.MultiReader(bytes.NewReader(slices.Concat(x, y)), &gatedReader{gate: gateB, err: io.EOF})
+				_, err := s.Put(context.Background(), r, nil)
+				errB <- err
+			}()
+			if otherDone {
+				close(gateB)
+				if err := <-errB; err != nil {
+					t.Fatalf("Put B: %v", err)
+				}
+			} else {
+				time.Sleep(50 * time.Millisecond) // let B take chunk x
+			}
+			close(gateA)
+			if err := <-errA; !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("Put A error = %v, want io.ErrUnexpectedEOF", err)
+			}
+			if !otherDone {
+				close(gateB)
+				if err := <-errB; err != nil {
+					t.Fatalf("Put B: %v", err)
+				}
+			}
+			if err := s.Verify(t.Context(), cas.Sum(slices.Concat(x, y))); err != nil {
+				t.Errorf("Verify(B's blob) after A failed = %v", err)
+			}
+			checkNoOrphans(t, s)
+		})
 	}
 }

@@ -17,7 +17,8 @@ const openBuffers = 3
 
 var errReaderClosed = errors.New("blob reader is closed")
 
-// Open returns a reader of the blob with digest d. A goroutine fetches and verifies the next
+// Open returns a reader of the blob with digest d, or an error wrapping ErrNotFound if it is
+// absent (or ErrCorrupt if its record is damaged). A goroutine fetches and verifies the next
 // chunk while the caller consumes the current one and the reader hashes the whole content, so
 // the two hashes run in parallel; at most three chunks are held in memory. The last chunk is
 // handed out only after the whole content's size and digest have been checked. The goroutine
@@ -51,8 +52,9 @@ type fetched struct {
 	err  error
 }
 
-// blobReader reads and verifies a blob. Only fetch runs in its own goroutine; it shares nothing
-// with the reader's methods but the channels and, after stopped is closed, stopErr.
+// blobReader reads and verifies a blob. Its methods are not safe for concurrent use. Only fetch
+// runs in its own goroutine; it shares nothing with the methods but the channels and, after ready
+// is closed, stopErr.
 type blobReader struct {
 	s      *Badger
 	info   Info
@@ -64,8 +66,8 @@ type blobReader struct {
 	stopped chan struct{} // closed when fetch has returned
 	stopErr error         // why fetch stopped early, read after ready is closed
 
-	h      hash.Hash // of the content handed over so far
-	n      int64     // bytes handed over so far
+	h      hash.Hash // of the chunks received so far
+	n      int64     // bytes in the chunks received so far
 	next   int       // index of the next chunk to receive
 	cur    fetched
 	off    int
@@ -144,6 +146,7 @@ func (s *Badger) readChunk(d Digest, i int, cd Digest, dst []byte) ([]byte, erro
 	if err != nil {
 		return nil, fmt.Errorf("reading blob %s: chunk %d (%s): %w", d, i, cd, err)
 	}
+	s.noteMapped(len(data))
 	if got := Sum(data); got != cd {
 		return nil, &CorruptError{Digest: d, Chunk: i, Detail: fmt.Sprintf("stored chunk %s hashes to %s", cd, got)}
 	}

@@ -8,6 +8,7 @@ package castest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -44,8 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cas.Store) {
 // different content.
 func Content(seed uint64, n int) []byte {
 	var key [32]byte
-	key[0], key[1], key[2], key[3] = byte(seed), byte(seed>>8), byte(seed>>16), byte(seed>>24)
-	key[4], key[5], key[6], key[7] = byte(seed>>32), byte(seed>>40), byte(seed>>48), byte(seed>>56)
+	binary.LittleEndian.PutUint64(key[:], seed)
 	b := make([]byte, n)
 	rand.NewChaCha8(key).Read(b)
 	return b
