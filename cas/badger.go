@@ -63,7 +63,8 @@ type BadgerOptions struct {
 // for concurrent use.
 //
 // Put writes a blob's chunks as it reads them, then the blob record, then calls db.Sync before
-// reporting success, so the database may run with SyncWrites off. A Put that fails removes the
+// reporting success. That is durable against power loss only with SyncWrites on, as
+// DefaultBadgerOptions sets it (see there). A Put that fails removes the
 // chunks it newly wrote unless another Put, in flight or finished, uses them. A crash in the
 // middle of a Put can leave chunks no blob references; no partial blob ever becomes visible, and
 // OrphanChunks counts such chunks for audit. If the sync at the end of a Put fails, the blob may
@@ -82,6 +83,13 @@ type Badger struct {
 
 	mu       sync.Mutex
 	inflight map[Digest]*chunkRef // chunks used by Puts in flight; see put.go
+
+	// known caches the Info of blobs recently stored or looked up. Blobs
+	// are immutable and never deleted, so a cached answer never goes
+	// stale; it spares the log a database read (which badger makes wait
+	// for any commit in flight) for every entry it checks.
+	knownMu sync.RWMutex
+	known   map[Digest]Info
 
 	// Resident memory: see noteMapped.
 	valueDir string       // absolute directory of badger's value log, or "" to leave pages be
@@ -215,10 +223,15 @@ func (s *Badger) Has(ctx context.Context, d Digest) (bool, error) {
 	}
 }
 
-// Stat returns the Info of the blob with digest d, or an error wrapping ErrNotFound.
+// Stat returns the Info of the blob with digest d, or an error wrapping ErrNotFound. Blobs are
+// immutable, so it answers from memory for a blob this store has recently stored or looked up;
+// Open and Verify always read and check what is stored.
 func (s *Badger) Stat(ctx context.Context, d Digest) (Info, error) {
 	if err := ctx.Err(); err != nil {
 		return Info{}, fmt.Errorf("looking up blob %s: %w", d, err)
+	}
+	if info, ok := s.cached(d); ok {
+		return info, nil
 	}
 	var info Info
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -237,7 +250,27 @@ func (s *Badger) Stat(ctx context.Context, d Digest) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("looking up blob %s: %w", d, err)
 	}
+	s.remember(info)
 	return info, nil
+}
+
+// maxKnown bounds the Info cache; when full it starts again empty.
+const maxKnown = 1 << 16
+
+func (s *Badger) cached(d Digest) (Info, bool) {
+	s.knownMu.RLock()
+	info, ok := s.known[d]
+	s.knownMu.RUnlock()
+	return info, ok
+}
+
+func (s *Badger) remember(info Info) {
+	s.knownMu.Lock()
+	if s.known == nil || len(s.known) >= maxKnown {
+		s.known = make(map[Digest]Info)
+	}
+	s.known[info.Digest] = info
+	s.knownMu.Unlock()
 }
 
 // record reads the record of blob d.

@@ -15,8 +15,10 @@ import (
 // log rather than the LSM tree (so chunks do not bloat compaction), and badger's logging sent to
 // logger (nil discards it).
 //
-// SyncWrites is off: every component calls db.Sync before it reports anything durable (Badger.Put
-// does), or commits with its own synced write. Under this profile a transaction may hold about
+// SyncWrites is on: every commit returns only once badger has synced its write-ahead log and
+// value log. DB.Sync alone is not enough for power-loss safety: it syncs only the current memtable
+// and value-log file, so a write that a concurrent write rotated out of them would stay in the
+// page cache until badger flushed it. Under this profile a transaction may hold about
 // 2.4 MB (15% of MemTableSize) before badger refuses it with badger.ErrTxnTooBig; callers batch
 // by bytes, not just count. Bulk writes can still push the heap up for a while; the process
 // should honour GOMEMLIMIT.
@@ -34,7 +36,7 @@ func DefaultBadgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithNumLevelZeroTablesStall(8).
 		WithNumCompactors(2).
 		WithValueThreshold(1 << 10).
-		WithSyncWrites(false).
+		WithSyncWrites(true).
 		WithLogger(badgerLogger{logger})
 }
 

@@ -137,6 +137,7 @@ func (s *Badger) Put(ctx context.Context, r io.Reader, expected *Digest) (Info, 
 		return Info{}, fmt.Errorf("storing blob %s: syncing database: %w", info.Digest, err)
 	}
 	s.log.Debug("stored blob", "digest", info.Digest.String(), "size", info.Size, "chunks", stored.Chunks)
+	s.remember(stored)
 	return stored, nil
 }
 

@@ -153,22 +153,13 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 		if len(pending) == 0 {
 			return
 		}
-		stored, err := l.Storage.ReadHashes(ctx, pending)
-		if err != nil {
-			// Fall back to one by one to name each missing or unreadable hash.
-			for i, idx := range pending {
-				h, err := l.Storage.ReadHashes(ctx, []uint64{idx})
-				if err != nil {
-					r.problem("tree hash %d: %v", idx, err)
-				} else if !bytes.Equal(h[0], rebuilt[i]) {
-					r.problem("tree hash %d does not match the entries below it", idx)
-				}
-			}
+		// The visitor reports hashes in stored order, so pending is one
+		// contiguous run; every stored copy of it is compared.
+		if last := pending[len(pending)-1]; last-pending[0] != uint64(len(pending)-1) {
+			r.problem("internal: rebuilt hashes %d to %d are not contiguous", pending[0], last)
 		} else {
-			for i, idx := range pending {
-				if !bytes.Equal(stored[i], rebuilt[i]) {
-					r.problem("tree hash %d does not match the entries below it", idx)
-				}
+			for _, p := range l.Storage.CheckHashes(ctx, pending[0], rebuilt) {
+				r.problem("%s", p)
 			}
 		}
 		r.Hashes += uint64(len(pending))

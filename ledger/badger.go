@@ -9,16 +9,21 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Key layout under the "log/" prefix of the shared badger DB:
+// Key layout under the "log/" prefix of the shared badger DB (tree hashes:
+// see hashes.go):
 //
 //	log/e/<index BE64>                   entry bytes
-//	log/h/<stored-hash index BE64>       32-byte tree hash
+//	log/t/<tile BE64>                    the 511 hashes of a complete 256-leaf subtree
+//	log/u/<stored-hash index BE64>       a tree hash at level 8 or above
+//	log/f/<stored-hash index BE64>       the hashes one commit stored, from that index on
 //	log/c/<claim sha256>                 index BE64 of the entry with that claim
 //	log/k/<size BE64>                    checkpoint record (head at that size)
 //	log/i/<field>\x00<value>\x00<index>  empty; search index
 const (
 	prefixEntry      = "log/e/"
-	prefixHash       = "log/h/"
+	prefixTile       = "log/t/"
+	prefixUpper      = "log/u/"
+	prefixFragment   = "log/f/"
 	prefixClaim      = "log/c/"
 	prefixCheckpoint = "log/k/"
 	prefixIndex      = "log/i/"
@@ -30,7 +35,8 @@ const (
 // off, Sync calls DB.Sync, which covers only the current memtable and so is
 // not power-loss safe if a memtable rotates between Commit and Sync.
 type BadgerStorage struct {
-	db *badger.DB
+	db    *badger.DB
+	upper upperCache
 }
 
 var _ Storage = (*BadgerStorage)(nil)
@@ -116,10 +122,8 @@ func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
 				}
 			}
 		}
-		for i, h := range b.Hashes {
-			if err := txn.Set(u64key(prefixHash, b.HashStart+uint64(i)), h); err != nil {
-				return err
-			}
+		if err := writeHashes(txn, b.HashStart, b.Hashes); err != nil {
+			return err
 		}
 		return txn.Set(u64key(prefixCheckpoint, b.Head.Size), encodeHead(b.Head))
 	})
@@ -144,22 +148,86 @@ func (s *BadgerStorage) Sync(ctx context.Context) error {
 // ReadHashes implements Storage.
 func (s *BadgerStorage) ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, error) {
 	out := make([][]byte, len(indexes))
+	missing := false
+	for i, x := range indexes {
+		if h, ok := s.upper.get(x); ok {
+			out[i] = h
+		} else {
+			missing = true
+		}
+	}
+	if !missing {
+		return out, nil
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		for i, idx := range indexes {
-			item, err := txn.Get(u64key(prefixHash, idx))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return fmt.Errorf("tree hash %d: %w", idx, ErrNotFound)
+		tiles := make(map[uint64][]byte, 2)
+		for i, x := range indexes {
+			if out[i] != nil {
+				continue
+			}
+			h, err := s.readHash(txn, x, tiles)
+			if errors.Is(err, badger.ErrKeyNotFound) || errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("tree hash %d: %w", x, ErrNotFound)
 			}
 			if err != nil {
-				return fmt.Errorf("reading tree hash %d: %w", idx, err)
+				return fmt.Errorf("reading tree hash %d: %w", x, err)
 			}
-			if out[i], err = item.ValueCopy(nil); err != nil {
-				return fmt.Errorf("reading tree hash %d: %w", idx, err)
-			}
+			out[i] = h
 		}
 		return nil
 	})
 	return out, err
+}
+
+// readHash reads one tree hash: from its tile if complete, from the upper
+// hashes, or from the fragment of the commit that stored it.
+func (s *BadgerStorage) readHash(txn *badger.Txn, x uint64, tiles map[uint64][]byte) ([]byte, error) {
+	n, inTile := tileOf(x)
+	if !inTile {
+		item, err := txn.Get(u64key(prefixUpper, x))
+		if err != nil {
+			return nil, err
+		}
+		h, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(h) != hashSize {
+			return nil, fmt.Errorf("stored hash has %d bytes: storage is corrupt", len(h))
+		}
+		s.upper.put(x, h)
+		return h, nil
+	}
+	tile, ok := tiles[n]
+	if !ok {
+		item, err := txn.Get(u64key(prefixTile, n))
+		switch {
+		case err == nil:
+			if tile, err = item.ValueCopy(nil); err != nil {
+				return nil, err
+			}
+			if len(tile) != tileBytes {
+				return nil, fmt.Errorf("tile %d has %d bytes: storage is corrupt", n, len(tile))
+			}
+		case errors.Is(err, badger.ErrKeyNotFound):
+			tile = nil // the right edge: not complete yet
+		default:
+			return nil, err
+		}
+		tiles[n] = tile
+	}
+	if tile != nil {
+		off := (x - tileStart(n)) * hashSize
+		return append([]byte(nil), tile[off:off+hashSize]...), nil
+	}
+	// The right edge: the commit's fragment. Proofs at one tree size share
+	// the hashes of its right border, so they are worth remembering too.
+	h, err := readFragments(txn, x, x+1)
+	if err != nil {
+		return nil, err
+	}
+	s.upper.put(x, h)
+	return h, nil
 }
 
 // ReadEntries implements Storage.

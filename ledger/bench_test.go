@@ -75,6 +75,8 @@ func BenchmarkAppendDurable(b *testing.B) {
 	d := appendN(b, l, writers, b.N, "group")
 	b.StopTimer()
 	rate := float64(b.N) / d.Seconds()
+	st := l.Log.Stats()
+	b.Logf("%d entries in %d batches (%.1f per batch), %v per commit", st.Appended, st.Batches, float64(st.Appended)/float64(st.Batches), st.Commit/time.Duration(max(st.Batches, 1)))
 	b.ReportMetric(rate, "entries/s")
 	b.ReportMetric(baseRate, "baseline-entries/s")
 	b.ReportMetric(rate/baseRate, "x-baseline")

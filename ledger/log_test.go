@@ -407,9 +407,8 @@ func TestAuditFindsCorruption(t *testing.T) {
 			rawSet(t, l.DB, u64Key("log/e/", 3), e)
 		}, "tree hash"},
 		{"tree hash", func(t *testing.T, l *ledger.Ledger) {
-			h := make([]byte, 32)
-			rawSet(t, l.DB, u64Key("log/h/", 5), h)
-		}, "tree hash 5 does not match"},
+			flipFirstValue(t, l.DB, "log/f/")
+		}, "tree hash 0 does not match"},
 		{"blob chunk", func(t *testing.T, l *ledger.Ledger) {
 			corruptFirstChunk(t, l.DB)
 		}, "blob sha256:"},
@@ -457,20 +456,24 @@ func rawSet(t *testing.T, db *badger.DB, k, v []byte) {
 	}
 }
 
-func corruptFirstChunk(t *testing.T, db *badger.DB) {
+func corruptFirstChunk(t *testing.T, db *badger.DB) { flipFirstValue(t, db, "cas/c/") }
+
+// flipFirstValue flips a bit in the value of the first key with the prefix.
+func flipFirstValue(t *testing.T, db *badger.DB, prefix string) {
 	t.Helper()
 	err := db.Update(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte("cas/c/")
+		opts.Prefix = []byte(prefix)
 		it := txn.NewIterator(opts)
-		defer it.Close()
 		it.Rewind()
 		if !it.Valid() {
-			return errors.New("no chunk stored")
+			it.Close()
+			return errors.New("nothing stored under " + prefix)
 		}
 		k := it.Item().KeyCopy(nil)
 		v, err := it.Item().ValueCopy(nil)
 		if err != nil {
+			it.Close()
 			return err
 		}
 		v[0] ^= 1
@@ -479,5 +482,72 @@ func corruptFirstChunk(t *testing.T, db *badger.DB) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTiles grows the log past several 256-leaf tiles, checks proofs served
+// from tiles and upper hashes against the checkpoint, then damages a tile.
+func TestTiles(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	base := artefact(t, l, "tiles", "t.txt").Subject.(ledger.Artefact)
+	const n = 700
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				s := base
+				s.Name = fmt.Sprintf("t-%d.txt", i)
+				if _, err := l.Log.Append(ctx, ledger.Claim{Kind: ledger.KindArtefact, Subject: s}, "ci"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cpText, size := l.Log.Checkpoint()
+	cp, err := proofs.OpenCheckpoint(cpText, l.Verifier)
+	if err != nil || size != n {
+		t.Fatalf("checkpoint: size %d, %v", size, err)
+	}
+	for i := uint64(0); i < size; i++ {
+		for _, sz := range []uint64{size, i + 1, max(i+1, 256), max(i+1, 513)} {
+			p, err := l.Log.ProveInclusion(ctx, i, min(sz, size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sz < size {
+				continue // checked against its own checkpoint below
+			}
+			e, _ := l.Log.Entry(ctx, i)
+			if err := proofs.VerifyInclusion(p, proofs.LeafHash(e), cp.Root); err != nil {
+				t.Fatalf("entry %d: %v", i, err)
+			}
+		}
+	}
+	for _, from := range []uint64{1, 255, 256, 257, 511, 512, 600} {
+		old, err := l.Log.CheckpointAt(ctx, from)
+		if err != nil {
+			continue // no commit ended there
+		}
+		oc, _ := proofs.OpenCheckpoint(old, l.Verifier)
+		p, err := l.Log.ProveConsistency(ctx, from, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proofs.VerifyConsistency(p, oc.Root, cp.Root); err != nil {
+			t.Fatalf("consistency %d→%d: %v", from, size, err)
+		}
+	}
+	if _, err := l.Audit(ctx, nil); err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	flipFirstValue(t, l.DB, "log/t/")
+	rep, err := l.Audit(ctx, nil)
+	if !errors.Is(err, ledger.ErrAuditFailed) || !strings.Contains(strings.Join(rep.Problems, "\n"), "(tile 0)") {
+		t.Fatalf("Audit after damaging tile 0 = %v, %q", err, rep.Problems)
 	}
 }
