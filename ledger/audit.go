@@ -224,7 +224,8 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 }
 
 func (l *Ledger) auditEntry(ctx context.Context, r *AuditReport, idx uint64, e Entry) {
-	got, found, err := l.Storage.LookupClaim(ctx, e.claim())
+	claims, err := l.Storage.LookupClaims(ctx, [][32]byte{e.claim()})
+	got, found := claims[e.claim()]
 	switch {
 	case err != nil:
 		r.problem("entry %d: claim record: %v", idx, err)

@@ -18,7 +18,7 @@ import (
 //	log/f/<stored-hash index BE64>       the hashes one commit stored, from that index on
 //	log/c/<claim sha256>                 index BE64 of the entry with that claim
 //	log/k/<size BE64>                    checkpoint record (head at that size)
-//	log/i/<field>\x00<value>\x00<index>  empty; search index
+//	log/i/<field>\x00<value>\x00<start>  offsets (uvarint) of a commit's entries with the term
 const (
 	prefixEntry      = "log/e/"
 	prefixTile       = "log/t/"
@@ -116,11 +116,9 @@ func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
 			if err := txn.Set(append([]byte(prefixClaim), b.Claims[i][:]...), ib[:]); err != nil {
 				return err
 			}
-			for _, t := range b.Terms[i] {
-				if err := txn.Set(indexKey(t, idx), nil); err != nil {
-					return err
-				}
-			}
+		}
+		if err := writeTerms(txn, b.Start, b.Terms); err != nil {
+			return err
 		}
 		if err := writeHashes(txn, b.HashStart, b.Hashes); err != nil {
 			return err
@@ -334,40 +332,55 @@ func (s *BadgerStorage) Checkpoints(ctx context.Context, fn func(size uint64, si
 	})
 }
 
-// LookupClaim implements Storage.
-func (s *BadgerStorage) LookupClaim(ctx context.Context, claim [32]byte) (uint64, bool, error) {
-	var idx uint64
-	var found bool
+// LookupClaims implements Storage, in one read transaction.
+func (s *BadgerStorage) LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]byte]uint64, error) {
+	found := make(map[[32]byte]uint64)
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(append([]byte(prefixClaim), claim[:]...))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("looking up claim: %w", err)
-		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("claim record has %d bytes, want 8: storage is corrupt", len(v))
+		key := []byte(prefixClaim + string(make([]byte, 32)))
+		for _, c := range claims {
+			copy(key[len(prefixClaim):], c[:])
+			item, err := txn.Get(key)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
 			}
-			idx, found = binary.BigEndian.Uint64(v), true
-			return nil
-		})
+			if err != nil {
+				return fmt.Errorf("looking up claim: %w", err)
+			}
+			err = item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("claim record has %d bytes, want 8: storage is corrupt", len(v))
+				}
+				found[c] = binary.BigEndian.Uint64(v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return idx, found, err
+	return found, err
 }
 
-// Search implements Storage.
+// Search implements Storage. Index rows are per commit: the row for a term
+// and a commit lists the offsets of the commit's entries that have the term,
+// so a commit of many entries of one kind or release writes one row, not one
+// per entry.
 func (s *BadgerStorage) Search(ctx context.Context, t Term, start uint64, fn func(index uint64) bool) error {
 	prefix := indexKey(t, 0)
 	prefix = prefix[:len(prefix)-8]
 	return s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
+		// The commit holding start began at or before it: find that row.
+		from := indexKey(t, start)
+		rev := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		rev.Seek(from)
+		if rev.Valid() {
+			from = rev.Item().KeyCopy(nil)
+		}
+		rev.Close()
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
 		defer it.Close()
-		for it.Seek(indexKey(t, start)); it.Valid(); it.Next() {
+		for it.Seek(from); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -375,12 +388,59 @@ func (s *BadgerStorage) Search(ctx context.Context, t Term, start uint64, fn fun
 			if len(k) != len(prefix)+8 {
 				continue
 			}
-			if !fn(binary.BigEndian.Uint64(k[len(prefix):])) {
+			base := binary.BigEndian.Uint64(k[len(prefix):])
+			stop := false
+			err := it.Item().Value(func(v []byte) error {
+				for len(v) > 0 {
+					off, n := binary.Uvarint(v)
+					if n <= 0 {
+						return fmt.Errorf("index row for %s=%q at %d is malformed: storage is corrupt", t.Field, t.Value, base)
+					}
+					v = v[n:]
+					if idx := base + off; idx >= start && !fn(idx) {
+						stop = true
+						return nil
+					}
+				}
 				return nil
+			})
+			if err != nil || stop {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// writeTerms writes a commit's index rows: one per distinct term, listing
+// the offsets (uvarint, ascending) of the entries that have it.
+func writeTerms(txn *badger.Txn, start uint64, terms [][]Term) error {
+	type row struct {
+		offsets []byte
+		last    int
+	}
+	rows := make(map[Term]*row)
+	var order []Term
+	for off, ts := range terms {
+		for _, t := range ts {
+			r := rows[t]
+			if r == nil {
+				r = &row{last: -1}
+				rows[t] = r
+				order = append(order, t)
+			}
+			if r.last == off {
+				continue // the same term twice in one entry
+			}
+			r.offsets, r.last = binary.AppendUvarint(r.offsets, uint64(off)), off
+		}
+	}
+	for _, t := range order {
+		if err := txn.Set(indexKey(t, start), rows[t].offsets); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // A head record is: version byte 1, size BE64, range hash count BE16, the

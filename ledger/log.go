@@ -388,25 +388,27 @@ func (l *Log) commit(batch []*request) *pending {
 	start := l.rng.End()
 
 	// Resolve duplicates: against the committed log, then within the batch.
+	claims := make([][32]byte, len(reqs))
+	for i, r := range reqs {
+		claims[i] = r.p.claim
+	}
+	stored, err := l.opts.Storage.LookupClaims(ctx, claims)
+	if err != nil {
+		return fail(err)
+	}
 	slots := make([]slot, len(reqs))
 	inBatch := make(map[[32]byte]uint64, len(reqs))
 	var fresh []*request
 	for i, r := range reqs {
+		if idx, ok := stored[r.p.claim]; ok {
+			slots[i] = slot{idx, true}
+			continue
+		}
 		if idx, ok := inBatch[r.p.claim]; ok {
 			slots[i] = slot{idx, true}
 			continue
 		}
-		idx, found, err := l.opts.Storage.LookupClaim(ctx, r.p.claim)
-		if err != nil {
-			r.resp <- response{err: err}
-			slots[i] = slot{index: noSlot}
-			continue
-		}
-		if found {
-			slots[i] = slot{idx, true}
-			continue
-		}
-		idx = start + uint64(len(fresh))
+		idx := start + uint64(len(fresh))
 		inBatch[r.p.claim] = idx
 		slots[i] = slot{index: idx}
 		fresh = append(fresh, r)

@@ -73,8 +73,9 @@ type Storage interface {
 	Checkpoint(ctx context.Context, size uint64) ([]byte, error)
 	// Checkpoints calls fn for every stored checkpoint in increasing size.
 	Checkpoints(ctx context.Context, fn func(size uint64, signed []byte) error) error
-	// LookupClaim returns the index of the entry with the given claim.
-	LookupClaim(ctx context.Context, claim [32]byte) (uint64, bool, error)
+	// LookupClaims returns the index of the entry with each of the given
+	// claims that is stored; claims not stored are absent from the map.
+	LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]byte]uint64, error)
 	// Search calls fn with the index of every entry indexed under the term,
 	// in increasing order from start, until fn returns false.
 	Search(ctx context.Context, t Term, start uint64, fn func(index uint64) bool) error

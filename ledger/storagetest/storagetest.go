@@ -336,14 +336,24 @@ func checkContents(t *testing.T, s ledger.Storage, m *model) {
 	}
 
 	for i, c := range m.claims {
-		idx, found, err := s.LookupClaim(ctx, c)
+		idx, found, err := lookupClaim(ctx, s, c)
 		if err != nil || !found || idx != uint64(i) {
 			t.Fatalf("LookupClaim(claim of entry %d) = %d, %v, %v, want %d, true, nil", i, idx, found, err, i)
 		}
 	}
 	absent := sha256.Sum256([]byte("a claim nobody committed"))
-	if idx, found, err := s.LookupClaim(ctx, absent); err != nil || found {
+	if idx, found, err := lookupClaim(ctx, s, absent); err != nil || found {
 		t.Fatalf("LookupClaim(absent claim) = %d, %v, %v, want false, nil", idx, found, err)
+	}
+	// All at once, with an absent claim among them.
+	found, err := s.LookupClaims(ctx, append(append([][32]byte(nil), m.claims...), absent))
+	if err != nil || len(found) != len(m.claims) {
+		t.Fatalf("LookupClaims(all claims and one absent) = %d found, %v; want %d", len(found), err, len(m.claims))
+	}
+	for i, c := range m.claims {
+		if found[c] != uint64(i) {
+			t.Fatalf("LookupClaims: claim of entry %d maps to %d", i, found[c])
+		}
 	}
 }
 
@@ -391,7 +401,7 @@ func testEmptyHead(t *testing.T, s ledger.Storage) {
 	if _, err := s.ReadHashes(ctx, []uint64{0}); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("ReadHashes([0]) on a new store: error %v, want ErrNotFound", err)
 	}
-	if idx, found, err := s.LookupClaim(ctx, sha256.Sum256(nil)); err != nil || found {
+	if idx, found, err := lookupClaim(ctx, s, sha256.Sum256(nil)); err != nil || found {
 		t.Errorf("LookupClaim on a new store = %d, %v, %v, want false, nil", idx, found, err)
 	}
 	if got := collect(t, s, ledger.Term{Field: "kind", Value: "artefact"}, 0); len(got) != 0 {
@@ -495,7 +505,7 @@ func testConflict(t *testing.T, s ledger.Storage) {
 				}
 			}
 			for i, c := range tt.b.Claims {
-				if idx, found, err := s.LookupClaim(ctx, c); err != nil || found {
+				if idx, found, err := lookupClaim(ctx, s, c); err != nil || found {
 					t.Fatalf("after a refused commit, LookupClaim(its claim %d) = %d, %v, %v, want false, nil", i, idx, found, err)
 				}
 			}
@@ -836,4 +846,11 @@ func checkVisible(ctx context.Context, s ledger.Storage, h ledger.Head, v note.V
 		return fmt.Errorf("head for size %d: Checkpoint(%d) = %q, %v, want the head's", h.Size, h.Size, cp, err)
 	}
 	return nil
+}
+
+// lookupClaim looks up one claim through LookupClaims.
+func lookupClaim(ctx context.Context, s ledger.Storage, c [32]byte) (uint64, bool, error) {
+	m, err := s.LookupClaims(ctx, [][32]byte{c})
+	idx, found := m[c]
+	return idx, found, err
 }
