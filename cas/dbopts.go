@@ -11,8 +11,9 @@ import (
 
 // DefaultBadgerOptions returns the badger options the whole application opens its database in
 // dir with: a small-memory profile (16 MB memtables, two of them, 8 MB block cache, 4 MB index
-// cache, 64 MB value log files, few level-0 tables), values of 1 KiB or more kept in the value
-// log rather than the LSM tree (so chunks do not bloat compaction), and badger's logging sent to
+// cache, 64 MB value log files, few level-0 tables), values of 64 KiB or more kept in the value
+// log rather than the LSM tree (so chunks do not bloat compaction, while the log's entries, tiles and
+// index rows stay in the LSM tree and a log commit leaves the value log untouched), and badger's logging sent to
 // logger (nil discards it).
 //
 // SyncWrites is on: every commit returns only once badger has synced its write-ahead log and
@@ -35,7 +36,7 @@ func DefaultBadgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithNumCompactors(2).
-		WithValueThreshold(1 << 10).
+		WithValueThreshold(64 << 10).
 		WithSyncWrites(true).
 		WithLogger(badgerLogger{logger})
 }
