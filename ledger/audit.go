@@ -234,7 +234,7 @@ func (l *Ledger) auditEntry(ctx context.Context, r *AuditReport, idx uint64, e E
 	case got != idx:
 		r.problem("entry %d: its claim is indexed to entry %d: the same claim is logged twice", idx, got)
 	}
-	_, blobs, err := checkSubject(e.Kind, e.Subject)
+	_, blobs, _, err := checkSubject(e.Kind, e.Subject)
 	if err != nil {
 		return
 	}

@@ -93,42 +93,57 @@ func (s *BadgerStorage) Head(ctx context.Context) (Head, error) {
 
 // Commit implements Storage.
 func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
-		// The head record for Start must exist (or the log be empty), and
-		// nothing may be stored at Start yet.
-		if _, err := txn.Get(u64key(prefixEntry, b.Start)); err == nil {
-			return fmt.Errorf("%w: entry %d already stored", ErrConflict, b.Start)
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+	end := b.Start + uint64(len(b.Entries))
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := s.stage(txn, b); err != nil {
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			err = fmt.Errorf("%w: %v", ErrBatchTooLarge, err)
 		}
-		if b.Start > 0 {
-			if _, err := txn.Get(u64key(prefixEntry, b.Start-1)); err != nil {
-				return fmt.Errorf("%w: entry %d missing before batch: %v", ErrConflict, b.Start-1, err)
-			}
-		}
-		for i, e := range b.Entries {
-			idx := b.Start + uint64(i)
-			if err := txn.Set(u64key(prefixEntry, idx), e); err != nil {
-				return err
-			}
-			var ib [8]byte
-			binary.BigEndian.PutUint64(ib[:], idx)
-			if err := txn.Set(append([]byte(prefixClaim), b.Claims[i][:]...), ib[:]); err != nil {
-				return err
-			}
-		}
-		if err := writeTerms(txn, b.Start, b.Terms); err != nil {
-			return err
-		}
-		if err := writeHashes(txn, b.HashStart, b.Hashes); err != nil {
-			return err
-		}
-		return txn.Set(u64key(prefixCheckpoint, b.Head.Size), encodeHead(b.Head))
-	})
-	if err != nil {
-		return fmt.Errorf("committing entries %d to %d: %w", b.Start, b.Start+uint64(len(b.Entries)), err)
+		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, err)
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, err)
 	}
 	return nil
+}
+
+// stage adds a batch's writes to txn, checking first that the batch extends
+// the stored log.
+func (s *BadgerStorage) stage(txn *badger.Txn, b *Batch) error {
+	// Nothing may be stored at Start yet, and Start-1 must be.
+	if _, err := txn.Get(u64key(prefixEntry, b.Start)); err == nil {
+		return fmt.Errorf("%w: entry %d already stored", ErrConflict, b.Start)
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return err
+	}
+	if b.Start > 0 {
+		_, err := txn.Get(u64key(prefixEntry, b.Start-1))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%w: entry %d, before the batch, is not stored", ErrConflict, b.Start-1)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for i, e := range b.Entries {
+		idx := b.Start + uint64(i)
+		if err := txn.Set(u64key(prefixEntry, idx), e); err != nil {
+			return err
+		}
+		var ib [8]byte
+		binary.BigEndian.PutUint64(ib[:], idx)
+		if err := txn.Set(append([]byte(prefixClaim), b.Claims[i][:]...), ib[:]); err != nil {
+			return err
+		}
+	}
+	if err := writeTerms(txn, b.Start, b.Terms); err != nil {
+		return err
+	}
+	if err := writeHashes(txn, b.HashStart, b.Hashes); err != nil {
+		return err
+	}
+	return txn.Set(u64key(prefixCheckpoint, b.Head.Size), encodeHead(b.Head))
 }
 
 // Sync implements Storage: it flushes badger's write-ahead log and value log

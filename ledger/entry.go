@@ -198,13 +198,9 @@ func prepare(c Claim, by string) (*prepared, error) {
 	}
 	p := &prepared{kind: c.Kind, by: by}
 	var err error
-	p.terms, p.blobs, err = checkSubject(c.Kind, raw)
+	p.terms, p.blobs, p.subject, err = checkSubject(c.Kind, raw)
 	if err != nil {
 		return nil, err
-	}
-	p.subject, err = jcs.Transform(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: canonicalising %s subject: %v", ErrInvalidEntry, c.Kind, err)
 	}
 	p.claim = claimDigest(c.Kind, p.subject)
 	// The largest timestamp and the appender name bound the final size.
@@ -212,6 +208,18 @@ func prepare(c Claim, by string) (*prepared, error) {
 		return nil, fmt.Errorf("%w: %s entry would be %d bytes, over the %d-byte limit", ErrInvalidEntry, c.Kind, n, MaxEntrySize)
 	}
 	return p, nil
+}
+
+// cost estimates what the entry adds to a commit: the entry itself, its
+// claim and index rows, and its tree hashes.
+func (p *prepared) cost() int { return 2*len(p.subject) + len(p.by) + 512 }
+
+// CheckClaim reports whether the claim, by the named appender, is well
+// formed, without looking at the store: what Append checks before it
+// looks for the blobs the claim refers to.
+func CheckClaim(c Claim, by string) error {
+	_, err := prepare(c, by)
+	return err
 }
 
 // claimDigest identifies a claim: SHA-256 of the canonical JSON of the entry
@@ -273,8 +281,12 @@ func ParseEntry(b []byte) (Entry, error) {
 	if err := ValidateAppender(e.LoggedBy); err != nil {
 		return Entry{}, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
 	}
-	if _, _, err := checkSubject(e.Kind, e.Subject); err != nil {
-		return Entry{}, err
+	_, _, canon, serr := checkSubject(e.Kind, e.Subject)
+	if serr != nil {
+		return Entry{}, serr
+	}
+	if !bytes.Equal(canon, e.Subject) {
+		return Entry{}, fmt.Errorf("%w: %s subject is not in its canonical form (exact field names, no empty optional fields, normalised values)", ErrInvalidEntry, e.Kind)
 	}
 	return e, nil
 }
@@ -284,7 +296,7 @@ func (e Entry) claim() [32]byte { return claimDigest(e.Kind, e.Subject) }
 
 // Terms returns the search-index terms of the entry.
 func (e Entry) Terms() []Term {
-	terms, _, _ := checkSubject(e.Kind, e.Subject)
+	terms, _, _, _ := checkSubject(e.Kind, e.Subject)
 	return terms
 }
 
@@ -305,111 +317,138 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
-// checkSubject validates a kind's subject and returns its search terms and
-// the blobs it refers to.
-func checkSubject(k Kind, raw []byte) ([]Term, []blobRef, error) {
+// maxJSONInt is the largest integer RFC 8785 represents exactly (it writes
+// numbers as IEEE 754 doubles).
+const maxJSONInt = 1<<53 - 1
+
+// checkSubject validates a kind's subject and returns its search terms, the
+// blobs it refers to, and its canonical form: the RFC 8785 JSON of the
+// decoded, normalised subject. Spelling a subject differently (field-name
+// case, empty optional fields, media-type case, key order, white space)
+// yields the same canonical form, and so the same claim.
+func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []byte, err error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s subject: %s", ErrInvalidEntry, k, fmt.Sprintf(format, args...))
 	}
-	terms := []Term{{"kind", string(k)}}
-	var blobs []blobRef
+	var normalised any
+	defer func() {
+		if err != nil {
+			terms, blobs, canon = nil, nil, nil
+			return
+		}
+		b, merr := json.Marshal(normalised)
+		if merr == nil {
+			canon, merr = jcs.Transform(b)
+		}
+		if merr != nil {
+			terms, blobs, canon, err = nil, nil, nil, bad("canonicalising: %v", merr)
+		}
+	}()
+	terms = []Term{{"kind", string(k)}}
 	switch k {
 	case KindArtefact:
 		var s Artefact
 		if err := decodeStrict(raw, &s); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		if s.Digest.IsZero() {
-			return nil, nil, bad("missing digest")
+			return nil, nil, nil, bad("missing digest")
 		}
-		if s.Size < 0 {
-			return nil, nil, bad("negative size %d", s.Size)
+		if s.Size < 0 || s.Size > maxJSONInt {
+			return nil, nil, nil, bad("size %d is out of range", s.Size)
 		}
 		if err := checkText("name", s.Name, 1024); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
-		if _, _, err := mime.ParseMediaType(s.MediaType); err != nil {
-			return nil, nil, bad("media_type %q: %v", truncate(s.MediaType), err)
+		mt, params, err := mime.ParseMediaType(s.MediaType)
+		if err != nil {
+			return nil, nil, nil, bad("media_type %q: %v", truncate(s.MediaType), err)
 		}
+		s.MediaType = mime.FormatMediaType(mt, params)
 		if s.Release != "" {
 			if err := ValidateVersion(s.Release); err != nil {
-				return nil, nil, bad("%v", err)
+				return nil, nil, nil, bad("%v", err)
 			}
 			terms = append(terms, Term{"release", s.Release})
 		}
 		if s.Build != "" {
 			if err := checkText("build", s.Build, 1024); err != nil {
-				return nil, nil, bad("%v", err)
+				return nil, nil, nil, bad("%v", err)
 			}
 		}
 		terms = append(terms, Term{"digest", s.Digest.String()})
 		blobs = append(blobs, blobRef{s.Digest, s.Size})
+		normalised = s
 	case KindBundle:
 		var s Bundle
 		if err := decodeStrict(raw, &s); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		if s.Digest.IsZero() || s.Listing.IsZero() {
-			return nil, nil, bad("missing digest or listing")
+			return nil, nil, nil, bad("missing digest or listing")
 		}
-		if s.Files < 1 || s.Size < 0 {
-			return nil, nil, bad("files %d and size %d must be at least 1 and 0", s.Files, s.Size)
+		if s.Files < 1 || s.Size < 0 || s.Files > maxJSONInt || s.Size > maxJSONInt {
+			return nil, nil, nil, bad("files %d and size %d must be at least 1 and 0", s.Files, s.Size)
 		}
 		if err := ValidateVersion(s.Release); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		terms = append(terms, Term{"release", s.Release}, Term{"digest", s.Digest.String()})
 		if s.Listing != s.Digest {
 			terms = append(terms, Term{"digest", s.Listing.String()})
 		}
 		blobs = append(blobs, blobRef{s.Listing, -1})
+		normalised = s
 	case KindStamp:
 		var s Stamp
 		if err := decodeStrict(raw, &s); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		for _, f := range []struct{ name, v string }{{"uid", s.UID}, {"reviewed_hash", s.ReviewedHash}, {"document", s.Document}, {"approver", s.Approver}, {"approved_at", s.ApprovedAt}} {
 			if err := checkText(f.name, f.v, 1024); err != nil {
-				return nil, nil, bad("%v", err)
+				return nil, nil, nil, bad("%v", err)
 			}
 		}
 		if s.DocumentDigest.IsZero() {
-			return nil, nil, bad("missing document_digest")
+			return nil, nil, nil, bad("missing document_digest")
 		}
 		terms = append(terms, Term{"uid", s.UID}, Term{"digest", s.DocumentDigest.String()})
 		blobs = append(blobs, blobRef{s.DocumentDigest, -1})
+		normalised = s
 	case KindSigner:
 		var s Signer
 		if err := decodeStrict(raw, &s); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		if s.Action != "enroll" && s.Action != "revoke" {
-			return nil, nil, bad("action %q must be enroll or revoke", truncate(s.Action))
+			return nil, nil, nil, bad("action %q must be enroll or revoke", truncate(s.Action))
 		}
 		if err := checkText("key_id", s.KeyID, 256); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		terms = append(terms, Term{"key_id", s.KeyID})
+		normalised = s
 	case KindRelease:
 		var s Release
 		if err := decodeStrict(raw, &s); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		if err := ValidateVersion(s.Version); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		if s.Bundle.IsZero() || s.Manifest.IsZero() {
-			return nil, nil, bad("missing bundle or manifest digest")
+			return nil, nil, nil, bad("missing bundle or manifest digest")
 		}
 		if err := checkText("key_id", s.KeyID, 256); err != nil {
-			return nil, nil, bad("%v", err)
+			return nil, nil, nil, bad("%v", err)
 		}
 		terms = append(terms, Term{"release", s.Version}, Term{"digest", s.Bundle.String()}, Term{"digest", s.Manifest.String()}, Term{"key_id", s.KeyID})
 		blobs = append(blobs, blobRef{s.Manifest, -1})
+		normalised = s
 	default:
-		return nil, nil, bad("unknown kind")
+		return nil, nil, nil, bad("unknown kind")
 	}
-	return terms, blobs, nil
+	return terms, blobs, nil, nil
 }
 
 func checkText(field, s string, max int) error {

@@ -83,7 +83,10 @@ func TestParseEntryRejects(t *testing.T) {
 		{"extra field", strings.Replace(good, `"v":1}`, `"v":1,"x":1}`, 1), "unknown field"},
 		{"subject extra field", strings.Replace(good, `"size":1`, `"size":1,"zz":1`, 1), "unknown field"},
 		{"bad digest", strings.Replace(good, `"digest":"sha256:`, `"digest":"sha256:AA`, 1), "subject"},
-		{"negative size", strings.Replace(good, `"size":1`, `"size":-1`, 1), "negative size"},
+		{"negative size", strings.Replace(good, `"size":1`, `"size":-1`, 1), "out of range"},
+		{"size beyond 2^53", strings.Replace(good, `"size":1`, `"size":9007199254740993`, 1), "canonical"},
+		{"field name case", strings.Replace(good, `"build":`, `"Build":`, 1), "canonical form"},
+		{"media type case", strings.Replace(good, `"media_type":"application/vnd`, `"media_type":"Application/vnd`, 1), "canonical form"},
 		{"too large", `{"pad":"` + strings.Repeat("a", MaxEntrySize) + `"}`, "over the"},
 	}
 	for _, tt := range tests {
@@ -135,4 +138,56 @@ func FuzzParseEntry(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n%s\n%s", got, b)
 		}
 	})
+}
+
+// TestClaimNormalisation checks that spellings of one subject give one
+// claim, so that the log cannot be made to hold the same claim twice.
+func TestClaimNormalisation(t *testing.T) {
+	d := cas.Sum([]byte("x")).String()
+	spellings := []string{
+		`{"digest":"` + d + `","size":5,"name":"a.txt","media_type":"text/plain"}`,
+		`{"Digest":"` + d + `","SIZE":5,"name":"a.txt","media_type":"text/plain"}`,
+		`{"digest":"` + d + `","size":5,"name":"a.txt","media_type":"text/plain","release":""}`,
+		`{"digest":"` + d + `","size":5,"name":"a.txt","media_type":"text/plain","build":""}`,
+		`{"digest":"` + d + `","size":5,"name":"a.txt","media_type":"TEXT/Plain"}`,
+		`{ "media_type":"text/plain", "name":"a.txt", "size":5, "digest":"` + d + `" }`,
+	}
+	var first *prepared
+	for _, sp := range spellings {
+		p, err := prepare(Claim{Kind: KindArtefact, Subject: json.RawMessage(sp)}, "ci")
+		if err != nil {
+			t.Fatalf("prepare(%s): %v", sp, err)
+		}
+		if first == nil {
+			first = p
+			continue
+		}
+		if p.claim != first.claim || !bytes.Equal(p.subject, first.subject) {
+			t.Errorf("prepare(%s) = %s, want the same claim as %s", sp, p.subject, first.subject)
+		}
+	}
+	prev := cas.Sum([]byte("p"))
+	r := Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: "k", Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}
+	a, err := prepare(Claim{Kind: KindRelease, Subject: r}, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := strings.Replace(string(a.subject), `,"previous":null`, ``, 1)
+	b, err := prepare(Claim{Kind: KindRelease, Subject: json.RawMessage(raw)}, "ci")
+	if err != nil || b.claim != a.claim {
+		t.Errorf("absent previous and null previous give different claims (%v)", err)
+	}
+	r.Previous = &prev
+	c, _ := prepare(Claim{Kind: KindRelease, Subject: r}, "ci")
+	if c.claim == a.claim {
+		t.Errorf("a previous release does not change the claim")
+	}
+}
+
+func TestPrepareRejectsUnrepresentableSize(t *testing.T) {
+	a := sampleArtefact()
+	a.Size = 1 << 53
+	if _, err := prepare(Claim{Kind: KindArtefact, Subject: a}, "ci"); !errors.Is(err, ErrInvalidEntry) || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("prepare(size 2^53) = %v, want out of range", err)
+	}
 }

@@ -38,7 +38,7 @@ var ErrClosed = errors.New("log is closed")
 // ErrFailed reports that a commit failed in a way that leaves the durable
 // state unknown; the log refuses further appends until it is reopened, which
 // resumes at whatever reached the disk.
-var ErrFailed = errors.New("log stopped after a failed commit; reopen it")
+var ErrFailed = errors.New("log stopped after a failed write; reopen it (appends are idempotent, so retrying one that may have been recorded is safe)")
 
 // ErrMissingBlob reports an entry that refers to a blob not in the store.
 var ErrMissingBlob = errors.New("entry refers to a blob that is not stored")
@@ -313,7 +313,7 @@ func (l *Log) sequence() {
 	linger.Stop()
 	for first := range l.reqs {
 		batch = append(batch[:0], first)
-		n := len(first.p.subject)
+		n := first.p.cost()
 	fill:
 		for len(batch) < l.opts.MaxBatch && n < l.opts.MaxBatchBytes {
 			select {
@@ -322,7 +322,7 @@ func (l *Log) sequence() {
 					break fill
 				}
 				batch = append(batch, r)
-				n += len(r.p.subject)
+				n += r.p.cost()
 				continue
 			default:
 			}
@@ -337,7 +337,7 @@ func (l *Log) sequence() {
 					break fill
 				}
 				batch = append(batch, r)
-				n += len(r.p.subject)
+				n += r.p.cost()
 			case <-linger.C:
 				break fill
 			}
@@ -467,9 +467,13 @@ func (l *Log) commit(batch []*request) *pending {
 	}
 	b.Head = Head{Size: size, Range: rng.Hashes(), Checkpoint: cp}
 	if err := l.opts.Storage.Commit(ctx, b); err != nil {
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrBatchTooLarge) {
+			// Nothing was written: the log goes on from where it was.
+			return fail(err)
+		}
 		l.failed.Store(true)
 		l.opts.Logger.Error("commit failed; log stopped", "tree_size", start, "entries", len(fresh), "err", err)
-		return fail(fmt.Errorf("%w: %v", ErrFailed, err))
+		return fail(fmt.Errorf("%w: committing: %v", ErrFailed, err))
 	}
 	l.rng = rng
 	l.lastTime = now
@@ -498,21 +502,18 @@ func (l *Log) sync(in <-chan *pending) {
 				break drain
 			}
 		}
-		var err error
-		if !l.failed.Load() {
-			err = l.opts.Storage.Sync(ctx)
-		} else {
-			err = ErrFailed
-		}
+		// Batches committed before a failed one still get their sync.
+		err := l.opts.Storage.Sync(ctx)
 		if err != nil {
 			l.failed.Store(true)
 			l.opts.Logger.Error("sync failed; log stopped", "err", err)
+			err = fmt.Errorf("%w: syncing: %v", ErrFailed, err)
 		}
 		for _, p := range group {
 			if err != nil {
 				for i, r := range p.reqs {
 					if p.slots[i].index != noSlot {
-						r.resp <- response{err: fmt.Errorf("%w: %v", ErrFailed, err)}
+						r.resp <- response{err: err}
 					}
 				}
 				continue

@@ -12,6 +12,10 @@ var ErrNotFound = errors.New("not found")
 // writer got there first, or the caller's view is stale.
 var ErrConflict = errors.New("log changed underneath the sequencer")
 
+// ErrBatchTooLarge reports a commit the storage cannot take in one
+// transaction; nothing was written.
+var ErrBatchTooLarge = errors.New("batch too large for one transaction")
+
 // Head is the durable state of a log: its size, the compact range of the
 // whole tree (the hashes of the perfect subtrees covering [0, Size), left to
 // right) and the signed checkpoint for Size.
@@ -56,7 +60,9 @@ type Storage interface {
 	Head(ctx context.Context) (Head, error)
 	// Commit writes the batch atomically: all of it or none of it is ever
 	// read back. It need not be durable before Sync returns. It returns
-	// ErrConflict if b.Start is not the stored size.
+	// ErrConflict if b.Start is not the stored size and ErrBatchTooLarge if
+	// the batch does not fit one transaction; after either, nothing was
+	// written. After any other error the outcome is unknown.
 	Commit(ctx context.Context, b *Batch) error
 	// Sync makes every batch committed so far durable (fsync) and returns
 	// only then. The sequencer commits the next batch while the previous one

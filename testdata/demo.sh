@@ -14,7 +14,7 @@ work=${LEDGER_DEMO_DIR:-$(mktemp -d -t ledger-demo.XXXXXX)}
 mkdir -p "$work"
 bin="$work/bin/ledger"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+show() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 step "Build the ledger command"
 go build -o "$bin" ./cmd/ledger
@@ -26,8 +26,8 @@ show ledger init --origin demo.evidence-ledger.local/dhf
 
 step "CI appends every file of the v0.1.0 evidence bundle; one receipt per file"
 mapfile -t files < <(find testdata/bundle -type f | LC_ALL=C sort)
-show ledger append --release v0.1.0 --as ci:demo-pipeline -o "$work/receipts" "${files[@]}" >"$work/receipts.jsonl"
-printf '%s receipts written to %s/receipts\n' "$(wc -l <"$work/receipts.jsonl")" "$work"
+show ledger append --release v0.1.0 --as ci:demo-pipeline --base testdata/bundle -o "$work/receipts" "${files[@]}" >"$work/receipts.jsonl"
+printf '%s receipts (JSON Lines) in %s; one file per artefact under %s/receipts\n' "$(wc -l <"$work/receipts.jsonl")" "$work/receipts.jsonl" "$work"
 
 step "The log: every entry, who logged it and when"
 show ledger log
@@ -48,7 +48,7 @@ fi
 echo "(exit status 1: the receipt does not vouch for the altered file)"
 
 step "Recording the same evidence again adds nothing (idempotent appends)"
-show ledger append --release v0.1.0 --as ci:demo-pipeline testdata/bundle/junit.xml | grep -o '"duplicate":true'
+show ledger append --release v0.1.0 --as ci:demo-pipeline --base testdata/bundle testdata/bundle/junit.xml | grep -o '"duplicate":true'
 
 step "Proofs: inclusion of entry 0, and that the tree of size 1 is a prefix of today's"
 show ledger proof inclusion --index 0

@@ -199,7 +199,7 @@ func hint(err error) string {
 	case errors.Is(err, cas.ErrCorrupt):
 		return "the store holds damaged data; run `ledger audit` to list everything affected"
 	case errors.Is(err, cas.ErrNotFound):
-		return "list what is stored with `ledger log`"
+		return "check the digest; `ledger log` lists what the log records"
 	case errors.Is(err, cas.ErrInvalidDigest):
 		return "digests look like sha256:<64 lowercase hex digits>"
 	case errors.Is(err, ledger.ErrMissingBlob):

@@ -153,22 +153,46 @@ func (e *env) getCommand() *cli.Command {
 				_, err := cas.Get(c.Context, l.Blobs, d, e.stdout)
 				return err
 			}
-			// Write beside the target and rename only once verified.
-			tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-*")
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp.Name())
-			if _, err := cas.Get(c.Context, l.Blobs, d, tmp); err != nil {
-				tmp.Close()
-				return err
-			}
-			if err := tmp.Close(); err != nil {
-				return err
-			}
-			return os.Rename(tmp.Name(), out)
+			return writeVerified(c, l, d, out)
 		},
 	}
+}
+
+// writeVerified writes blob d to the new file out: beside it first, synced,
+// and renamed into place only once every byte has verified. It never
+// replaces an existing file.
+func writeVerified(c *cli.Context, l *ledger.Ledger, d cas.Digest, out string) error {
+	if st, err := os.Stat(out); err == nil {
+		if st.IsDir() {
+			return usagef("-o %q is a directory; name the file to create", out)
+		}
+		return fmt.Errorf("%q already exists; get never replaces a file, so remove it or choose another name", out)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := cas.Get(c.Context, l.Blobs, d, tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// A hard link, unlike a rename, fails if out appeared meanwhile.
+	if err := os.Link(tmp.Name(), out); err != nil {
+		return fmt.Errorf("creating %q: %w", out, err)
+	}
+	return nil
 }
 
 func (e *env) appendCommand() *cli.Command {
@@ -182,7 +206,9 @@ func (e *env) appendCommand() *cli.Command {
 			&cli.StringFlag{Name: "build", Usage: "CI run URL or id that produced the files"},
 			&cli.StringFlag{Name: "media-type", Usage: "media type for every file (default: from the file extension)"},
 			&cli.StringFlag{Name: "as", Value: "local", Usage: "appender name recorded as logged_by"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write <name>.receipt.json files into `DIR`"},
+			&cli.StringFlag{Name: "base", Usage: "name each file by its path relative to `DIR` (default: its base name)"},
+			&cli.StringFlag{Name: "name", Usage: "the artefact name, for a single FILE (required for - , standard input)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write <name>.receipt.json files into `DIR` (never replacing one)"},
 		},
 		Action: func(c *cli.Context) error {
 			files, err := positional(c)
@@ -200,18 +226,28 @@ func (e *env) appendCommand() *cli.Command {
 			if err := ledger.ValidateAppender(c.String("as")); err != nil {
 				return usageError{err}
 			}
-			// Catch a mistyped name before anything is logged, so that a
-			// failed append does not leave the files before it appended.
-			for _, f := range files {
-				if f == "-" {
-					continue
-				}
-				st, err := os.Stat(f)
-				if err != nil {
+			if c.String("name") != "" && len(files) != 1 {
+				return usagef("--name names a single FILE; use --base to name several")
+			}
+			// Check every file and every claim before anything is stored, so
+			// that a bad one leaves nothing behind: no blob, no entry.
+			names := make([]string, len(files))
+			for i, f := range files {
+				if names[i], err = artefactName(c, f); err != nil {
 					return err
 				}
-				if !st.Mode().IsRegular() {
-					return fmt.Errorf("%s is not a regular file", f)
+				if f != "-" {
+					st, err := os.Stat(f)
+					if err != nil {
+						return err
+					}
+					if !st.Mode().IsRegular() {
+						return fmt.Errorf("%q is not a regular file", f)
+					}
+				}
+				claim := ledger.Claim{Kind: ledger.KindArtefact, Subject: artefactSubject(c, f, names[i], cas.Sum(nil), 0)}
+				if err := ledger.CheckClaim(claim, c.String("as")); err != nil {
+					return usageError{fmt.Errorf("%q: %w", f, err)}
 				}
 			}
 			outDir := c.String("output")
@@ -226,30 +262,21 @@ func (e *env) appendCommand() *cli.Command {
 			}
 			defer l.Close()
 			enc := json.NewEncoder(e.stdout)
-			for _, f := range files {
+			for i, f := range files {
 				info, err := e.putFile(c, l, f, nil)
 				if err != nil {
 					return err
 				}
-				mt := c.String("media-type")
-				if mt == "" {
-					mt = mediaType(f)
-				}
-				subject := ledger.Artefact{
-					Digest: info.Digest, Size: info.Size, Name: filepath.Base(f), MediaType: mt,
-					Release: c.String("release"), Build: c.String("build"),
-				}
-				rc, err := l.Log.Append(c.Context, ledger.Claim{Kind: ledger.KindArtefact, Subject: subject}, c.String("as"))
+				claim := ledger.Claim{Kind: ledger.KindArtefact, Subject: artefactSubject(c, f, names[i], info.Digest, info.Size)}
+				rc, err := l.Log.Append(c.Context, claim, c.String("as"))
 				if err != nil {
-					return fmt.Errorf("appending %s: %w", f, err)
+					return fmt.Errorf("appending %q: %w", f, err)
 				}
 				if err := enc.Encode(rc); err != nil {
 					return err
 				}
 				if outDir != "" {
-					b, _ := json.MarshalIndent(rc, "", "  ")
-					name := filepath.Join(outDir, filepath.Base(f)+".receipt.json")
-					if err := os.WriteFile(name, append(b, '\n'), 0o644); err != nil {
+					if err := writeReceipt(outDir, names[i], rc); err != nil {
 						return err
 					}
 				}
@@ -257,6 +284,59 @@ func (e *env) appendCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// artefactName is the name an appended file is logged under: --name, its
+// path relative to --base, or its base name.
+func artefactName(c *cli.Context, f string) (string, error) {
+	if n := c.String("name"); n != "" {
+		return n, nil
+	}
+	if f == "-" {
+		return "", usagef("appending standard input needs --name")
+	}
+	base := c.String("base")
+	if base == "" {
+		return filepath.Base(f), nil
+	}
+	rel, err := filepath.Rel(base, f)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return "", usagef("%q is not inside --base %q", f, base)
+	}
+	return filepath.ToSlash(rel), nil
+}
+
+func artefactSubject(c *cli.Context, f, name string, d cas.Digest, size int64) ledger.Artefact {
+	mt := c.String("media-type")
+	if mt == "" {
+		mt = mediaType(f)
+	}
+	return ledger.Artefact{Digest: d, Size: size, Name: name, MediaType: mt, Release: c.String("release"), Build: c.String("build")}
+}
+
+// writeReceipt writes DIR/<name>.receipt.json, creating the directories a
+// name with slashes needs, and never replaces a file.
+func writeReceipt(dir, name string, rc proofs.Receipt) error {
+	path := filepath.Join(dir, filepath.FromSlash(name)+".receipt.json")
+	if !strings.HasPrefix(path, filepath.Clean(dir)+string(filepath.Separator)) {
+		return fmt.Errorf("receipt for %q would fall outside %q", name, dir)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rc, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing receipt: %w (receipts are never replaced; choose another -o directory)", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // mediaType guesses a file's media type from its extension.
@@ -331,6 +411,9 @@ func (e *env) logCommand() *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
+			if c.Int("limit") < 0 {
+				return usagef("--limit must be 0 (no limit) or more")
+			}
 			q := ledger.Query{Release: c.String("release"), UID: c.String("uid")}
 			if s := c.String("digest"); s != "" {
 				d, err := cas.ParseDigest(s)
@@ -356,6 +439,7 @@ func (e *env) logCommand() *cli.Command {
 				return err
 			}
 			enc := json.NewEncoder(e.stdout)
+			enc.SetEscapeHTML(false) // print the entry bytes exactly as logged
 			for _, i := range idx {
 				b, err := l.Log.Entry(c.Context, i)
 				if err != nil {
@@ -434,6 +518,9 @@ func (e *env) proofCommand() *cli.Command {
 					if c.IsSet("size") && size == 0 {
 						return usagef("--size must be at least 1")
 					}
+					if c.IsSet("size") && c.Uint64("index") >= size {
+						return usagef("--index %d is not inside a tree of --size %d (indexes run from 0 to size-1)", c.Uint64("index"), size)
+					}
 					l, err := e.open(c)
 					if err != nil {
 						return err
@@ -461,6 +548,9 @@ func (e *env) proofCommand() *cli.Command {
 					}
 					if err := required(c, "from"); err != nil {
 						return err
+					}
+					if c.IsSet("to") && c.Uint64("from") > c.Uint64("to") {
+						return usagef("--from %d is larger than --to %d; the older tree comes first", c.Uint64("from"), c.Uint64("to"))
 					}
 					l, err := e.open(c)
 					if err != nil {
@@ -507,7 +597,7 @@ func (e *env) verifyReceiptCommand() *cli.Command {
 			if err := required(c, "log-key"); err != nil {
 				return err
 			}
-			vkey, err := os.ReadFile(c.String("log-key"))
+			vkey, err := readLimited(c.String("log-key"), 4<<10)
 			if err != nil {
 				return fmt.Errorf("reading log key: %w", err)
 			}
@@ -515,7 +605,7 @@ func (e *env) verifyReceiptCommand() *cli.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			b, err := os.ReadFile(args[0])
+			b, err := readLimited(args[0], proofs.MaxReceiptSize)
 			if err != nil {
 				return fmt.Errorf("reading receipt: %w", err)
 			}
@@ -548,7 +638,7 @@ func (e *env) verifyReceiptCommand() *cli.Command {
 				if err == nil {
 					err = checkFile(f, want)
 				}
-				if err := check("file "+f+" matches the entry's digest", err); err != nil {
+				if err := check(fmt.Sprintf("file %q has the entry's digest and size", f), err); err != nil {
 					return err
 				}
 			}
@@ -557,6 +647,23 @@ func (e *env) verifyReceiptCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// readLimited reads a small file, refusing one larger than limit bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%q is larger than %d bytes: not what was expected", path, limit)
+	}
+	return b, nil
 }
 
 func checkFile(path string, want ledger.Artefact) error {
@@ -603,10 +710,15 @@ func (e *env) auditCommand() *cli.Command {
 					return perr
 				}
 			} else {
-				fmt.Fprintf(e.stdout, "blobs        %d verified (%d unreferenced chunks)\n", rep.Blobs, rep.OrphanChunks)
-				fmt.Fprintf(e.stdout, "entries      %d verified\n", rep.Entries)
-				fmt.Fprintf(e.stdout, "tree hashes  %d verified\n", rep.Hashes)
-				fmt.Fprintf(e.stdout, "checkpoints  %d verified, each consistent with the next\n", rep.Checkpoints)
+				// Until every check passed, say what was checked, not verified.
+				verb, chain := "checked", ""
+				if rep.OK() {
+					verb, chain = "verified", ", each consistent with the next"
+				}
+				fmt.Fprintf(e.stdout, "blobs        %d %s (%d unreferenced chunks)\n", rep.Blobs, verb, rep.OrphanChunks)
+				fmt.Fprintf(e.stdout, "entries      %d %s\n", rep.Entries, verb)
+				fmt.Fprintf(e.stdout, "tree hashes  %d %s\n", rep.Hashes, verb)
+				fmt.Fprintf(e.stdout, "checkpoints  %d %s%s\n", rep.Checkpoints, verb, chain)
 				for _, p := range rep.Problems {
 					fmt.Fprintf(e.stdout, "CORRUPT  %s\n", p)
 				}
