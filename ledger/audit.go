@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/transparency-dev/merkle/compact"
 
@@ -25,10 +26,12 @@ type AuditProgress func(phase string, done, total uint64)
 
 // AuditReport is what an audit checked and found.
 type AuditReport struct {
-	Blobs        uint64   `json:"blobs"`
-	Entries      uint64   `json:"entries"`
-	Hashes       uint64   `json:"hashes"`
-	Checkpoints  uint64   `json:"checkpoints"`
+	Blobs       uint64 `json:"blobs"`
+	Entries     uint64 `json:"entries"`
+	Hashes      uint64 `json:"hashes"`
+	Checkpoints uint64 `json:"checkpoints"`
+	// Size is the tree size of the latest stored checkpoint.
+	Size         uint64   `json:"tree_size"`
 	OrphanChunks int      `json:"orphan_chunks"`
 	Problems     []string `json:"problems"`
 	// MoreProblems counts problems beyond MaxAuditProblems.
@@ -108,7 +111,20 @@ type auditCheckpoint struct {
 }
 
 func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditProgress) error {
-	size := l.Log.Size()
+	// The stored head, checked as opening the log checks it, but reported
+	// rather than refused.
+	head, err := l.Storage.Head(ctx)
+	if err != nil {
+		r.problem("latest checkpoint record: %v", err)
+		return nil
+	}
+	size := head.Size
+	r.Size = size
+	if c, err := proofs.OpenCheckpoint(head.Checkpoint, l.Verifier); err != nil {
+		r.problem("latest checkpoint (size %d): %v", size, err)
+	} else if c.Size != size {
+		r.problem("latest checkpoint record holds a checkpoint for size %d under size %d", c.Size, size)
+	}
 	var cps []auditCheckpoint
 	if err := l.Storage.Checkpoints(ctx, func(sz uint64, signed []byte) error {
 		c, err := proofs.OpenCheckpoint(signed, l.Verifier)
@@ -204,6 +220,9 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 	}
 	if next < len(cps) {
 		r.problem("checkpoint for size %d was not reached by the entries", cps[next].size)
+	}
+	if !slices.EqualFunc(rng.Hashes(), head.Range, bytes.Equal) {
+		r.problem("the compact range stored with the latest checkpoint does not match the entries")
 	}
 
 	for i := 1; i < len(cps); i++ {

@@ -117,6 +117,10 @@ type OpenOptions struct {
 	// Log tunes the log; its Storage, Blobs, Signer and Verifier are set by
 	// Open.
 	Log LogOptions
+	// AuditOnly opens the store without starting the log (Ledger.Log is
+	// nil), so that Audit can examine a store whose damage would stop the
+	// log from opening, and report it instead.
+	AuditOnly bool
 }
 
 // Ledger is an opened data directory: the badger DB, the blob store on it
@@ -155,9 +159,9 @@ func Open(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.Log.Origin() != m.Origin {
+	if l.Signer.Name() != m.Origin {
 		l.Close()
-		return nil, fmt.Errorf("opening %s: log key is named %q but the ledger's origin is %q: wrong log.key", dir, l.Log.Origin(), m.Origin)
+		return nil, fmt.Errorf("opening %s: log key is named %q but the ledger's origin is %q: wrong log.key", dir, l.Signer.Name(), m.Origin)
 	}
 	return l, nil
 }
@@ -179,6 +183,9 @@ func openDir(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %s: %w", dir, PublicKeyFile, err)
 	}
+	if signer.Name() != verifier.Name() || signer.KeyHash() != verifier.KeyHash() {
+		return nil, fmt.Errorf("opening %s: private key %q does not match public key %q: %s and %s are not a pair", dir, signer.Name(), verifier.Name(), PrivateKeyFile, PublicKeyFile)
+	}
 	db, err := openDB(filepath.Join(dir, dbDir), opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: opening store: %w", dir, err)
@@ -189,22 +196,28 @@ func openDir(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error)
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
 	storage := NewBadgerStorage(db)
+	l := &Ledger{Dir: dir, DB: db, Blobs: blobs, Storage: storage, Signer: signer, Verifier: verifier, PublicKey: strings.TrimSpace(string(vkey))}
+	if opts.AuditOnly {
+		return l, nil
+	}
 	lo := opts.Log
 	lo.Storage, lo.Blobs, lo.Signer, lo.Verifier = storage, blobs, signer, verifier
 	if lo.Logger == nil {
 		lo.Logger = opts.Logger
 	}
-	log, err := OpenLog(ctx, lo)
-	if err != nil {
+	if l.Log, err = OpenLog(ctx, lo); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
-	return &Ledger{Dir: dir, DB: db, Blobs: blobs, Storage: storage, Log: log, Signer: signer, Verifier: verifier, PublicKey: strings.TrimSpace(string(vkey))}, nil
+	return l, nil
 }
 
 // Close stops the log and closes the store.
 func (l *Ledger) Close() error {
-	err := l.Log.Close()
+	var err error
+	if l.Log != nil {
+		err = l.Log.Close()
+	}
 	if cerr := l.DB.Close(); err == nil {
 		err = cerr
 	}

@@ -551,3 +551,60 @@ func TestTiles(t *testing.T) {
 		t.Fatalf("Audit after damaging tile 0 = %v, %q", err, rep.Problems)
 	}
 }
+
+// TestAuditWhenOpenFails damages the latest checkpoint record, which stops
+// the log from opening, and checks that an audit-only open still audits and
+// names the damage.
+func TestAuditWhenOpenFails(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "l")
+	if _, err := ledger.Init(ctx, dir, "ledger.example.com/audit"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := l.Log.Append(ctx, artefact(t, l, fmt.Sprint(i), "f.txt"), "ci"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Flip a bit in the signature at the end of the latest head record.
+	head, err := l.Storage.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.DB.Update(func(txn *badger.Txn) error {
+		k := u64Key("log/k/", head.Size)
+		item, err := txn.Get(k)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		v[len(v)-10] ^= 1
+		return txn.Set(k, v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := ledger.Open(ctx, dir, ledger.OpenOptions{}); err == nil {
+		t.Fatal("Open of a store with a damaged latest checkpoint succeeded")
+	}
+	a, err := ledger.Open(ctx, dir, ledger.OpenOptions{AuditOnly: true})
+	if err != nil {
+		t.Fatalf("audit-only Open: %v", err)
+	}
+	defer a.Close()
+	rep, err := a.Audit(ctx, nil)
+	if !errors.Is(err, ledger.ErrAuditFailed) || !strings.Contains(strings.Join(rep.Problems, "\n"), "latest checkpoint (size 3)") {
+		t.Fatalf("Audit = %v, %q; want the latest checkpoint named", err, rep.Problems)
+	}
+	if rep.Entries != 3 {
+		t.Errorf("audit checked %d entries, want 3", rep.Entries)
+	}
+}
