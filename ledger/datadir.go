@@ -183,7 +183,13 @@ func openDir(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %s: %w", dir, PublicKeyFile, err)
 	}
-	if signer.Name() != verifier.Name() || signer.KeyHash() != verifier.KeyHash() {
+	// The name and 4-byte key hash could match by chance or design; a
+	// signature made with log.key must verify with log.pub.
+	probe, err := note.Sign(&note.Note{Text: "evidence ledger key check\n"}, signer)
+	if err == nil {
+		_, err = note.Open(probe, note.VerifierList(verifier))
+	}
+	if err != nil || signer.Name() != verifier.Name() {
 		return nil, fmt.Errorf("opening %s: private key %q does not match public key %q: %s and %s are not a pair", dir, signer.Name(), verifier.Name(), PrivateKeyFile, PublicKeyFile)
 	}
 	db, err := openDB(filepath.Join(dir, dbDir), opts.Logger)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,7 +225,7 @@ func (l *Log) Checkpoint() ([]byte, uint64) {
 // tree size; ErrNotFound if no commit ended there.
 func (l *Log) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) {
 	if size > l.Size() {
-		return nil, fmt.Errorf("checkpoint for tree size %d: the log has %d entries: %w", size, l.Size(), ErrNotFound)
+		return nil, fmt.Errorf("checkpoint for tree size %d: the log holds %d entries: %w", size, l.Size(), ErrNotFound)
 	}
 	return l.opts.Storage.Checkpoint(ctx, size)
 }
@@ -582,7 +583,7 @@ func (l *Log) receiptAt(ctx context.Context, index, size uint64, cp []byte) (pro
 func (l *Log) Receipt(ctx context.Context, index uint64) (proofs.Receipt, error) {
 	h := l.head.Load()
 	if index >= h.size {
-		return proofs.Receipt{}, fmt.Errorf("entry %d: the log has %d entries: %w", index, h.size, ErrNotFound)
+		return proofs.Receipt{}, fmt.Errorf("entry %d: the log holds %d entries: %w", index, h.size, ErrNotFound)
 	}
 	return l.receiptAt(ctx, index, h.size, h.checkpoint)
 }
@@ -590,7 +591,7 @@ func (l *Log) Receipt(ctx context.Context, index uint64) (proofs.Receipt, error)
 // Entry returns the bytes of the entry at index.
 func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 	if size := l.Size(); index >= size {
-		return nil, fmt.Errorf("entry %d: the log has %d entries: %w", index, size, ErrNotFound)
+		return nil, fmt.Errorf("entry %d: the log holds %d entries: %w", index, size, ErrNotFound)
 	}
 	e, err := l.opts.Storage.ReadEntries(ctx, index, index+1)
 	if err != nil {
@@ -602,7 +603,7 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 // Entries returns the entries in [start, end), which must be within the log.
 func (l *Log) Entries(ctx context.Context, start, end uint64) ([][]byte, error) {
 	if size := l.Size(); end > size || start > end {
-		return nil, fmt.Errorf("entries [%d, %d): the log has %d entries: %w", start, end, size, ErrNotFound)
+		return nil, fmt.Errorf("entries [%d, %d): the log holds %d entries: %w", start, end, size, ErrNotFound)
 	}
 	return l.opts.Storage.ReadEntries(ctx, start, end)
 }
@@ -631,7 +632,7 @@ func (l *Log) ProveConsistency(ctx context.Context, from, to uint64) (proofs.Con
 		to = cur
 	}
 	if to > cur || from > to {
-		return proofs.ConsistencyProof{}, fmt.Errorf("consistency proof from %d to %d: the log has %d entries and from must not exceed to: %w", from, to, cur, ErrNotFound)
+		return proofs.ConsistencyProof{}, fmt.Errorf("consistency proof from %d to %d: the log holds %d entries and from must not exceed to: %w", from, to, cur, ErrNotFound)
 	}
 	return proofs.ProveConsistency(ctx, l.opts.Storage, from, to)
 }
@@ -684,14 +685,7 @@ func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]u
 
 func hasTerms(have, want []Term) bool {
 	for _, w := range want {
-		found := false
-		for _, h := range have {
-			if h == w {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !slices.Contains(have, w) {
 			return false
 		}
 	}
