@@ -51,7 +51,9 @@ const MaxChunks = 1 << 20
 type BadgerOptions struct {
 	// ChunkSize is the size in bytes of the chunks blobs are split into; the last chunk of a blob
 	// may be shorter. 0 means DefaultChunkSize. Changing it later is safe: each blob records its
-	// own chunks. Each Put holds up to four chunks in memory, each open blob up to three.
+	// own chunks. Each Put holds up to 2n+2 chunks in memory, n being the most chunks it writes
+	// in one transaction: 8 MiB worth, at least 1 and at most 64 (so 18 chunks, 18 MiB, with the
+	// default size; 4 chunks when they are over 4 MiB). Each open blob holds up to three.
 	ChunkSize int
 
 	// Logger receives debug records of stored blobs and warnings about failed clean-ups.
@@ -62,13 +64,14 @@ type BadgerOptions struct {
 // Badger is a Store kept in a badger database, under keys that start with "cas/". It is safe
 // for concurrent use.
 //
-// Put writes a blob's chunks as it reads them, then the blob record, then calls db.Sync before
-// reporting success. That is durable against power loss only with SyncWrites on, as
-// DefaultBadgerOptions sets it (see there). A Put that fails removes the
-// chunks it newly wrote unless another Put, in flight or finished, uses them. A crash in the
-// middle of a Put can leave chunks no blob references; no partial blob ever becomes visible, and
-// OrphanChunks counts such chunks for audit. If the sync at the end of a Put fails, the blob may
-// be visible although Put reported an error.
+// Put writes a blob's chunks as it reads them, several to a transaction, then the blob record.
+// With SyncWrites on, as DefaultBadgerOptions sets it, every commit returns only once synced, so
+// a Put that succeeds is durable against power loss. With SyncWrites off, Put calls db.Sync
+// before reporting success, which is not enough for power loss (see DefaultBadgerOptions). A Put
+// that fails removes the chunks it newly wrote unless another Put, in flight or finished, uses
+// them. A crash in the middle of a Put can leave chunks no blob references; no partial blob ever
+// becomes visible, and OrphanChunks counts such chunks for audit. If writing or syncing the blob
+// record fails, the blob may be visible although Put reported an error.
 //
 // Badger reads and writes its value log through memory maps, which on Linux would leave every page
 // of every blob put or read counted in the process's resident set for as long as the database is
@@ -80,6 +83,10 @@ type Badger struct {
 	chunkSize int
 	log       *slog.Logger
 	bufs      sync.Pool // *[]byte of len chunkSize
+
+	// syncWrites records that every commit is synced to disk before it returns (SyncWrites),
+	// or that there is no disk (InMemory), so Put need not call db.Sync.
+	syncWrites bool
 
 	mu       sync.Mutex
 	inflight map[Digest]*chunkRef // chunks used by Puts in flight; see put.go
@@ -124,6 +131,8 @@ func NewBadger(db *badger.DB, opts BadgerOptions) (*Badger, error) {
 		chunkSize: opts.ChunkSize,
 		log:       opts.Logger,
 		inflight:  make(map[Digest]*chunkRef),
+
+		syncWrites: dbo.SyncWrites || dbo.InMemory,
 	}
 	if !dbo.InMemory {
 		// /proc/self/maps names files by absolute, resolved path.
@@ -146,15 +155,17 @@ func NewBadger(db *badger.DB, opts BadgerOptions) (*Badger, error) {
 const pageOutEvery = 32 << 20
 
 // noteMapped records that n bytes of chunks were written to or read from the value log and,
-// every pageOutEvery bytes, has pageOut unmap the value log from this process (see Badger).
-// Concurrent callers do not wait for one another: one pages out, the others go on.
+// every pageOutEvery bytes, has pageOut unmap the value log from this process (see Badger). It
+// does not wait for pageOut, which takes some milliseconds, and at most one runs at a time.
 func (s *Badger) noteMapped(n int) {
 	if s.valueDir == "" || s.mapped.Add(int64(n)) < pageOutEvery || !s.paging.TryLock() {
 		return
 	}
-	defer s.paging.Unlock()
 	s.mapped.Store(0)
-	pageOut(s.valueDir)
+	go func() {
+		defer s.paging.Unlock()
+		pageOut(s.valueDir)
+	}()
 }
 
 func chunkKey(d Digest) []byte { return append([]byte(chunkPrefix), d[:]...) }

@@ -532,3 +532,90 @@ func TestBadgerFailedPutSparesOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestBadgerPutSplitsTransactions puts blobs whose groups of chunks do not fit one badger
+// transaction: chunks below the value threshold count in full against a small memtable's batch
+// limit, so Put must split its groups on badger.ErrTxnTooBig.
+func TestBadgerPutSplitsTransactions(t *testing.T) {
+	const cs = 16 << 10 // below the 64 KiB value threshold: stored in the LSM tree, counted in full
+	db, err := badger.Open(cas.DefaultBadgerOptions(t.TempDir(), nil).WithMemTableSize(1 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("closing badger: %v", err)
+		}
+	})
+	if n := db.MaxBatchSize(); n > 10*cs {
+		t.Fatalf("MaxBatchSize() = %d, want a limit a group of chunks exceeds", n)
+	}
+	s, err := cas.NewBadger(db, cas.BadgerOptions{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200 chunks, a few of them repeated within one group, and a short tail.
+	var content []byte
+	for i := range 200 {
+		content = append(content, castest.Content(uint64(70+i%150), cs)...)
+	}
+	content = append(content, "tail"...)
+	info, err := s.Put(t.Context(), bytes.NewReader(content), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Chunks != 201 || info.Size != int64(len(content)) {
+		t.Errorf("Put = %+v, want %d bytes in 201 chunks", info, len(content))
+	}
+	if got := countKeys(t, db, "cas/c/"); got != 151 {
+		t.Errorf("stored %d chunks, want 151", got)
+	}
+	// Again, every chunk stored; then a blob whose first 50 chunks are stored and the rest new.
+	if _, err := s.Put(t.Context(), bytes.NewReader(content), nil); err != nil {
+		t.Fatalf("putting again: %v", err)
+	}
+	mixed := slices.Concat(content[:50*cs], content[cs/2:])
+	if _, err := s.Put(t.Context(), bytes.NewReader(mixed), nil); err != nil {
+		t.Fatalf("putting a blob sharing some chunks: %v", err)
+	}
+	for _, c := range [][]byte{content, mixed} {
+		if got, err := readAll(t, s, cas.Sum(c)); err != nil || !bytes.Equal(got, c) {
+			t.Errorf("reading back %d bytes: got %d bytes, error %v", len(c), len(got), err)
+		}
+	}
+	checkNoOrphans(t, s)
+}
+
+// TestBadgerWithoutSyncWrites checks that Put works, syncing as it goes, in a database opened
+// without SyncWrites, and that what it stored is there after reopening.
+func TestBadgerWithoutSyncWrites(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(cas.DefaultBadgerOptions(dir, nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cas.NewBadger(db, cas.BadgerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 40 << 20 // past the 32 MiB at which Put syncs in the background
+	info, err := s.Put(t.Context(), newStreamReader(3, size), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := cas.NewBadger(openDB(t, dir), cas.BadgerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := cas.NewDigester()
+	if _, err := cas.Get(t.Context(), s2, info.Digest, g); err != nil {
+		t.Fatalf("Get after reopening: %v", err)
+	}
+	if g.Digest() != info.Digest || g.Size() != size {
+		t.Errorf("Get after reopening returned %d bytes with digest %s, want %d bytes with %s", g.Size(), g.Digest(), size, info.Digest)
+	}
+	checkNoOrphans(t, s2)
+}

@@ -10,9 +10,23 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// putBuffers is how many chunk buffers one Put uses: one being filled from the reader, one
-// queued, one being hashed, one being written.
-const putBuffers = 4
+// groupBytes is about how many bytes of chunks Put writes to badger in one transaction, and
+// maxGroupChunks the most chunks it puts in one, for small chunk sizes. Badger makes every new
+// transaction wait for the commits in flight and, with SyncWrites, each commit syncs the disk:
+// one transaction per chunk would mean one wait for the disk per chunk.
+const (
+	groupBytes     = 8 << 20
+	maxGroupChunks = 64
+)
+
+// groupChunks returns the most chunks of the given size Put writes in one transaction.
+func groupChunks(chunkSize int) int {
+	return min(max(groupBytes/chunkSize, 1), maxGroupChunks)
+}
+
+// putBuffers returns how many chunk buffers one Put uses: one being filled from the reader, one
+// being hashed, a group queued for writing and a group being written.
+func putBuffers(chunkSize int) int { return 2*groupChunks(chunkSize) + 2 }
 
 // chunkRef tracks a chunk used by Puts in flight, so that a failing Put removes the chunks it
 // newly wrote without removing any that another Put uses. Fields other than digest and done are
@@ -32,13 +46,24 @@ type chunkRef struct {
 	err    error         // why the chunk could not be stored; set before done is closed
 }
 
+// chunkWrite is a chunk a Put hands to its writing goroutine: the chunk's first holder must
+// settle it (see chunkRef).
+type chunkWrite struct {
+	ref  *chunkRef
+	data []byte // the content; the buffer goes back to the Put once the chunk is settled
+}
+
 // Put stores the content of r as a blob. It reads r in chunks of the configured size and runs a
 // pipeline: the calling goroutine reads and computes the blob digest, a second goroutine hashes
-// each chunk and hands it to badger to write, and badger writes it, so the three proceed in
-// parallel. At most four chunks are held in memory. The blob record is written only after all the
-// content has been read and written and checked against expected, then the database is synced;
-// a large Put also syncs in the background every 32 MiB so the disk keeps pace. On any failure
-// the chunks this Put newly wrote, and no other Put uses, are deleted.
+// each chunk, and a third writes each chunk that no other Put in flight is writing, unless it is
+// stored already, several to a badger transaction (up to 8 MiB: those hashed while the previous
+// transaction committed), so that reading, hashing and writing proceed in parallel and each
+// commit, synced with SyncWrites, carries many chunks. It holds up to 2n+2 chunks in memory, n
+// being the most chunks of a transaction (see BadgerOptions.ChunkSize). The blob record is
+// written only after all the content has been read and written and checked against expected.
+// Without SyncWrites, the database is then synced, and a large Put also syncs in the background
+// every 32 MiB so the disk keeps pace. On any failure the chunks this Put newly wrote, and no
+// other Put uses, are deleted.
 func (s *Badger) Put(ctx context.Context, r io.Reader, expected *Digest) (Info, error) {
 	if err := ctx.Err(); err != nil {
 		return Info{}, fmt.Errorf("storing blob: %w", err)
@@ -46,30 +71,52 @@ func (s *Badger) Put(ctx context.Context, r io.Reader, expected *Digest) (Info, 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// The hashing goroutine owns chunks and refs until it closes hashed. Each entry of refs is
+	nbufs := putBuffers(s.chunkSize)
+	free := make(chan *[]byte, nbufs)
+	recycle := func(data []byte) {
+		b := data[:cap(data)]
+		free <- &b
+	}
+
+	// The writing goroutine settles every chunk sent on writes and closes written once writes is
+	// closed and all are settled.
+	writes := make(chan chunkWrite, nbufs)
+	written := make(chan struct{})
+	var flush flusher // only without SyncWrites; used by the writing goroutine alone
+	unflushed := 0
+	go func() {
+		defer close(written)
+		s.writeChunks(writes, func(w chunkWrite, stored bool, err error) {
+			recycle(w.data)
+			if stored {
+				s.noteMapped(len(w.data))
+				if unflushed += len(w.data); !s.syncWrites && unflushed >= flushEvery && flush.kick(s.db) {
+					unflushed = 0
+				}
+			}
+			s.mu.Lock()
+			w.ref.fresh, w.ref.err = stored, err
+			s.mu.Unlock()
+			close(w.ref.done)
+			if err != nil {
+				cancel()
+			}
+		})
+	}()
+
+	// The hashing goroutine owns chunks and refs until it closes writes. Each entry of refs is
 	// one reference in s.inflight, released below.
 	var (
 		chunks []Digest
 		refs   []*chunkRef
 	)
 	jobs := make(chan []byte, 1)
-	free := make(chan *[]byte, putBuffers)
-	recycle := func(data []byte) {
-		b := data[:cap(data)]
-		free <- &b
-	}
-	hashed := make(chan struct{})
-	var flush flusher
 	go func() {
-		defer close(hashed)
-		unflushed := 0
+		defer close(writes)
 		for data := range jobs {
 			if wctx.Err() != nil {
 				recycle(data)
 				continue
-			}
-			if unflushed += len(data); unflushed >= flushEvery && flush.kick(s.db) {
-				unflushed = 0
 			}
 			d := Sum(data)
 			ref, first := s.acquire(d)
@@ -78,26 +125,14 @@ func (s *Badger) Put(ctx context.Context, r io.Reader, expected *Digest) (Info, 
 				recycle(data)
 				continue
 			}
-			s.writeChunk(d, data, func(written bool, err error) {
-				recycle(data)
-				if written {
-					s.noteMapped(len(data))
-				}
-				s.mu.Lock()
-				ref.fresh, ref.err = written, err
-				s.mu.Unlock()
-				close(ref.done)
-				if err != nil {
-					cancel()
-				}
-			})
+			writes <- chunkWrite{ref: ref, data: data}
 		}
 	}()
 
 	g := NewDigester()
-	rerr := s.readChunks(wctx, r, g, jobs, free)
+	rerr := s.readChunks(wctx, r, g, jobs, free, nbufs)
 	close(jobs)
-	<-hashed
+	<-written
 	var err error
 	for _, ref := range refs {
 		<-ref.done
@@ -133,22 +168,27 @@ func (s *Badger) Put(ctx context.Context, r io.Reader, expected *Digest) (Info, 
 	}
 	// From here the blob is visible: if the chunks are ours, they must stay.
 	committed = ours
-	if err := s.db.Sync(); err != nil {
-		return Info{}, fmt.Errorf("storing blob %s: syncing database: %w", info.Digest, err)
+	if !s.syncWrites {
+		// Without SyncWrites no commit so far has reached the disk for sure.
+		if err := s.db.Sync(); err != nil {
+			return Info{}, fmt.Errorf("storing blob %s: syncing database: %w", info.Digest, err)
+		}
 	}
 	s.log.Debug("stored blob", "digest", info.Digest.String(), "size", info.Size, "chunks", stored.Chunks)
 	s.remember(stored)
 	return stored, nil
 }
 
-// flushEvery is how many bytes of chunks a Put writes between background syncs.
+// flushEvery is how many bytes of chunks a Put writes between background syncs when the database
+// does not sync every commit itself.
 const flushEvery = 32 << 20
 
-// flusher syncs the database in the background while a large Put runs, so the disk writes its
-// data while the Put goes on hashing, instead of all at once when badger moves to a new value log
-// file (badger syncs a full file before starting the next, holding up every write meanwhile) or
-// when the Put ends. It measured about 20% faster puts of large blobs. Its zero value is idle;
-// kick starts its goroutine, stop ends it.
+// flusher syncs the database in the background while a large Put runs without SyncWrites, so the
+// disk writes its data while the Put goes on hashing, instead of all at once when badger moves to
+// a new value log file (badger syncs a full file before starting the next, holding up every write
+// meanwhile) or when the Put ends. It measured about 20% faster puts of large blobs. With
+// SyncWrites every commit is synced already, and a DB.Sync would only sync the memtable's
+// write-ahead log once more. Its zero value is idle; kick starts its goroutine, stop ends it.
 type flusher struct {
 	kicks chan struct{}
 	done  chan error
@@ -188,10 +228,10 @@ func (f *flusher) stop() error {
 }
 
 // readChunks reads r into chunk buffers, feeding each to g and sending it on jobs, until r ends,
-// r fails, ctx is done or the blob has too many chunks. Buffers come from free or, up to
-// putBuffers of them, from s.bufs; a buffer not sent on jobs is put back on free.
-func (s *Badger) readChunks(ctx context.Context, r io.Reader, g *Digester, jobs chan<- []byte, free chan *[]byte) error {
-	nbufs, nchunks := 0, 0
+// r fails, ctx is done or the blob has too many chunks. Buffers come from free or, up to nbufs
+// of them, from s.bufs; a buffer not sent on jobs is put back on free.
+func (s *Badger) readChunks(ctx context.Context, r io.Reader, g *Digester, jobs chan<- []byte, free chan *[]byte, nbufs int) error {
+	taken, nchunks := 0, 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -200,8 +240,8 @@ func (s *Badger) readChunks(ctx context.Context, r io.Reader, g *Digester, jobs 
 		select {
 		case buf = <-free:
 		default:
-			if nbufs < putBuffers {
-				nbufs++
+			if taken < nbufs {
+				taken++
 				buf = s.bufs.Get().(*[]byte)
 			} else {
 				select {
@@ -271,34 +311,89 @@ func (s *Badger) acquire(d Digest) (*chunkRef, bool) {
 	return ref, true
 }
 
-// writeChunk writes the chunk with digest d and content data unless it is already stored, and
-// then calls done, perhaps from another goroutine, reporting whether it wrote the chunk. data must
-// stay untouched until done is called. The caller holds the only reference to d in s.inflight
-// that is not waiting for done.
-func (s *Badger) writeChunk(d Digest, data []byte, done func(written bool, err error)) {
-	key := chunkKey(d)
-	txn := s.db.NewTransaction(true)
-	_, err := txn.Get(key)
-	if err == nil {
-		txn.Discard()
-		done(false, nil) // chunks are content-addressed: never overwrite one
-		return
-	}
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		err = txn.Set(key, data)
-	}
-	if err != nil {
-		txn.Discard()
-		done(false, fmt.Errorf("writing chunk %s: %w", d, err))
-		return
-	}
-	txn.CommitWith(func(err error) {
-		if err != nil {
-			done(false, fmt.Errorf("writing chunk %s: %w", d, err))
-			return
+// writeChunks writes the chunks sent on writes until writes is closed, each unless it is already
+// stored, and settles each by calling settle, reporting whether it wrote the chunk; it returns
+// once all are settled. Each transaction takes the chunks waiting when it starts (so while one
+// commits, the next group gathers), up to groupChunks of them, and looks them all up and writes
+// the missing ones together: one wait for the commits in flight and, with SyncWrites, one synced
+// commit per group rather than per chunk. The senders hold the only references to the chunks in
+// s.inflight that are not waiting for them to be settled.
+func (s *Badger) writeChunks(writes <-chan chunkWrite, settle func(w chunkWrite, written bool, err error)) {
+	limit := groupChunks(s.chunkSize)
+	group := make([]chunkWrite, 0, limit)
+	for {
+		if len(group) == 0 {
+			w, ok := <-writes
+			if !ok {
+				return
+			}
+			group = append(group, w)
 		}
-		done(true, nil)
-	})
+	gather:
+		for len(group) < limit {
+			select {
+			case w, ok := <-writes:
+				if !ok {
+					break gather
+				}
+				group = append(group, w)
+			default:
+				break gather
+			}
+		}
+		rest := s.writeGroup(group, settle)
+		group = group[:copy(group, group[len(group)-rest:])]
+	}
+}
+
+// writeGroup writes, in one transaction, those of the chunks in group that are not stored yet,
+// and settles them. If the transaction cannot hold them all (badger.ErrTxnTooBig), it writes and
+// settles the first ones only and returns how many at the end of group are left, unsettled.
+//
+// Every chunk of group was acquired before the transaction starts, and its holders neither write
+// nor delete it meanwhile, so the transaction sees whether it is stored: a Put that wrote or
+// deleted it before had committed that before letting go of it.
+func (s *Badger) writeGroup(group []chunkWrite, settle func(w chunkWrite, written bool, err error)) (rest int) {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	var pending []chunkWrite // set in txn, to be settled when it commits
+	fail := func(err error, ws ...chunkWrite) {
+		for _, w := range ws {
+			settle(w, false, fmt.Errorf("writing chunk %s: %w", w.ref.digest, err))
+		}
+	}
+	for i, w := range group {
+		key := chunkKey(w.ref.digest)
+		_, err := txn.Get(key)
+		if err == nil {
+			settle(w, false, nil) // chunks are content-addressed: never overwrite one
+			continue
+		}
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			err = txn.Set(key, w.data)
+			if errors.Is(err, badger.ErrTxnTooBig) && len(pending) > 0 {
+				rest = len(group) - i // the next transaction looks them up again
+				break
+			}
+		}
+		if err != nil {
+			fail(err, pending...)
+			fail(err, group[i:]...)
+			return 0
+		}
+		pending = append(pending, w)
+	}
+	if len(pending) == 0 {
+		return rest
+	}
+	if err := txn.Commit(); err != nil {
+		fail(err, pending...)
+		return rest
+	}
+	for _, w := range pending {
+		settle(w, true, nil)
+	}
+	return rest
 }
 
 // commitRecord writes the record rec of the blob described by info unless one is already stored.
