@@ -16,6 +16,10 @@ import (
 // index rows stay in the LSM tree and a log commit leaves the value log untouched), and badger's logging sent to
 // logger (nil discards it).
 //
+// Conflict detection is off: the log has a single writer, chunk writes are
+// coordinated in memory (see put.go), and two puts of one blob write the same record bytes, so
+// badger's per-key read tracking would only cost time.
+//
 // SyncWrites is on: every commit returns only once badger has synced its write-ahead log and
 // value log. DB.Sync alone is not enough for power-loss safety: it syncs only the current memtable
 // and value-log file, so a write that a concurrent write rotated out of them would stay in the
@@ -38,6 +42,7 @@ func DefaultBadgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithNumCompactors(2).
 		WithValueThreshold(64 << 10).
 		WithSyncWrites(true).
+		WithDetectConflicts(false).
 		WithLogger(badgerLogger{logger})
 }
 
