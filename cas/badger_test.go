@@ -433,7 +433,7 @@ func TestDefaultBadgerOptions(t *testing.T) {
 		NumMemtables                                                                   int
 		SyncWrites                                                                     bool
 	}
-	want := profile{16 << 20, 8 << 20, 4 << 20, 64 << 20, 64 << 10, 2, true}
+	want := profile{16 << 20, 8 << 20, 4 << 20, 64 << 20, 8 << 10, 2, true}
 	got := profile{opts.MemTableSize, opts.BlockCacheSize, opts.IndexCacheSize, opts.ValueLogFileSize, opts.ValueThreshold, opts.NumMemtables, opts.SyncWrites}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DefaultBadgerOptions profile differs (-want +got):\n%s", diff)

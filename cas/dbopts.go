@@ -11,9 +11,10 @@ import (
 
 // DefaultBadgerOptions returns the badger options the whole application opens its database in
 // dir with: a small-memory profile (16 MB memtables, two of them, 8 MB block cache, 4 MB index
-// cache, 64 MB value log files, few level-0 tables), values of 64 KiB or more kept in the value
-// log rather than the LSM tree (so chunks do not bloat compaction, while the log's entries, tiles and
-// index rows stay in the LSM tree and a log commit leaves the value log untouched), and badger's logging sent to
+// cache, 64 MB value log files, few level-0 tables), values of 8 KiB or more kept in the value
+// log rather than the LSM tree (so chunks and the log's 16 KiB hash tiles, read through the
+// value log's memory map, do not bloat compaction or block decoding, while the log's entries and
+// index rows stay in the LSM tree and most log commits leave the value log untouched), and badger's logging sent to
 // logger (nil discards it).
 //
 // Conflict detection is off: the log has a single writer, chunk writes are
@@ -40,7 +41,7 @@ func DefaultBadgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithNumCompactors(2).
-		WithValueThreshold(64 << 10).
+		WithValueThreshold(8 << 10).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithLogger(badgerLogger{logger})
