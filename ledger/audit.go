@@ -221,6 +221,41 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 	if next < len(cps) {
 		r.problem("checkpoint for size %d was not reached by the entries", cps[next].size)
 	}
+	// Every commit ended in a checkpoint: the start of each commit is the
+	// size of one.
+	have := make(map[uint64]bool, len(cps))
+	for _, c := range cps {
+		have[c.size] = true
+	}
+	if err := l.Storage.CommitStarts(ctx, func(leaf uint64) error {
+		if leaf > 0 && !have[leaf] {
+			r.problem("the checkpoint for tree size %d, where a commit ended, is missing", leaf)
+		}
+		return nil
+	}); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		r.problem("commit fragments: %v", err)
+	}
+	// Every claim row points at an entry of the log, and there is one per
+	// entry (each entry's own was checked above).
+	var claims uint64
+	if err := l.Storage.Claims(ctx, func(_ [32]byte, idx uint64) error {
+		claims++
+		if idx >= size {
+			r.problem("a claim row points at entry %d, beyond the log's size %d", idx, size)
+		}
+		return nil
+	}); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		r.problem("claim rows: %v", err)
+	}
+	if claims != size {
+		r.problem("%d claim rows for %d entries", claims, size)
+	}
 	if !slices.EqualFunc(rng.Hashes(), head.Range, bytes.Equal) {
 		r.problem("the compact range stored with the latest checkpoint does not match the entries")
 	}

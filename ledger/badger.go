@@ -487,3 +487,38 @@ func decodeHead(b []byte) (Head, error) {
 	h.Checkpoint = append([]byte(nil), b[32*n:]...)
 	return h, nil
 }
+
+// Claims calls fn with every stored claim and the index it maps to, in claim
+// order.
+func (s *BadgerStorage) Claims(ctx context.Context, fn func(claim [32]byte, index uint64) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixClaim), PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var c [32]byte
+			k := it.Item().Key()
+			if len(k) != len(prefixClaim)+32 {
+				return fmt.Errorf("claim key of %d bytes: storage is corrupt", len(k))
+			}
+			copy(c[:], k[len(prefixClaim):])
+			var idx uint64
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("claim record has %d bytes, want 8: storage is corrupt", len(v))
+				}
+				idx = binary.BigEndian.Uint64(v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := fn(c, idx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

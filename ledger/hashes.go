@@ -249,3 +249,26 @@ func (s *BadgerStorage) CheckHashes(ctx context.Context, start uint64, want [][]
 	}
 	return problems
 }
+
+// CommitStarts calls fn with the first leaf index of every commit that
+// stored tree hashes, in increasing order: each is the size of the tree the
+// commit before it ended at, which must have its checkpoint.
+func (s *BadgerStorage) CommitStarts(ctx context.Context, fn func(leaf uint64) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixFragment)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			leaf, level := splitHash(binary.BigEndian.Uint64(it.Item().Key()[len(prefixFragment):]))
+			if level != 0 {
+				return fmt.Errorf("a commit fragment starts at a level-%d hash: storage is corrupt", level)
+			}
+			if err := fn(leaf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -412,6 +412,15 @@ func TestAuditFindsCorruption(t *testing.T) {
 		{"blob chunk", func(t *testing.T, l *ledger.Ledger) {
 			corruptFirstChunk(t, l.DB)
 		}, "blob sha256:"},
+		{"checkpoint record missing", func(t *testing.T, l *ledger.Ledger) {
+			err := l.DB.Update(func(txn *badger.Txn) error { return txn.Delete(u64Key("log/k/", 4)) })
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, "the checkpoint for tree size 4, where a commit ended, is missing"},
+		{"stray claim row", func(t *testing.T, l *ledger.Ledger) {
+			rawSet(t, l.DB, append([]byte("log/c/"), make([]byte, 32)...), u64Key("", 99))
+		}, "a claim row points at entry 99"},
 		{"entry not canonical", func(t *testing.T, l *ledger.Ledger) {
 			e, _ := l.Log.Entry(t.Context(), 2)
 			rawSet(t, l.DB, u64Key("log/e/", 2), append([]byte(" "), e...))
