@@ -45,18 +45,21 @@ const (
 	KindRelease  Kind = "release"  // a signed release-record manifest
 )
 
-// Kinds lists every kind, in the order documentation shows them.
-var Kinds = []Kind{KindArtefact, KindBundle, KindStamp, KindSigner, KindRelease}
+// kinds lists every kind, in the order documentation shows them.
+var kinds = [...]Kind{KindArtefact, KindBundle, KindStamp, KindSigner, KindRelease}
+
+// Kinds returns every kind, in the order documentation shows them.
+func Kinds() []Kind { return kinds[:] }
 
 // ParseKind checks that s names a kind.
 func ParseKind(s string) (Kind, error) {
-	for _, k := range Kinds {
+	for _, k := range kinds {
 		if string(k) == s {
 			return k, nil
 		}
 	}
-	names := make([]string, len(Kinds))
-	for i, k := range Kinds {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
 		names[i] = string(k)
 	}
 	return "", fmt.Errorf("unknown kind %q (want one of %s)", truncate(s), strings.Join(names, ", "))
@@ -135,7 +138,7 @@ type Entry struct {
 
 // Term is one search-index key an entry is found by.
 type Term struct {
-	Field string // "digest", "kind", "release" or "uid"
+	Field string // "digest", "kind", "release", "uid" or "key_id"
 	Value string
 }
 
@@ -291,7 +294,7 @@ func ParseEntry(b []byte) (Entry, error) {
 	return e, nil
 }
 
-// Claim returns the digest identifying the entry's claim.
+// claim returns the digest identifying the entry's claim.
 func (e Entry) claim() [32]byte { return claimDigest(e.Kind, e.Subject) }
 
 // Terms returns the search-index terms of the entry.

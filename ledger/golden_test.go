@@ -27,7 +27,7 @@ func TestEntryGolden(t *testing.T) {
 		KindRelease: Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("listing")), Manifest: cas.Sum([]byte("manifest")), KeyID: "jane-2026",
 			Meaning: "approved-for-release", SignedAt: "2026-11-25T10:00:00Z", Previous: &prev},
 	}
-	for _, k := range Kinds {
+	for _, k := range Kinds() {
 		p, err := prepare(Claim{Kind: k, Subject: subjects[k]}, "ci:dhf-main")
 		if err != nil {
 			t.Fatalf("%s: %v", k, err)

@@ -175,9 +175,12 @@ func OpenLog(ctx context.Context, opts LogOptions) (*Log, error) {
 			return nil, fmt.Errorf("opening log: %w", err)
 		}
 		l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: root})
-		if entries, err := opts.Storage.ReadEntries(ctx, head.Size-1, head.Size); err == nil && head.Size > 0 {
-			if e, err := ParseEntry(entries[0]); err == nil {
-				l.lastTime, _ = time.Parse(TimeFormat, e.LoggedAt)
+		if head.Size > 0 {
+			// logged_at never goes backwards, across restarts too.
+			if entries, err := opts.Storage.ReadEntries(ctx, head.Size-1, head.Size); err == nil {
+				if e, err := ParseEntry(entries[0]); err == nil {
+					l.lastTime, _ = time.Parse(TimeFormat, e.LoggedAt)
+				}
 			}
 		}
 	}
@@ -414,7 +417,6 @@ func (l *Log) commit(batch []*request) *pending {
 		slots[i] = slot{index: idx}
 		fresh = append(fresh, r)
 	}
-	l.appended.Add(uint64(len(fresh)))
 	p := &pending{reqs: reqs, slots: slots, start: start}
 	if len(fresh) == 0 {
 		return p // only duplicates: answered against the head at sync time
@@ -478,6 +480,7 @@ func (l *Log) commit(batch []*request) *pending {
 	}
 	l.rng = rng
 	l.lastTime = now
+	l.appended.Add(uint64(len(fresh)))
 	p.entries, p.known = b.Entries, known
 	p.head = &published{size: size, checkpoint: cp, root: root}
 	return p
