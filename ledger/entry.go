@@ -189,19 +189,25 @@ func prepare(c Claim, by string) (*prepared, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
 	}
 	raw, ok := c.Subject.(json.RawMessage)
-	if !ok {
-		b, err := json.Marshal(c.Subject)
-		if err != nil {
-			return nil, fmt.Errorf("%w: encoding %s subject: %v", ErrInvalidEntry, c.Kind, err)
+	var typed []any
+	switch c.Subject.(type) {
+	case Artefact, *Artefact, Bundle, *Bundle, Stamp, *Stamp, Signer, *Signer, Release, *Release:
+		typed = []any{c.Subject}
+	default:
+		if !ok {
+			b, err := json.Marshal(c.Subject)
+			if err != nil {
+				return nil, fmt.Errorf("%w: encoding %s subject: %v", ErrInvalidEntry, c.Kind, err)
+			}
+			raw = b
 		}
-		raw = b
 	}
 	if len(raw) > MaxEntrySize {
 		return nil, fmt.Errorf("%w: %s subject is %d bytes, over the %d-byte entry limit", ErrInvalidEntry, c.Kind, len(raw), MaxEntrySize)
 	}
 	p := &prepared{kind: c.Kind, by: by}
 	var err error
-	p.terms, p.blobs, p.subject, err = checkSubject(c.Kind, raw)
+	p.terms, p.blobs, p.subject, err = checkSubject(c.Kind, raw, typed...)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +335,11 @@ const maxJSONInt = 1<<53 - 1
 // decoded, normalised subject. Spelling a subject differently (field-name
 // case, empty optional fields, media-type case, key order, white space)
 // yields the same canonical form, and so the same claim.
-func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []byte, err error) {
+//
+// A subject already decoded (typed: one of the subject structs, as Append's
+// callers in this module pass it) is checked as it is, sparing a JSON round
+// trip; raw is then ignored.
+func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobRef, canon []byte, err error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s subject: %s", ErrInvalidEntry, k, fmt.Sprintf(format, args...))
 	}
@@ -351,7 +361,7 @@ func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []by
 	switch k {
 	case KindArtefact:
 		var s Artefact
-		if err := decodeStrict(raw, &s); err != nil {
+		if err := decodeSubject(raw, typed, &s); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
 		if s.Digest.IsZero() {
@@ -384,7 +394,7 @@ func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []by
 		normalised = s
 	case KindBundle:
 		var s Bundle
-		if err := decodeStrict(raw, &s); err != nil {
+		if err := decodeSubject(raw, typed, &s); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
 		if s.Digest.IsZero() || s.Listing.IsZero() {
@@ -404,7 +414,7 @@ func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []by
 		normalised = s
 	case KindStamp:
 		var s Stamp
-		if err := decodeStrict(raw, &s); err != nil {
+		if err := decodeSubject(raw, typed, &s); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
 		for _, f := range []struct{ name, v string }{{"uid", s.UID}, {"reviewed_hash", s.ReviewedHash}, {"document", s.Document}, {"approver", s.Approver}, {"approved_at", s.ApprovedAt}} {
@@ -420,7 +430,7 @@ func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []by
 		normalised = s
 	case KindSigner:
 		var s Signer
-		if err := decodeStrict(raw, &s); err != nil {
+		if err := decodeSubject(raw, typed, &s); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
 		if s.Action != "enroll" && s.Action != "revoke" {
@@ -433,7 +443,7 @@ func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []by
 		normalised = s
 	case KindRelease:
 		var s Release
-		if err := decodeStrict(raw, &s); err != nil {
+		if err := decodeSubject(raw, typed, &s); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
 		if err := ValidateVersion(s.Version); err != nil {
@@ -452,6 +462,25 @@ func checkSubject(k Kind, raw []byte) (terms []Term, blobs []blobRef, canon []by
 		return nil, nil, nil, bad("unknown kind")
 	}
 	return terms, blobs, nil, nil
+}
+
+// decodeSubject sets *dst from the typed subject if there is one of its
+// type, or else decodes raw strictly.
+func decodeSubject[T any](raw []byte, typed []any, dst *T) error {
+	if len(typed) == 1 {
+		switch t := typed[0].(type) {
+		case T:
+			*dst = t
+			return nil
+		case *T:
+			if t != nil {
+				*dst = *t
+				return nil
+			}
+		}
+		return fmt.Errorf("subject is a %T, not a %T", typed[0], *dst)
+	}
+	return decodeStrict(raw, dst)
 }
 
 func checkText(field, s string, max int) error {

@@ -191,3 +191,25 @@ func TestPrepareRejectsUnrepresentableSize(t *testing.T) {
 		t.Fatalf("prepare(size 2^53) = %v, want out of range", err)
 	}
 }
+
+// TestTypedSubjects checks that a subject passed as a struct, a pointer to
+// one, or JSON gives one claim, and that a struct of another kind is refused.
+func TestTypedSubjects(t *testing.T) {
+	a := sampleArtefact()
+	raw := mustCanon(t, a)
+	var claims [][32]byte
+	for _, subj := range []any{a, &a, json.RawMessage(raw)} {
+		p, err := prepare(Claim{Kind: KindArtefact, Subject: subj}, "ci")
+		if err != nil {
+			t.Fatalf("prepare(%T): %v", subj, err)
+		}
+		claims = append(claims, p.claim)
+	}
+	if claims[0] != claims[1] || claims[0] != claims[2] {
+		t.Fatalf("struct, pointer and JSON subjects gave different claims")
+	}
+	_, err := prepare(Claim{Kind: KindBundle, Subject: a}, "ci")
+	if !errors.Is(err, ErrInvalidEntry) || !strings.Contains(err.Error(), "not a ledger.Bundle") {
+		t.Fatalf("prepare(bundle kind, artefact struct) = %v, want a type mismatch", err)
+	}
+}
