@@ -30,7 +30,6 @@ import (
 const (
 	DefaultMaxBatch      = 1024
 	DefaultMaxBatchBytes = 1 << 20
-	DefaultLinger        = 200 * time.Microsecond
 )
 
 // ErrClosed reports an operation on a closed log.
@@ -60,9 +59,11 @@ type LogOptions struct {
 	MaxBatch      int
 	MaxBatchBytes int
 	// Linger is how long the sequencer waits for one more append before it
-	// commits a batch that is not full; a negative value means not at all.
-	// Callers answered by one commit come back within microseconds, and
-	// waiting for them turns many small commits into one.
+	// commits a batch that is not full; zero means not at all, which is
+	// best for callers that each wait for their receipt: while one batch
+	// commits, the callers it does not hold form the next, and two batches
+	// in alternation measured 1.7 times the appends per second of batches
+	// lingered to hold everyone.
 	Linger time.Duration
 	// Now is the node clock; nil means time.Now.
 	Now func() time.Time
@@ -125,9 +126,6 @@ func OpenLog(ctx context.Context, opts LogOptions) (*Log, error) {
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
-	}
-	if opts.Linger == 0 {
-		opts.Linger = DefaultLinger
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -330,7 +328,7 @@ func (l *Log) sequence() {
 				continue
 			default:
 			}
-			if l.opts.Linger < 0 {
+			if l.opts.Linger <= 0 {
 				break
 			}
 			linger.Reset(l.opts.Linger)
