@@ -79,14 +79,8 @@ func (s *BadgerStorage) Head(ctx context.Context) (Head, error) {
 		if err != nil {
 			return fmt.Errorf("reading latest checkpoint record: %w", err)
 		}
-		h, err = decodeHead(v)
-		if err != nil {
-			return err
-		}
-		if got := binary.BigEndian.Uint64(it.Item().Key()[len(prefixCheckpoint):]); got != h.Size {
-			return fmt.Errorf("checkpoint record under size %d holds size %d: storage is corrupt", got, h.Size)
-		}
-		return nil
+		h, err = decodeHead(binary.BigEndian.Uint64(it.Item().Key()[len(prefixCheckpoint):]), v)
+		return err
 	})
 	return h, err
 }
@@ -251,19 +245,9 @@ func (s *BadgerStorage) ReadEntries(ctx context.Context, start, end uint64) ([][
 	out := make([][]byte, 0, min(end-start, 4096))
 	err := s.db.View(func(txn *badger.Txn) error {
 		if end-start == 1 {
-			item, err := txn.Get(u64key(prefixEntry, start))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return fmt.Errorf("entry %d: %w", start, ErrNotFound)
-			}
-			if err != nil {
-				return fmt.Errorf("reading entry %d: %w", start, err)
-			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("reading entry %d: %w", start, err)
-			}
+			v, err := getValue(txn, u64key(prefixEntry, start), fmt.Sprintf("entry %d", start))
 			out = append(out, v)
-			return nil
+			return err
 		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixEntry)
@@ -295,23 +279,13 @@ func (s *BadgerStorage) ReadEntries(ctx context.Context, start, end uint64) ([][
 func (s *BadgerStorage) Checkpoint(ctx context.Context, size uint64) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(u64key(prefixCheckpoint, size))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return fmt.Errorf("checkpoint for tree size %d: %w", size, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("reading checkpoint for tree size %d: %w", size, err)
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return fmt.Errorf("reading checkpoint for tree size %d: %w", size, err)
-		}
-		h, err := decodeHead(v)
+		v, err := getValue(txn, u64key(prefixCheckpoint, size), fmt.Sprintf("checkpoint for tree size %d", size))
 		if err != nil {
 			return err
 		}
+		h, err := decodeHead(size, v)
 		out = h.Checkpoint
-		return nil
+		return err
 	})
 	return out, err
 }
@@ -332,12 +306,9 @@ func (s *BadgerStorage) Checkpoints(ctx context.Context, fn func(size uint64, si
 			if err != nil {
 				return fmt.Errorf("reading checkpoint for tree size %d: %w", size, err)
 			}
-			h, err := decodeHead(v)
+			h, err := decodeHead(size, v)
 			if err != nil {
 				return fmt.Errorf("checkpoint for tree size %d: %w", size, err)
-			}
-			if h.Size != size {
-				return fmt.Errorf("checkpoint record under size %d holds size %d: storage is corrupt", size, h.Size)
 			}
 			if err := fn(size, h.Checkpoint); err != nil {
 				return err
@@ -471,7 +442,8 @@ func encodeHead(h Head) []byte {
 	return append(b, h.Checkpoint...)
 }
 
-func decodeHead(b []byte) (Head, error) {
+// decodeHead decodes the head record stored under the given tree size.
+func decodeHead(size uint64, b []byte) (Head, error) {
 	if len(b) < 11 || b[0] != 1 {
 		return Head{}, errors.New("checkpoint record is malformed: storage is corrupt")
 	}
@@ -485,6 +457,9 @@ func decodeHead(b []byte) (Head, error) {
 		h.Range = append(h.Range, append([]byte(nil), b[32*i:32*i+32]...))
 	}
 	h.Checkpoint = append([]byte(nil), b[32*n:]...)
+	if h.Size != size {
+		return Head{}, fmt.Errorf("checkpoint record under size %d holds size %d: storage is corrupt", size, h.Size)
+	}
 	return h, nil
 }
 
@@ -521,4 +496,21 @@ func (s *BadgerStorage) Claims(ctx context.Context, fn func(claim [32]byte, inde
 		}
 		return nil
 	})
+}
+
+// getValue reads the value of one key, what naming it in errors; a missing
+// key is ErrNotFound.
+func getValue(txn *badger.Txn, key []byte, what string) ([]byte, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	return v, nil
 }
