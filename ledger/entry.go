@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -97,17 +98,26 @@ type Stamp struct {
 	ApprovedAt     string     `json:"approved_at"`
 }
 
-// Signer is the subject of a signer entry: an enrolment or revocation.
+// Signer is the subject of a signer entry: an enrolment or revocation of a
+// signing key. An enrolment binds the key id to one person (name, email),
+// with a role and an optional end of validity; a revocation gives a
+// reason. Key ids are "sha256:" and the hex SHA-256 of the DER public key.
 type Signer struct {
-	Action     string `json:"action"`
+	Action     string `json:"action"` // SignerEnroll or SignerRevoke
 	KeyID      string `json:"key_id"`
-	PublicKey  string `json:"public_key"`
-	Name       string `json:"name"`
-	Email      string `json:"email"`
-	Role       string `json:"role"`
-	ValidUntil string `json:"valid_until"`
-	Reason     string `json:"reason"`
+	PublicKey  string `json:"public_key,omitempty"` // PEM; enrolments only
+	Name       string `json:"name,omitempty"`
+	Email      string `json:"email,omitempty"`
+	Role       string `json:"role,omitempty"`
+	ValidUntil string `json:"valid_until,omitempty"` // RFC 3339 UTC; empty: no end
+	Reason     string `json:"reason,omitempty"`      // why; required for revocations
 }
+
+// Signer actions.
+const (
+	SignerEnroll = "enroll"
+	SignerRevoke = "revoke"
+)
 
 // Release is the subject of a release entry: a signed release record.
 type Release struct {
@@ -433,11 +443,41 @@ func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobR
 		if err := decodeSubject(raw, typed, &s); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
-		if s.Action != "enroll" && s.Action != "revoke" {
-			return nil, nil, nil, bad("action %q must be enroll or revoke", truncate(s.Action))
-		}
-		if err := checkText("key_id", s.KeyID, 256); err != nil {
+		if err := checkKeyID(s.KeyID); err != nil {
 			return nil, nil, nil, bad("%v", err)
+		}
+		switch s.Action {
+		case SignerEnroll:
+			for _, f := range []struct{ name, v string }{{"public_key", s.PublicKey}, {"name", s.Name}, {"email", s.Email}, {"role", s.Role}} {
+				if f.name == "public_key" {
+					if f.v == "" || len(f.v) > 4096 || !utf8.ValidString(f.v) {
+						return nil, nil, nil, bad("public_key must be a PEM block of at most 4096 bytes")
+					}
+					continue
+				}
+				if err := checkText(f.name, f.v, 256); err != nil {
+					return nil, nil, nil, bad("%v", err)
+				}
+			}
+			if s.ValidUntil != "" {
+				if err := checkTime("valid_until", s.ValidUntil); err != nil {
+					return nil, nil, nil, bad("%v", err)
+				}
+			}
+			if s.Reason != "" {
+				if err := checkText("reason", s.Reason, 1024); err != nil {
+					return nil, nil, nil, bad("%v", err)
+				}
+			}
+		case SignerRevoke:
+			if s.PublicKey != "" || s.Name != "" || s.Email != "" || s.Role != "" || s.ValidUntil != "" {
+				return nil, nil, nil, bad("a revocation names only the key_id and the reason")
+			}
+			if err := checkText("reason", s.Reason, 1024); err != nil {
+				return nil, nil, nil, bad("%v (say why the key is revoked)", err)
+			}
+		default:
+			return nil, nil, nil, bad("action %q must be %s or %s", truncate(s.Action), SignerEnroll, SignerRevoke)
 		}
 		terms = append(terms, Term{"key_id", s.KeyID})
 		normalised = s
@@ -452,7 +492,13 @@ func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobR
 		if s.Bundle.IsZero() || s.Manifest.IsZero() {
 			return nil, nil, nil, bad("missing bundle or manifest digest")
 		}
-		if err := checkText("key_id", s.KeyID, 256); err != nil {
+		if err := checkKeyID(s.KeyID); err != nil {
+			return nil, nil, nil, bad("%v", err)
+		}
+		if err := checkText("meaning", s.Meaning, 64); err != nil {
+			return nil, nil, nil, bad("%v", err)
+		}
+		if err := checkTime("signed_at", s.SignedAt); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
 		terms = append(terms, Term{"release", s.Version}, Term{"digest", s.Bundle.String()}, Term{"digest", s.Manifest.String()}, Term{"key_id", s.KeyID})
@@ -483,6 +529,22 @@ func decodeSubject[T any](raw []byte, typed []any, dst *T) error {
 	return decodeStrict(raw, dst)
 }
 
+// checkKeyID checks a signer key id: "sha256:" and 64 lowercase hex digits.
+func checkKeyID(id string) error {
+	if _, err := cas.ParseDigest(id); err != nil {
+		return fmt.Errorf("key_id %q is not a key id (sha256:<64 hex digits of the public key's SHA-256>)", truncate(id))
+	}
+	return nil
+}
+
+// checkTime checks an RFC 3339 UTC time such as 2026-11-25T10:00:00Z.
+func checkTime(field, s string) error {
+	if _, err := time.Parse(time.RFC3339Nano, s); err != nil || !strings.HasSuffix(s, "Z") {
+		return fmt.Errorf("%s %q is not an RFC 3339 UTC time such as 2026-11-25T10:00:00Z", field, truncate(s))
+	}
+	return nil
+}
+
 func checkText(field, s string, max int) error {
 	switch {
 	case s == "":
@@ -505,4 +567,29 @@ func truncate(s string) string {
 		return s[:80] + "…"
 	}
 	return s
+}
+
+// MediaType guesses a file's media type from its extension, for artefact
+// entries: a few evidence formats by name, then the system table, then
+// application/octet-stream.
+func MediaType(path string) string {
+	ext := strings.ToLower(filepath.Ext(path))
+	switch ext {
+	case ".xml":
+		return "application/xml"
+	case ".json":
+		return "application/json"
+	case ".txt", "":
+		if strings.EqualFold(filepath.Base(path), "SHA256SUMS") || ext == ".txt" {
+			return "text/plain"
+		}
+	case ".exe", ".msi":
+		return "application/vnd.microsoft.portable-executable"
+	}
+	if t := mime.TypeByExtension(ext); t != "" {
+		if mt, params, err := mime.ParseMediaType(t); err == nil {
+			return mime.FormatMediaType(mt, params)
+		}
+	}
+	return "application/octet-stream"
 }

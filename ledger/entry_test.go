@@ -32,7 +32,7 @@ func TestEncodeEntryIsCanonical(t *testing.T) {
 		{KindArtefact, sampleArtefact()},
 		{KindArtefact, Artefact{Digest: cas.Sum(nil), Size: 0, Name: "naïve \"quoted\" <name>\u2028.txt", MediaType: "text/plain; charset=utf-8"}},
 		{KindBundle, Bundle{Digest: cas.Sum([]byte("l")), Listing: cas.Sum([]byte("l")), Files: 7, Size: 1 << 40, Release: "v1.2.3-rc.1"}},
-		{KindRelease, Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: "jane", Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}},
+		{KindRelease, Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: cas.Sum([]byte("jane")).String(), Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}},
 	}
 	for _, s := range subjects {
 		p, err := prepare(Claim{Kind: s.kind, Subject: s.v}, "ci:pipeline-1")
@@ -167,7 +167,7 @@ func TestClaimNormalisation(t *testing.T) {
 		}
 	}
 	prev := cas.Sum([]byte("p"))
-	r := Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: "k", Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}
+	r := Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: cas.Sum([]byte("k")).String(), Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}
 	a, err := prepare(Claim{Kind: KindRelease, Subject: r}, "ci")
 	if err != nil {
 		t.Fatal(err)

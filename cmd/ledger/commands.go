@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"os"
 	"path/filepath"
 	"strings"
@@ -308,7 +307,7 @@ func artefactName(c *cli.Context, f string) (string, error) {
 func artefactSubject(c *cli.Context, f, name string, d cas.Digest, size int64) ledger.Artefact {
 	mt := c.String("media-type")
 	if mt == "" {
-		mt = mediaType(f)
+		mt = ledger.MediaType(f)
 	}
 	return ledger.Artefact{Digest: d, Size: size, Name: name, MediaType: mt, Release: c.String("release"), Build: c.String("build")}
 }
@@ -336,29 +335,6 @@ func writeReceipt(dir, name string, rc proofs.Receipt) error {
 		return err
 	}
 	return f.Close()
-}
-
-// mediaType guesses a file's media type from its extension.
-func mediaType(path string) string {
-	ext := strings.ToLower(filepath.Ext(path))
-	switch ext {
-	case ".xml":
-		return "application/xml"
-	case ".json":
-		return "application/json"
-	case ".txt", "":
-		if strings.EqualFold(filepath.Base(path), "SHA256SUMS") || ext == ".txt" {
-			return "text/plain"
-		}
-	case ".exe", ".msi":
-		return "application/vnd.microsoft.portable-executable"
-	}
-	if t := mime.TypeByExtension(ext); t != "" {
-		if mt, params, err := mime.ParseMediaType(t); err == nil {
-			return mime.FormatMediaType(mt, params)
-		}
-	}
-	return "application/octet-stream"
 }
 
 func (e *env) checkpointCommand() *cli.Command {

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -31,7 +32,13 @@ type Summary struct {
 	Digest  cas.Digest // Listing.Digest()
 	Files   int
 	Size    int64 // total bytes of the files
+	// Sums is the content of the bundle's SHA256SUMS file, if it has one
+	// at its root of at most MaxSumsSize bytes; check it with CheckSums.
+	Sums []byte
 }
+
+// MaxSumsSize bounds the SHA256SUMS file Hash keeps.
+const MaxSumsSize = 4 << 20
 
 // Hash reads the bundle at path (a directory, a .tar or a .tar.gz) and
 // returns its listing and canonical digest. It holds one buffer per worker,
@@ -44,11 +51,12 @@ func Hash(ctx context.Context, path string, opts Options) (Summary, error) {
 		return Summary{}, fmt.Errorf("opening bundle: %w", err)
 	}
 	if fi.IsDir() {
-		files, err := hashDir(ctx, path, opts)
+		var sums sumsCapture
+		files, err := hashDir(ctx, path, opts, &sums)
 		if err != nil {
 			return Summary{}, err
 		}
-		return summarise(files)
+		return summarise(files, &sums)
 	}
 	return hashStreamed(opts, func(fn WalkFunc) error { return walkArchive(ctx, path, fi, fn) })
 }
@@ -62,8 +70,9 @@ func HashReader(ctx context.Context, r io.Reader, opts Options) (Summary, error)
 func hashStreamed(opts Options, walk func(WalkFunc) error) (Summary, error) {
 	p := newProgress(opts.Progress, -1)
 	var files []File
+	var sums sumsCapture
 	err := walk(func(f File, r io.Reader) error {
-		d, err := hashStream(r, p)
+		d, err := hashStream(sums.reader(f, r), p)
 		if err != nil {
 			return err
 		}
@@ -74,19 +83,19 @@ func hashStreamed(opts Options, walk func(WalkFunc) error) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	return summarise(files)
+	return summarise(files, &sums)
 }
 
-func summarise(files []File) (Summary, error) {
+func summarise(files []File, sums *sumsCapture) (Summary, error) {
 	l, err := newListing(files)
 	if err != nil {
 		return Summary{}, err
 	}
-	return Summary{Listing: l, Digest: l.Digest(), Files: len(l.Files), Size: l.Size()}, nil
+	return Summary{Listing: l, Digest: l.Digest(), Files: len(l.Files), Size: l.Size(), Sums: sums.bytes()}, nil
 }
 
 // hashDir hashes the files of a directory on several workers.
-func hashDir(ctx context.Context, root string, opts Options) ([]File, error) {
+func hashDir(ctx context.Context, root string, opts Options, sums *sumsCapture) ([]File, error) {
 	list, err := listDir(ctx, root)
 	if err != nil {
 		return nil, err
@@ -116,7 +125,7 @@ func hashDir(ctx context.Context, root string, opts Options) ([]File, error) {
 					return
 				}
 				err := list[i].walk(ctx, func(f File, r io.Reader) error {
-					d, err := hashStream(r, p)
+					d, err := hashStream(sums.reader(f, r), p)
 					f.Digest = d
 					files[i] = f
 					return err
@@ -140,6 +149,52 @@ func hashDir(ctx context.Context, root string, opts Options) ([]File, error) {
 const bufSize = 256 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// sumsCapture keeps the content of a bundle's SHA256SUMS while it is hashed.
+type sumsCapture struct {
+	mu sync.Mutex
+	b  []byte
+	ok bool
+}
+
+// reader returns r, teeing it into the capture when f is the SHA256SUMS.
+func (c *sumsCapture) reader(f File, r io.Reader) io.Reader {
+	if f.Path != SumsFile || f.Size > MaxSumsSize {
+		return r
+	}
+	return &captureReader{c: c, r: r}
+}
+
+type captureReader struct {
+	c   *sumsCapture
+	r   io.Reader
+	buf bytes.Buffer
+}
+
+func (c *captureReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.buf.Len()+n <= MaxSumsSize {
+		c.buf.Write(p[:n])
+	}
+	if errors.Is(err, io.EOF) {
+		c.c.mu.Lock()
+		c.c.b, c.c.ok = bytes.Clone(c.buf.Bytes()), true
+		c.c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *sumsCapture) bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ok {
+		return nil
+	}
+	if c.b == nil {
+		return []byte{}
+	}
+	return c.b
+}
 
 func hashStream(r io.Reader, p *progress) (cas.Digest, error) {
 	bp := bufPool.Get().(*[]byte)

@@ -117,8 +117,8 @@ var (
 	emailRE   = regexp.MustCompile(`^[^@\s]+@[^@\s]+$`)
 )
 
-// check validates a predicate on its own.
-func (p Predicate) check() error {
+// Check reports whether the predicate is well formed, and if not, why.
+func (p Predicate) Check() error {
 	switch {
 	case !versionRE.MatchString(p.Version):
 		return fmt.Errorf("version %q is not of the form vX.Y.Z", p.Version)
@@ -159,7 +159,7 @@ func Sign(ctx context.Context, k *PrivateKey, d cas.Digest, p Predicate) ([]byte
 	if p.Signer.KeyID != k.public.id {
 		return nil, fmt.Errorf("predicate names key %s but the signing key is %s", p.Signer.KeyID, k.public.id)
 	}
-	if err := p.check(); err != nil {
+	if err := p.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
 	}
 	st := Statement{
@@ -308,7 +308,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if err != nil {
 		return nil, bad("subject digest: %v", err)
 	}
-	if err := st.Predicate.check(); err != nil {
+	if err := st.Predicate.Check(); err != nil {
 		return nil, bad("predicate: %v", err)
 	}
 	return &Manifest{Statement: st, Bundle: d, Hint: pk.GetHint(), raw: append([]byte(nil), b...), sb: &sb}, nil

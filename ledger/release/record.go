@@ -1,0 +1,286 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// MaxClockSkew is how far in the future a manifest's signed_at may be,
+// by the ledger's clock, and still be recorded.
+const MaxClockSkew = 5 * time.Minute
+
+// RecordOptions tune Record. The zero value is ready to use.
+type RecordOptions struct {
+	// Progress, if set, is told of bytes hashed and then stored.
+	Progress func(stage string, done, total int64)
+}
+
+// Recorded is the outcome of Record.
+type Recorded struct {
+	Manifest  *signing.Manifest
+	Bundle    evidence.Summary
+	Listing   cas.Digest     // blob digest of the listing (equal to the bundle digest)
+	Receipt   proofs.Receipt // of the release entry
+	Artefacts int            // artefact entries appended or found
+	// Duplicate reports that this exact release was already recorded;
+	// nothing new was appended.
+	Duplicate bool
+}
+
+// Record records a signed release: it checks the manifest against the
+// bundle and the log's signer enrolments, stores every bundle file, the
+// listing and the manifest as blobs, and appends an artefact entry per
+// file, a bundle entry and the release entry, whose receipt it returns.
+//
+// It refuses, appending nothing, a manifest that does not parse, whose
+// signature does not verify with the enrolled key, whose signer is not
+// enrolled, is revoked, or was out of its validity window at signing,
+// whose name or email differ from the enrolment, that signs another bundle
+// (naming the files that differ when the bundle's SHA256SUMS can tell), a
+// bundle whose SHA256SUMS disagrees with its files, a version already
+// recorded with another manifest, and a previous_release not in the log.
+// Recording the same release again appends nothing and returns the
+// original receipt marked duplicate.
+func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, by string, opts RecordOptions) (Recorded, error) {
+	m, err := signing.ParseManifest(manifest)
+	if err != nil {
+		return Recorded{}, err
+	}
+	p := m.Predicate()
+	if err := r.checkSigner(ctx, m); err != nil {
+		return Recorded{}, err
+	}
+	progress := func(stage string) func(done, total int64) {
+		if opts.Progress == nil {
+			return nil
+		}
+		return func(done, total int64) { opts.Progress(stage, done, total) }
+	}
+	sum, err := evidence.Hash(ctx, bundle, evidence.Options{Progress: progress("hashing")})
+	if err != nil {
+		return Recorded{}, err
+	}
+	if err := checkBundle(m, sum, bundle); err != nil {
+		return Recorded{}, err
+	}
+	if err := r.checkVersion(ctx, m); err != nil {
+		return Recorded{}, err
+	}
+
+	// Store the blobs; none of this is in the log yet, and a refusal
+	// from here on leaves only unreferenced, content-addressed blobs.
+	listing := sum.Listing.Bytes()
+	if _, err := r.putBytes(ctx, listing); err != nil {
+		return Recorded{}, fmt.Errorf("storing the listing: %w", err)
+	}
+	md, err := r.putBytes(ctx, manifest)
+	if err != nil {
+		return Recorded{}, fmt.Errorf("storing the manifest: %w", err)
+	}
+	if err := r.storeFiles(ctx, bundle, sum, progress("storing")); err != nil {
+		return Recorded{}, err
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Check again under the lock: another record or a revocation may
+	// have been appended meanwhile.
+	if err := r.checkSigner(ctx, m); err != nil {
+		return Recorded{}, err
+	}
+	if err := r.checkVersion(ctx, m); err != nil {
+		return Recorded{}, err
+	}
+	if err := r.appendArtefacts(ctx, sum, p.Version, by); err != nil {
+		return Recorded{}, err
+	}
+	if _, err := r.log.Append(ctx, ledger.Claim{Kind: ledger.KindBundle, Subject: ledger.Bundle{
+		Digest: sum.Digest, Listing: sum.Digest, Files: int64(sum.Files), Size: sum.Size, Release: p.Version,
+	}}, by); err != nil {
+		return Recorded{}, fmt.Errorf("appending the bundle entry: %w", err)
+	}
+	rc, err := r.log.Append(ctx, ledger.Claim{Kind: ledger.KindRelease, Subject: ledger.Release{
+		Version: p.Version, Bundle: sum.Digest, Manifest: md, KeyID: p.Signer.KeyID,
+		Meaning: p.Meaning, SignedAt: p.SignedAt, Previous: p.PreviousRelease,
+	}}, by)
+	if err != nil {
+		return Recorded{}, fmt.Errorf("appending the release entry: %w", err)
+	}
+	return Recorded{Manifest: m, Bundle: sum, Listing: sum.Digest, Receipt: rc, Artefacts: sum.Files, Duplicate: rc.Duplicate}, nil
+}
+
+// checkSigner checks the manifest's signer against the log: enrolled, not
+// revoked, in validity at signed_at, same identity, and the signature
+// verifies with the enrolled key.
+func (r *Registry) checkSigner(ctx context.Context, m *signing.Manifest) error {
+	p := m.Predicate()
+	st, err := r.Signer(ctx, p.Signer.KeyID)
+	if err != nil {
+		return err
+	}
+	if err := m.Verify(st.Key, m.Bundle); err != nil {
+		return err
+	}
+	if st.Revoked {
+		return fmt.Errorf("%w: %s was revoked at %s (%s); releases it signs are no longer recorded", ErrRevoked, st.KeyID, st.RevokedAt.Format(time.RFC3339), st.Revocation.Reason)
+	}
+	if st.Enrolment.Name != p.Signer.Name || st.Enrolment.Email != p.Signer.Email {
+		return fmt.Errorf("%w: the manifest names %s <%s> but %s is enrolled for %s <%s>", ErrKeyBound, p.Signer.Name, p.Signer.Email, st.KeyID, st.Enrolment.Name, st.Enrolment.Email)
+	}
+	at, err := signing.ParseTime(p.SignedAt)
+	if err != nil {
+		return err
+	}
+	if at.After(r.now().Add(MaxClockSkew)) {
+		return fmt.Errorf("%w: signed_at %s is in the future by this ledger's clock", signing.ErrInvalidManifest, p.SignedAt)
+	}
+	if at.Before(st.EnrolledAt.Add(-MaxClockSkew)) {
+		return fmt.Errorf("%w: signed at %s, before the key was enrolled at %s", ErrNotEnrolled, p.SignedAt, st.EnrolledAt.Format(time.RFC3339))
+	}
+	return st.CheckSignature(at)
+}
+
+// checkBundle checks the hashed bundle is the one the manifest signs and is
+// consistent with its own SHA256SUMS.
+func checkBundle(m *signing.Manifest, sum evidence.Summary, path string) error {
+	if sum.Digest != m.Bundle {
+		msg := ""
+		if bad, err := sumsMismatches(sum); err == nil && len(bad) > 0 {
+			msg = "; by its SHA256SUMS: " + strings.Join(bad, "; ")
+		}
+		return fmt.Errorf("%w: the manifest signs %s, but %s hashes to %s%s", signing.ErrWrongBundle, m.Bundle, path, sum.Digest, msg)
+	}
+	p := m.Predicate()
+	if p.Bundle.Files != int64(sum.Files) || p.Bundle.Size != sum.Size {
+		return fmt.Errorf("%w: the predicate says %d files / %d bytes, the bundle has %d / %d", signing.ErrInvalidManifest, p.Bundle.Files, p.Bundle.Size, sum.Files, sum.Size)
+	}
+	bad, err := sumsMismatches(sum)
+	if err != nil {
+		return fmt.Errorf("%w: %v", evidence.ErrInvalidBundle, err)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s disagrees with the files: %s", evidence.ErrInvalidBundle, evidence.SumsFile, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// sumsMismatches compares the bundle with its SHA256SUMS, if it has one.
+func sumsMismatches(sum evidence.Summary) ([]string, error) {
+	if sum.Sums == nil {
+		return nil, nil
+	}
+	ms, err := evidence.CheckSums(sum.Listing, sum.Sums)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.String()
+	}
+	return out, nil
+}
+
+// checkVersion refuses a version already recorded with another manifest
+// and a previous release the log does not hold.
+func (r *Registry) checkVersion(ctx context.Context, m *signing.Manifest) error {
+	p := m.Predicate()
+	idx, err := r.log.Search(ctx, ledger.Query{Kind: ledger.KindRelease, Release: p.Version}, 0, 0)
+	if err != nil {
+		return err
+	}
+	for _, i := range idx {
+		e, err := r.entry(ctx, i)
+		if err != nil {
+			return err
+		}
+		var rel ledger.Release
+		if err := e.DecodeSubject(&rel); err != nil {
+			return err
+		}
+		if rel.Version == p.Version && rel.Manifest != m.Digest() {
+			return fmt.Errorf("%w: %s was recorded at index %d with bundle %s and manifest %s; a version is recorded once (sign a new version)", ErrVersionTaken, p.Version, i, rel.Bundle, rel.Manifest)
+		}
+	}
+	if prev := p.PreviousRelease; prev != nil {
+		idx, err := r.log.Search(ctx, ledger.Query{Kind: ledger.KindRelease, Digest: prev.String()}, 0, 1)
+		if err != nil {
+			return err
+		}
+		if len(idx) == 0 {
+			return fmt.Errorf("%w: the previous release's manifest %s is not recorded in this log (record it first, or sign without --previous)", ErrUnknownRelease, prev)
+		}
+	}
+	return nil
+}
+
+func (r *Registry) putBytes(ctx context.Context, b []byte) (cas.Digest, error) {
+	d := cas.Sum(b)
+	if _, err := r.blobs.Put(ctx, bytes.NewReader(b), &d); err != nil {
+		return cas.Digest{}, err
+	}
+	return d, nil
+}
+
+// storeFiles stores every file of the bundle, each checked against the
+// digest the listing gives it, so a bundle changed since it was hashed is
+// caught.
+func (r *Registry) storeFiles(ctx context.Context, bundle string, sum evidence.Summary, progress func(done, total int64)) error {
+	var done int64
+	return evidence.Walk(ctx, bundle, func(f evidence.File, rd io.Reader) error {
+		want, ok := sum.Listing.Lookup(f.Path)
+		if !ok {
+			return fmt.Errorf("%w: %s appeared in the bundle after it was hashed", evidence.ErrInvalidBundle, f.Path)
+		}
+		if _, err := r.blobs.Put(ctx, rd, &want.Digest); err != nil {
+			return fmt.Errorf("storing %s: %w", f.Path, err)
+		}
+		done += f.Size
+		if progress != nil {
+			progress(done, sum.Size)
+		}
+		return nil
+	})
+}
+
+// appendArtefacts appends an artefact entry per bundle file, several at a
+// time so that the log's group commit batches them.
+func (r *Registry) appendArtefacts(ctx context.Context, sum evidence.Summary, version, by string) error {
+	const parallel = 32
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for _, f := range sum.Listing.Files {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := r.log.Append(ctx, ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
+				Digest: f.Digest, Size: f.Size, Name: f.Path, MediaType: ledger.MediaType(f.Path), Release: version,
+			}}, by)
+			if err != nil {
+				cancel(fmt.Errorf("appending the artefact entry for %s: %w", f.Path, err))
+			}
+		}()
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
