@@ -13,6 +13,9 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/ledger/release"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
 )
 
 // env is what every command reads and writes besides its flags.
@@ -44,6 +47,11 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.proofCommand(),
 			e.verifyReceiptCommand(),
 			e.auditCommand(),
+			e.bundleCommand(),
+			e.keygenCommand(),
+			e.signerCommand(),
+			e.releaseCommand(),
+			e.verifyCommand(),
 		},
 		// Action runs only when no command matched: show help for a bare
 		// `ledger`, and make a mistyped command a usage error.
@@ -156,12 +164,15 @@ func noArgs(c *cli.Context) error {
 	return nil
 }
 
-// required reports a usage error for a flag that must be given. It is
-// checked after positional so that the flag may follow the arguments;
-// urfave/cli's own Required check runs before that and would miss it.
-func required(c *cli.Context, name string) error {
-	if !c.IsSet(name) {
-		return usagef("%s needs --%s", commandName(c), name)
+// required reports a usage error for the first of the flags that must be
+// given and was not. It is checked after positional so that flags may
+// follow the arguments; urfave/cli's own Required check runs before that
+// and would miss them.
+func required(c *cli.Context, names ...string) error {
+	for _, name := range names {
+		if !c.IsSet(name) {
+			return usagef("%s needs --%s", commandName(c), name)
+		}
 	}
 	return nil
 }
@@ -204,6 +215,18 @@ func hint(err error) string {
 		return "digests look like sha256:<64 lowercase hex digits>"
 	case errors.Is(err, ledger.ErrMissingBlob):
 		return "store the blob first with `ledger put FILE`"
+	case errors.Is(err, signing.ErrWrongPassphrase):
+		return "nothing was signed; try again with the key's passphrase"
+	case errors.Is(err, signing.ErrWrongBundle):
+		return "sign the bundle you mean to record, or record the bundle that was signed"
+	case errors.Is(err, signing.ErrBadSignature):
+		return "the manifest was signed by another key or altered after signing"
+	case errors.Is(err, release.ErrNotEnrolled):
+		return "an admin enrols the key with `ledger signer enroll --key KEY.pub --name --email --role`"
+	case errors.Is(err, release.ErrVersionTaken):
+		return "each version is recorded once; sign the new content as a new version"
+	case errors.Is(err, evidence.ErrInvalidBundle):
+		return "bundles hold regular files with plain relative names; fix the bundle and try again (nothing was stored in the log)"
 	case errors.Is(err, os.ErrPermission):
 		return "check the file permissions of the data directory"
 	}

@@ -2,10 +2,10 @@ package release
 
 import (
 	"encoding/json"
-	"strconv"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"

@@ -225,3 +225,25 @@ func ParsePrivateKey(b, passphrase []byte) (*PrivateKey, error) {
 	k.Name, k.Email = block.Headers["Name"], block.Headers["Email"]
 	return k, nil
 }
+
+// KeyInfo is what a private key file says about itself without its
+// passphrase: the PEM headers keygen writes. It is not authenticated;
+// ParsePrivateKey checks the key id once the key is decrypted.
+type KeyInfo struct {
+	KeyID string
+	Name  string
+	Email string
+}
+
+// ReadKeyInfo reads a private key file's headers. A key made by cosign has
+// none: its KeyInfo is empty, and its key id is known only once decrypted.
+func ReadKeyInfo(b []byte) (KeyInfo, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return KeyInfo{}, fmt.Errorf("%w: no PEM block found; want an %q block", ErrInvalidKey, PrivateKeyType)
+	}
+	if block.Type != PrivateKeyType && block.Type != cosignPrivateKeyType {
+		return KeyInfo{}, fmt.Errorf("%w: PEM block is %q, want %q (is this the public key?)", ErrInvalidKey, block.Type, PrivateKeyType)
+	}
+	return KeyInfo{KeyID: block.Headers["Key-Id"], Name: block.Headers["Name"], Email: block.Headers["Email"]}, nil
+}

@@ -1,0 +1,698 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/ledger/release"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+func passphraseFlag() cli.Flag {
+	return &cli.StringFlag{Name: "passphrase-file", Usage: "read the key passphrase from `FILE` (else LEDGER_PASSPHRASE, else asked on the terminal)"}
+}
+
+func asFlag() cli.Flag {
+	return &cli.StringFlag{Name: "as", Value: "local", Usage: "appender name recorded as logged_by"}
+}
+
+// terminal returns r as a terminal file, if it is one.
+func terminal(r io.Reader) (*os.File, bool) {
+	f, ok := r.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, false
+	}
+	return f, true
+}
+
+// passphrase finds the key passphrase: --passphrase-file, LEDGER_PASSPHRASE,
+// or typed on the terminal (twice when confirm is set, for a new key).
+func (e *env) passphrase(c *cli.Context, prompt string, confirm bool) ([]byte, error) {
+	if p := c.String("passphrase-file"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading the passphrase file: %w", err)
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	if p, ok := os.LookupEnv("LEDGER_PASSPHRASE"); ok {
+		return []byte(p), nil
+	}
+	tty, ok := terminal(e.stdin)
+	if !ok {
+		return nil, usagef("no passphrase: standard input is not a terminal; set LEDGER_PASSPHRASE or pass --passphrase-file FILE")
+	}
+	fmt.Fprintf(e.stderr, "%s: ", prompt)
+	p, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	if confirm {
+		fmt.Fprint(e.stderr, "again, to confirm: ")
+		q, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return nil, err
+		}
+		if string(p) != string(q) {
+			return nil, errors.New("the passphrases differ; nothing was written")
+		}
+	}
+	return p, nil
+}
+
+// writeNew writes a file that must not exist yet.
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s already exists; it is never overwritten (choose another name)", path)
+		}
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readFlagFile(c *cli.Context, name string) ([]byte, error) {
+	if err := required(c, name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(c.String(name))
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", name, err)
+	}
+	return b, nil
+}
+
+func (e *env) keygenCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "keygen",
+		Usage:     "make a signer's key pair: PREFIX.key (encrypted, cosign format) and PREFIX.pub",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "the signer's printed name, e.g. \"Jane Doe\""},
+			&cli.StringFlag{Name: "email", Usage: "the signer's email address"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write `PREFIX`.key and PREFIX.pub"},
+			&cli.StringFlag{Name: "algorithm", Value: string(signing.ECDSAP256), Usage: "ecdsa-p256 or ed25519"},
+			passphraseFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := required(c, "name", "email", "output"); err != nil {
+				return err
+			}
+			prefix := c.String("output")
+			for _, p := range []string{prefix + ".key", prefix + ".pub"} {
+				if _, err := os.Lstat(p); err == nil {
+					return fmt.Errorf("%s already exists; keygen never overwrites a key (choose another -o)", p)
+				}
+			}
+			k, err := signing.GenerateKey(signing.Algorithm(c.String("algorithm")))
+			if err != nil {
+				return usageError{err}
+			}
+			k.Name, k.Email = c.String("name"), c.String("email")
+			pass, err := e.passphrase(c, "passphrase for the new key", true)
+			if err != nil {
+				return err
+			}
+			priv, err := k.MarshalEncrypted(pass)
+			if err != nil {
+				return err
+			}
+			if err := writeNew(prefix+".key", priv, 0o600); err != nil {
+				return err
+			}
+			if err := writeNew(prefix+".pub", k.Public().PEM(), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "wrote %s.key (keep it secret; it is encrypted with your passphrase) and %s.pub\n", prefix, prefix)
+			fmt.Fprintln(e.stdout, k.Public().KeyID())
+			return nil
+		},
+	}
+}
+
+func (e *env) signerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "signer",
+		Usage: "enrol, revoke and list release signers",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "enroll",
+				Usage:     "enrol a signer's public key (binds the key id to one person for ever)",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{
+					dataFlag(), asFlag(),
+					&cli.StringFlag{Name: "key", Usage: "the signer's public key `FILE` (PEM)"},
+					&cli.StringFlag{Name: "name", Usage: "the signer's printed name"},
+					&cli.StringFlag{Name: "email", Usage: "the signer's email address"},
+					&cli.StringFlag{Name: "role", Usage: "the signer's role, e.g. release-approver"},
+					&cli.StringFlag{Name: "valid-until", Usage: "end of the key's validity, RFC 3339 (e.g. 2027-12-31T23:59:59Z)"},
+					&cli.StringFlag{Name: "reason", Usage: "a note recorded with the enrolment"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					if err := required(c, "name", "email", "role"); err != nil {
+						return err
+					}
+					pub, err := readFlagFile(c, "key")
+					if err != nil {
+						return err
+					}
+					var until time.Time
+					if s := c.String("valid-until"); s != "" {
+						if until, err = time.Parse(time.RFC3339, s); err != nil {
+							return usagef("--valid-until %q is not an RFC 3339 time such as 2027-12-31T23:59:59Z", s)
+						}
+					}
+					l, err := e.open(c)
+					if err != nil {
+						return err
+					}
+					defer l.Close()
+					rc, err := release.New(l.Log, l.Blobs).Enroll(c.Context, release.Enrolment{
+						PublicKey: pub, Name: c.String("name"), Email: c.String("email"), Role: c.String("role"), ValidUntil: until, Reason: c.String("reason"),
+					}, c.String("as"))
+					if err != nil {
+						return err
+					}
+					k, _ := signing.ParsePublicKey(pub)
+					fmt.Fprintf(e.stderr, "enrolled %s for %s <%s> as %s at index %d\n", k.KeyID(), c.String("name"), c.String("email"), c.String("role"), rc.Index)
+					return e.printJSONLine(rc)
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a signer's key: releases it signs are no longer recorded",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{
+					dataFlag(), asFlag(),
+					&cli.StringFlag{Name: "key-id", Usage: "the key id (sha256:...) to revoke"},
+					&cli.StringFlag{Name: "key", Usage: "or the public key `FILE` to revoke"},
+					&cli.StringFlag{Name: "reason", Usage: "why, e.g. \"laptop lost\" or \"left the company\""},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					if err := required(c, "reason"); err != nil {
+						return err
+					}
+					keyID := c.String("key-id")
+					switch {
+					case keyID != "" && c.String("key") != "":
+						return usagef("signer revoke takes --key-id or --key, not both")
+					case c.String("key") != "":
+						pub, err := readFlagFile(c, "key")
+						if err != nil {
+							return err
+						}
+						k, err := signing.ParsePublicKey(pub)
+						if err != nil {
+							return err
+						}
+						keyID = k.KeyID()
+					case keyID == "":
+						return usagef("signer revoke needs --key-id ID or --key FILE")
+					}
+					l, err := e.open(c)
+					if err != nil {
+						return err
+					}
+					defer l.Close()
+					rc, err := release.New(l.Log, l.Blobs).Revoke(c.Context, keyID, c.String("reason"), c.String("as"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "revoked %s at index %d\n", keyID, rc.Index)
+					return e.printJSONLine(rc)
+				},
+			},
+			{
+				Name:      "list",
+				Usage:     "list every enrolled signer and whether the key is revoked",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{dataFlag(), &cli.BoolFlag{Name: "json", Usage: "JSON Lines output"}},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					l, err := e.open(c)
+					if err != nil {
+						return err
+					}
+					defer l.Close()
+					signers, err := release.New(l.Log, l.Blobs).Signers(c.Context)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						for _, s := range signers {
+							if err := e.printJSONLine(s); err != nil {
+								return err
+							}
+						}
+						return nil
+					}
+					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "KEY ID\tNAME\tEMAIL\tROLE\tENROLLED\tSTATUS")
+					for _, s := range signers {
+						status := "active"
+						if s.Revoked {
+							status = "revoked " + s.RevokedAt.UTC().Format(time.RFC3339) + ": " + s.Revocation.Reason
+						} else if s.Enrolment.ValidUntil != "" {
+							status = "active until " + s.Enrolment.ValidUntil
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.KeyID, s.Enrolment.Name, s.Enrolment.Email, s.Enrolment.Role, s.EnrolledAt.UTC().Format(time.RFC3339), status)
+					}
+					return tw.Flush()
+				},
+			},
+		},
+	}
+}
+
+func (e *env) printJSONLine(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+	return err
+}
+
+// sibling returns the path beside a manifest with its .json suffix
+// replaced: release-v0.1.0.json → release-v0.1.0.listing.
+func sibling(manifest, suffix string) string {
+	return strings.TrimSuffix(manifest, ".json") + suffix
+}
+
+func (e *env) releaseCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "release",
+		Usage: "sign a release-record manifest and record it in the ledger",
+		Subcommands: []*cli.Command{
+			e.releaseSignCommand(),
+			e.releaseRecordCommand(),
+		},
+	}
+}
+
+func (e *env) releaseSignCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "sign",
+		Usage:     "sign a release: shows what is signed, asks to confirm and for the key passphrase",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "bundle", Usage: "the evidence bundle: a directory, .tar or .tar.gz"},
+			&cli.StringFlag{Name: "version", Usage: "the release version, vX.Y.Z"},
+			&cli.StringFlag{Name: "key", Usage: "the signer's private key `FILE` (from ledger keygen or cosign)"},
+			&cli.StringFlag{Name: "meaning", Usage: "the meaning of the signature: " + strings.Join(signing.Meanings(), ", ")},
+			&cli.StringFlag{Name: "previous", Usage: "the previous release's manifest `FILE`, to chain releases"},
+			&cli.StringFlag{Name: "name", Usage: "the signer's name (default: from the key file)"},
+			&cli.StringFlag{Name: "email", Usage: "the signer's email (default: from the key file)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `FILE` (and the listing beside it as .listing)"},
+			&cli.BoolFlag{Name: "yes", Usage: "confirm without asking (for automation; the passphrase is still required)"},
+			passphraseFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := required(c, "bundle", "version", "meaning", "output"); err != nil {
+				return err
+			}
+			if err := signing.CheckMeaning(c.String("meaning")); err != nil {
+				return usageError{err}
+			}
+			if err := ledger.ValidateVersion(c.String("version")); err != nil {
+				return usageError{err}
+			}
+			keyFile, err := readFlagFile(c, "key")
+			if err != nil {
+				return err
+			}
+			info, err := signing.ReadKeyInfo(keyFile)
+			if err != nil {
+				return err
+			}
+			var key *signing.PrivateKey
+			if info.KeyID == "" {
+				// A cosign key names no key id outside its encryption.
+				if key, err = e.unlock(c, keyFile); err != nil {
+					return err
+				}
+				info.KeyID = key.Public().KeyID()
+			}
+			name, email := c.String("name"), c.String("email")
+			if name == "" {
+				name = info.Name
+			}
+			if email == "" {
+				email = info.Email
+			}
+			if name == "" || email == "" {
+				return usagef("the key file names no signer; pass --name and --email")
+			}
+			out := c.String("output")
+			listingPath := sibling(out, ".listing")
+			for _, p := range []string{out, listingPath} {
+				if _, err := os.Lstat(p); err == nil {
+					return fmt.Errorf("%s already exists; a signed manifest is never overwritten", p)
+				}
+			}
+			var previous []byte
+			if p := c.String("previous"); p != "" {
+				if previous, err = os.ReadFile(p); err != nil {
+					return fmt.Errorf("--previous: %w", err)
+				}
+			}
+			pr := newProgress(e.stderr, "hashing bundle", -1)
+			prep, err := release.Prepare(c.Context, release.SignRequest{
+				Bundle: c.String("bundle"), Version: c.String("version"), Meaning: c.String("meaning"),
+				Signer: signing.Signer{Name: name, Email: email, KeyID: info.KeyID}, Previous: previous,
+				Progress: func(done, total int64) { pr.set("hashing bundle", done, total) },
+			})
+			pr.done()
+			if err != nil {
+				return err
+			}
+			e.showSigning(prep)
+			if err := e.confirm(c, "Sign "+c.String("version")+" with this meaning? Type yes to sign"); err != nil {
+				return err
+			}
+			if key == nil {
+				if key, err = e.unlock(c, keyFile); err != nil {
+					return err
+				}
+			}
+			m, err := prep.Sign(c.Context, key)
+			if err != nil {
+				return err
+			}
+			if err := writeNew(out, m, 0o644); err != nil {
+				return err
+			}
+			if err := writeNew(listingPath, prep.Summary.Listing.Bytes(), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "signed: wrote %s and the signed listing %s\n", out, listingPath)
+			return nil
+		},
+	}
+}
+
+// unlock asks for the passphrase and decrypts the key in --key.
+func (e *env) unlock(c *cli.Context, keyFile []byte) (*signing.PrivateKey, error) {
+	pass, err := e.passphrase(c, "passphrase for "+c.String("key"), false)
+	if err != nil {
+		return nil, err
+	}
+	return signing.ParsePrivateKey(keyFile, pass)
+}
+
+// showSigning prints exactly what is about to be signed (21 CFR 11.50).
+func (e *env) showSigning(p release.Prepared) {
+	pr := p.Predicate
+	w := tabwriter.NewWriter(e.stderr, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "You are about to sign this release record:")
+	fmt.Fprintf(w, "  version\t%s\n", pr.Version)
+	fmt.Fprintf(w, "  bundle digest\t%s\n", p.Summary.Digest)
+	fmt.Fprintf(w, "  files\t%d (%d bytes)\n", p.Summary.Files, p.Summary.Size)
+	fmt.Fprintf(w, "  meaning\t%s\n", pr.Meaning)
+	fmt.Fprintf(w, "  signer\t%s <%s>\n", pr.Signer.Name, pr.Signer.Email)
+	fmt.Fprintf(w, "  key id\t%s\n", pr.Signer.KeyID)
+	fmt.Fprintf(w, "  signed at\t%s\n", pr.SignedAt)
+	if pr.PreviousRelease != nil {
+		fmt.Fprintf(w, "  previous release\t%s\n", pr.PreviousRelease)
+	}
+	if ev := pr.Evidence; ev != nil {
+		fmt.Fprintf(w, "  requirements\t%d regulated, %d reviewed\n", ev.Requirements, ev.Reviewed)
+	}
+	w.Flush()
+}
+
+// confirm asks on a terminal; elsewhere --yes is required.
+func (e *env) confirm(c *cli.Context, question string) error {
+	if c.Bool("yes") {
+		return nil
+	}
+	if _, ok := terminal(e.stdin); !ok {
+		return usagef("not signing: standard input is not a terminal, so nobody could confirm; pass --yes to confirm what is shown above")
+	}
+	fmt.Fprintf(e.stderr, "%s: ", question)
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if strings.TrimSpace(line) != "yes" {
+		return errors.New("not signed: you did not confirm")
+	}
+	return nil
+}
+
+func (e *env) releaseRecordCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "record",
+		Usage:     "record a signed release: store the bundle and manifest, append the entries, write the receipt",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			dataFlag(), asFlag(),
+			&cli.StringFlag{Name: "bundle", Usage: "the evidence bundle that was signed"},
+			&cli.StringFlag{Name: "manifest", Usage: "the signed manifest `FILE` (signatures/release-vX.Y.Z.json)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the receipt to `FILE` (default: beside the manifest, .receipt.json)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := required(c, "bundle"); err != nil {
+				return err
+			}
+			manifest, err := readFlagFile(c, "manifest")
+			if err != nil {
+				return err
+			}
+			out := c.String("output")
+			if out == "" {
+				out = sibling(c.String("manifest"), ".receipt.json")
+			}
+			if _, err := os.Lstat(out); err == nil {
+				return usagef("%s already exists and is never overwritten; pass -o FILE to write the receipt elsewhere", out)
+			}
+			l, err := e.open(c)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			pr := newProgress(e.stderr, "", -1)
+			rec, err := release.New(l.Log, l.Blobs).Record(c.Context, c.String("bundle"), manifest, c.String("as"), release.RecordOptions{
+				Progress: func(stage string, done, total int64) { pr.set(stage+" bundle", done, total) },
+			})
+			pr.done()
+			if err != nil {
+				return err
+			}
+			b, err := json.MarshalIndent(rec.Receipt, "", "  ")
+			if err != nil {
+				return err
+			}
+			b = append(b, '\n')
+			if err := writeNew(out, b, 0o644); err != nil {
+				return err
+			}
+			p := rec.Manifest.Predicate()
+			what := "recorded"
+			if rec.Duplicate {
+				what = "already recorded (nothing appended)"
+			}
+			fmt.Fprintf(e.stderr, "%s %s: %d files, bundle %s, signed by %s <%s> (%s), release entry at index %d of tree size %d\nreceipt: %s\n",
+				p.Version, what, rec.Bundle.Files, rec.Bundle.Digest, p.Signer.Name, p.Signer.Email, p.Meaning, rec.Receipt.Index, rec.Receipt.Inclusion.TreeSize, out)
+			return nil
+		},
+	}
+}
+
+func (e *env) verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "verify a release offline: bundle digest, manifest signature, and the ledger receipt",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "bundle", Usage: "the evidence bundle: a directory, .tar or .tar.gz"},
+			&cli.StringFlag{Name: "manifest", Usage: "the signed manifest `FILE`"},
+			&cli.StringFlag{Name: "signer-key", Usage: "the signer's public key `FILE`, as handed to you"},
+			&cli.StringFlag{Name: "log-key", Usage: "the ledger's public key `FILE` (log.pub), as handed to you"},
+			&cli.StringFlag{Name: "receipt", Usage: "the release's ledger receipt `FILE`"},
+			&cli.StringFlag{Name: "listing", Usage: "the signed listing `FILE` (default: beside the manifest, .listing, if present)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := required(c, "bundle"); err != nil {
+				return err
+			}
+			in := release.VerifyInput{Bundle: c.String("bundle")}
+			var err error
+			if in.Manifest, err = readFlagFile(c, "manifest"); err != nil {
+				return usageError{err}
+			}
+			pub, err := readFlagFile(c, "signer-key")
+			if err != nil {
+				return usageError{err}
+			}
+			if in.SignerKey, err = signing.ParsePublicKey(pub); err != nil {
+				return usageError{fmt.Errorf("--signer-key: %w", err)}
+			}
+			if c.String("receipt") != "" {
+				if in.Receipt, err = readFlagFile(c, "receipt"); err != nil {
+					return usageError{err}
+				}
+				vkey, err := readFlagFile(c, "log-key")
+				if err != nil {
+					return usageError{fmt.Errorf("a receipt is checked with the log's public key: %w", err)}
+				}
+				if in.LogKey, err = proofs.NewVerifier(strings.TrimSpace(string(vkey))); err != nil {
+					return usageError{fmt.Errorf("--log-key: %w", err)}
+				}
+			}
+			listing := c.String("listing")
+			if listing == "" {
+				if p := sibling(c.String("manifest"), ".listing"); fileExists(p) {
+					listing = p
+				}
+			}
+			if listing != "" {
+				if in.Listing, err = os.ReadFile(listing); err != nil {
+					return usageError{fmt.Errorf("--listing: %w", err)}
+				}
+			}
+			pr := newProgress(e.stderr, "hashing bundle", -1)
+			in.Progress = func(done, total int64) { pr.set("hashing bundle", done, total) }
+			rep := release.Verify(c.Context, in)
+			pr.done()
+			if c.Bool("json") {
+				b, err := rep.MarshalIndent()
+				if err != nil {
+					return err
+				}
+				e.stdout.Write(b)
+			} else {
+				for _, ch := range rep.Checks {
+					mark := map[string]string{release.Passed: "ok", release.Failed: "FAIL", release.Skipped: "skip"}[ch.Status]
+					fmt.Fprintf(e.stdout, "%-6s%s: %s\n", mark, ch.Name, ch.Detail)
+				}
+				fmt.Fprintln(e.stdout)
+				fmt.Fprintln(e.stdout, rep.Conclusion)
+			}
+			if !rep.Verified {
+				ch, _ := rep.FirstFailure()
+				return failure{fmt.Errorf("verification failed at the %s check", ch.Name)}
+			}
+			return nil
+		},
+	}
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+func (e *env) bundleCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bundle",
+		Usage: "compute an evidence bundle's canonical digest and listing",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "hash",
+				Usage:     "print the canonical digest of a bundle (directory, .tar or .tar.gz)",
+				ArgsUsage: "PATH",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print digest, files, size and SHA256SUMS mismatches as JSON"}},
+				Action: func(c *cli.Context) error {
+					sum, err := e.hashBundle(c)
+					if err != nil {
+						return err
+					}
+					var bad []string
+					if sum.Sums != nil {
+						ms, err := evidence.CheckSums(sum.Listing, sum.Sums)
+						if err != nil {
+							return err
+						}
+						for _, m := range ms {
+							bad = append(bad, m.String())
+						}
+					}
+					if c.Bool("json") {
+						return e.printJSONLine(map[string]any{"digest": sum.Digest, "files": sum.Files, "size": sum.Size, "sums_mismatches": bad})
+					}
+					fmt.Fprintln(e.stdout, sum.Digest)
+					fmt.Fprintf(e.stderr, "%d files, %d bytes\n", sum.Files, sum.Size)
+					if len(bad) > 0 {
+						return failure{fmt.Errorf("%s disagrees with the files: %s", evidence.SumsFile, strings.Join(bad, "; "))}
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "listing",
+				Usage:     "print a bundle's listing (sha256sum format; its SHA-256 is the bundle digest)",
+				ArgsUsage: "PATH",
+				Action: func(c *cli.Context) error {
+					sum, err := e.hashBundle(c)
+					if err != nil {
+						return err
+					}
+					_, err = e.stdout.Write(sum.Listing.Bytes())
+					return err
+				},
+			},
+		},
+	}
+}
+
+func (e *env) hashBundle(c *cli.Context) (evidence.Summary, error) {
+	args, err := positional(c)
+	if err != nil {
+		return evidence.Summary{}, err
+	}
+	if len(args) != 1 {
+		return evidence.Summary{}, usagef("%s takes one bundle PATH", commandName(c))
+	}
+	pr := newProgress(e.stderr, "hashing "+filepath.Base(args[0]), -1)
+	defer pr.done()
+	return evidence.Hash(c.Context, args[0], evidence.Options{Progress: func(done, total int64) { pr.set("hashing", done, total) }})
+}
