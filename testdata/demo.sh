@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The Evidence Ledger demo: builds the ledger command, creates a ledger,
-# records the sample evidence bundle in testdata/bundle, and verifies a
-# receipt offline the way an auditor would. Run from the repository root:
+# The Evidence Ledger demo: builds the ledger command, creates a ledger, and
+# runs a whole release: a signer's key, enrolment, the signed release-record
+# manifest over the sample evidence bundle in testdata/bundle, recording it,
+# and the auditor's offline verification, including a tampered file being
+# caught. Run from the repository root:
 #
 #   bash testdata/demo.sh
 #
@@ -20,41 +22,58 @@ step "Build the ledger command"
 go build -o "$bin" ./cmd/ledger
 export PATH="$work/bin:$PATH"
 export LEDGER_DATA="$work/data"
+# The demo signer's passphrase. A real signer types it at every signing
+# (21 CFR 11.200); automation may use LEDGER_PASSPHRASE or --passphrase-file.
+export LEDGER_PASSPHRASE="demo passphrase, not for real use"
+mkdir -p "$work/keys" "$work/signatures" "$work/auditor"
 
 step "Create a ledger (store + Ed25519 log key; log.pub is what auditors get)"
 show ledger init --origin demo.evidence-ledger.local/dhf
 
-step "CI appends every file of the v0.1.0 evidence bundle; one receipt per file"
-mapfile -t files < <(find testdata/bundle -type f | LC_ALL=C sort)
-show ledger append --release v0.1.0 --as ci:demo-pipeline --base testdata/bundle -o "$work/receipts" "${files[@]}" >"$work/receipts.jsonl"
-printf '%s receipts (JSON Lines) in %s; one file per artefact under %s/receipts\n' "$(wc -l <"$work/receipts.jsonl")" "$work/receipts.jsonl" "$work"
+step "The bundle's canonical digest, and the same digest from coreutils alone"
+show ledger bundle hash testdata/bundle
+printf '$ cd testdata/bundle && find . -type f -printf '"'"'%%P\\n'"'"' | LC_ALL=C sort | xargs -d '"'"'\\n'"'"' sha256sum | sha256sum\n' >&2
+(cd testdata/bundle && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum)
+
+step "Jane, the release approver, makes her key pair (private key encrypted with her passphrase)"
+show ledger keygen --name "Jane Doe" --email jane@example.com -o "$work/keys/jane"
+
+step "An admin enrols Jane's public key: the key id is hers for ever (21 CFR 11.100)"
+show ledger signer enroll --key "$work/keys/jane.pub" --name "Jane Doe" --email jane@example.com --role release-approver --as admin >/dev/null
+show ledger signer list
+
+step "Jane signs the v0.1.0 release record: she sees what she signs, and its meaning"
+show ledger release sign --bundle testdata/bundle --version v0.1.0 --key "$work/keys/jane.key" \
+  --meaning approved-for-release --yes -o "$work/signatures/release-v0.1.0.json"
+
+step "CI records the release: every file, the listing and the manifest, then the entries"
+show ledger release record --bundle testdata/bundle --manifest "$work/signatures/release-v0.1.0.json" --as ci:demo-pipeline
 
 step "The log: every entry, who logged it and when"
 show ledger log
 
-step "The latest signed checkpoint (C2SP tlog-checkpoint)"
-show ledger checkpoint
+step "An auditor, with only the bundle, the manifest, the receipt and two public keys"
+cp "$LEDGER_DATA/log.pub" "$work/auditor/log.pub"
+cp "$work/keys/jane.pub" "$work/auditor/jane.pub"
+show ledger verify --bundle testdata/bundle --manifest "$work/signatures/release-v0.1.0.json" \
+  --signer-key "$work/auditor/jane.pub" --log-key "$work/auditor/log.pub" --receipt "$work/signatures/release-v0.1.0.receipt.json"
 
-step "An auditor verifies the installer's receipt offline, with log.pub alone"
-show ledger verify-receipt --log-key "$LEDGER_DATA/log.pub" "$work/receipts/bioflow_pro.exe.receipt.json" --file testdata/bundle/bioflow_pro.exe
-
-step "A tampered installer is caught"
-cp testdata/bundle/bioflow_pro.exe "$work/tampered.exe"
-printf 'X' >>"$work/tampered.exe"
-if ledger verify-receipt --log-key "$LEDGER_DATA/log.pub" "$work/receipts/bioflow_pro.exe.receipt.json" --file "$work/tampered.exe"; then
+step "A bundle with one altered file is caught, and the file is named"
+cp -r testdata/bundle "$work/tampered"
+printf '<!-- edited after signing -->\n' >>"$work/tampered/rtm/index.html"
+if ledger verify --bundle "$work/tampered" --manifest "$work/signatures/release-v0.1.0.json" --signer-key "$work/auditor/jane.pub"; then
   echo "demo: tampering went unnoticed" >&2
   exit 1
 fi
-echo "(exit status 1: the receipt does not vouch for the altered file)"
+echo "(exit status 1: the signature does not vouch for the altered bundle)"
 
-step "Recording the same evidence again adds nothing (idempotent appends)"
-show ledger append --release v0.1.0 --as ci:demo-pipeline --base testdata/bundle testdata/bundle/junit.xml | grep -o '"duplicate":true'
+step "Recording the same release again adds nothing (idempotent)"
+show ledger release record --bundle testdata/bundle --manifest "$work/signatures/release-v0.1.0.json" -o "$work/again.receipt.json"
 
-step "Proofs: inclusion of entry 0, and that the tree of size 1 is a prefix of today's"
-show ledger proof inclusion --index 0
+step "Proofs: that the tree of size 1 is a prefix of today's"
 show ledger proof consistency --from 1
 
 step "Audit: re-hash every blob, entry and tree hash; check every checkpoint"
 show ledger audit
 
-printf '\nDemo ledger left in %s (data: %s)\n' "$work" "$LEDGER_DATA"
+printf '\nDemo ledger left in %s (data: %s, signatures: %s/signatures)\n' "$work" "$LEDGER_DATA" "$work"

@@ -256,15 +256,16 @@ func TestBadManifests(t *testing.T) {
 	}
 }
 
-// TestCosignInterop verifies a manifest with stock cosign, when cosign is
-// installed (.ci/run installs it; set LEDGER_COSIGN to use another binary).
+// TestCosignInterop verifies a manifest with stock cosign, the command the
+// README gives auditors. .ci/run installs cosign and requires this test to
+// run; elsewhere it runs when cosign is on PATH or named by LEDGER_COSIGN.
 func TestCosignInterop(t *testing.T) {
 	cosign := os.Getenv("LEDGER_COSIGN")
 	if cosign == "" {
 		var err error
 		if cosign, err = exec.LookPath("cosign"); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("cosign is not installed; .ci/run should have installed it: %v", err)
+			if os.Getenv("LEDGER_REQUIRE_COSIGN") != "" {
+				t.Fatalf("cosign is not installed, and LEDGER_REQUIRE_COSIGN is set (.ci/run installs it): %v", err)
 			}
 			t.Skip("cosign not installed (go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5, or set LEDGER_COSIGN)")
 		}
