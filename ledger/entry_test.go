@@ -213,3 +213,38 @@ func TestTypedSubjects(t *testing.T) {
 		t.Fatalf("prepare(bundle kind, artefact struct) = %v, want a type mismatch", err)
 	}
 }
+
+func TestSignerAndReleaseSubjects(t *testing.T) {
+	id := cas.Sum([]byte("key")).String()
+	pem := "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+	enrol := Signer{Action: SignerEnroll, KeyID: id, PublicKey: pem, Name: "Jane Doe", Email: "jane@example.com", Role: "qa"}
+	rel := Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: id, Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}
+	tests := []struct {
+		name    string
+		kind    Kind
+		subject any
+		want    string // "" means accepted
+	}{
+		{"enrolment", KindSigner, enrol, ""},
+		{"revocation", KindSigner, Signer{Action: SignerRevoke, KeyID: id, Reason: "lost"}, ""},
+		{"enrolment without key", KindSigner, func() Signer { s := enrol; s.PublicKey = ""; return s }(), "public_key"},
+		{"enrolment without role", KindSigner, func() Signer { s := enrol; s.Role = ""; return s }(), "missing role"},
+		{"enrolment with local time", KindSigner, func() Signer { s := enrol; s.ValidUntil = "2027-01-01T00:00:00+01:00"; return s }(), "valid_until"},
+		{"revocation without reason", KindSigner, Signer{Action: SignerRevoke, KeyID: id}, "say why"},
+		{"revocation with a name", KindSigner, Signer{Action: SignerRevoke, KeyID: id, Reason: "x", Name: "Jane"}, "names only the key_id"},
+		{"unknown action", KindSigner, Signer{Action: "suspend", KeyID: id}, "must be enroll or revoke"},
+		{"bad key id", KindSigner, func() Signer { s := enrol; s.KeyID = "jane-2026"; return s }(), "not a key id"},
+		{"release", KindRelease, rel, ""},
+		{"release with a bad time", KindRelease, func() Release { r := rel; r.SignedAt = "yesterday"; return r }(), "signed_at"},
+		{"release without meaning", KindRelease, func() Release { r := rel; r.Meaning = ""; return r }(), "missing meaning"},
+	}
+	for _, tt := range tests {
+		err := CheckClaim(Claim{Kind: tt.kind, Subject: tt.subject}, "admin")
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: CheckClaim = %v, want accepted", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: CheckClaim = %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+}

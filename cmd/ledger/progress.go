@@ -37,12 +37,24 @@ func (p *progress) set(label string, n, total int64) {
 	p.draw(false)
 }
 
+// setBytes is set for a count of bytes, shown in KiB, MiB or GiB.
+func (p *progress) setBytes(label string, n, total int64) {
+	if !p.on {
+		return
+	}
+	p.label, p.n, p.total, p.items = label, n, total, false
+	p.draw(false)
+}
+
 func (p *progress) draw(force bool) {
 	if !p.on || (!force && time.Since(p.last) < 100*time.Millisecond) {
 		return
 	}
 	p.last = time.Now()
 	count := human(p.n)
+	if p.total > 0 {
+		count += " / " + human(p.total)
+	}
 	if p.items {
 		count = fmt.Sprintf("%d/%d", p.n, p.total)
 	}

@@ -401,7 +401,7 @@ func (e *env) releaseSignCommand() *cli.Command {
 			prep, err := release.Prepare(c.Context, release.SignRequest{
 				Bundle: c.String("bundle"), Version: c.String("version"), Meaning: c.String("meaning"),
 				Signer: signing.Signer{Name: name, Email: email, KeyID: info.KeyID}, Previous: previous,
-				Progress: func(done, total int64) { pr.set("hashing bundle", done, total) },
+				Progress: func(done, total int64) { pr.setBytes("hashing bundle", done, total) },
 			})
 			pr.done()
 			if err != nil {
@@ -517,7 +517,7 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			defer l.Close()
 			pr := newProgress(e.stderr, "", -1)
 			rec, err := release.New(l.Log, l.Blobs).Record(c.Context, c.String("bundle"), manifest, c.String("as"), release.RecordOptions{
-				Progress: func(stage string, done, total int64) { pr.set(stage+" bundle", done, total) },
+				Progress: func(stage string, done, total int64) { pr.setBytes(stage+" bundle", done, total) },
 			})
 			pr.done()
 			if err != nil {
@@ -600,7 +600,7 @@ func (e *env) verifyCommand() *cli.Command {
 				}
 			}
 			pr := newProgress(e.stderr, "hashing bundle", -1)
-			in.Progress = func(done, total int64) { pr.set("hashing bundle", done, total) }
+			in.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }
 			rep := release.Verify(c.Context, in)
 			pr.done()
 			if c.Bool("json") {
@@ -694,5 +694,5 @@ func (e *env) hashBundle(c *cli.Context) (evidence.Summary, error) {
 	}
 	pr := newProgress(e.stderr, "hashing "+filepath.Base(args[0]), -1)
 	defer pr.done()
-	return evidence.Hash(c.Context, args[0], evidence.Options{Progress: func(done, total int64) { pr.set("hashing", done, total) }})
+	return evidence.Hash(c.Context, args[0], evidence.Options{Progress: func(done, total int64) { pr.setBytes("hashing", done, total) }})
 }

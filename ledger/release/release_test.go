@@ -18,14 +18,14 @@ import (
 )
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	l      *ledger.Ledger
 	reg    *Registry
 	bundle string
 	jane   *signing.PrivateKey
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	if _, err := ledger.Init(t.Context(), dir, "test.example/dhf"); err != nil {
@@ -42,7 +42,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // copyBundle copies the sample bundle so tests can tamper with it.
-func copyBundle(t *testing.T) string {
+func copyBundle(t testing.TB) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "bundle")
 	src := "../../testdata/bundle"
