@@ -288,6 +288,13 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if dec.More() {
 		return nil, bad("statement: data after the JSON object")
 	}
+	// Only the exact bytes Sign writes are accepted: encoding/json matches
+	// keys without regard to case and lets a repeated key win, so a
+	// payload with "meaning" and "Meaning" could read one way here and
+	// another in an auditor's tool. One manifest, one meaning (11.50).
+	if canon, err := json.Marshal(st); err != nil || !bytes.Equal(canon, env.GetPayload()) {
+		return nil, bad("statement is not in canonical form (keys exactly as specified, each once, in order, no white space)")
+	}
 	if st.Type != StatementType {
 		return nil, bad("statement type %q, want %q", st.Type, StatementType)
 	}

@@ -243,6 +243,18 @@ func TestBadManifests(t *testing.T) {
 		t.Errorf("edited meaning: Verify = %v, want ErrBadSignature", err)
 	}
 
+	// A payload that encoding/json would read one way and other tools
+	// another (a case-folded duplicate key) is refused, even unsigned.
+	json.Unmarshal(good, &sb)
+	env = sb["dsseEnvelope"].(map[string]any)
+	payload, _ = base64.StdEncoding.DecodeString(env["payload"].(string))
+	payload = bytes.Replace(payload, []byte(`"meaning":"approved-for-release"`), []byte(`"meaning":"reviewed","Meaning":"approved-for-release"`), 1)
+	env["payload"] = base64.StdEncoding.EncodeToString(payload)
+	twoFaced, _ := json.Marshal(sb)
+	if _, err := ParseManifest(twoFaced); !errors.Is(err, ErrInvalidManifest) || !strings.Contains(err.Error(), "canonical form") {
+		t.Errorf("two meanings: ParseManifest = %v, want a canonical-form error", err)
+	}
+
 	// Sign refuses what it cannot stand behind.
 	p := predicate(k)
 	p.Meaning = "whatever"
