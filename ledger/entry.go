@@ -3,7 +3,10 @@ package ledger
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -459,6 +462,9 @@ func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobR
 					return nil, nil, nil, bad("%v", err)
 				}
 			}
+			if err := checkPublicKey(s.PublicKey, s.KeyID); err != nil {
+				return nil, nil, nil, bad("%v", err)
+			}
 			if s.ValidUntil != "" {
 				if err := checkTime("valid_until", s.ValidUntil); err != nil {
 					return nil, nil, nil, bad("%v", err)
@@ -533,6 +539,22 @@ func decodeSubject[T any](raw []byte, typed []any, dst *T) error {
 func checkKeyID(id string) error {
 	if _, err := cas.ParseDigest(id); err != nil {
 		return fmt.Errorf("key_id %q is not a key id (sha256:<64 hex digits of the public key's SHA-256>)", truncate(id))
+	}
+	return nil
+}
+
+// checkPublicKey checks that pemKey is one PEM "PUBLIC KEY" block holding
+// a PKIX public key whose DER SHA-256 is keyID.
+func checkPublicKey(pemKey, keyID string) error {
+	block, rest := pem.Decode([]byte(pemKey))
+	if block == nil || block.Type != "PUBLIC KEY" || strings.TrimSpace(string(rest)) != "" {
+		return errors.New("public_key must be one PEM \"PUBLIC KEY\" block")
+	}
+	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+		return fmt.Errorf("public_key: %v", err)
+	}
+	if sum := sha256.Sum256(block.Bytes); "sha256:"+hex.EncodeToString(sum[:]) != keyID {
+		return fmt.Errorf("key_id %s is not the SHA-256 of the public key (sha256:%x)", truncate(keyID), sum)
 	}
 	return nil
 }

@@ -2,7 +2,10 @@ package ledger
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -215,8 +218,7 @@ func TestTypedSubjects(t *testing.T) {
 }
 
 func TestSignerAndReleaseSubjects(t *testing.T) {
-	id := cas.Sum([]byte("key")).String()
-	pem := "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+	pem, id := testSignerKey(1)
 	enrol := Signer{Action: SignerEnroll, KeyID: id, PublicKey: pem, Name: "Jane Doe", Email: "jane@example.com", Role: "qa"}
 	rel := Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("b")), Manifest: cas.Sum([]byte("m")), KeyID: id, Meaning: "approved-for-release", SignedAt: "2026-01-01T00:00:00Z"}
 	tests := []struct {
@@ -234,6 +236,12 @@ func TestSignerAndReleaseSubjects(t *testing.T) {
 		{"revocation with a name", KindSigner, Signer{Action: SignerRevoke, KeyID: id, Reason: "x", Name: "Jane"}, "names only the key_id"},
 		{"unknown action", KindSigner, Signer{Action: "suspend", KeyID: id}, "must be enroll or revoke"},
 		{"bad key id", KindSigner, func() Signer { s := enrol; s.KeyID = "jane-2026"; return s }(), "not a key id"},
+		{"key id of another key", KindSigner, func() Signer { s := enrol; _, s.KeyID = testSignerKey(2); return s }(), "is not the SHA-256 of the public key"},
+		{"not a key", KindSigner, func() Signer {
+			s := enrol
+			s.PublicKey = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+			return s
+		}(), "public_key: asn1"},
 		{"release", KindRelease, rel, ""},
 		{"release with a bad time", KindRelease, func() Release { r := rel; r.SignedAt = "yesterday"; return r }(), "signed_at"},
 		{"release without meaning", KindRelease, func() Release { r := rel; r.Meaning = ""; return r }(), "missing meaning"},
@@ -247,4 +255,14 @@ func TestSignerAndReleaseSubjects(t *testing.T) {
 			t.Errorf("%s: CheckClaim = %v, want an error saying %q", tt.name, err, tt.want)
 		}
 	}
+}
+
+// testSignerKey returns a fixed Ed25519 public key as PEM, and its key id.
+func testSignerKey(seed byte) (string, string) {
+	pub := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)).Public()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), cas.Sum(der).String()
 }

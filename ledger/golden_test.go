@@ -17,14 +17,15 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 // Rebuild with go test ./ledger -run TestEntryGolden -update.
 func TestEntryGolden(t *testing.T) {
 	prev := cas.Sum([]byte("release-v0.9.0.json"))
+	janePEM, janeID := testSignerKey(7)
 	subjects := map[Kind]any{
 		KindArtefact: sampleArtefact(),
 		KindBundle:   Bundle{Digest: cas.Sum([]byte("listing")), Listing: cas.Sum([]byte("listing")), Files: 7, Size: 48213377, Release: "v1.0.0"},
 		KindStamp: Stamp{UID: "REQ-042", ReviewedHash: "9f2c1e", Document: "reqs/pump.sdoc", DocumentDigest: cas.Sum([]byte("sdoc")),
 			PR: "https://git.example.com/dhf/pull/17", Commit: "0a1b2c3d", Approver: "Jane Roe <jane@example.com>", ApprovedAt: "2026-11-20T09:30:00Z"},
-		KindSigner: Signer{Action: "enroll", KeyID: cas.Sum([]byte("jane public key")).String(), PublicKey: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
+		KindSigner: Signer{Action: "enroll", KeyID: janeID, PublicKey: janePEM,
 			Name: "Jane Roe", Email: "jane@example.com", Role: "release-approver", ValidUntil: "2027-11-25T00:00:00Z", Reason: "QA lead"},
-		KindRelease: Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("listing")), Manifest: cas.Sum([]byte("manifest")), KeyID: cas.Sum([]byte("jane public key")).String(),
+		KindRelease: Release{Version: "v1.0.0", Bundle: cas.Sum([]byte("listing")), Manifest: cas.Sum([]byte("manifest")), KeyID: janeID,
 			Meaning: "approved-for-release", SignedAt: "2026-11-25T10:00:00Z", Previous: &prev},
 	}
 	for _, k := range Kinds() {

@@ -207,7 +207,11 @@ func (e *env) signerCommand() *cli.Command {
 						return err
 					}
 					k, _ := signing.ParsePublicKey(pub)
-					fmt.Fprintf(e.stderr, "enrolled %s for %s <%s> as %s at index %d\n", k.KeyID(), c.String("name"), c.String("email"), c.String("role"), rc.Index)
+					what := "enrolled"
+					if rc.Duplicate {
+						what = "already enrolled (nothing appended):"
+					}
+					fmt.Fprintf(e.stderr, "%s %s for %s <%s> as %s at index %d\n", what, k.KeyID(), c.String("name"), c.String("email"), c.String("role"), rc.Index)
 					return e.printJSONLine(rc)
 				},
 			},
@@ -576,6 +580,9 @@ func (e *env) verifyCommand() *cli.Command {
 			if in.SignerKey, err = signing.ParsePublicKey(pub); err != nil {
 				return usageError{fmt.Errorf("--signer-key: %w", err)}
 			}
+			if c.String("log-key") != "" && c.String("receipt") == "" {
+				return usagef("--log-key checks a receipt; pass --receipt FILE too")
+			}
 			if c.String("receipt") != "" {
 				if in.Receipt, err = readFlagFile(c, "receipt"); err != nil {
 					return usageError{err}
@@ -656,11 +663,17 @@ func (e *env) bundleCommand() *cli.Command {
 							bad = append(bad, m.String())
 						}
 					}
-					if c.Bool("json") {
-						return e.printJSONLine(map[string]any{"digest": sum.Digest, "files": sum.Files, "size": sum.Size, "sums_mismatches": bad})
+					if sum.SumsTooLarge {
+						bad = append(bad, fmt.Sprintf("%s is over %d bytes, too large to check", evidence.SumsFile, evidence.MaxSumsSize))
 					}
-					fmt.Fprintln(e.stdout, sum.Digest)
-					fmt.Fprintf(e.stderr, "%d files, %d bytes\n", sum.Files, sum.Size)
+					if c.Bool("json") {
+						if err := e.printJSONLine(map[string]any{"digest": sum.Digest, "files": sum.Files, "size": sum.Size, "sums_mismatches": bad}); err != nil {
+							return err
+						}
+					} else {
+						fmt.Fprintln(e.stdout, sum.Digest)
+						fmt.Fprintf(e.stderr, "%d files, %d bytes\n", sum.Files, sum.Size)
+					}
 					if len(bad) > 0 {
 						return failure{fmt.Errorf("%s disagrees with the files: %s", evidence.SumsFile, strings.Join(bad, "; "))}
 					}

@@ -231,6 +231,12 @@ func TestHostileArchives(t *testing.T) {
 		{"truncated gzip", gz(t, good)[:len(gz(t, good))-10], "gzip"},
 		{"corrupt gzip", flip(gz(t, good), 40), "gzip"},
 		{"corrupt gzip checksum", flip(gz(t, good), len(gz(t, good))-6), "gzip"},
+		{"data after the end", append(bytes.Clone(good), rawTar(t, []tarEntry{reg("payload.exe", "hidden")})...), "data after the tar's end-of-archive marker"},
+		{"data after the end, gzipped", gz(t, append(bytes.Clone(good), rawTar(t, []tarEntry{reg("payload.exe", "hidden")})...)), "data after the tar's end-of-archive marker"},
+		{"dir entry and file", rawTar(t, []tarEntry{{tar.Header{Typeflag: tar.TypeDir, Name: "a/", Mode: 0o755}, ""}, reg("a", "x")}), `"a" is both a file and a directory`},
+		{"file and dir entry", rawTar(t, []tarEntry{reg("a", "x"), {tar.Header{Typeflag: tar.TypeDir, Name: "./a/", Mode: 0o755}, ""}}), `"a" is both a file and a directory`},
+		{"leading dash", rawTar(t, []tarEntry{ok, reg("-n", "x")}), "starts with -"},
+		{"bidi override", rawTar(t, []tarEntry{ok, reg("invoice‮fdp.exe", "x")}), "invisible formatting character (U+202E)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,6 +254,37 @@ func TestHostileArchives(t *testing.T) {
 	}
 	if _, err := Hash(t.Context(), writeFile(t, "good.tar", good), Options{}); err != nil {
 		t.Fatalf("the untampered archive: %v", err)
+	}
+	// Zero padding after the end (tar's 10 KiB records) and a pax global
+	// header (git archive's commit id) are fine.
+	padded := append(bytes.Clone(good), make([]byte, 8192)...)
+	global := rawTar(t, []tarEntry{{tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header", PAXRecords: map[string]string{"comment": "0123abcd"}}, ""}, ok})
+	for name, b := range map[string][]byte{"padded": padded, "padded gzip": gz(t, padded), "global header": global} {
+		if _, err := Hash(t.Context(), writeFile(t, "b.tar", b), Options{}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestSparseArchives checks sparse files, as GNU tar writes them in its own
+// and in the pax format, are refused: their holes are not in the stream.
+func TestSparseArchives(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "disk.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1 << 20)
+	f.Close()
+	for format, want := range map[string]string{"pax": `"disk.img" is a sparse file`, "gnu": `has tar entry type 'S'`} {
+		out := filepath.Join(t.TempDir(), "b.tar")
+		if msg, err := exec.Command("tar", "--sparse", "--format="+format, "-cf", out, "-C", dir, ".").CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v\n%s", err, msg)
+		}
+		_, err := Hash(t.Context(), out, Options{})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s sparse archive: Hash = %v, want an error saying %s", format, err, want)
+		}
 	}
 }
 
@@ -291,6 +328,33 @@ func TestHostileDirectories(t *testing.T) {
 		_, err := Hash(t.Context(), dir, Options{})
 		if err == nil || !strings.Contains(err.Error(), "control character") {
 			t.Fatalf("Hash = %v, want a control-character error", err)
+		}
+	})
+	t.Run("through a symbolic link", func(t *testing.T) {
+		dir := writeDir(t, map[string]string{"a.txt": "a"})
+		link := filepath.Join(t.TempDir(), "bundle")
+		if err := os.Symlink(dir, link); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Hash(t.Context(), link, Options{})
+		want, _ := Hash(t.Context(), dir, Options{})
+		if err != nil || got.Digest != want.Digest {
+			t.Fatalf("Hash via a link = %v, %v; want %v", got.Digest, err, want.Digest)
+		}
+	})
+	t.Run("file swapped for a link while read", func(t *testing.T) {
+		dir := writeDir(t, map[string]string{"a.txt": "a", "b.txt": "b"})
+		outside := writeDir(t, map[string]string{"secret": "s"})
+		err := Walk(t.Context(), dir, func(f File, r io.Reader) error {
+			io.Copy(io.Discard, r)
+			if f.Path == "a.txt" {
+				os.Remove(filepath.Join(dir, "b.txt"))
+				return os.Symlink(filepath.Join(outside, "secret"), filepath.Join(dir, "b.txt"))
+			}
+			return nil
+		})
+		if err == nil || !strings.Contains(err.Error(), `"b.txt" was replaced`) {
+			t.Fatalf("Walk = %v, want a replaced-file error", err)
 		}
 	})
 	t.Run("missing", func(t *testing.T) {

@@ -33,8 +33,10 @@ type Summary struct {
 	Files   int
 	Size    int64 // total bytes of the files
 	// Sums is the content of the bundle's SHA256SUMS file, if it has one
-	// at its root of at most MaxSumsSize bytes; check it with CheckSums.
-	Sums []byte
+	// at its root; check it with CheckSums. A SHA256SUMS over MaxSumsSize
+	// bytes is not kept: SumsTooLarge reports it.
+	Sums         []byte
+	SumsTooLarge bool
 }
 
 // MaxSumsSize bounds the SHA256SUMS file Hash keeps.
@@ -91,7 +93,7 @@ func summarise(files []File, sums *sumsCapture) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	return Summary{Listing: l, Digest: l.Digest(), Files: len(l.Files), Size: l.Size(), Sums: sums.bytes()}, nil
+	return Summary{Listing: l, Digest: l.Digest(), Files: len(l.Files), Size: l.Size(), Sums: sums.bytes(), SumsTooLarge: sums.tooLarge}, nil
 }
 
 // hashDir hashes the files of a directory on several workers.
@@ -152,14 +154,21 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 
 // sumsCapture keeps the content of a bundle's SHA256SUMS while it is hashed.
 type sumsCapture struct {
-	mu sync.Mutex
-	b  []byte
-	ok bool
+	mu       sync.Mutex
+	b        []byte
+	ok       bool
+	tooLarge bool
 }
 
 // reader returns r, teeing it into the capture when f is the SHA256SUMS.
 func (c *sumsCapture) reader(f File, r io.Reader) io.Reader {
-	if f.Path != SumsFile || f.Size > MaxSumsSize {
+	if f.Path != SumsFile {
+		return r
+	}
+	if f.Size > MaxSumsSize {
+		c.mu.Lock()
+		c.tooLarge = true
+		c.mu.Unlock()
 		return r
 	}
 	return &captureReader{c: c, r: r}

@@ -126,8 +126,10 @@ func newListing(files []File) (Listing, error) {
 
 // CheckPath reports whether p is acceptable as a bundle path, and if not,
 // why: it must be relative, "/"-separated, clean (no empty, "." or ".."
-// elements), valid UTF-8 without control characters or backslashes (which
-// sha256sum would escape), and at most MaxPathLength bytes.
+// elements), valid UTF-8 without control characters, invisible formatting
+// characters (such as bidirectional overrides) or backslashes (which
+// sha256sum would escape), must not start with "-", and is at most
+// MaxPathLength bytes.
 func CheckPath(p string) error {
 	switch {
 	case p == "":
@@ -138,10 +140,15 @@ func CheckPath(p string) error {
 		return fmt.Errorf("path %s is not UTF-8", quote(p))
 	case strings.HasPrefix(p, "/"):
 		return fmt.Errorf("path %s is absolute", quote(p))
+	case strings.HasPrefix(p, "-"):
+		return fmt.Errorf("path %s starts with - (sha256sum would take it for an option)", quote(p))
 	}
 	for _, r := range p {
 		if unicode.IsControl(r) || r == utf8.RuneError {
 			return fmt.Errorf("path %s has a control character", quote(p))
+		}
+		if unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("path %s has an invisible formatting character (U+%04X), which could disguise it", quote(p), r)
 		}
 		if r == '\\' {
 			return fmt.Errorf("path %s has a backslash (sha256sum would escape it)", quote(p))

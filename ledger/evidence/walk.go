@@ -54,13 +54,19 @@ type dirFile struct {
 	rel  string // bundle path
 	abs  string // file system path
 	size int64
+	info fs.FileInfo // as listed, to check the file opened is the same one
 }
 
 // listDir lists the regular files under root, sorted by bundle path,
 // rejecting symlinks, devices, sockets, pipes and bad names.
 func listDir(ctx context.Context, root string) ([]dirFile, error) {
+	// A bundle named through a symbolic link is walked where it points.
+	root, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening bundle: %w", err)
+	}
 	var files []dirFile
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("reading bundle directory: %w", err)
 		}
@@ -90,7 +96,7 @@ func listDir(ctx context.Context, root string) ([]dirFile, error) {
 		if err != nil {
 			return fmt.Errorf("reading bundle directory: %w", err)
 		}
-		files = append(files, dirFile{rel: rel, abs: p, size: info.Size()})
+		files = append(files, dirFile{rel: rel, abs: p, size: info.Size(), info: info})
 		return nil
 	})
 	if err != nil {
@@ -118,8 +124,8 @@ func (f dirFile) walk(ctx context.Context, fn WalkFunc) error {
 	if err != nil {
 		return fmt.Errorf("reading bundle file: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: %s changed into a %s while being read", ErrInvalidBundle, quote(f.rel), fi.Mode().Type())
+	if !fi.Mode().IsRegular() || !os.SameFile(fi, f.info) {
+		return fmt.Errorf("%w: %s was replaced while the bundle was read (by a link or another file); read the bundle again", ErrInvalidBundle, quote(f.rel))
 	}
 	cr := &countingReader{r: h}
 	if err := fn(File{Path: f.rel, Size: fi.Size()}, cr); err != nil {
@@ -173,20 +179,45 @@ func WalkTar(ctx context.Context, r io.Reader, fn WalkFunc) error {
 		}
 		return err
 	}
-	if gz != nil {
-		// The tar ended; read the gzip stream to its end so that its
-		// checksum and length are checked too.
-		if _, err := io.Copy(io.Discard, gz); err != nil {
+	// After the end-of-archive marker only zero padding may follow (tar
+	// writes whole records): tar -i would extract anything else, files the
+	// digest never saw. For gzip this also reads the stream to its end, so
+	// its checksum and length are checked.
+	if err := requireZeros(src); err != nil {
+		if gz != nil && !errors.Is(err, ErrInvalidBundle) {
 			return fmt.Errorf("%w: corrupt or truncated gzip stream after the tar's end: %v", ErrInvalidBundle, err)
 		}
+		return err
 	}
 	return nil
+}
+
+// requireZeros reads r to its end and fails on any byte that is not zero.
+func requireZeros(r io.Reader) error {
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		m, err := r.Read(buf)
+		for _, b := range buf[:m] {
+			if b != 0 {
+				return fmt.Errorf("%w: data after the tar's end-of-archive marker (byte %d after it is not padding); the archive hides content", ErrInvalidBundle, n)
+			}
+			n++
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func walkTar(ctx context.Context, r io.Reader, fn WalkFunc) error {
 	cr := &countingReader{r: r}
 	tr := tar.NewReader(cr)
 	seen := make(map[string]bool)
+	dirs := make(map[string]bool)
 	var end int64 // offset just past the last entry's data, rounded to a block
 	files := 0
 	for {
@@ -217,6 +248,12 @@ func walkTar(ctx context.Context, r io.Reader, fn WalkFunc) error {
 			if err := CheckPath(name); err != nil {
 				return fmt.Errorf("%w: tar entry: %v", ErrInvalidBundle, err)
 			}
+			dirs[name] = true
+			end = cr.n
+			continue
+		case tar.TypeXGlobalHeader:
+			// A pax global header (git archive writes the commit id in
+			// one) carries metadata, not content.
 			end = cr.n
 			continue
 		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old tars still use TypeRegA
@@ -268,6 +305,11 @@ func walkTar(ctx context.Context, r io.Reader, fn WalkFunc) error {
 	}
 	if files == 0 {
 		return fmt.Errorf("%w: the archive has no regular files", ErrInvalidBundle)
+	}
+	for d := range dirs {
+		if seen[d] {
+			return fmt.Errorf("%w: %s is both a file and a directory in the archive", ErrInvalidBundle, quote(d))
+		}
 	}
 	return nil
 }

@@ -58,8 +58,16 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 		return Recorded{}, err
 	}
 	p := m.Predicate()
-	if err := r.checkSigner(ctx, m); err != nil {
+	// A release already recorded was checked when it was; recording it
+	// again must give its receipt even if the key was revoked since.
+	prior, found, err := r.findRelease(ctx, m)
+	if err != nil {
 		return Recorded{}, err
+	}
+	if !found {
+		if err := r.checkSigner(ctx, m); err != nil {
+			return Recorded{}, err
+		}
 	}
 	progress := func(stage string) func(done, total int64) {
 		if opts.Progress == nil {
@@ -73,6 +81,15 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 	}
 	if err := checkBundle(m, sum, bundle); err != nil {
 		return Recorded{}, err
+	}
+	if found {
+		// Same manifest, same bundle (checked above): nothing to append.
+		rc, err := r.log.Receipt(ctx, prior)
+		if err != nil {
+			return Recorded{}, err
+		}
+		rc.Duplicate = true
+		return Recorded{Manifest: m, Bundle: sum, Listing: sum.Digest, Receipt: rc, Artefacts: sum.Files, Duplicate: true}, nil
 	}
 	if err := r.checkVersion(ctx, m); err != nil {
 		return Recorded{}, err
@@ -95,7 +112,13 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Check again under the lock: another record or a revocation may
-	// have been appended meanwhile.
+	// have been appended meanwhile; and every blob must be stored before
+	// the first entry is appended.
+	for _, f := range sum.Listing.Files {
+		if ok, err := r.blobs.Has(ctx, f.Digest); err != nil || !ok {
+			return Recorded{}, fmt.Errorf("%w: %s was not stored (the bundle changed while it was recorded?); nothing was appended: %v", evidence.ErrInvalidBundle, f.Path, err)
+		}
+	}
 	if err := r.checkSigner(ctx, m); err != nil {
 		return Recorded{}, err
 	}
@@ -148,7 +171,15 @@ func (r *Registry) checkSigner(ctx context.Context, m *signing.Manifest) error {
 	if at.Before(st.EnrolledAt.Add(-MaxClockSkew)) {
 		return fmt.Errorf("%w: signed at %s, before the key was enrolled at %s", ErrNotEnrolled, p.SignedAt, st.EnrolledAt.Format(time.RFC3339))
 	}
-	return st.CheckSignature(at)
+	if err := st.CheckSignature(at); err != nil {
+		return err
+	}
+	// signed_at is the signer's word; the ledger's clock also bounds the
+	// key's validity, so a late manifest cannot be backdated into it.
+	if until := st.ValidUntil(); !until.IsZero() && r.now().After(until) {
+		return fmt.Errorf("%w: %s was valid until %s; it is now %s by this ledger's clock", ErrExpired, st.KeyID, st.Enrolment.ValidUntil, r.now().UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // checkBundle checks the hashed bundle is the one the manifest signs and is
@@ -177,6 +208,9 @@ func checkBundle(m *signing.Manifest, sum evidence.Summary, path string) error {
 
 // sumsMismatches compares the bundle with its SHA256SUMS, if it has one.
 func sumsMismatches(sum evidence.Summary) ([]string, error) {
+	if sum.SumsTooLarge {
+		return nil, fmt.Errorf("%s is over %d bytes, too large to check", evidence.SumsFile, evidence.MaxSumsSize)
+	}
 	if sum.Sums == nil {
 		return nil, nil
 	}
@@ -200,12 +234,8 @@ func (r *Registry) checkVersion(ctx context.Context, m *signing.Manifest) error 
 		return err
 	}
 	for _, i := range idx {
-		e, err := r.entry(ctx, i)
+		rel, err := r.release(ctx, i)
 		if err != nil {
-			return err
-		}
-		var rel ledger.Release
-		if err := e.DecodeSubject(&rel); err != nil {
 			return err
 		}
 		if rel.Version == p.Version && rel.Manifest != m.Digest() {
@@ -213,15 +243,54 @@ func (r *Registry) checkVersion(ctx context.Context, m *signing.Manifest) error 
 		}
 	}
 	if prev := p.PreviousRelease; prev != nil {
-		idx, err := r.log.Search(ctx, ledger.Query{Kind: ledger.KindRelease, Digest: prev.String()}, 0, 1)
+		idx, err := r.log.Search(ctx, ledger.Query{Kind: ledger.KindRelease, Digest: prev.String()}, 0, 0)
 		if err != nil {
 			return err
 		}
-		if len(idx) == 0 {
+		ok := false
+		for _, i := range idx {
+			rel, err := r.release(ctx, i)
+			if err != nil {
+				return err
+			}
+			ok = ok || rel.Manifest == *prev
+		}
+		if !ok {
 			return fmt.Errorf("%w: the previous release's manifest %s is not recorded in this log (record it first, or sign without --previous)", ErrUnknownRelease, prev)
 		}
 	}
 	return nil
+}
+
+// release reads the release entry at index i.
+func (r *Registry) release(ctx context.Context, i uint64) (ledger.Release, error) {
+	e, err := r.entry(ctx, i)
+	if err != nil {
+		return ledger.Release{}, err
+	}
+	var rel ledger.Release
+	if err := e.DecodeSubject(&rel); err != nil {
+		return ledger.Release{}, fmt.Errorf("release entry %d: %w", i, err)
+	}
+	return rel, nil
+}
+
+// findRelease looks for the release entry recording exactly this manifest.
+func (r *Registry) findRelease(ctx context.Context, m *signing.Manifest) (uint64, bool, error) {
+	idx, err := r.log.Search(ctx, ledger.Query{Kind: ledger.KindRelease, Digest: m.Digest().String()}, 0, 0)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, i := range idx {
+		rel, err := r.release(ctx, i)
+		if err != nil {
+			return 0, false, err
+		}
+		if rel.Manifest == m.Digest() {
+			return i, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 func (r *Registry) putBytes(ctx context.Context, b []byte) (cas.Digest, error) {

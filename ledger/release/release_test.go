@@ -284,3 +284,126 @@ func TestPrepareRefusals(t *testing.T) {
 		t.Errorf("SHA256SUMS mismatch: %v", err)
 	}
 }
+
+func TestRecordEdgeCases(t *testing.T) {
+	f := newFixture(t)
+	f.enroll(f.jane)
+	v1 := f.sign(f.jane, "v0.1.0", nil)
+	rec, err := f.reg.Record(t.Context(), f.bundle, v1, "ci", RecordOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("previous must be a release manifest, not a bundle digest", func(t *testing.T) {
+		p, err := Prepare(t.Context(), SignRequest{Bundle: f.bundle, Version: "v0.2.0", Meaning: "approved-for-release",
+			Signer: signing.Signer{Name: "Jane Doe", Email: "jane@example.com", KeyID: f.jane.Public().KeyID()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := rec.Bundle.Digest
+		p.Predicate.PreviousRelease = &d
+		m, err := p.Sign(t.Context(), f.jane)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.reg.Record(t.Context(), f.bundle, m, "ci", RecordOptions{}); !errors.Is(err, ErrUnknownRelease) {
+			t.Errorf("Record = %v, want ErrUnknownRelease", err)
+		}
+	})
+
+	t.Run("a file removed between hashing and storing appends nothing", func(t *testing.T) {
+		b := copyBundle(t)
+		// Content the store has never seen, so its blob can only come from this bundle.
+		os.WriteFile(filepath.Join(b, "notes.txt"), []byte("release notes "+time.Now().String()), 0o644)
+		m := f.signBundle(f.jane, b, "v0.3.0")
+		before := f.l.Log.Size()
+		_, err := f.reg.Record(t.Context(), b, m, "ci", RecordOptions{Progress: func(stage string, done, total int64) {
+			if stage == "hashing" && done == total {
+				os.Remove(filepath.Join(b, "notes.txt"))
+			}
+		}})
+		if err == nil || f.l.Log.Size() != before {
+			t.Errorf("Record = %v, log %d → %d; want an error and nothing appended", err, before, f.l.Log.Size())
+		}
+	})
+
+	t.Run("recording again after revocation gives the receipt", func(t *testing.T) {
+		eve := f.key("Eve Adams", "eve@example.com")
+		f.enroll(eve)
+		m := f.sign(eve, "v0.4.0", nil)
+		first, err := f.reg.Record(t.Context(), f.bundle, m, "ci", RecordOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.reg.Revoke(t.Context(), eve.Public().KeyID(), "left", "admin"); err != nil {
+			t.Fatal(err)
+		}
+		again, err := f.reg.Record(t.Context(), f.bundle, m, "ci", RecordOptions{})
+		if err != nil || !again.Duplicate || again.Receipt.Index != first.Receipt.Index {
+			t.Errorf("Record after revocation = %+v, %v; want the first receipt, duplicate", again.Receipt, err)
+		}
+	})
+
+	t.Run("validity is bounded by the ledger's clock too", func(t *testing.T) {
+		sam := f.key("Sam Lee", "sam@example.com")
+		if _, err := f.reg.Enroll(t.Context(), Enrolment{PublicKey: sam.Public().PEM(), Name: sam.Name, Email: sam.Email, Role: "qa", ValidUntil: time.Now().Add(time.Hour)}, "admin"); err != nil {
+			t.Fatal(err)
+		}
+		m := f.sign(sam, "v0.5.0", nil) // signed_at inside the window
+		later := New(f.l.Log, f.l.Blobs)
+		later.now = func() time.Time { return time.Now().Add(365 * 24 * time.Hour) }
+		if _, err := later.Record(t.Context(), f.bundle, m, "ci", RecordOptions{}); !errors.Is(err, ErrExpired) {
+			t.Errorf("Record a year later = %v, want ErrExpired", err)
+		}
+	})
+
+	t.Run("re-enrolling an enrolment that was replaced is refused", func(t *testing.T) {
+		kim := f.key("Kim Park", "kim@example.com")
+		e := Enrolment{PublicKey: kim.Public().PEM(), Name: kim.Name, Email: kim.Email, Role: "qa", ValidUntil: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}
+		for _, role := range []string{"qa", "release-approver"} {
+			e.Role = role
+			if _, err := f.reg.Enroll(t.Context(), e, "admin"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.Role = "qa"
+		if _, err := f.reg.Enroll(t.Context(), e, "admin"); err == nil || !strings.Contains(err.Error(), "replaced") {
+			t.Errorf("restoring the first enrolment = %v, want a refusal", err)
+		}
+		e.Reason = "back to QA"
+		if _, err := f.reg.Enroll(t.Context(), e, "admin"); err != nil {
+			t.Errorf("with a reason: %v", err)
+		}
+		st, _ := f.reg.Signer(t.Context(), kim.Public().KeyID())
+		if st.Enrolment.Role != "qa" {
+			t.Errorf("role %q, want qa", st.Enrolment.Role)
+		}
+	})
+
+	t.Run("concurrent records of one version: one wins", func(t *testing.T) {
+		a, b := f.key("Ann One", "ann@example.com"), f.key("Ben Two", "ben@example.com")
+		f.enroll(a)
+		f.enroll(b)
+		ma, mb := f.sign(a, "v0.6.0", nil), f.sign(b, "v0.6.0", nil)
+		errs := make(chan error, 2)
+		for _, m := range [][]byte{ma, mb} {
+			go func() {
+				_, err := f.reg.Record(t.Context(), f.bundle, m, "ci", RecordOptions{})
+				errs <- err
+			}()
+		}
+		e1, e2 := <-errs, <-errs
+		if (e1 == nil) == (e2 == nil) || !(errors.Is(e1, ErrVersionTaken) || errors.Is(e2, ErrVersionTaken)) {
+			t.Errorf("concurrent records: %v and %v; want one success and one ErrVersionTaken", e1, e2)
+		}
+	})
+}
+
+// signBundle signs the bundle at path b rather than the fixture's.
+func (f *fixture) signBundle(k *signing.PrivateKey, b, version string) []byte {
+	f.t.Helper()
+	saved := f.bundle
+	f.bundle = b
+	defer func() { f.bundle = saved }()
+	return f.sign(k, version, nil)
+}

@@ -203,7 +203,14 @@ func (r *Registry) Enroll(ctx context.Context, e Enrolment, by string) (proofs.R
 	case st.Enrolment.Name != s.Name || st.Enrolment.Email != s.Email:
 		return proofs.Receipt{}, fmt.Errorf("%w: %s belongs to %s <%s> (log index %d); each person signs with their own key", ErrKeyBound, s.KeyID, st.Enrolment.Name, st.Enrolment.Email, st.Index)
 	}
-	return r.log.Append(ctx, ledger.Claim{Kind: ledger.KindSigner, Subject: s}, by)
+	rc, err := r.log.Append(ctx, ledger.Claim{Kind: ledger.KindSigner, Subject: s}, by)
+	if err == nil && rc.Duplicate && st.Index != rc.Index {
+		// The same enrolment as an earlier one that a later enrolment
+		// replaced: the log would not record it again, so it would not
+		// take effect. Say so instead of pretending.
+		return proofs.Receipt{}, fmt.Errorf("this enrolment repeats the one at index %d, which the enrolment at index %d replaced; add a --reason to record it anew", rc.Index, st.Index)
+	}
+	return rc, err
 }
 
 // Revoke appends a revocation of an enrolled key. Signatures dated before
