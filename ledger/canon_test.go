@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -95,4 +96,36 @@ func FuzzCanonicalSubject(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCanonicalSubjectCoversEveryField fills every field of each subject
+// struct by reflection, so that a field added to a struct but not to
+// subjectFields fails here even when it is omitempty.
+func TestCanonicalSubjectCoversEveryField(t *testing.T) {
+	d := cas.Sum([]byte("x"))
+	for _, s := range []any{Artefact{}, Bundle{}, Stamp{}, Signer{}, Release{}} {
+		v := reflect.New(reflect.TypeOf(s)).Elem()
+		for i := range v.NumField() {
+			f := v.Field(i)
+			switch {
+			case f.Type() == reflect.TypeOf(cas.Digest{}):
+				f.Set(reflect.ValueOf(d))
+			case f.Type() == reflect.TypeOf(&cas.Digest{}):
+				f.Set(reflect.ValueOf(&d))
+			case f.Kind() == reflect.String:
+				f.SetString("value of " + v.Type().Field(i).Name)
+			case f.Kind() == reflect.Int64:
+				f.SetInt(int64(i + 1))
+			default:
+				t.Fatalf("%s.%s has type %s, which canonicalSubject does not know", v.Type().Name(), v.Type().Field(i).Name, f.Type())
+			}
+		}
+		got, ok := canonicalSubject(v.Interface())
+		if !ok {
+			t.Fatalf("canonicalSubject(%T) not handled", v.Interface())
+		}
+		if want := jcsOf(t, v.Interface()); !bytes.Equal(got, want) {
+			t.Errorf("canonicalSubject(%T) misses or misnames a field:\ngot  %s\nwant %s", v.Interface(), got, want)
+		}
+	}
 }
