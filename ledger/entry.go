@@ -362,6 +362,10 @@ func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobR
 			terms, blobs, canon = nil, nil, nil
 			return
 		}
+		if c, ok := canonicalSubject(normalised); ok {
+			canon = c
+			return
+		}
 		b, merr := json.Marshal(normalised)
 		if merr == nil {
 			canon, merr = jcs.Transform(b)
