@@ -54,8 +54,13 @@ func subjectFields(v any) (fs []field, ok bool) {
 		fs = []field{str("uid", s.UID), str("reviewed_hash", s.ReviewedHash), str("document", s.Document), str("document_digest", s.DocumentDigest.String()),
 			str("pr", s.PR), str("commit", s.Commit), str("approver", s.Approver), str("approved_at", s.ApprovedAt)}
 	case Signer:
-		fs = []field{str("action", s.Action), str("key_id", s.KeyID), str("public_key", s.PublicKey), str("name", s.Name),
-			str("email", s.Email), str("role", s.Role), str("valid_until", s.ValidUntil), str("reason", s.Reason)}
+		fs = []field{str("action", s.Action), str("key_id", s.KeyID)}
+		for _, f := range []field{str("public_key", s.PublicKey), str("name", s.Name), str("email", s.Email),
+			str("role", s.Role), str("valid_until", s.ValidUntil), str("reason", s.Reason)} {
+			if f.s != "" { // omitempty
+				fs = append(fs, f)
+			}
+		}
 	case Release:
 		fs = []field{str("version", s.Version), str("bundle", s.Bundle.String()), str("manifest", s.Manifest.String()), str("key_id", s.KeyID),
 			str("meaning", s.Meaning), str("signed_at", s.SignedAt), digestField("previous", s.Previous)}
