@@ -434,10 +434,18 @@ func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobR
 		if err := decodeSubject(raw, typed, &s); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
-		for _, f := range []struct{ name, v string }{{"uid", s.UID}, {"reviewed_hash", s.ReviewedHash}, {"document", s.Document}, {"approver", s.Approver}, {"approved_at", s.ApprovedAt}} {
+		for _, f := range []struct{ name, v string }{{"uid", s.UID}, {"document", s.Document}, {"pr", s.PR}, {"commit", s.Commit}, {"approver", s.Approver}} {
 			if err := checkText(f.name, f.v, 1024); err != nil {
 				return nil, nil, nil, bad("%v", err)
 			}
+		}
+		h := strings.ToLower(s.ReviewedHash)
+		if _, err := hex.DecodeString(h); err != nil || len(h) < 32 || len(h) > 128 {
+			return nil, nil, nil, bad("reviewed_hash %q is not 32 to 128 hex digits", truncate(s.ReviewedHash))
+		}
+		s.ReviewedHash = h
+		if err := checkTime("approved_at", s.ApprovedAt); err != nil {
+			return nil, nil, nil, bad("%v", err)
 		}
 		if s.DocumentDigest.IsZero() {
 			return nil, nil, nil, bad("missing document_digest")

@@ -21,7 +21,7 @@ func TestEntryGolden(t *testing.T) {
 	subjects := map[Kind]any{
 		KindArtefact: sampleArtefact(),
 		KindBundle:   Bundle{Digest: cas.Sum([]byte("listing")), Listing: cas.Sum([]byte("listing")), Files: 7, Size: 48213377, Release: "v1.0.0"},
-		KindStamp: Stamp{UID: "REQ-042", ReviewedHash: "9f2c1e", Document: "reqs/pump.sdoc", DocumentDigest: cas.Sum([]byte("sdoc")),
+		KindStamp: Stamp{UID: "REQ-042", ReviewedHash: "9f2c1e5d0b7a4c3e8f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f70", Document: "reqs/pump.sdoc", DocumentDigest: cas.Sum([]byte("sdoc")),
 			PR: "https://git.example.com/dhf/pull/17", Commit: "0a1b2c3d", Approver: "Jane Roe <jane@example.com>", ApprovedAt: "2026-11-20T09:30:00Z"},
 		KindSigner: Signer{Action: "enroll", KeyID: janeID, PublicKey: janePEM,
 			Name: "Jane Roe", Email: "jane@example.com", Role: "release-approver", ValidUntil: "2027-11-25T00:00:00Z", Reason: "QA lead"},

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Evidence Ledger demo: builds the ledger command, creates a ledger, and
-# runs a whole release: a signer's key, enrolment, the signed release-record
-# manifest over the sample evidence bundle in testdata/bundle, recording it,
-# and the auditor's offline verification, including a tampered file being
-# caught. Run from the repository root:
+# runs a whole release: a signer's key and enrolment, the REVIEWED_HASH
+# stamps of the requirements in testdata/sdoc, the release gate, the signed
+# release-record manifest over the sample evidence bundle in
+# testdata/bundle, recording it, the traceability chain, and the auditor's
+# offline verification, including a tampered file being caught. Run from
+# the repository root:
 #
 #   bash testdata/demo.sh
 #
@@ -42,15 +44,31 @@ step "An admin enrols Jane's public key: the key id is hers for ever (21 CFR 11.
 show ledger signer enroll --key "$work/keys/jane.pub" --name "Jane Doe" --email jane@example.com --role release-approver --as admin >/dev/null
 show ledger signer list
 
+step "Each merged PR's REVIEWED_HASH approvals (StrictDoc .sdoc files) enter the log as stamps"
+show ledger stamp scan testdata/sdoc --base testdata/sdoc --pr https://git.example.com/bioflow/dhf/pull/57 \
+  --commit 0a1b2c3d4e5f --approver "Jane Doe <jane@example.com>" --as ci:demo-pipeline >/dev/null
+
+step "The release gate: every regulated requirement reviewed and stamped with its current REVIEWED_HASH"
+show ledger release check --index testdata/bundle/index.json --sdoc testdata/sdoc
+echo "(a requirement edited after its approval blocks the release:)"
+if ledger release check --index testdata/bundle/index.json --sdoc testdata/sdoc-changed; then
+  echo "demo: the gate let a changed requirement through" >&2
+  exit 1
+fi
+
 step "Jane signs the v0.1.0 release record: she sees what she signs, and its meaning"
 show ledger release sign --bundle testdata/bundle --version v0.1.0 --key "$work/keys/jane.key" \
-  --meaning approved-for-release --yes -o "$work/signatures/release-v0.1.0.json"
+  --meaning approved-for-release --sdoc testdata/sdoc --yes -o "$work/signatures/release-v0.1.0.json"
 
 step "CI records the release: every file, the listing and the manifest, then the entries"
 show ledger release record --bundle testdata/bundle --manifest "$work/signatures/release-v0.1.0.json" --as ci:demo-pipeline
 
 step "The log: every entry, who logged it and when"
-show ledger log
+show ledger log --limit 20
+
+step "Traceability from the log alone: requirement → reviewed content → PR → approver → release"
+show ledger trace REQ-007
+show ledger trace --release v0.1.0
 
 step "An auditor, with only the bundle, the manifest, the receipt and two public keys"
 cp "$LEDGER_DATA/log.pub" "$work/auditor/log.pub"

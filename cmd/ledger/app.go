@@ -52,6 +52,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.signerCommand(),
 			e.releaseCommand(),
 			e.verifyCommand(),
+			e.stampCommand(),
+			e.traceCommand(),
 		},
 		// Action runs only when no command matched: show help for a bare
 		// `ledger`, and make a mistyped command a usage error.
@@ -225,6 +227,10 @@ func hint(err error) string {
 		return "an admin enrols the key with `ledger signer enroll --key KEY.pub --name --email --role`"
 	case errors.Is(err, release.ErrVersionTaken):
 		return "each version is recorded once; sign the new content as a new version"
+	case errors.Is(err, release.ErrGateFailed):
+		return "nothing was signed; fix each requirement listed, then sign again"
+	case errors.Is(err, release.ErrDuplicateUID):
+		return "nothing was appended; give each requirement one UID across all documents"
 	case errors.Is(err, evidence.ErrInvalidBundle):
 		return "bundles hold regular files with plain relative names; fix the bundle and try again (nothing was stored in the log)"
 	case errors.Is(err, os.ErrPermission):

@@ -65,6 +65,11 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("CI", "true") // never draw progress bars
 			e.Setenv(statusEnv, filepath.Join(e.WorkDir, ".ledger-status"))
+			td, err := filepath.Abs("../../testdata")
+			if err != nil {
+				return err
+			}
+			e.Setenv("TESTDATA", td) // the sample bundle and .sdoc fixtures
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

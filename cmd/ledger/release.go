@@ -326,6 +326,7 @@ func (e *env) releaseCommand() *cli.Command {
 		Name:  "release",
 		Usage: "sign a release-record manifest and record it in the ledger",
 		Subcommands: []*cli.Command{
+			e.releaseCheckCommand(),
 			e.releaseSignCommand(),
 			e.releaseRecordCommand(),
 		},
@@ -347,6 +348,8 @@ func (e *env) releaseSignCommand() *cli.Command {
 			&cli.StringFlag{Name: "email", Usage: "the signer's email (default: from the key file)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `FILE` (and the listing beside it as .listing)"},
 			&cli.BoolFlag{Name: "yes", Usage: "confirm without asking (for automation; the passphrase is still required)"},
+			&cli.StringFlag{Name: "sdoc", Usage: "the `DIR` of .sdoc files for the release gate"},
+			dataFlag(),
 			passphraseFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -401,13 +404,32 @@ func (e *env) releaseSignCommand() *cli.Command {
 					return fmt.Errorf("--previous: %w", err)
 				}
 			}
-			pr := newProgress(e.stderr, "hashing bundle", -1)
-			prep, err := release.Prepare(c.Context, release.SignRequest{
+			req := release.SignRequest{
 				Bundle: c.String("bundle"), Version: c.String("version"), Meaning: c.String("meaning"),
 				Signer: signing.Signer{Name: name, Email: email, KeyID: info.KeyID}, Previous: previous,
-				Progress: func(done, total int64) { pr.setBytes("hashing bundle", done, total) },
-			})
+			}
+			// With a ledger at hand, the release gate runs first and its
+			// result goes into the signed evidence block.
+			if c.String("data") != "" {
+				l, err := e.open(c)
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				reg := release.New(l.Log, l.Blobs)
+				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reg, idx) }
+			} else if c.String("sdoc") != "" {
+				return usagef("--sdoc needs the ledger (--data or LEDGER_DATA) to check stamps")
+			} else {
+				fmt.Fprintln(e.stderr, "no ledger given (--data or LEDGER_DATA): the release gate does not run and the manifest records no stamps")
+			}
+			pr := newProgress(e.stderr, "hashing bundle", -1)
+			req.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }
+			prep, err := release.Prepare(c.Context, req)
 			pr.done()
+			if errors.Is(err, release.ErrGateFailed) && prep.Gate != nil {
+				printGate(e.stderr, *prep.Gate)
+			}
 			if err != nil {
 				return err
 			}
@@ -461,7 +483,10 @@ func (e *env) showSigning(p release.Prepared) {
 		fmt.Fprintf(w, "  previous release\t%s\n", pr.PreviousRelease)
 	}
 	if ev := pr.Evidence; ev != nil {
-		fmt.Fprintf(w, "  requirements\t%d regulated, %d reviewed\n", ev.Requirements, ev.Reviewed)
+		fmt.Fprintf(w, "  requirements\t%d regulated, %d reviewed, %d stamped\n", ev.Requirements, ev.Reviewed, ev.Stamps)
+		if ev.StampList != nil {
+			fmt.Fprintf(w, "  stamp list\t%s\n", ev.StampList)
+		}
 	}
 	w.Flush()
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tracealm/evidence-ledger/cas"
@@ -325,31 +324,10 @@ func (r *Registry) storeFiles(ctx context.Context, bundle string, sum evidence.S
 // appendArtefacts appends an artefact entry per bundle file, several at a
 // time so that the log's group commit batches them.
 func (r *Registry) appendArtefacts(ctx context.Context, sum evidence.Summary, version, by string) error {
-	const parallel = 32
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for _, f := range sum.Listing.Files {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, err := r.log.Append(ctx, ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
-				Digest: f.Digest, Size: f.Size, Name: f.Path, MediaType: ledger.MediaType(f.Path), Release: version,
-			}}, by)
-			if err != nil {
-				cancel(fmt.Errorf("appending the artefact entry for %s: %w", f.Path, err))
-			}
-		}()
-	}
-	wg.Wait()
-	return context.Cause(ctx)
+	files := sum.Listing.Files
+	_, err := r.appendAll(ctx, ledger.KindArtefact, len(files), func(i int) any {
+		f := files[i]
+		return ledger.Artefact{Digest: f.Digest, Size: f.Size, Name: f.Path, MediaType: ledger.MediaType(f.Path), Release: version}
+	}, by)
+	return err
 }

@@ -2,7 +2,7 @@ package release
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -26,13 +26,23 @@ type SignRequest struct {
 	Previous []byte
 	Now      time.Time // signing time; zero means time.Now
 	Progress func(done, total int64)
+	// Gate, if set, runs the release gate over the bundle's index.json;
+	// a failing gate stops the signing, and a passing one fills the
+	// predicate's evidence block, stamps included. Without it the block
+	// holds the index's counts only.
+	Gate func(evidence.Index) (GateResult, error)
 }
+
+// ErrGateFailed is returned by Prepare when the release gate finds
+// requirements that block the release.
+var ErrGateFailed = errors.New("the release gate failed")
 
 // Prepared is a release ready to be signed: everything the signer must see
 // before approving.
 type Prepared struct {
 	Summary   evidence.Summary
 	Predicate signing.Predicate
+	Gate      *GateResult // when the gate ran
 }
 
 // Prepare hashes the bundle, checks it against its own SHA256SUMS, counts
@@ -85,11 +95,38 @@ func Prepare(ctx context.Context, req SignRequest) (Prepared, error) {
 		if f, _ := sum.Listing.Lookup(IndexFile); cas.Sum(b) != f.Digest {
 			return Prepared{}, fmt.Errorf("%w: %s changed while the bundle was read", evidence.ErrInvalidBundle, IndexFile)
 		}
-		ev, err := countRequirements(b)
+		idx, err := evidence.ParseIndex(b)
 		if err != nil {
-			return Prepared{}, err
+			return Prepared{}, fmt.Errorf("%w: %v", evidence.ErrInvalidBundle, err)
+		}
+		ev := signing.Evidence{}
+		for _, r := range idx.Regulated() {
+			ev.Requirements++
+			if r.State == "reviewed" && !r.Suspect {
+				ev.Reviewed++
+			}
+		}
+		if req.Gate != nil {
+			g, err := req.Gate(idx)
+			if err != nil {
+				return Prepared{}, err
+			}
+			if !g.Passed() {
+				return Prepared{Gate: &g}, fmt.Errorf("%w: %d of %d regulated requirements block the release", ErrGateFailed, g.Blocking(), g.Requirements)
+			}
+			ev.Stamps = g.Stamps
+			d := g.StampList
+			ev.StampList = &d
+			p.Evidence = &ev
+			prep := Prepared{Summary: sum, Predicate: p, Gate: &g}
+			if err := p.Check(); err != nil {
+				return Prepared{}, fmt.Errorf("%w: %v", signing.ErrInvalidManifest, err)
+			}
+			return prep, nil
 		}
 		p.Evidence = &ev
+	} else if req.Gate != nil {
+		return Prepared{}, fmt.Errorf("%w: the bundle has no %s, so the gate has nothing to check", ErrGateFailed, IndexFile)
 	}
 	if err := p.Check(); err != nil {
 		return Prepared{}, fmt.Errorf("%w: %v", signing.ErrInvalidManifest, err)
@@ -101,34 +138,4 @@ func Prepare(ctx context.Context, req SignRequest) (Prepared, error) {
 // predicate names.
 func (p Prepared) Sign(ctx context.Context, key *signing.PrivateKey) ([]byte, error) {
 	return signing.Sign(ctx, key, p.Summary.Digest, p.Predicate)
-}
-
-// countRequirements reads the counts of the predicate's evidence block from
-// index.json: regulated requirements and how many are reviewed. Stamps are
-// counted by the release gate, which needs the log.
-func countRequirements(b []byte) (signing.Evidence, error) {
-	var idx struct {
-		Requirements []struct {
-			UID       string `json:"uid"`
-			State     string `json:"state"`
-			Regulated *bool  `json:"regulated"`
-		} `json:"requirements"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return signing.Evidence{}, fmt.Errorf("%w: %s: %v", evidence.ErrInvalidBundle, IndexFile, err)
-	}
-	var ev signing.Evidence
-	for i, r := range idx.Requirements {
-		if r.UID == "" {
-			return signing.Evidence{}, fmt.Errorf("%w: %s: requirement %d has no uid", evidence.ErrInvalidBundle, IndexFile, i+1)
-		}
-		if r.Regulated != nil && !*r.Regulated {
-			continue
-		}
-		ev.Requirements++
-		if r.State == "reviewed" {
-			ev.Reviewed++
-		}
-	}
-	return ev, nil
 }

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/ledger/release"
+)
+
+// readSDocs reads and parses the .sdoc files at paths (files, or
+// directories searched recursively), recording each by its path relative
+// to base when it lies under base.
+func readSDocs(paths []string, base string) ([]release.SDocFile, error) {
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && strings.HasSuffix(q, ".sdoc") {
+				files = append(files, q)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no .sdoc files in %s", strings.Join(paths, ", "))
+	}
+	sort.Strings(files)
+	out := make([]release.SDocFile, 0, len(files))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		name := filepath.ToSlash(f)
+		if base != "" {
+			if rel, err := filepath.Rel(base, f); err == nil && !strings.HasPrefix(rel, "..") {
+				name = filepath.ToSlash(rel)
+			}
+		}
+		doc, err := evidence.ParseSDoc(name, b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, release.SDocFile{Path: name, Content: b, Doc: doc})
+	}
+	return out, nil
+}
+
+func (e *env) stampCommand() *cli.Command {
+	approvalFlags := []cli.Flag{
+		dataFlag(), asFlag(),
+		&cli.StringFlag{Name: "pr", Usage: "the merged pull request (number or URL)"},
+		&cli.StringFlag{Name: "commit", Usage: "the merge commit"},
+		&cli.StringFlag{Name: "approver", Usage: "who approved the content"},
+		&cli.StringFlag{Name: "approved-at", Usage: "when, RFC 3339 (default: now)"},
+	}
+	approval := func(c *cli.Context) (release.Approval, error) {
+		if err := required(c, "pr", "commit", "approver"); err != nil {
+			return release.Approval{}, err
+		}
+		a := release.Approval{PR: c.String("pr"), Commit: c.String("commit"), Approver: c.String("approver")}
+		if s := c.String("approved-at"); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return a, usagef("--approved-at %q is not an RFC 3339 time such as 2026-11-20T09:30:00Z", s)
+			}
+			a.ApprovedAt = t
+		}
+		return a, nil
+	}
+	return &cli.Command{
+		Name:      "stamp",
+		Usage:     "record one REVIEWED_HASH approval (or scan .sdoc files with `stamp scan`)",
+		ArgsUsage: " ",
+		Flags: append(approvalFlags,
+			&cli.StringFlag{Name: "uid", Usage: "the requirement UID"},
+			&cli.StringFlag{Name: "reviewed-hash", Usage: "its REVIEWED_HASH"},
+			&cli.StringFlag{Name: "document", Usage: "the .sdoc `FILE` it is defined in (stored as a blob)"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			a, err := approval(c)
+			if err != nil {
+				return err
+			}
+			if err := required(c, "uid", "reviewed-hash", "document"); err != nil {
+				return err
+			}
+			doc, err := os.ReadFile(c.String("document"))
+			if err != nil {
+				return fmt.Errorf("--document: %w", err)
+			}
+			at := a.ApprovedAt
+			if at.IsZero() {
+				at = time.Now()
+			}
+			l, err := e.open(c)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			rc, err := release.New(l.Log, l.Blobs).Stamp(c.Context, ledger.Stamp{
+				UID: c.String("uid"), ReviewedHash: c.String("reviewed-hash"), Document: filepath.ToSlash(c.String("document")),
+				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: at.UTC().Format(time.RFC3339),
+			}, doc, c.String("as"))
+			if err != nil {
+				return err
+			}
+			return e.printJSONLine(rc)
+		},
+		Subcommands: []*cli.Command{{
+			Name:      "scan",
+			Usage:     "append a stamp for every (UID, REVIEWED_HASH) in .sdoc files not yet in the log",
+			ArgsUsage: "DIR|FILE.sdoc...",
+			Flags:     append(approvalFlags, &cli.StringFlag{Name: "base", Usage: "record document paths relative to `DIR` (default: the current directory)"}),
+			Action: func(c *cli.Context) error {
+				args, err := positional(c)
+				if err != nil {
+					return err
+				}
+				if len(args) == 0 {
+					return usagef("stamp scan needs a DIR or FILE.sdoc")
+				}
+				a, err := approval(c)
+				if err != nil {
+					return err
+				}
+				base := c.String("base")
+				if base == "" {
+					base = "."
+				}
+				files, err := readSDocs(args, base)
+				if err != nil {
+					return err
+				}
+				l, err := e.open(c)
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				res, err := release.New(l.Log, l.Blobs).ScanStamps(c.Context, files, a, c.String("as"))
+				for _, rc := range res.Appended {
+					if err := e.printJSONLine(rc); err != nil {
+						return err
+					}
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "%d documents, %d nodes with a UID, %d stamped: %d new stamps appended, %d already in the log\n",
+					len(files), res.Nodes, res.Stamped, len(res.Appended), res.Existing)
+				return nil
+			},
+		}},
+	}
+}
+
+func (e *env) releaseCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "the release gate: every regulated UID reviewed, not suspect, and stamped with its current REVIEWED_HASH",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			dataFlag(),
+			&cli.StringFlag{Name: "index", Usage: "the bundle's index.json `FILE`"},
+			&cli.StringFlag{Name: "sdoc", Usage: "the `DIR` of .sdoc files whose REVIEWED_HASHes are current (optional)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			b, err := readFlagFile(c, "index")
+			if err != nil {
+				return err
+			}
+			idx, err := evidence.ParseIndex(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.String("index"), err)
+			}
+			l, err := e.open(c)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			g, err := e.gate(c, release.New(l.Log, l.Blobs), idx)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if g.Offenders == nil {
+					g.Offenders = []release.Offender{}
+				}
+				if err := printJSON(e.stdout, g); err != nil {
+					return err
+				}
+			} else {
+				printGate(e.stdout, g)
+			}
+			if !g.Passed() {
+				return failure{fmt.Errorf("release gate failed: %d of %d regulated requirements block the release", g.Blocking(), g.Requirements)}
+			}
+			return nil
+		},
+	}
+}
+
+// gate runs the release gate with the .sdoc files of --sdoc, if given.
+func (e *env) gate(c *cli.Context, reg *release.Registry, idx evidence.Index) (release.GateResult, error) {
+	var docs []release.SDocFile
+	if d := c.String("sdoc"); d != "" {
+		var err error
+		if docs, err = readSDocs([]string{d}, d); err != nil {
+			return release.GateResult{}, err
+		}
+	}
+	return reg.Gate(c.Context, idx, docs)
+}
+
+func printGate(w io.Writer, g release.GateResult) {
+	for _, o := range g.Offenders {
+		fmt.Fprintf(w, "FAIL  %s %s; %s\n", o.UID, o.Problem, o.Fix)
+	}
+	fmt.Fprintf(w, "%d regulated requirements, %d reviewed, %d stamped with their current REVIEWED_HASH; stamp list %s\n",
+		g.Requirements, g.Reviewed, g.Stamps, g.StampList)
+	if g.Passed() {
+		fmt.Fprintln(w, "release gate passed")
+	}
+}
+
+func (e *env) traceCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "trace",
+		Usage:     "the chain requirement → reviewed content → PR → approver → release, from the log",
+		ArgsUsage: "UID",
+		Flags: []cli.Flag{
+			dataFlag(),
+			&cli.StringFlag{Name: "release", Usage: "print the whole table of release `vX.Y.Z`"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			args, err := positional(c)
+			if err != nil {
+				return err
+			}
+			version := c.String("release")
+			if (len(args) == 1) == (version != "") || len(args) > 1 {
+				return usagef("trace takes one UID, or --release vX.Y.Z")
+			}
+			l, err := e.open(c)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			reg := release.New(l.Log, l.Blobs)
+			if version != "" {
+				rel, rows, err := reg.TraceRelease(c.Context, version)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(e.stdout, map[string]any{"release": rel, "requirements": rows})
+				}
+				fmt.Fprintf(e.stdout, "release %s: entry %d, bundle %s, signed by key %s (%s) at %s\n", rel.Release.Version, rel.Index, rel.Release.Bundle, rel.Release.KeyID, rel.Release.Meaning, rel.Release.SignedAt)
+				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "UID\tSTATE\tREVIEWED_HASH\tSTAMP\tPR\tCOMMIT\tAPPROVER\tAPPROVED AT")
+				for _, r := range rows {
+					if len(r.Stamps) == 0 {
+						fmt.Fprintf(tw, "%s\t%s\t%s\tnone\t\t\t\t\n", r.UID, r.State, short(r.ReviewedHash))
+						continue
+					}
+					s := r.Stamps[len(r.Stamps)-1]
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.UID, r.State, short(s.Stamp.ReviewedHash), s.Index, s.Stamp.PR, short(s.Stamp.Commit), s.Stamp.Approver, s.Stamp.ApprovedAt)
+				}
+				return tw.Flush()
+			}
+			row, err := reg.Trace(c.Context, args[0])
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, row)
+			}
+			fmt.Fprintf(e.stdout, "%s\n", row.UID)
+			for _, s := range row.Stamps {
+				fmt.Fprintf(e.stdout, "  stamp    entry %d: REVIEWED_HASH %s in %s, PR %s, commit %s, approved by %s at %s (logged %s by %s)\n",
+					s.Index, short(s.Stamp.ReviewedHash), s.Stamp.Document, s.Stamp.PR, short(s.Stamp.Commit), s.Stamp.Approver, s.Stamp.ApprovedAt, s.LoggedAt, s.LoggedBy)
+			}
+			for _, r := range row.Releases {
+				fmt.Fprintf(e.stdout, "  release  %s: entry %d, bundle %s, %s at %s\n", r.Release.Version, r.Index, r.Release.Bundle, r.Release.Meaning, r.Release.SignedAt)
+			}
+			if len(row.Releases) == 0 {
+				fmt.Fprintln(e.stdout, "  in no recorded release yet")
+			}
+			return nil
+		},
+	}
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12] + "…"
+	}
+	return h
+}

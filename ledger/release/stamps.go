@@ -1,0 +1,351 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// ErrDuplicateUID is returned when a scan finds one UID in two documents.
+var ErrDuplicateUID = errors.New("UID appears in more than one document")
+
+// Approval says who approved reviewed content, in which PR and commit, and
+// when: the provenance every stamp of one scan shares.
+type Approval struct {
+	PR         string
+	Commit     string
+	Approver   string
+	ApprovedAt time.Time // zero: now
+}
+
+// SDocFile is an .sdoc file to scan: its path as recorded (relative to the
+// repository), its content, and its parse.
+type SDocFile struct {
+	Path    string
+	Content []byte
+	Doc     evidence.SDocDocument
+}
+
+// StampedEntry is a stamp entry found in the log.
+type StampedEntry struct {
+	Index    uint64
+	Stamp    ledger.Stamp
+	LoggedAt string
+	LoggedBy string
+	Digest   string // the entry digest (proofs.EntryDigest)
+}
+
+// Stamps returns every stamp entry for uid, in log order.
+func (r *Registry) Stamps(ctx context.Context, uid string) ([]StampedEntry, error) {
+	idx, err := r.log.Search(ctx, ledger.Query{Kind: ledger.KindStamp, UID: uid}, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StampedEntry, 0, len(idx))
+	for _, i := range idx {
+		b, err := r.log.Entry(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		e, err := ledger.ParseEntry(b)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		var s ledger.Stamp
+		if err := e.DecodeSubject(&s); err != nil {
+			return nil, fmt.Errorf("stamp entry %d: %w", i, err)
+		}
+		if s.UID != uid {
+			continue
+		}
+		out = append(out, StampedEntry{Index: i, Stamp: s, LoggedAt: e.LoggedAt, LoggedBy: e.LoggedBy, Digest: proofs.EntryDigest(b)})
+	}
+	return out, nil
+}
+
+// Stamp appends one stamp, storing the document it came from as a blob,
+// unless a stamp of the same UID and REVIEWED_HASH is in the log already;
+// then it returns that stamp's receipt, marked duplicate.
+func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, by string) (proofs.Receipt, error) {
+	h, err := evidence.NormaliseReviewedHash(s.ReviewedHash)
+	if err != nil {
+		return proofs.Receipt{}, fmt.Errorf("%w: %s: %v", ledger.ErrInvalidEntry, s.UID, err)
+	}
+	s.ReviewedHash = h
+	if s.ApprovedAt == "" {
+		s.ApprovedAt = r.now().UTC().Format(time.RFC3339)
+	}
+	d := cas.Sum(document)
+	if !s.DocumentDigest.IsZero() && s.DocumentDigest != d {
+		return proofs.Receipt{}, fmt.Errorf("document digest %s does not match the document given (%s)", s.DocumentDigest, d)
+	}
+	s.DocumentDigest = d
+	if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
+		return proofs.Receipt{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	have, err := r.Stamps(ctx, s.UID)
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	for _, st := range have {
+		if st.Stamp.ReviewedHash == s.ReviewedHash {
+			rc, err := r.log.Receipt(ctx, st.Index)
+			rc.Duplicate = true
+			return rc, err
+		}
+	}
+	if _, err := r.putBytes(ctx, document); err != nil {
+		return proofs.Receipt{}, fmt.Errorf("storing %s: %w", s.Document, err)
+	}
+	return r.log.Append(ctx, ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by)
+}
+
+// ScanResult is what a scan did.
+type ScanResult struct {
+	Nodes    int              // nodes with a UID seen
+	Stamped  int              // nodes with a REVIEWED_HASH
+	Appended []proofs.Receipt // new stamps
+	Existing int              // stamps already in the log
+}
+
+// ScanStamps appends a stamp for every (UID, REVIEWED_HASH) in the files
+// not yet in the log, all with the same approval. It checks everything
+// first and appends nothing if a UID appears in two documents or a stamp
+// would not be a valid entry. Running it twice appends nothing new.
+func (r *Registry) ScanStamps(ctx context.Context, files []SDocFile, a Approval, by string) (ScanResult, error) {
+	at := a.ApprovedAt
+	if at.IsZero() {
+		at = r.now()
+	}
+	where := map[string]string{}
+	var stamps []ledger.Stamp
+	var res ScanResult
+	for _, f := range files {
+		for _, n := range f.Doc.Nodes {
+			res.Nodes++
+			if other, ok := where[n.UID]; ok {
+				return ScanResult{}, fmt.Errorf("%w: %s is in %s and %s:%d; each UID must be defined once", ErrDuplicateUID, n.UID, other, f.Path, n.Line)
+			}
+			where[n.UID] = fmt.Sprintf("%s:%d", f.Path, n.Line)
+			if n.ReviewedHash == "" {
+				continue
+			}
+			res.Stamped++
+			s := ledger.Stamp{UID: n.UID, ReviewedHash: n.ReviewedHash, Document: f.Path, DocumentDigest: cas.Sum(f.Content),
+				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: at.UTC().Format(time.RFC3339)}
+			if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
+				return ScanResult{}, fmt.Errorf("%s:%d: %w", f.Path, n.Line, err)
+			}
+			stamps = append(stamps, s)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var fresh []ledger.Stamp
+	for _, s := range stamps {
+		have, err := r.Stamps(ctx, s.UID)
+		if err != nil {
+			return ScanResult{}, err
+		}
+		dup := false
+		for _, h := range have {
+			dup = dup || h.Stamp.ReviewedHash == s.ReviewedHash
+		}
+		if dup {
+			res.Existing++
+			continue
+		}
+		fresh = append(fresh, s)
+	}
+	if len(fresh) == 0 {
+		return res, nil
+	}
+	// Each document once, then the stamps several at a time so that the
+	// log's group commit batches them.
+	for _, f := range files {
+		if _, err := r.putBytes(ctx, f.Content); err != nil {
+			return ScanResult{}, fmt.Errorf("storing %s: %w", f.Path, err)
+		}
+	}
+	rcs, err := r.appendAll(ctx, ledger.KindStamp, len(fresh), func(i int) any { return fresh[i] }, by)
+	res.Appended = rcs
+	return res, err
+}
+
+// appendAll appends n claims of one kind, up to 32 at a time, and returns
+// the receipts of those appended, in claim order; the first error stops
+// the rest.
+func (r *Registry) appendAll(ctx context.Context, k ledger.Kind, n int, subject func(int) any, by string) ([]proofs.Receipt, error) {
+	const parallel = 32
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rcs := make([]proofs.Receipt, n)
+	ok := make([]bool, n)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rc, err := r.log.Append(ctx, ledger.Claim{Kind: k, Subject: subject(i)}, by)
+			if err != nil {
+				cancel(fmt.Errorf("appending %s entry %d of %d: %w", k, i+1, n, err))
+				return
+			}
+			rcs[i], ok[i] = rc, true
+		}()
+	}
+	wg.Wait()
+	out := rcs[:0]
+	for i := range rcs {
+		if ok[i] {
+			out = append(out, rcs[i])
+		}
+	}
+	return out, context.Cause(ctx)
+}
+
+// Offender is a requirement that blocks a release, and what to do.
+type Offender struct {
+	UID     string `json:"uid"`
+	Problem string `json:"problem"`
+	Fix     string `json:"fix"`
+}
+
+// GateResult is the outcome of the release gate.
+type GateResult struct {
+	Requirements int            `json:"requirements"` // regulated requirements
+	Reviewed     int            `json:"reviewed"`
+	Stamps       int            `json:"stamps"` // regulated requirements with a matching stamp
+	StampList    cas.Digest     `json:"stamp_list"`
+	Offenders    []Offender     `json:"offenders"`
+	Matched      []StampedEntry `json:"-"`
+}
+
+// Passed reports whether nothing blocks the release.
+func (g GateResult) Passed() bool { return len(g.Offenders) == 0 }
+
+// Blocking returns how many requirements block the release (one may have
+// several offences).
+func (g GateResult) Blocking() int {
+	uids := map[string]bool{}
+	for _, o := range g.Offenders {
+		uids[o.UID] = true
+	}
+	return len(uids)
+}
+
+// StampListText is the list the gate's StampList digest is the SHA-256 of:
+// one line per regulated requirement, sorted by UID,
+// "<uid> <reviewed_hash> <log index> <entry digest>\n".
+func StampListText(matched []StampedEntry) []byte {
+	sorted := append([]StampedEntry(nil), matched...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Stamp.UID < sorted[j].Stamp.UID })
+	var b bytes.Buffer
+	for _, m := range sorted {
+		fmt.Fprintf(&b, "%s %s %d %s\n", m.Stamp.UID, m.Stamp.ReviewedHash, m.Index, m.Digest)
+	}
+	return b.Bytes()
+}
+
+// Gate checks, before a release is cut, that every regulated requirement
+// of the index is reviewed, not suspect, and stamped in the log with the
+// REVIEWED_HASH it has now: the one in its .sdoc file when docs are given
+// (found by UID across them), else the one index.json states. Each
+// problem is an Offender naming the UID and what to do.
+func (r *Registry) Gate(ctx context.Context, idx evidence.Index, docs []SDocFile) (GateResult, error) {
+	current := map[string]string{}
+	place := map[string]string{}
+	for _, f := range docs {
+		for _, n := range f.Doc.Nodes {
+			if other, ok := place[n.UID]; ok {
+				return GateResult{}, fmt.Errorf("%w: %s is in %s and %s:%d", ErrDuplicateUID, n.UID, other, f.Path, n.Line)
+			}
+			place[n.UID] = fmt.Sprintf("%s:%d", f.Path, n.Line)
+			current[n.UID] = n.ReviewedHash
+		}
+	}
+	var g GateResult
+	add := func(uid, problem, fix string) { g.Offenders = append(g.Offenders, Offender{uid, problem, fix}) }
+	for _, req := range idx.Regulated() {
+		g.Requirements++
+		if req.State == "reviewed" && !req.Suspect {
+			g.Reviewed++
+		}
+		switch {
+		case req.Suspect:
+			add(req.UID, "is suspect (an upstream item changed since it was reviewed)", "review it again and clear the suspect flag")
+		case req.State != "reviewed":
+			add(req.UID, fmt.Sprintf("is %q, not reviewed", req.State), "review and approve it, then regenerate index.json")
+		}
+		want := req.ReviewedHash
+		if docs != nil {
+			h, ok := current[req.UID]
+			switch {
+			case !ok:
+				add(req.UID, "is in index.json but in none of the .sdoc files given", "check the --sdoc directory, or remove the UID from index.json")
+				continue
+			case h == "":
+				add(req.UID, fmt.Sprintf("has no REVIEWED_HASH in %s", place[req.UID]), "approve it in a PR, which writes its REVIEWED_HASH")
+				continue
+			case want != "" && want != h:
+				add(req.UID, fmt.Sprintf("index.json says REVIEWED_HASH %s but %s has %s", short(want), place[req.UID], short(h)), "regenerate index.json from the current .sdoc files")
+			}
+			want = h
+		}
+		stamps, err := r.Stamps(ctx, req.UID)
+		if err != nil {
+			return GateResult{}, err
+		}
+		if len(stamps) == 0 {
+			add(req.UID, "has no stamp in the log", "run `ledger stamp scan` on the .sdoc files after the approving PR merges")
+			continue
+		}
+		var match *StampedEntry
+		for i := range stamps {
+			if want == "" || stamps[i].Stamp.ReviewedHash == want {
+				match = &stamps[i] // the latest matching stamp
+			}
+		}
+		if match == nil {
+			var logged []string
+			for _, s := range stamps {
+				logged = append(logged, short(s.Stamp.ReviewedHash))
+			}
+			add(req.UID, fmt.Sprintf("has REVIEWED_HASH %s, but the log's stamps are for %s", short(want), strings.Join(logged, ", ")),
+				"the content changed after its last approval: approve it in a PR and run `ledger stamp scan`")
+			continue
+		}
+		g.Stamps++
+		g.Matched = append(g.Matched, *match)
+	}
+	g.StampList = cas.Sum(StampListText(g.Matched))
+	return g, nil
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	return h
+}

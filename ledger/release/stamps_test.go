@@ -1,0 +1,187 @@
+package release
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
+)
+
+// readFixtures parses the .sdoc files under dir, paths relative to it.
+func readFixtures(t testing.TB, dir string) []SDocFile {
+	t.Helper()
+	var out []SDocFile
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".sdoc") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		doc, err := evidence.ParseSDoc(rel, b)
+		if err != nil {
+			return err
+		}
+		out = append(out, SDocFile{Path: filepath.ToSlash(rel), Content: b, Doc: doc})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func sampleIndex(t testing.TB) evidence.Index {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/bundle/index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := evidence.ParseIndex(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+var approval = Approval{PR: "https://git.example.com/dhf/pull/57", Commit: "0a1b2c3d4e5f", Approver: "Jane Doe <jane@example.com>", ApprovedAt: time.Date(2026, 11, 20, 9, 30, 0, 0, time.UTC)}
+
+func TestStampsAndGate(t *testing.T) {
+	f := newFixture(t)
+	docs := readFixtures(t, "../../testdata/sdoc")
+	idx := sampleIndex(t)
+
+	// Before any stamp, every regulated requirement blocks.
+	g, err := f.reg.Gate(t.Context(), idx, docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Passed() || g.Blocking() != 12 || g.Stamps != 0 || !strings.Contains(g.Offenders[0].Problem, "no stamp in the log") {
+		t.Fatalf("gate before stamps: %+v", g)
+	}
+
+	res, err := f.reg.ScanStamps(t.Context(), docs, approval, "ci:dhf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Appended) != 12 || res.Existing != 0 || res.Stamped != 12 {
+		t.Fatalf("first scan: %+v", res)
+	}
+	size := f.l.Log.Size()
+	again, err := f.reg.ScanStamps(t.Context(), docs, Approval{PR: "58", Commit: "ffff", Approver: "Someone Else"}, "ci:dhf")
+	if err != nil || len(again.Appended) != 0 || again.Existing != 12 || f.l.Log.Size() != size {
+		t.Fatalf("second scan appended: %+v, %v (log %d → %d)", again, err, size, f.l.Log.Size())
+	}
+	for _, d := range docs {
+		if ok, _ := f.l.Blobs.Has(t.Context(), cas.Sum(d.Content)); !ok {
+			t.Errorf("document %s was not stored", d.Path)
+		}
+	}
+
+	g, err = f.reg.Gate(t.Context(), idx, docs)
+	if err != nil || !g.Passed() || g.Stamps != 12 || g.Requirements != 12 || g.Reviewed != 12 {
+		t.Fatalf("gate after stamps: %+v, %v", g, err)
+	}
+	passList := g.StampList
+	if g.StampList != cas.Sum(StampListText(g.Matched)) || len(strings.Split(strings.TrimSpace(string(StampListText(g.Matched))), "\n")) != 12 {
+		t.Errorf("stamp list %s does not cover the 12 stamps", g.StampList)
+	}
+	// Without .sdoc files the index's hashes are the current ones.
+	if g2, err := f.reg.Gate(t.Context(), idx, nil); err != nil || !g2.Passed() || g2.StampList != g.StampList {
+		t.Errorf("gate from index.json alone: %+v, %v", g2, err)
+	}
+
+	// A requirement changed after its approval blocks, naming the UID.
+	changed := readFixtures(t, "../../testdata/sdoc-changed")
+	g, err = f.reg.Gate(t.Context(), idx, changed)
+	if err != nil || g.Passed() || g.Blocking() != 1 || g.Offenders[0].UID != "REQ-007" {
+		t.Fatalf("gate on changed content: %+v, %v", g, err)
+	}
+
+	// index.json states: draft, suspect, a UID the documents do not have.
+	bad := sampleIndex(t)
+	bad.Requirements[0].State = "draft"
+	bad.Requirements[1].Suspect = true
+	bad.Requirements = append(bad.Requirements, evidence.Requirement{UID: "REQ-999", State: "reviewed", Regulated: true})
+	g, err = f.reg.Gate(t.Context(), bad, docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range g.Offenders {
+		got = append(got, o.UID+" "+o.Problem)
+	}
+	want := []string{`REQ-001 is "draft", not reviewed`, "REQ-002 is suspect", "REQ-999 is in index.json but in none of the .sdoc files"}
+	for _, w := range want {
+		if !strings.Contains(strings.Join(got, "\n"), w) {
+			t.Errorf("offenders %q lack %q", got, w)
+		}
+	}
+
+	// The signed manifest commits to the gate's result.
+	f.enroll(f.jane)
+	p, err := Prepare(t.Context(), SignRequest{Bundle: f.bundle, Version: "v0.1.0", Meaning: "approved-for-release",
+		Signer: signing.Signer{Name: f.jane.Name, Email: f.jane.Email, KeyID: f.jane.Public().KeyID()},
+		Gate:   func(x evidence.Index) (GateResult, error) { return f.reg.Gate(t.Context(), x, docs) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := p.Predicate.Evidence; ev == nil || ev.Stamps != 12 || ev.StampList == nil || *ev.StampList != passList {
+		t.Errorf("evidence block %+v", p.Predicate.Evidence)
+	}
+	_, err = Prepare(t.Context(), SignRequest{Bundle: f.bundle, Version: "v0.1.0", Meaning: "approved-for-release",
+		Signer: signing.Signer{Name: f.jane.Name, Email: f.jane.Email, KeyID: f.jane.Public().KeyID()},
+		Gate:   func(x evidence.Index) (GateResult, error) { return f.reg.Gate(t.Context(), x, changed) }})
+	if !errors.Is(err, ErrGateFailed) {
+		t.Errorf("Prepare with a failing gate = %v, want ErrGateFailed", err)
+	}
+
+	// Trace: the stamp, then the release once recorded.
+	m, _ := p.Sign(t.Context(), f.jane)
+	if _, err := f.reg.Record(t.Context(), f.bundle, m, "ci", RecordOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	row, err := f.reg.Trace(t.Context(), "REQ-007")
+	if err != nil || len(row.Stamps) != 1 || row.Stamps[0].Stamp.PR != approval.PR || len(row.Releases) != 1 || row.Releases[0].Release.Version != "v0.1.0" {
+		t.Errorf("Trace(REQ-007) = %+v, %v", row, err)
+	}
+	rel, rows, err := f.reg.TraceRelease(t.Context(), "v0.1.0")
+	if err != nil || len(rows) != 12 || rel.Release.Version != "v0.1.0" {
+		t.Fatalf("TraceRelease = %v rows, %v", len(rows), err)
+	}
+	for _, r := range rows {
+		if len(r.Stamps) != 1 || r.Stamps[0].Stamp.Approver != approval.Approver {
+			t.Errorf("%s: stamps %+v", r.UID, r.Stamps)
+		}
+	}
+	if _, err := f.reg.Trace(t.Context(), "REQ-404"); err == nil {
+		t.Error("Trace of an unknown UID succeeded")
+	}
+}
+
+func TestScanRefusals(t *testing.T) {
+	f := newFixture(t)
+	docs := readFixtures(t, "../../testdata/sdoc")
+	// The same UID in two documents: nothing is appended.
+	twice := append(docs, SDocFile{Path: "copy/alarms.sdoc", Content: docs[0].Content, Doc: docs[0].Doc})
+	if _, err := f.reg.ScanStamps(t.Context(), twice, approval, "ci"); !errors.Is(err, ErrDuplicateUID) {
+		t.Errorf("duplicate UIDs: %v", err)
+	}
+	if f.l.Log.Size() != 0 {
+		t.Errorf("the log grew to %d", f.l.Log.Size())
+	}
+	// A stamp with a bad approver is refused before anything is appended.
+	if _, err := f.reg.ScanStamps(t.Context(), docs, Approval{PR: "1", Commit: "c", Approver: "bad\nname"}, "ci"); err == nil || f.l.Log.Size() != 0 {
+		t.Errorf("bad approver: %v, log %d", err, f.l.Log.Size())
+	}
+}

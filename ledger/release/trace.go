@@ -1,0 +1,155 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
+)
+
+// RecordedRelease is a release entry in the log.
+type RecordedRelease struct {
+	Index    uint64         `json:"index"`
+	Release  ledger.Release `json:"release"`
+	LoggedAt string         `json:"logged_at"`
+}
+
+// Releases returns every release entry, in log order; version, if set,
+// selects one.
+func (r *Registry) Releases(ctx context.Context, version string) ([]RecordedRelease, error) {
+	idx, err := r.log.Search(ctx, ledger.Query{Kind: ledger.KindRelease, Release: version}, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []RecordedRelease
+	for _, i := range idx {
+		e, err := r.entry(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		var rel ledger.Release
+		if err := e.DecodeSubject(&rel); err != nil {
+			return nil, err
+		}
+		if version == "" || rel.Version == version {
+			out = append(out, RecordedRelease{Index: i, Release: rel, LoggedAt: e.LoggedAt})
+		}
+	}
+	return out, nil
+}
+
+// ReleaseIndex reads the index.json of a recorded release's bundle from the
+// blob store (through the bundle's listing). A bundle without one gives
+// an empty index.
+func (r *Registry) ReleaseIndex(ctx context.Context, rel ledger.Release) (evidence.Index, error) {
+	lb, err := r.getBlob(ctx, rel.Bundle, 256<<20)
+	if err != nil {
+		return evidence.Index{}, fmt.Errorf("reading the listing of %s: %w", rel.Version, err)
+	}
+	l, err := evidence.ParseListing(lb)
+	if err != nil {
+		return evidence.Index{}, fmt.Errorf("the listing of %s: %w", rel.Version, err)
+	}
+	f, ok := l.Lookup(IndexFile)
+	if !ok {
+		return evidence.Index{}, nil
+	}
+	b, err := r.getBlob(ctx, f.Digest, evidence.MaxIndexSize)
+	if err != nil {
+		return evidence.Index{}, fmt.Errorf("reading index.json of %s: %w", rel.Version, err)
+	}
+	return evidence.ParseIndex(b)
+}
+
+// getBlob reads a whole blob of at most max bytes, verified.
+func (r *Registry) getBlob(ctx context.Context, d cas.Digest, max int64) ([]byte, error) {
+	info, err := r.blobs.Stat(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if info.Size > max {
+		return nil, fmt.Errorf("blob %s is %d bytes, over %d", d, info.Size, max)
+	}
+	var b bytes.Buffer
+	if _, err := cas.Get(ctx, r.blobs, d, &b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// TraceRow is one requirement's chain: its stamps and the releases whose
+// evidence lists it.
+type TraceRow struct {
+	UID          string            `json:"uid"`
+	State        string            `json:"state,omitempty"`
+	ReviewedHash string            `json:"reviewed_hash,omitempty"` // as the release's index.json states it
+	Stamps       []StampedEntry    `json:"stamps"`
+	Releases     []RecordedRelease `json:"releases"`
+}
+
+// Trace returns the chain for one UID: every stamp (PR, commit, approver,
+// time, log index) and every recorded release whose index.json lists it.
+func (r *Registry) Trace(ctx context.Context, uid string) (TraceRow, error) {
+	stamps, err := r.Stamps(ctx, uid)
+	if err != nil {
+		return TraceRow{}, err
+	}
+	row := TraceRow{UID: uid, Stamps: stamps}
+	rels, err := r.Releases(ctx, "")
+	if err != nil {
+		return TraceRow{}, err
+	}
+	for _, rel := range rels {
+		idx, err := r.ReleaseIndex(ctx, rel.Release)
+		if err != nil {
+			return TraceRow{}, err
+		}
+		for _, req := range idx.Requirements {
+			if req.UID == uid {
+				row.Releases = append(row.Releases, rel)
+				row.State = req.State
+				break
+			}
+		}
+	}
+	if len(stamps) == 0 && len(row.Releases) == 0 {
+		return TraceRow{}, fmt.Errorf("%w: no stamp and no release mentions %s", ErrUnknownRelease, uid)
+	}
+	return row, nil
+}
+
+// TraceRelease returns the traceability table of a recorded release: each
+// regulated UID of its index.json with the stamps logged before the
+// release entry whose REVIEWED_HASH is the one the index states.
+func (r *Registry) TraceRelease(ctx context.Context, version string) (RecordedRelease, []TraceRow, error) {
+	rels, err := r.Releases(ctx, version)
+	if err != nil {
+		return RecordedRelease{}, nil, err
+	}
+	if len(rels) == 0 {
+		return RecordedRelease{}, nil, fmt.Errorf("%w: %s", ErrUnknownRelease, version)
+	}
+	rel := rels[0]
+	idx, err := r.ReleaseIndex(ctx, rel.Release)
+	if err != nil {
+		return rel, nil, err
+	}
+	var rows []TraceRow
+	for _, req := range idx.Regulated() {
+		stamps, err := r.Stamps(ctx, req.UID)
+		if err != nil {
+			return rel, nil, err
+		}
+		row := TraceRow{UID: req.UID, State: req.State, ReviewedHash: req.ReviewedHash, Stamps: []StampedEntry{}, Releases: []RecordedRelease{rel}}
+		for _, s := range stamps {
+			if s.Index < rel.Index && (req.ReviewedHash == "" || s.Stamp.ReviewedHash == req.ReviewedHash) {
+				row.Stamps = append(row.Stamps, s)
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rel, rows, nil
+}
