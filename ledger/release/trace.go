@@ -137,12 +137,13 @@ func (r *Registry) TraceRelease(ctx context.Context, version string) (RecordedRe
 	if err != nil {
 		return rel, nil, err
 	}
+	all, err := r.allStamps(ctx)
+	if err != nil {
+		return rel, nil, err
+	}
 	var rows []TraceRow
 	for _, req := range idx.Regulated() {
-		stamps, err := r.Stamps(ctx, req.UID)
-		if err != nil {
-			return rel, nil, err
-		}
+		stamps := all[req.UID]
 		row := TraceRow{UID: req.UID, State: req.State, ReviewedHash: req.ReviewedHash, Stamps: []StampedEntry{}, Releases: []RecordedRelease{rel}}
 		for _, s := range stamps {
 			if s.Index < rel.Index && (req.ReviewedHash == "" || s.Stamp.ReviewedHash == req.ReviewedHash) {
