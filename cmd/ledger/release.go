@@ -349,6 +349,7 @@ func (e *env) releaseSignCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `FILE` (and the listing beside it as .listing)"},
 			&cli.BoolFlag{Name: "yes", Usage: "confirm without asking (for automation; the passphrase is still required)"},
 			&cli.StringFlag{Name: "sdoc", Usage: "the `DIR` of .sdoc files for the release gate"},
+			&cli.BoolFlag{Name: "no-gate", Usage: "sign without the ledger: only index.json's review states are checked, and the manifest records no stamps"},
 			dataFlag(),
 			passphraseFlag(),
 		},
@@ -410,7 +411,13 @@ func (e *env) releaseSignCommand() *cli.Command {
 			}
 			// With a ledger at hand, the release gate runs first and its
 			// result goes into the signed evidence block.
-			if c.String("data") != "" {
+			switch {
+			case c.Bool("no-gate"):
+				if c.String("sdoc") != "" {
+					return usagef("--no-gate and --sdoc exclude each other")
+				}
+				fmt.Fprintln(e.stderr, "--no-gate: the release gate does not run; the manifest records no stamps")
+			case c.String("data") != "":
 				l, err := e.open(c)
 				if err != nil {
 					return err
@@ -418,10 +425,8 @@ func (e *env) releaseSignCommand() *cli.Command {
 				defer l.Close()
 				reg := release.New(l.Log, l.Blobs)
 				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reg, idx) }
-			} else if c.String("sdoc") != "" {
-				return usagef("--sdoc needs the ledger (--data or LEDGER_DATA) to check stamps")
-			} else {
-				fmt.Fprintln(e.stderr, "no ledger given (--data or LEDGER_DATA): the release gate does not run and the manifest records no stamps")
+			default:
+				return usagef("release sign runs the release gate against the ledger: pass --data DIR (or set LEDGER_DATA), or --no-gate to sign without it")
 			}
 			pr := newProgress(e.stderr, "hashing bundle", -1)
 			req.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }

@@ -48,18 +48,30 @@ func readSDocs(paths []string, base string) ([]release.SDocFile, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("no .sdoc files in %s", strings.Join(paths, ", "))
 	}
+	absBase, err := filepath.Abs(base)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []release.SDocFile
 	sort.Strings(files)
-	out := make([]release.SDocFile, 0, len(files))
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		abs, err := filepath.Abs(f)
 		if err != nil {
 			return nil, err
 		}
-		name := filepath.ToSlash(f)
-		if base != "" {
-			if rel, err := filepath.Rel(base, f); err == nil && !strings.HasPrefix(rel, "..") {
-				name = filepath.ToSlash(rel)
-			}
+		if seen[abs] {
+			continue // named twice on the command line
+		}
+		seen[abs] = true
+		rel, err := filepath.Rel(absBase, abs)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return nil, usagef("%s is outside the base directory %s; pass --base with the repository root", f, base)
+		}
+		name := filepath.ToSlash(rel)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
 		}
 		doc, err := evidence.ParseSDoc(name, b)
 		if err != nil {
@@ -100,6 +112,7 @@ func (e *env) stampCommand() *cli.Command {
 			&cli.StringFlag{Name: "uid", Usage: "the requirement UID"},
 			&cli.StringFlag{Name: "reviewed-hash", Usage: "its REVIEWED_HASH"},
 			&cli.StringFlag{Name: "document", Usage: "the .sdoc `FILE` it is defined in (stored as a blob)"},
+			&cli.StringFlag{Name: "base", Usage: "record the document path relative to `DIR` (default: the current directory)"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -112,9 +125,32 @@ func (e *env) stampCommand() *cli.Command {
 			if err := required(c, "uid", "reviewed-hash", "document"); err != nil {
 				return err
 			}
-			doc, err := os.ReadFile(c.String("document"))
+			base := c.String("base")
+			if base == "" {
+				base = "."
+			}
+			docs, err := readSDocs([]string{c.String("document")}, base)
 			if err != nil {
-				return fmt.Errorf("--document: %w", err)
+				return err
+			}
+			doc := docs[0]
+			// The document must define this UID with this REVIEWED_HASH:
+			// a stamp records what the file says, not what a flag claims.
+			hash, err := evidence.NormaliseReviewedHash(c.String("reviewed-hash"))
+			if err != nil {
+				return usageError{err}
+			}
+			found := false
+			for _, n := range doc.Doc.Nodes {
+				if n.UID == c.String("uid") {
+					if n.ReviewedHash != hash {
+						return fmt.Errorf("%s:%d: %s has REVIEWED_HASH %q, not %s; nothing was appended", doc.Path, n.Line, n.UID, n.ReviewedHash, hash)
+					}
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("%s defines no %s; nothing was appended", doc.Path, c.String("uid"))
 			}
 			at := a.ApprovedAt
 			if at.IsZero() {
@@ -126,9 +162,9 @@ func (e *env) stampCommand() *cli.Command {
 			}
 			defer l.Close()
 			rc, err := release.New(l.Log, l.Blobs).Stamp(c.Context, ledger.Stamp{
-				UID: c.String("uid"), ReviewedHash: c.String("reviewed-hash"), Document: filepath.ToSlash(c.String("document")),
+				UID: c.String("uid"), ReviewedHash: hash, Document: doc.Path,
 				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: at.UTC().Format(time.RFC3339),
-			}, doc, c.String("as"))
+			}, doc.Content, c.String("as"))
 			if err != nil {
 				return err
 			}

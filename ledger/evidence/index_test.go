@@ -48,6 +48,10 @@ func TestParseIndex(t *testing.T) {
 		{"hash not hex", `[{"uid":"A","reviewed_hash":"` + strings.Repeat("zz", 32) + `"}]`, "A: REVIEWED_HASH"},
 		{"hash too short", `[{"uid":"A","reviewed_hash":"abcd"}]`, "want 32 to 128 hex digits"},
 		{"uid not a string", `[{"uid":7}]`, "requirement 1"},
+		{"uid with blanks", `[{"uid":"REQ-1 "}]`, "blanks around it"},
+		{"case-variant key", `[{"uid":"REQ-9","state":"draft","regulated":true,"Regulated":false}]`, `key "Regulated" appears twice`},
+		{"second list", `{"requirements":[{"uid":"REQ-1","state":"draft"}],"Requirements":[]}`, `key "Requirements" appears twice`},
+		{"repeated key", `[{"uid":"A","uid":"B"}]`, `key "uid" appears twice`},
 	}
 	for _, tt := range bad {
 		_, err := ParseIndex([]byte(tt.in))

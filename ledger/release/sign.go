@@ -124,6 +124,17 @@ func Prepare(ctx context.Context, req SignRequest) (Prepared, error) {
 			}
 			return prep, nil
 		}
+		// Without the log, at least the index must show every regulated
+		// requirement reviewed and none suspect.
+		if ev.Reviewed < ev.Requirements || ev.Requirements == 0 {
+			var bad []string
+			for _, r := range idx.Regulated() {
+				if r.State != "reviewed" || r.Suspect {
+					bad = append(bad, r.UID)
+				}
+			}
+			return Prepared{}, fmt.Errorf("%w: %d of %d regulated requirements are not reviewed or are suspect (%s)", ErrGateFailed, len(bad), ev.Requirements, strings.Join(bad, ", "))
+		}
 		p.Evidence = &ev
 	} else if req.Gate != nil {
 		return Prepared{}, fmt.Errorf("%w: the bundle has no %s, so the gate has nothing to check", ErrGateFailed, IndexFile)

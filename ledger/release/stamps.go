@@ -358,6 +358,10 @@ func (r *Registry) Gate(ctx context.Context, idx evidence.Index, docs []SDocFile
 			}
 			want = h
 		}
+		if want == "" {
+			add(req.UID, "has no known current REVIEWED_HASH (index.json states none)", "give the .sdoc files (--sdoc DIR) or a reviewed_hash in index.json")
+			continue
+		}
 		stamps := all[req.UID]
 		if len(stamps) == 0 {
 			add(req.UID, "has no stamp in the log", "run `ledger stamp scan` on the .sdoc files after the approving PR merges")
@@ -365,7 +369,7 @@ func (r *Registry) Gate(ctx context.Context, idx evidence.Index, docs []SDocFile
 		}
 		var match *StampedEntry
 		for i := range stamps {
-			if want == "" || stamps[i].Stamp.ReviewedHash == want {
+			if stamps[i].Stamp.ReviewedHash == want {
 				match = &stamps[i] // the latest matching stamp
 			}
 		}
@@ -380,6 +384,9 @@ func (r *Registry) Gate(ctx context.Context, idx evidence.Index, docs []SDocFile
 		}
 		g.Stamps++
 		g.Matched = append(g.Matched, *match)
+	}
+	if g.Requirements == 0 {
+		add("(none)", "index.json lists no regulated requirement", "a release needs its regulated requirements listed; check the index")
 	}
 	g.StampList = cas.Sum(StampListText(g.Matched))
 	return g, nil
