@@ -404,8 +404,13 @@ func (p *sdocParser) startField(n int, name string) error {
 func (p *sdocParser) setField(n int, name, v string) error {
 	switch p.kind {
 	case sdocDocument:
-		if name == "TITLE" {
+		switch name {
+		case "TITLE":
 			p.doc.Title = v
+		case "REVIEWED_HASH":
+			// A document is not a node: a stamp here would name no UID
+			// and vanish. Say so rather than drop it.
+			return p.errorf(n, "REVIEWED_HASH on the [DOCUMENT] itself: stamps belong to nodes with a UID; move it into the node it approves")
 		}
 		return nil
 	case sdocGrammar:

@@ -301,6 +301,7 @@ func TestParseSDocErrors(t *testing.T) {
 		{"node first", "\n[REQUIREMENT]\nUID: R\n", `pump.sdoc:2: found [REQUIREMENT] before [DOCUMENT]: an .sdoc file starts with [DOCUMENT] and the document's TITLE`},
 		{"no title", "[DOCUMENT]\nUID: DOC-1\n\n[TEXT]\nSTATEMENT: x\n", `pump.sdoc:1: [DOCUMENT] has no TITLE field: want "TITLE: ..." among the lines right after it`},
 		{"title after blank", "[DOCUMENT]\n\nTITLE: Pump\n", `pump.sdoc:1: [DOCUMENT] has no TITLE field: want "TITLE: ..." among the lines right after it`},
+		{"hash on the document", "[DOCUMENT]\nTITLE: Pump\nREVIEWED_HASH: 9f2c1e5d0b7a4c3e8f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f70\n", `pump.sdoc:3: REVIEWED_HASH on the [DOCUMENT] itself: stamps belong to nodes with a UID; move it into the node it approves`},
 		{"two documents", doc + "[DOCUMENT]\nTITLE: Again\n", `pump.sdoc:4: a second [DOCUMENT] (the first is at line 1): one .sdoc file holds one document`},
 		{"two grammars", doc + "[GRAMMAR]\nELEMENTS:\n- TAG: A\n\n[GRAMMAR]\nIMPORT_FROM_FILE: g.sgra\n", `pump.sdoc:8: a second [GRAMMAR] (the first is at line 4)`},
 		{"late grammar", doc + "[TEXT]\nSTATEMENT: x\n\n[GRAMMAR]\nIMPORT_FROM_FILE: g.sgra\n", `pump.sdoc:7: [GRAMMAR] after the first node: it belongs right after the [DOCUMENT] fields`},
