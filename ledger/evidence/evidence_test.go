@@ -135,6 +135,9 @@ func TestHashSameForDirTarAndTarGz(t *testing.T) {
 	if want.Size != size {
 		t.Errorf("Size = %d, want %d", want.Size, size)
 	}
+	if string(want.Index) != sample["index.json"] || want.Sums == nil || len(want.Sums) != 0 {
+		t.Errorf("captured index.json %q and SHA256SUMS %q, want the files' content", want.Index, want.Sums)
+	}
 	for seed := range uint64(5) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		tb := tarOf(t, sample, rng)

@@ -37,6 +37,10 @@ type Summary struct {
 	// bytes is not kept: SumsTooLarge reports it.
 	Sums         []byte
 	SumsTooLarge bool
+	// Index is the content of the bundle's index.json, if it has one at
+	// its root of at most MaxIndexSize bytes (else IndexTooLarge).
+	Index         []byte
+	IndexTooLarge bool
 }
 
 // MaxSumsSize bounds the SHA256SUMS file Hash keeps.
@@ -53,12 +57,12 @@ func Hash(ctx context.Context, path string, opts Options) (Summary, error) {
 		return Summary{}, fmt.Errorf("opening bundle: %w", err)
 	}
 	if fi.IsDir() {
-		var sums sumsCapture
-		files, err := hashDir(ctx, path, opts, &sums)
+		caps := newCaptures()
+		files, err := hashDir(ctx, path, opts, caps)
 		if err != nil {
 			return Summary{}, err
 		}
-		return summarise(files, &sums)
+		return summarise(files, caps)
 	}
 	return hashStreamed(opts, func(fn WalkFunc) error { return walkArchive(ctx, path, fi, fn) })
 }
@@ -72,9 +76,9 @@ func HashReader(ctx context.Context, r io.Reader, opts Options) (Summary, error)
 func hashStreamed(opts Options, walk func(WalkFunc) error) (Summary, error) {
 	p := newProgress(opts.Progress, -1)
 	var files []File
-	var sums sumsCapture
+	caps := newCaptures()
 	err := walk(func(f File, r io.Reader) error {
-		d, err := hashStream(sums.reader(f, r), p)
+		d, err := hashStream(caps.reader(f, r), p)
 		if err != nil {
 			return err
 		}
@@ -85,19 +89,20 @@ func hashStreamed(opts Options, walk func(WalkFunc) error) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	return summarise(files, &sums)
+	return summarise(files, caps)
 }
 
-func summarise(files []File, sums *sumsCapture) (Summary, error) {
+func summarise(files []File, caps *captures) (Summary, error) {
 	l, err := newListing(files)
 	if err != nil {
 		return Summary{}, err
 	}
-	return Summary{Listing: l, Digest: l.Digest(), Files: len(l.Files), Size: l.Size(), Sums: sums.bytes(), SumsTooLarge: sums.tooLarge}, nil
+	return Summary{Listing: l, Digest: l.Digest(), Files: len(l.Files), Size: l.Size(), Sums: caps.sums.bytes(), SumsTooLarge: caps.sums.tooLarge,
+		Index: caps.index.bytes(), IndexTooLarge: caps.index.tooLarge}, nil
 }
 
 // hashDir hashes the files of a directory on several workers.
-func hashDir(ctx context.Context, root string, opts Options, sums *sumsCapture) ([]File, error) {
+func hashDir(ctx context.Context, root string, opts Options, caps *captures) ([]File, error) {
 	list, err := listDir(ctx, root)
 	if err != nil {
 		return nil, err
@@ -127,7 +132,7 @@ func hashDir(ctx context.Context, root string, opts Options, sums *sumsCapture) 
 					return
 				}
 				err := list[i].walk(ctx, func(f File, r io.Reader) error {
-					d, err := hashStream(sums.reader(f, r), p)
+					d, err := hashStream(caps.reader(f, r), p)
 					f.Digest = d
 					files[i] = f
 					return err
@@ -152,20 +157,42 @@ const bufSize = 256 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-// sumsCapture keeps the content of a bundle's SHA256SUMS while it is hashed.
-type sumsCapture struct {
+// captures keeps, while a bundle is hashed, the content of the two root
+// files callers read afterwards, SHA256SUMS and index.json, so that nobody
+// reads the bundle a second time for them.
+type captures struct {
+	sums, index fileCapture
+}
+
+func newCaptures() *captures {
+	return &captures{
+		sums:  fileCapture{name: SumsFile, max: MaxSumsSize},
+		index: fileCapture{name: IndexFile, max: MaxIndexSize},
+	}
+}
+
+// reader returns r, teeing it into a capture when f is one of the files.
+func (c *captures) reader(f File, r io.Reader) io.Reader {
+	for _, fc := range []*fileCapture{&c.sums, &c.index} {
+		if f.Path == fc.name {
+			return fc.reader(f, r)
+		}
+	}
+	return r
+}
+
+// fileCapture keeps the content of one file of at most max bytes.
+type fileCapture struct {
+	name     string
+	max      int64
 	mu       sync.Mutex
 	b        []byte
 	ok       bool
 	tooLarge bool
 }
 
-// reader returns r, teeing it into the capture when f is the SHA256SUMS.
-func (c *sumsCapture) reader(f File, r io.Reader) io.Reader {
-	if f.Path != SumsFile {
-		return r
-	}
-	if f.Size > MaxSumsSize {
+func (c *fileCapture) reader(f File, r io.Reader) io.Reader {
+	if f.Size > c.max {
 		c.mu.Lock()
 		c.tooLarge = true
 		c.mu.Unlock()
@@ -175,14 +202,14 @@ func (c *sumsCapture) reader(f File, r io.Reader) io.Reader {
 }
 
 type captureReader struct {
-	c   *sumsCapture
+	c   *fileCapture
 	r   io.Reader
 	buf bytes.Buffer
 }
 
 func (c *captureReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	if c.buf.Len()+n <= MaxSumsSize {
+	if int64(c.buf.Len()+n) <= c.c.max {
 		c.buf.Write(p[:n])
 	}
 	if errors.Is(err, io.EOF) {
@@ -193,7 +220,9 @@ func (c *captureReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *sumsCapture) bytes() []byte {
+// bytes returns the content kept, nil if the file was not seen (or was too
+// large), and an empty slice for an empty file.
+func (c *fileCapture) bytes() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.ok {

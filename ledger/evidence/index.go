@@ -13,6 +13,9 @@ import (
 // ErrInvalidIndex is wrapped by every ParseIndex error.
 var ErrInvalidIndex = errors.New("invalid index.json")
 
+// IndexFile is the name of the requirement index at a bundle's root.
+const IndexFile = "index.json"
+
 // MaxIndexSize bounds an index.json.
 const MaxIndexSize = 64 << 20
 

@@ -330,35 +330,3 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// ReadFile returns the content of the file at path p in the bundle, at
-// most max bytes; a larger file is an error. A missing file wraps
-// fs.ErrNotExist.
-func ReadFile(ctx context.Context, bundle, p string, max int64) ([]byte, error) {
-	var out []byte
-	found := errors.New("found")
-	err := Walk(ctx, bundle, func(f File, r io.Reader) error {
-		if f.Path != p {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return err
-			}
-			return nil
-		}
-		if f.Size > max {
-			return fmt.Errorf("%s is %d bytes, over the %d-byte limit", p, f.Size, max)
-		}
-		b, err := io.ReadAll(io.LimitReader(r, max+1))
-		if err != nil {
-			return err
-		}
-		out = b
-		return found
-	})
-	if errors.Is(err, found) {
-		return out, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return nil, fmt.Errorf("%s is not in the bundle: %w", p, fs.ErrNotExist)
-}

@@ -13,7 +13,7 @@ import (
 )
 
 // IndexFile is the name of the bundle's requirement index.
-const IndexFile = "index.json"
+const IndexFile = evidence.IndexFile
 
 // SignRequest is what a signer asks to sign.
 type SignRequest struct {
@@ -88,13 +88,10 @@ func Prepare(ctx context.Context, req SignRequest) (Prepared, error) {
 	}
 	p.Bundle = signing.BundleInfo{Files: int64(sum.Files), Size: sum.Size}
 	if _, ok := sum.Listing.Lookup(IndexFile); ok {
-		b, err := evidence.ReadFile(ctx, req.Bundle, IndexFile, 64<<20)
-		if err != nil {
-			return Prepared{}, err
+		if sum.IndexTooLarge {
+			return Prepared{}, fmt.Errorf("%w: %s is over %d bytes", evidence.ErrInvalidBundle, IndexFile, evidence.MaxIndexSize)
 		}
-		if f, _ := sum.Listing.Lookup(IndexFile); cas.Sum(b) != f.Digest {
-			return Prepared{}, fmt.Errorf("%w: %s changed while the bundle was read", evidence.ErrInvalidBundle, IndexFile)
-		}
+		b := sum.Index
 		idx, err := evidence.ParseIndex(b)
 		if err != nil {
 			return Prepared{}, fmt.Errorf("%w: %v", evidence.ErrInvalidBundle, err)
