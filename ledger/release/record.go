@@ -28,8 +28,7 @@ type RecordOptions struct {
 // Recorded is the outcome of Record.
 type Recorded struct {
 	Manifest  *signing.Manifest
-	Bundle    evidence.Summary
-	Listing   cas.Digest     // blob digest of the listing (equal to the bundle digest)
+	Bundle    evidence.Summary // its listing is stored under the bundle digest
 	Receipt   proofs.Receipt // of the release entry
 	Artefacts int            // artefact entries appended or found
 	// Duplicate reports that this exact release was already recorded;
@@ -48,9 +47,11 @@ type Recorded struct {
 // whose name or email differ from the enrolment, that signs another bundle
 // (naming the files that differ when the bundle's SHA256SUMS can tell), a
 // bundle whose SHA256SUMS disagrees with its files, a version already
-// recorded with another manifest, and a previous_release not in the log.
-// Recording the same release again appends nothing and returns the
-// original receipt marked duplicate.
+// recorded with another manifest, a previous_release that is not a
+// recorded release's manifest, and a bundle that changed while it was
+// being stored. Recording the same release again appends nothing and
+// returns the original receipt marked duplicate, even if the key has been
+// revoked since.
 func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, by string, opts RecordOptions) (Recorded, error) {
 	m, err := signing.ParseManifest(manifest)
 	if err != nil {
@@ -88,7 +89,7 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 			return Recorded{}, err
 		}
 		rc.Duplicate = true
-		return Recorded{Manifest: m, Bundle: sum, Listing: sum.Digest, Receipt: rc, Artefacts: sum.Files, Duplicate: true}, nil
+		return Recorded{Manifest: m, Bundle: sum, Receipt: rc, Artefacts: sum.Files, Duplicate: true}, nil
 	}
 	if err := r.checkVersion(ctx, m); err != nil {
 		return Recorded{}, err
@@ -139,7 +140,7 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 	if err != nil {
 		return Recorded{}, fmt.Errorf("appending the release entry: %w", err)
 	}
-	return Recorded{Manifest: m, Bundle: sum, Listing: sum.Digest, Receipt: rc, Artefacts: sum.Files, Duplicate: rc.Duplicate}, nil
+	return Recorded{Manifest: m, Bundle: sum, Receipt: rc, Artefacts: sum.Files, Duplicate: rc.Duplicate}, nil
 }
 
 // checkSigner checks the manifest's signer against the log: enrolled, not
