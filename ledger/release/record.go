@@ -29,8 +29,8 @@ type RecordOptions struct {
 type Recorded struct {
 	Manifest  *signing.Manifest
 	Bundle    evidence.Summary // its listing is stored under the bundle digest
-	Receipt   proofs.Receipt // of the release entry
-	Artefacts int            // artefact entries appended or found
+	Receipt   proofs.Receipt   // of the release entry
+	Artefacts int              // artefact entries appended or found
 	// Duplicate reports that this exact release was already recorded;
 	// nothing new was appended.
 	Duplicate bool
