@@ -54,6 +54,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.verifyCommand(),
 			e.stampCommand(),
 			e.traceCommand(),
+			e.serveCommand(),
+			e.tokenCommand(),
 		},
 		// Action runs only when no command matched: show help for a bare
 		// `ledger`, and make a mistyped command a usage error.

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/node"
+)
+
+func (e *env) serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "serve the ledger over HTTP (JSON API; writes need a token)",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			dataFlag(),
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "`ADDR` to listen on"},
+			&cli.BoolFlag{Name: "public-reads", Usage: "let anyone read (writes always need a token)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate `FILE` (PEM)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "and this private key `FILE` (PEM)"},
+			&cli.Int64Flag{Name: "max-blob-size", Value: node.DefaultMaxBlobSize, Usage: "largest blob upload, in bytes"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
+				return usagef("--tls-cert and --tls-key go together")
+			}
+			logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			dir, err := dataDir(c)
+			if err != nil {
+				return err
+			}
+			l, err := ledger.Open(c.Context, dir, ledger.OpenOptions{Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB),
+				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"), Logger: logger})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", c.String("listen"))
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{
+				Handler:           h,
+				ReadHeaderTimeout: 10 * time.Second, // slow-loris clients are cut off
+				IdleTimeout:       2 * time.Minute,
+				MaxHeaderBytes:    64 << 10,
+				ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			}
+			scheme := "http"
+			if c.String("tls-cert") != "" {
+				scheme = "https"
+			}
+			logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"))
+			fmt.Fprintf(e.stdout, "serving %s at %s://%s\n", l.Log.Origin(), scheme, ln.Addr())
+			errc := make(chan error, 1)
+			go func() {
+				if scheme == "https" {
+					errc <- srv.ServeTLS(ln, c.String("tls-cert"), c.String("tls-key"))
+				} else {
+					errc <- srv.Serve(ln)
+				}
+			}()
+			select {
+			case err := <-errc:
+				return err
+			case <-c.Context.Done():
+			}
+			// Graceful shutdown: stop accepting, let requests in flight
+			// (and so the batch they wait on) finish, then close the log,
+			// which acknowledges nothing it did not make durable.
+			logger.Info("shutting down")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+func (e *env) tokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "token",
+		Usage: "create, list and revoke the node's API tokens (with the node stopped)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a token and print it once (only its SHA-256 is stored)",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{dataFlag(),
+					&cli.StringFlag{Name: "name", Usage: "the token's name, recorded as logged_by (e.g. ci-main)"},
+					&cli.StringFlag{Name: "role", Usage: "appender, auditor or admin"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					if err := required(c, "name", "role"); err != nil {
+						return err
+					}
+					l, err := e.open(c)
+					if err != nil {
+						return err
+					}
+					defer l.Close()
+					secret, t, err := ledger.NewTokens(l.DB).Create(c.Context, c.String("name"), c.String("role"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "created %s token %q; it is shown once, keep it secret (LEDGER_TOKEN):\n", t.Role, t.Name)
+					fmt.Fprintln(e.stdout, secret)
+					return nil
+				},
+			},
+			{
+				Name:      "list",
+				Usage:     "list tokens: name, role, created, revoked",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{dataFlag()},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					l, err := e.open(c)
+					if err != nil {
+						return err
+					}
+					defer l.Close()
+					ts, err := ledger.NewTokens(l.DB).List(c.Context)
+					if err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tREVOKED")
+					for _, t := range ts {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Role, t.CreatedAt, t.RevokedAt)
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a token by name; it stops working at once",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{dataFlag(), &cli.StringFlag{Name: "name", Usage: "the token's name"}},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					if err := required(c, "name"); err != nil {
+						return err
+					}
+					l, err := e.open(c)
+					if err != nil {
+						return err
+					}
+					defer l.Close()
+					t, err := ledger.NewTokens(l.DB).Revoke(c.Context, c.String("name"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "revoked token %q at %s\n", t.Name, t.RevokedAt)
+					return nil
+				},
+			},
+		},
+	}
+}

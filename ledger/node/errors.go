@@ -1,0 +1,72 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// apiError is an error with its HTTP status and a stable code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
+}
+
+// toAPIError maps an error to its status: the one place this is decided.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	var mb *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &mb):
+		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is over this node's limit of %d bytes", mb.Limit)}
+	case errors.Is(err, cas.ErrInvalidDigest), errors.Is(err, ledger.ErrInvalidEntry), errors.Is(err, proofs.ErrInvalidProof):
+		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
+	case errors.Is(err, cas.ErrDigestMismatch):
+		return &apiError{http.StatusBadRequest, "digest_mismatch", err.Error() + "; nothing was stored"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &apiError{http.StatusBadRequest, "truncated", err.Error() + "; nothing was stored"}
+	case errors.Is(err, cas.ErrNotFound), errors.Is(err, ledger.ErrNotFound):
+		return &apiError{http.StatusNotFound, "not_found", err.Error()}
+	case errors.Is(err, ledger.ErrMissingBlob):
+		return &apiError{http.StatusConflict, "missing_blob", err.Error()}
+	case errors.Is(err, ledger.ErrConflict):
+		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	case errors.Is(err, ledger.ErrClosed), errors.Is(err, ledger.ErrFailed):
+		return &apiError{http.StatusServiceUnavailable, "unavailable", err.Error()}
+	}
+	return &apiError{http.StatusInternalServerError, "internal", "internal error; the node's log has the details"}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	ae := toAPIError(err)
+	if ae.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="evidence-ledger"`)
+	}
+	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

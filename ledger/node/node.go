@@ -1,0 +1,403 @@
+// Package node serves a ledger over HTTP: the JSON API of DESIGN §4 for
+// blobs, entries, search, proofs and checkpoints, with bearer-token
+// authentication (tokens stored as SHA-256 hashes, roles appender, auditor
+// and admin) and limits on body sizes.
+//
+// Errors are JSON, {"error":{"code","message"}}, with the status code
+// that fits: 400 bad input, 401 no or unknown token, 403 a role that may
+// not, 404, 409 conflict, 413 too large, 503 shutting down.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxEntryBody = 256 << 10 // an entry is at most 64 KiB; JSON escapes it
+	DefaultMaxBlobSize  = 64 << 30
+)
+
+// Options configure a Server. The zero value of each field means its
+// default; Log, Blobs and Tokens are required.
+type Options struct {
+	Log    *ledger.Log
+	Blobs  cas.Store
+	Tokens *ledger.Tokens
+	// PublicReads lets anyone read; otherwise reads need a token (any role).
+	PublicReads  bool
+	MaxEntryBody int64
+	MaxBlobSize  int64
+	Logger       *slog.Logger
+}
+
+// Server is the HTTP handler of a node.
+type Server struct {
+	opts Options
+	mux  *http.ServeMux
+	log  *slog.Logger
+}
+
+// New checks opts and returns the handler.
+func New(opts Options) (*Server, error) {
+	if opts.Log == nil || opts.Blobs == nil || opts.Tokens == nil {
+		return nil, errors.New("node: Log, Blobs and Tokens are required")
+	}
+	if opts.MaxEntryBody <= 0 {
+		opts.MaxEntryBody = DefaultMaxEntryBody
+	}
+	if opts.MaxBlobSize <= 0 {
+		opts.MaxBlobSize = DefaultMaxBlobSize
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	read, write := ledger.RoleAuditor, ledger.RoleAppender
+	s.handle("GET /healthz", "", s.healthz)
+	s.handle("POST /v1/blobs", write, s.putBlob)
+	s.handle("GET /v1/blobs/{digest}", read, s.getBlob)
+	s.handle("HEAD /v1/blobs/{digest}", read, s.getBlob)
+	s.handle("POST /v1/entries", write, s.appendEntry)
+	s.handle("GET /v1/entries/{index}", read, s.getEntry)
+	s.handle("GET /v1/entries", read, s.search)
+	s.handle("GET /v1/proofs/inclusion", read, s.inclusion)
+	s.handle("GET /v1/proofs/consistency", read, s.consistency)
+	s.handle("GET /v1/checkpoint", read, s.checkpoint)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
+	})
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type ctxKey struct{}
+
+// TokenFrom returns the token that authenticated the request, if any.
+func TokenFrom(ctx context.Context) (ledger.Token, bool) {
+	t, ok := ctx.Value(ctxKey{}).(ledger.Token)
+	return t, ok
+}
+
+// handle registers h behind the authentication and role check for role
+// ("" for none).
+func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.Request) error) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if role != "" {
+			tok, err := s.authenticate(r, role)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			if tok != nil {
+				r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, *tok))
+			}
+		}
+		if err := h(w, r); err != nil {
+			ae := toAPIError(err)
+			if ae.status >= 500 {
+				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeError(w, ae)
+		}
+	})
+}
+
+// authenticate checks the bearer token for an action needing role. Reads
+// pass without a token when reads are public.
+func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		if role == ledger.RoleAuditor && s.opts.PublicReads {
+			return nil, nil
+		}
+		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "this needs a token: send Authorization: Bearer <token> (LEDGER_TOKEN for the CLI)"}
+	}
+	secret, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "the Authorization header must be \"Bearer <token>\""}
+	}
+	tok, err := s.opts.Tokens.Authenticate(r.Context(), strings.TrimSpace(secret))
+	switch {
+	case errors.Is(err, ledger.ErrUnknownToken):
+		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "unknown token"}
+	case errors.Is(err, ledger.ErrTokenRevoked):
+		return nil, &apiError{http.StatusUnauthorized, "token_revoked", "this token was revoked; ask an admin for a new one"}
+	case err != nil:
+		return nil, err
+	}
+	if !tok.Can(role) {
+		return nil, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("token %s has role %s; this needs %s", tok.Name, tok.Role, role)}
+	}
+	return &tok, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	size := s.opts.Log.Size()
+	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "origin": s.opts.Log.Origin(), "tree_size": size})
+}
+
+func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
+	var expect *cas.Digest
+	if v := r.URL.Query().Get("digest"); v != "" {
+		d, err := cas.ParseDigest(v)
+		if err != nil {
+			return badRequest("%v", err)
+		}
+		expect = &d
+	}
+	if r.ContentLength > s.opts.MaxBlobSize {
+		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("blob of %d bytes is over this node's limit of %d", r.ContentLength, s.opts.MaxBlobSize)}
+	}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBlobSize)
+	// A body shorter than its Content-Length is a cut-off upload: make it
+	// an error, so that nothing is stored.
+	var src io.Reader = body
+	if r.ContentLength >= 0 {
+		src = &exactReader{r: body, want: r.ContentLength}
+	}
+	info, err := s.opts.Blobs.Put(r.Context(), src, expect)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", `"`+info.Digest.String()+`"`)
+	return writeJSON(w, http.StatusCreated, map[string]any{"digest": info.Digest, "size": info.Size})
+}
+
+// exactReader fails with io.ErrUnexpectedEOF when the body ends before
+// want bytes.
+type exactReader struct {
+	r    io.Reader
+	want int64
+	n    int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	if errors.Is(err, io.EOF) && e.n < e.want {
+		return n, fmt.Errorf("upload cut off after %d of %d bytes: %w", e.n, e.want, io.ErrUnexpectedEOF)
+	}
+	return n, err
+}
+
+func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
+	d, err := cas.ParseDigest(r.PathValue("digest"))
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	info, err := s.opts.Blobs.Stat(r.Context(), d)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", `"`+d.String()+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	if _, err := cas.Get(r.Context(), s.opts.Blobs, d, w); err != nil {
+		// Headers are gone; the client sees a short body, which the
+		// Content-Length makes detectable. Log it loudly.
+		s.log.Error("blob failed verification while being served", "digest", d, "err", err)
+	}
+	return nil
+}
+
+// entryRequest is the body of POST /v1/entries.
+type entryRequest struct {
+	Kind    ledger.Kind     `json:"kind"`
+	Subject json.RawMessage `json:"subject"`
+}
+
+func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
+	tok, _ := TokenFrom(r.Context())
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxEntryBody))
+	if err != nil {
+		return err
+	}
+	req, err := ParseEntryRequest(body)
+	if err != nil {
+		return err
+	}
+	if req.Kind == ledger.KindSigner && !tok.Can(ledger.RoleAdmin) {
+		return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("token %s has role %s; enrolling or revoking signers needs admin", tok.Name, tok.Role)}
+	}
+	rc, err := s.opts.Log.Append(r.Context(), ledger.Claim{Kind: req.Kind, Subject: req.Subject}, tok.Name)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if rc.Duplicate {
+		status = http.StatusOK
+	}
+	return writeJSON(w, status, rc)
+}
+
+// ParseEntryRequest parses the body of POST /v1/entries strictly: one
+// JSON object with exactly "kind" and "subject".
+func ParseEntryRequest(body []byte) (entryRequest, error) {
+	var req entryRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, badRequest("body must be {\"kind\": ..., \"subject\": {...}}: %v", err)
+	}
+	if dec.More() {
+		return req, badRequest("body has data after the JSON object")
+	}
+	if req.Kind == "" || len(req.Subject) == 0 {
+		return req, badRequest("body must have both \"kind\" and \"subject\"")
+	}
+	return req, nil
+}
+
+// entryView is how the API shows an entry.
+type entryView struct {
+	Index       uint64          `json:"index"`
+	Entry       json.RawMessage `json:"entry"`
+	EntryDigest string          `json:"entry_digest"`
+}
+
+func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
+	i, err := parseUint(r.PathValue("index"), "index")
+	if err != nil {
+		return err
+	}
+	b, err := s.opts.Log.Entry(r.Context(), i)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, entryView{i, b, proofs.EntryDigest(b)})
+}
+
+func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "digest", "kind", "uid", "release", "key_id", "start", "limit":
+		default:
+			return badRequest("unknown search parameter %q (want digest, kind, uid, release, key_id, start, limit)", k)
+		}
+	}
+	query := ledger.Query{Digest: q.Get("digest"), Kind: ledger.Kind(q.Get("kind")), UID: q.Get("uid"), Release: q.Get("release"), KeyID: q.Get("key_id")}
+	var start uint64
+	limit := 100
+	if v := q.Get("start"); v != "" {
+		var err error
+		if start, err = parseUint(v, "start"); err != nil {
+			return err
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := parseUint(v, "limit")
+		if err != nil || n == 0 || n > 1000 {
+			return badRequest("limit must be 1 to 1000")
+		}
+		limit = int(n)
+	}
+	idx, err := s.opts.Log.Search(r.Context(), query, start, limit+1)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Entries []entryView `json:"entries"`
+		Next    *uint64     `json:"next,omitempty"`
+	}{Entries: []entryView{}}
+	for n, i := range idx {
+		if n == limit {
+			out.Next = &i
+			break
+		}
+		b, err := s.opts.Log.Entry(r.Context(), i)
+		if err != nil {
+			return err
+		}
+		out.Entries = append(out.Entries, entryView{i, b, proofs.EntryDigest(b)})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) inclusion(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	i, err := parseUint(q.Get("index"), "index")
+	if err != nil {
+		return err
+	}
+	size := s.opts.Log.Size()
+	if v := q.Get("tree_size"); v != "" {
+		if size, err = parseUint(v, "tree_size"); err != nil {
+			return err
+		}
+	}
+	p, err := s.opts.Log.ProveInclusion(r.Context(), i, size)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) consistency(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	from, err := parseUint(q.Get("from"), "from")
+	if err != nil {
+		return err
+	}
+	to := s.opts.Log.Size()
+	if v := q.Get("to"); v != "" {
+		if to, err = parseUint(v, "to"); err != nil {
+			return err
+		}
+	}
+	p, err := s.opts.Log.ProveConsistency(r.Context(), from, to)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
+	var cp []byte
+	if v := r.URL.Query().Get("size"); v != "" {
+		size, err := parseUint(v, "size")
+		if err != nil {
+			return err
+		}
+		if cp, err = s.opts.Log.CheckpointAt(r.Context(), size); err != nil {
+			return err
+		}
+	} else {
+		cp, _ = s.opts.Log.Checkpoint()
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, err := w.Write(cp)
+	return err
+}
+
+func parseUint(s, name string) (uint64, error) {
+	if s == "" {
+		return 0, badRequest("missing %s", name)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, badRequest("%s %q is not a non-negative integer", name, s)
+	}
+	return n, nil
+}

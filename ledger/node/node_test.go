@@ -1,0 +1,243 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+type env struct {
+	t       *testing.T
+	l       *ledger.Ledger
+	srv     *httptest.Server
+	tokens  map[string]string // role → secret
+	revoked string
+}
+
+func newEnv(t *testing.T, opts Options) *env {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, err := ledger.Init(t.Context(), dir, "node.example/dhf"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	tokens := ledger.NewTokens(l.DB)
+	e := &env{t: t, l: l, tokens: map[string]string{}}
+	for _, role := range []string{ledger.RoleAppender, ledger.RoleAuditor, ledger.RoleAdmin} {
+		secret, _, err := tokens.Create(t.Context(), "t-"+role, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.tokens[role] = secret
+	}
+	e.revoked, _, _ = tokens.Create(t.Context(), "old-ci", ledger.RoleAppender)
+	tokens.Revoke(t.Context(), "old-ci")
+	opts.Log, opts.Blobs, opts.Tokens = l.Log, l.Blobs, tokens
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(s)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (e *env) do(method, path, token string, body io.Reader) response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+// wantError checks an error response's status and code.
+func wantError(t *testing.T, r response, status int, code string) {
+	t.Helper()
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(r.body, &body); err != nil || r.status != status || body.Error.Code != code || body.Error.Message == "" {
+		t.Errorf("got %d %s, want %d with error code %q", r.status, r.body, status, code)
+	}
+}
+
+func TestAppendAndRead(t *testing.T) {
+	e := newEnv(t, Options{})
+	app := e.tokens[ledger.RoleAppender]
+	content := []byte("<testsuites/>")
+	d := cas.Sum(content)
+
+	r := e.do("POST", "/v1/blobs?digest="+d.String(), app, bytes.NewReader(content))
+	if r.status != http.StatusCreated || !strings.Contains(string(r.body), d.String()) || r.header.Get("ETag") != `"`+d.String()+`"` {
+		t.Fatalf("put blob: %d %s", r.status, r.body)
+	}
+	r = e.do("HEAD", "/v1/blobs/"+d.String(), app, nil)
+	if r.status != 200 || r.header.Get("Content-Length") != "13" || len(r.body) != 0 {
+		t.Errorf("HEAD: %d %v", r.status, r.header)
+	}
+	r = e.do("GET", "/v1/blobs/"+d.String(), e.tokens[ledger.RoleAuditor], nil)
+	if r.status != 200 || !bytes.Equal(r.body, content) {
+		t.Errorf("GET blob: %d %q", r.status, r.body)
+	}
+
+	entry := `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":13,"name":"junit.xml","media_type":"application/xml","release":"v0.1.0"}}`
+	r = e.do("POST", "/v1/entries", app, strings.NewReader(entry))
+	if r.status != http.StatusCreated {
+		t.Fatalf("append: %d %s", r.status, r.body)
+	}
+	rc, err := proofs.ParseReceipt(r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := proofs.NewVerifier(e.l.PublicKey)
+	if _, err := proofs.VerifyReceipt(rc, v); err != nil {
+		t.Errorf("receipt: %v", err)
+	}
+	got, _ := ledger.ParseEntry(rc.Entry)
+	if got.LoggedBy != "t-appender" {
+		t.Errorf("logged_by %q, want the token's name", got.LoggedBy)
+	}
+	r = e.do("POST", "/v1/entries", app, strings.NewReader(entry))
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"duplicate":true`) {
+		t.Errorf("duplicate append: %d %s", r.status, r.body)
+	}
+
+	aud := e.tokens[ledger.RoleAuditor]
+	r = e.do("GET", "/v1/entries/0", aud, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"index":0`) {
+		t.Errorf("entry: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/entries?digest="+d.String()+"&kind=artefact", aud, nil)
+	if r.status != 200 || strings.Count(string(r.body), `"index"`) != 1 {
+		t.Errorf("search: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/proofs/inclusion?index=0&tree_size=1", aud, nil)
+	var p proofs.InclusionProof
+	if r.status != 200 || json.Unmarshal(r.body, &p) != nil || p.TreeSize != 1 {
+		t.Errorf("inclusion: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/checkpoint", aud, nil)
+	if _, err := proofs.OpenCheckpoint(r.body, v); r.status != 200 || err != nil {
+		t.Errorf("checkpoint: %d %v", r.status, err)
+	}
+	r = e.do("GET", "/v1/checkpoint?size=1", aud, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), "node.example/dhf\n1\n") {
+		t.Errorf("checkpoint at 1: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/proofs/consistency?from=1", aud, nil)
+	if r.status != 200 {
+		t.Errorf("consistency: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/healthz", "", nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"tree_size":1`) {
+		t.Errorf("healthz: %d %s", r.status, r.body)
+	}
+}
+
+func TestBadRequestsStoreNothing(t *testing.T) {
+	e := newEnv(t, Options{MaxBlobSize: 1 << 20})
+	app, aud, admin := e.tokens[ledger.RoleAppender], e.tokens[ledger.RoleAuditor], e.tokens[ledger.RoleAdmin]
+	content := []byte("installer bytes")
+	d := cas.Sum(content)
+	has := func() bool { ok, _ := e.l.Blobs.Has(t.Context(), d); return ok }
+
+	wantError(t, e.do("POST", "/v1/blobs", "", bytes.NewReader(content)), 401, "unauthenticated")
+	wantError(t, e.do("POST", "/v1/blobs", "elt_wrong", bytes.NewReader(content)), 401, "unauthenticated")
+	wantError(t, e.do("POST", "/v1/blobs", e.revoked, bytes.NewReader(content)), 401, "token_revoked")
+	wantError(t, e.do("POST", "/v1/blobs", aud, bytes.NewReader(content)), 403, "forbidden")
+	wantError(t, e.do("POST", "/v1/blobs?digest="+cas.Sum([]byte("x")).String(), app, bytes.NewReader(content)), 400, "digest_mismatch")
+	wantError(t, e.do("POST", "/v1/blobs?digest=sha256:nothex", app, bytes.NewReader(content)), 400, "bad_request")
+	wantError(t, e.do("POST", "/v1/blobs", app, bytes.NewReader(make([]byte, 2<<20))), 413, "too_large")
+	if has() {
+		t.Fatal("a refused upload stored the blob")
+	}
+
+	// An upload cut off half-way: the body ends before its Content-Length.
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/blobs", io.NopCloser(bytes.NewReader(content[:5])))
+	req.ContentLength = int64(len(content))
+	req.Header.Set("Authorization", "Bearer "+app)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("cut-off upload: status %d", resp.StatusCode)
+		}
+	}
+	if ok, _ := e.l.Blobs.Has(t.Context(), cas.Sum(content[:5])); ok || has() {
+		t.Error("a cut-off upload stored something")
+	}
+
+	for name, body := range map[string]string{
+		"malformed":     `{"kind":"artefact",`,
+		"unknown field": `{"kind":"artefact","subject":{},"extra":1}`,
+		"no subject":    `{"kind":"artefact"}`,
+		"two objects":   `{"kind":"artefact","subject":{}} {}`,
+		"bad subject":   `{"kind":"artefact","subject":{"digest":"sha256:00"}}`,
+		"unknown kind":  `{"kind":"vibes","subject":{}}`,
+	} {
+		r := e.do("POST", "/v1/entries", app, strings.NewReader(body))
+		if r.status != 400 {
+			t.Errorf("%s: %d %s, want 400", name, r.status, r.body)
+		}
+	}
+	missing := `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a.exe","media_type":"application/octet-stream"}}`
+	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(missing)), 409, "missing_blob")
+	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(`{"kind":"artefact","subject":{"name":"`+strings.Repeat("x", 300<<10)+`"}}`)), 413, "too_large")
+	signer := `{"kind":"signer","subject":{"action":"revoke","key_id":"` + d.String() + `","reason":"x"}}`
+	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(signer)), 403, "forbidden")
+	if r := e.do("POST", "/v1/entries", admin, strings.NewReader(signer)); r.status != 201 {
+		t.Errorf("admin signer entry: %d %s", r.status, r.body)
+	}
+	if e.l.Log.Size() != 1 {
+		t.Errorf("log size %d, want only the admin's entry", e.l.Log.Size())
+	}
+
+	// Reads need a token unless public; sizes beyond the tree are refused.
+	wantError(t, e.do("GET", "/v1/entries/0", "", nil), 401, "unauthenticated")
+	wantError(t, e.do("GET", "/v1/entries/7", aud, nil), 404, "not_found")
+	wantError(t, e.do("GET", "/v1/entries/x", aud, nil), 400, "bad_request")
+	r := e.do("GET", "/v1/proofs/inclusion?index=0&tree_size=99", aud, nil)
+	if r.status < 400 || r.status >= 500 {
+		t.Errorf("tree size beyond the log: %d %s", r.status, r.body)
+	}
+	wantError(t, e.do("GET", "/v1/entries?colour=red", aud, nil), 400, "bad_request")
+	wantError(t, e.do("GET", "/v1/../../etc/passwd", aud, nil), 404, "not_found")
+	wantError(t, e.do("GET", "/v1/blobs/..%2f..%2fetc", aud, nil), 400, "bad_request")
+}
+
+func TestPublicReads(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	if r := e.do("GET", "/v1/checkpoint", "", nil); r.status != 200 {
+		t.Errorf("public checkpoint: %d", r.status)
+	}
+	wantError(t, e.do("POST", "/v1/blobs", "", strings.NewReader("x")), 401, "unauthenticated")
+	wantError(t, e.do("GET", "/v1/checkpoint", e.revoked, nil), 401, "token_revoked")
+}
