@@ -24,8 +24,10 @@ import (
 	"github.com/tracealm/evidence-ledger/cas"
 )
 
-// MaxEntrySize is the largest entry, in canonical JSON bytes, the log accepts.
-const MaxEntrySize = 64 << 10
+// MaxEntrySize is the largest entry, in canonical JSON bytes, the log accepts:
+// 64 KiB less one, so that a C2SP tlog-tiles entry bundle can state every
+// entry's length in its 16 bits.
+const MaxEntrySize = 64<<10 - 1
 
 // EntryVersion is the entry format version this package writes and reads.
 const EntryVersion = 1

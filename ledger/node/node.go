@@ -76,6 +76,8 @@ func New(opts Options) (*Server, error) {
 	s.handle("GET /v1/proofs/inclusion", read, s.inclusion)
 	s.handle("GET /v1/proofs/consistency", read, s.consistency)
 	s.handle("GET /v1/checkpoint", read, s.checkpoint)
+	s.handle("GET /checkpoint", read, s.tlogCheckpoint)
+	s.handle("GET /tile/", read, s.tile)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 	})
