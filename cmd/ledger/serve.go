@@ -28,6 +28,8 @@ func (e *env) serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "and this private key `FILE` (PEM)"},
 			&cli.Int64Flag{Name: "max-blob-size", Value: node.DefaultMaxBlobSize, Usage: "largest blob upload, in bytes"},
+			&cli.Float64Flag{Name: "rate-limit", Value: 0, Usage: "requests per second per token (0: no limit)"},
+			&cli.IntFlag{Name: "rate-burst", Value: 0, Usage: "burst allowed above --rate-limit (default: one second's worth)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -47,7 +49,8 @@ func (e *env) serveCommand() *cli.Command {
 			}
 			defer l.Close()
 			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB),
-				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"), Logger: logger})
+				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
+				RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
 			if err != nil {
 				return err
 			}

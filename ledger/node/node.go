@@ -15,9 +15,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -40,14 +45,24 @@ type Options struct {
 	PublicReads  bool
 	MaxEntryBody int64
 	MaxBlobSize  int64
-	Logger       *slog.Logger
+	// RateLimit is the requests per second allowed per token (per client
+	// address for anonymous reads), with bursts of RateBurst; zero means
+	// no limit.
+	RateLimit float64
+	RateBurst int
+	// Registry receives the node's Prometheus metrics, served at
+	// /metrics; nil means a registry of the Server's own.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
 }
 
 // Server is the HTTP handler of a node.
 type Server struct {
-	opts Options
-	mux  *http.ServeMux
-	log  *slog.Logger
+	opts    Options
+	mux     *http.ServeMux
+	log     *slog.Logger
+	limits  *limiters
+	metrics *metrics
 }
 
 // New checks opts and returns the handler.
@@ -61,10 +76,15 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBlobSize <= 0 {
 		opts.MaxBlobSize = DefaultMaxBlobSize
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger, limits: newLimiters(opts.RateLimit, opts.RateBurst)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.metrics = newMetrics(opts.Registry, opts.Log.Size)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	read, write := ledger.RoleAuditor, ledger.RoleAppender
 	s.handle("GET /healthz", "", s.healthz)
 	s.handle("POST /v1/blobs", write, s.putBlob)
@@ -98,7 +118,15 @@ func TokenFrom(ctx context.Context) (ledger.Token, bool) {
 // handle registers h behind the authentication and role check for role
 // ("" for none).
 func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.Request) error) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	route := pattern
+	s.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		w := &statusRecorder{ResponseWriter: rw}
+		defer func() {
+			s.metrics.requests.WithLabelValues(route, strconv.Itoa(w.code)).Inc()
+			s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		key := "addr:" + clientAddr(r)
 		if role != "" {
 			tok, err := s.authenticate(r, role)
 			if err != nil {
@@ -107,7 +135,12 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 			}
 			if tok != nil {
 				r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, *tok))
+				key = "token:" + tok.Name
 			}
+		}
+		if ok, wait := s.limits.allow(key); !ok {
+			tooMany(w, wait)
+			return
 		}
 		if err := h(w, r); err != nil {
 			ae := toAPIError(err)
@@ -245,6 +278,7 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.appends.WithLabelValues(string(req.Kind), strconv.FormatBool(rc.Duplicate)).Inc()
 	status := http.StatusCreated
 	if rc.Duplicate {
 		status = http.StatusOK
@@ -391,6 +425,15 @@ func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-cache")
 	_, err := w.Write(cp)
 	return err
+}
+
+// clientAddr is the client's IP address, without the port.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func parseUint(s, name string) (uint64, error) {

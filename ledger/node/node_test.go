@@ -241,3 +241,30 @@ func TestPublicReads(t *testing.T) {
 	wantError(t, e.do("POST", "/v1/blobs", "", strings.NewReader("x")), 401, "unauthenticated")
 	wantError(t, e.do("GET", "/v1/checkpoint", e.revoked, nil), 401, "token_revoked")
 }
+
+func TestRateLimitAndMetrics(t *testing.T) {
+	e := newEnv(t, Options{RateLimit: 1, RateBurst: 3})
+	aud := e.tokens[ledger.RoleAuditor]
+	var codes []int
+	for range 5 {
+		codes = append(codes, e.do("GET", "/v1/checkpoint", aud, nil).status)
+	}
+	if codes[0] != 200 || codes[2] != 200 || codes[4] != 429 {
+		t.Errorf("statuses %v: want a burst of 3 then 429", codes)
+	}
+	r := e.do("GET", "/v1/checkpoint", aud, nil)
+	wantError(t, r, 429, "rate_limited")
+	if r.header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	// Another token has its own bucket.
+	if r := e.do("GET", "/v1/checkpoint", e.tokens[ledger.RoleAdmin], nil); r.status != 200 {
+		t.Errorf("admin token limited by the auditor's bucket: %d", r.status)
+	}
+	m := e.do("GET", "/metrics", "", nil)
+	for _, want := range []string{`ledger_http_requests_total{code="429",route="GET /v1/checkpoint"}`, `ledger_http_requests_total{code="200",route="GET /v1/checkpoint"} 4`, "ledger_tree_size 0", "ledger_http_request_duration_seconds_bucket"} {
+		if !strings.Contains(string(m.body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

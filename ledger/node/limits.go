@@ -1,0 +1,106 @@
+package node
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// limiters hands out one token bucket per token name (or per client
+// address for unauthenticated reads).
+type limiters struct {
+	rate  rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
+}
+
+func newLimiters(perSecond float64, burst int) *limiters {
+	if perSecond <= 0 {
+		return nil
+	}
+	if burst <= 0 {
+		burst = int(math.Ceil(perSecond))
+	}
+	return &limiters{rate: rate.Limit(perSecond), burst: burst, m: map[string]*rate.Limiter{}}
+}
+
+// allow takes one request from key's bucket; if it is empty it returns how
+// long to wait.
+func (l *limiters) allow(key string) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	lim, ok := l.m[key]
+	if !ok {
+		lim = rate.NewLimiter(l.rate, l.burst)
+		l.m[key] = lim
+	}
+	l.mu.Unlock()
+	r := lim.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return false, d
+	}
+	return true, 0
+}
+
+func tooMany(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	writeError(w, &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests for this token; retry after the time in Retry-After"})
+}
+
+// metrics are the node's Prometheus metrics.
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	appends  *prometheus.CounterVec
+	treeSize prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer, size func() uint64) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledger_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ledger_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
+		}, []string{"route"}),
+		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledger_appends_total", Help: "Entries appended, by kind and whether the claim was already logged.",
+		}, []string{"kind", "duplicate"}),
+		treeSize: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ledger_tree_size", Help: "Entries in the log (the size of the latest durable checkpoint).",
+		}, func() float64 { return float64(size()) }),
+	}
+	reg.MustRegister(m.requests, m.latency, m.appends, m.treeSize)
+	return m
+}
+
+// statusRecorder remembers the status code written.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
