@@ -9,6 +9,8 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/release"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -40,6 +42,12 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "digest_mismatch", err.Error() + "; nothing was stored"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return &apiError{http.StatusBadRequest, "truncated", err.Error() + "; nothing was stored"}
+	case errors.Is(err, release.ErrKeyBound), errors.Is(err, release.ErrRevoked), errors.Is(err, release.ErrExpired), errors.Is(err, release.ErrVersionTaken):
+		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	case errors.Is(err, release.ErrNotEnrolled), errors.Is(err, release.ErrUnknownRelease):
+		return &apiError{http.StatusNotFound, "not_found", err.Error()}
+	case errors.Is(err, signing.ErrInvalidKey), errors.Is(err, signing.ErrInvalidManifest), errors.Is(err, release.ErrDuplicateUID):
+		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, cas.ErrNotFound), errors.Is(err, ledger.ErrNotFound):
 		return &apiError{http.StatusNotFound, "not_found", err.Error()}
 	case errors.Is(err, ledger.ErrMissingBlob):

@@ -26,6 +26,8 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/release"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -58,11 +60,12 @@ type Options struct {
 
 // Server is the HTTP handler of a node.
 type Server struct {
-	opts    Options
-	mux     *http.ServeMux
-	log     *slog.Logger
-	limits  *limiters
-	metrics *metrics
+	opts     Options
+	registry *release.Registry
+	mux      *http.ServeMux
+	log      *slog.Logger
+	limits   *limiters
+	metrics  *metrics
 }
 
 // New checks opts and returns the handler.
@@ -84,6 +87,7 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.metrics = newMetrics(opts.Registry, opts.Log.Size)
+	s.registry = release.New(opts.Log, opts.Blobs)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	read, write := ledger.RoleAuditor, ledger.RoleAppender
 	s.handle("GET /healthz", "", s.healthz)
@@ -271,10 +275,7 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req.Kind == ledger.KindSigner && !tok.Can(ledger.RoleAdmin) {
-		return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("token %s has role %s; enrolling or revoking signers needs admin", tok.Name, tok.Role)}
-	}
-	rc, err := s.opts.Log.Append(r.Context(), ledger.Claim{Kind: req.Kind, Subject: req.Subject}, tok.Name)
+	rc, err := s.append(r.Context(), tok, req)
 	if err != nil {
 		return err
 	}
@@ -284,6 +285,62 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusOK
 	}
 	return writeJSON(w, status, rc)
+}
+
+// append appends an entry, through the checks of its kind: signer
+// enrolments and revocations go through the registry's rules (admin only;
+// one key, one person), stamps are deduplicated by UID and REVIEWED_HASH,
+// and release entries only come from recording a release.
+func (s *Server) append(ctx context.Context, tok ledger.Token, req entryRequest) (proofs.Receipt, error) {
+	switch req.Kind {
+	case ledger.KindSigner:
+		if !tok.Can(ledger.RoleAdmin) {
+			return proofs.Receipt{}, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("token %s has role %s; enrolling or revoking signers needs admin", tok.Name, tok.Role)}
+		}
+		var sub ledger.Signer
+		if err := decodeSubject(req.Subject, &sub); err != nil {
+			return proofs.Receipt{}, err
+		}
+		switch sub.Action {
+		case ledger.SignerEnroll:
+			var until time.Time
+			if sub.ValidUntil != "" {
+				var err error
+				if until, err = time.Parse(time.RFC3339, sub.ValidUntil); err != nil {
+					return proofs.Receipt{}, badRequest("valid_until %q is not an RFC 3339 time", sub.ValidUntil)
+				}
+			}
+			k, err := signing.ParsePublicKey([]byte(sub.PublicKey))
+			if err != nil {
+				return proofs.Receipt{}, badRequest("public_key: %v", err)
+			}
+			if k.KeyID() != sub.KeyID {
+				return proofs.Receipt{}, badRequest("key_id %s is not the key's id %s", sub.KeyID, k.KeyID())
+			}
+			return s.registry.Enroll(ctx, release.Enrolment{PublicKey: []byte(sub.PublicKey), Name: sub.Name, Email: sub.Email, Role: sub.Role, ValidUntil: until, Reason: sub.Reason}, tok.Name)
+		case ledger.SignerRevoke:
+			return s.registry.Revoke(ctx, sub.KeyID, sub.Reason, tok.Name)
+		}
+	case ledger.KindStamp:
+		var sub ledger.Stamp
+		if err := decodeSubject(req.Subject, &sub); err != nil {
+			return proofs.Receipt{}, err
+		}
+		return s.registry.Stamp(ctx, sub, nil, tok.Name)
+	case ledger.KindRelease:
+		return proofs.Receipt{}, badRequest("release entries are appended only by recording a release, which checks the manifest against the bundle and the signer (ledger release record)")
+	}
+	return s.opts.Log.Append(ctx, ledger.Claim{Kind: req.Kind, Subject: req.Subject}, tok.Name)
+}
+
+// decodeSubject decodes a subject strictly into v.
+func decodeSubject(raw json.RawMessage, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("subject: %v", err)
+	}
+	return nil
 }
 
 // ParseEntryRequest parses the body of POST /v1/entries strictly: one

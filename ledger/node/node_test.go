@@ -12,6 +12,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -211,13 +212,24 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 	missing := `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a.exe","media_type":"application/octet-stream"}}`
 	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(missing)), 409, "missing_blob")
 	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(`{"kind":"artefact","subject":{"name":"`+strings.Repeat("x", 300<<10)+`"}}`)), 413, "too_large")
-	signer := `{"kind":"signer","subject":{"action":"revoke","key_id":"` + d.String() + `","reason":"x"}}`
-	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(signer)), 403, "forbidden")
-	if r := e.do("POST", "/v1/entries", admin, strings.NewReader(signer)); r.status != 201 {
-		t.Errorf("admin signer entry: %d %s", r.status, r.body)
+	// Signer entries: admin only, through the enrolment rules.
+	k, _ := signing.GenerateKey(signing.Ed25519)
+	pemJSON, _ := json.Marshal(string(k.Public().PEM()))
+	enrol := func(name string) string {
+		return `{"kind":"signer","subject":{"action":"enroll","key_id":"` + k.Public().KeyID() + `","public_key":` + string(pemJSON) + `,"name":"` + name + `","email":"jane@example.com","role":"qa"}}`
 	}
+	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(enrol("Jane Doe"))), 403, "forbidden")
+	wantError(t, e.do("POST", "/v1/entries", admin, strings.NewReader(`{"kind":"signer","subject":{"action":"revoke","key_id":"`+d.String()+`","reason":"x"}}`)), 404, "not_found")
+	wrongID := strings.Replace(enrol("Jane Doe"), k.Public().KeyID(), d.String(), 1)
+	wantError(t, e.do("POST", "/v1/entries", admin, strings.NewReader(wrongID)), 400, "bad_request")
+	if r := e.do("POST", "/v1/entries", admin, strings.NewReader(enrol("Jane Doe"))); r.status != 201 {
+		t.Errorf("admin enrolment: %d %s", r.status, r.body)
+	}
+	wantError(t, e.do("POST", "/v1/entries", admin, strings.NewReader(enrol("John Roe"))), 409, "conflict")
+	release := `{"kind":"release","subject":{"version":"v1.0.0","bundle":"` + d.String() + `","manifest":"` + d.String() + `","key_id":"` + k.Public().KeyID() + `","meaning":"reviewed","signed_at":"2026-01-01T00:00:00Z","previous":null}}`
+	wantError(t, e.do("POST", "/v1/entries", admin, strings.NewReader(release)), 400, "bad_request")
 	if e.l.Log.Size() != 1 {
-		t.Errorf("log size %d, want only the admin's entry", e.l.Log.Size())
+		t.Errorf("log size %d, want only the admin's enrolment", e.l.Log.Size())
 	}
 
 	// Reads need a token unless public; sizes beyond the tree are refused.

@@ -114,7 +114,8 @@ func (r *Registry) allStamps(ctx context.Context) (map[string][]StampedEntry, er
 	return out, nil
 }
 
-// Stamp appends one stamp, storing the document it came from as a blob,
+// Stamp appends one stamp, storing the document it came from as a blob
+// (document nil means it is stored already, under s.DocumentDigest),
 // unless a stamp of the same UID and REVIEWED_HASH is in the log already;
 // then it returns that stamp's receipt, marked duplicate.
 func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, by string) (proofs.Receipt, error) {
@@ -126,11 +127,13 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 	if s.ApprovedAt == "" {
 		s.ApprovedAt = r.now().UTC().Format(time.RFC3339)
 	}
-	d := cas.Sum(document)
-	if !s.DocumentDigest.IsZero() && s.DocumentDigest != d {
-		return proofs.Receipt{}, fmt.Errorf("document digest %s does not match the document given (%s)", s.DocumentDigest, d)
+	if document != nil {
+		d := cas.Sum(document)
+		if !s.DocumentDigest.IsZero() && s.DocumentDigest != d {
+			return proofs.Receipt{}, fmt.Errorf("document digest %s does not match the document given (%s)", s.DocumentDigest, d)
+		}
+		s.DocumentDigest = d
 	}
-	s.DocumentDigest = d
 	if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
 		return proofs.Receipt{}, err
 	}
@@ -147,8 +150,10 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 			return rc, err
 		}
 	}
-	if _, err := r.putBytes(ctx, document); err != nil {
-		return proofs.Receipt{}, fmt.Errorf("storing %s: %w", s.Document, err)
+	if document != nil {
+		if _, err := r.putBytes(ctx, document); err != nil {
+			return proofs.Receipt{}, fmt.Errorf("storing %s: %w", s.Document, err)
+		}
 	}
 	return r.log.Append(ctx, ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by)
 }
