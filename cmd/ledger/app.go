@@ -56,6 +56,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.traceCommand(),
 			e.serveCommand(),
 			e.tokenCommand(),
+			e.monitorCommand(),
 		},
 		// Action runs only when no command matched: show help for a bare
 		// `ledger`, and make a mistyped command a usage error.

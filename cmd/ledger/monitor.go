@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tracealm/evidence-ledger/ledger/client"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+func (e *env) monitorCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "monitor",
+		Usage:     "follow a node: verify each new checkpoint and its consistency with the last one saved; fail loudly on a fork or rollback",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "node", EnvVars: []string{"LEDGER_NODE"}, Usage: "the node's `URL`"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"LEDGER_TOKEN"}, Usage: "a token, if the node's reads need one"},
+			&cli.StringFlag{Name: "log-key", Usage: "the log's public key `FILE` (log.pub), as handed to you"},
+			&cli.StringFlag{Name: "state", Usage: "`FILE` keeping the last verified checkpoint between runs"},
+			&cli.DurationFlag{Name: "interval", Value: 30 * time.Second, Usage: "time between checks"},
+			&cli.BoolFlag{Name: "once", Usage: "check once and exit (for cron)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := required(c, "node", "log-key", "state"); err != nil {
+				return err
+			}
+			vkey, err := os.ReadFile(c.String("log-key"))
+			if err != nil {
+				return usageError{fmt.Errorf("--log-key: %w", err)}
+			}
+			verifier, err := proofs.NewVerifier(strings.TrimSpace(string(vkey)))
+			if err != nil {
+				return usageError{fmt.Errorf("--log-key: %w", err)}
+			}
+			cl, err := client.New(c.String("node"), c.String("token"))
+			if err != nil {
+				return usageError{err}
+			}
+			state := c.String("state")
+			for {
+				prev, err := os.ReadFile(state)
+				if errors.Is(err, os.ErrNotExist) {
+					prev, err = nil, nil
+				}
+				if err != nil {
+					return err
+				}
+				obs, err := cl.Observe(c.Context, verifier, prev)
+				switch {
+				case errors.Is(err, client.ErrFork), errors.Is(err, client.ErrRollback):
+					fmt.Fprintf(e.stderr, "!!! %v\n!!! the saved checkpoint (%s) and the node's are both signed by the log key: keep them as evidence\n", err, state)
+					if obs.Checkpoint != nil {
+						os.WriteFile(state+".conflict", obs.Checkpoint, 0o644)
+					}
+					return failure{fmt.Errorf("monitor: %v", errors.Unwrap(err))}
+				case err != nil:
+					fmt.Fprintf(e.stderr, "monitor: %v\n", err)
+					if c.Bool("once") {
+						return err
+					}
+				default:
+					if obs.Previous == nil || obs.Grew {
+						if err := writeAtomic(state, obs.Checkpoint); err != nil {
+							return err
+						}
+					}
+					from := "first checkpoint"
+					if obs.Previous != nil {
+						from = fmt.Sprintf("consistent with size %d", obs.Previous.Size)
+					}
+					fmt.Fprintf(e.stdout, "%s ok %s size %d (%s)\n", time.Now().UTC().Format(time.RFC3339), obs.Current.Origin, obs.Current.Size, from)
+				}
+				if c.Bool("once") {
+					return nil
+				}
+				select {
+				case <-c.Context.Done():
+					return nil
+				case <-time.After(c.Duration("interval")):
+				}
+			}
+		},
+	}
+}
+
+// writeAtomic replaces path with b through a synced temporary file.
+func writeAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

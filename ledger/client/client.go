@@ -1,0 +1,177 @@
+// Package client talks to a ledger node's HTTP API (ledger/node): blobs,
+// entries, proofs and checkpoints. It trusts nothing the node says about
+// the log: callers verify checkpoints and proofs with keys they hold
+// (proofs.OpenCheckpoint, proofs.VerifyConsistency, proofs.VerifyReceipt).
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// Error is an error answer from the node.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("node answered %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// ErrNotFound is wrapped by a 404 answer.
+var ErrNotFound = errors.New("not found on the node")
+
+// Unwrap lets errors.Is(err, ErrNotFound) see 404s.
+func (e *Error) Unwrap() error {
+	if e.Status == http.StatusNotFound {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Client is a node's API client. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	hc    *http.Client
+}
+
+// MaxResponse bounds JSON and checkpoint answers (blobs stream).
+const MaxResponse = 16 << 20
+
+// New returns a client for the node at baseURL (http or https), sending
+// token, if not empty, as a bearer token.
+func New(baseURL, token string) (*Client, error) {
+	u, err := url.Parse(strings.TrimSuffix(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("node URL %q: want http://host:port or https://host:port", baseURL)
+	}
+	return &Client{base: u, token: token, hc: &http.Client{Timeout: 0, Transport: &http.Transport{
+		MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 5 * time.Minute,
+	}}}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64) (*http.Response, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if size >= 0 && body != nil {
+		req.ContentLength = size
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+			return nil, &Error{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(b))}
+		}
+		return nil, &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	return resp, nil
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, q, nil, -1)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(io.LimitReader(resp.Body, MaxResponse)).Decode(v)
+}
+
+// Checkpoint fetches the latest signed checkpoint, or the one for size if
+// size > 0. The caller verifies it.
+func (c *Client) Checkpoint(ctx context.Context, size uint64) ([]byte, error) {
+	q := url.Values{}
+	if size > 0 {
+		q.Set("size", strconv.FormatUint(size, 10))
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/checkpoint", q, nil, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, MaxResponse))
+}
+
+// ProveConsistency fetches the proof that the tree of size from is a
+// prefix of the tree of size to.
+func (c *Client) ProveConsistency(ctx context.Context, from, to uint64) (proofs.ConsistencyProof, error) {
+	var p proofs.ConsistencyProof
+	err := c.getJSON(ctx, "/v1/proofs/consistency", url.Values{"from": {strconv.FormatUint(from, 10)}, "to": {strconv.FormatUint(to, 10)}}, &p)
+	return p, err
+}
+
+// ProveInclusion fetches the proof that entry index is in the tree of size.
+func (c *Client) ProveInclusion(ctx context.Context, index, size uint64) (proofs.InclusionProof, error) {
+	var p proofs.InclusionProof
+	err := c.getJSON(ctx, "/v1/proofs/inclusion", url.Values{"index": {strconv.FormatUint(index, 10)}, "tree_size": {strconv.FormatUint(size, 10)}}, &p)
+	return p, err
+}
+
+// PutBlob uploads a blob of size bytes (-1 if unknown); with expect, the
+// node refuses other content.
+func (c *Client) PutBlob(ctx context.Context, r io.Reader, size int64, expect *cas.Digest) (cas.Digest, error) {
+	q := url.Values{}
+	if expect != nil {
+		q.Set("digest", expect.String())
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/blobs", q, r, size)
+	if err != nil {
+		return cas.Digest{}, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Digest cas.Digest `json:"digest"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxResponse)).Decode(&out); err != nil {
+		return cas.Digest{}, err
+	}
+	return out.Digest, nil
+}
+
+// Append appends an entry of kind with subject (any JSON-encodable value)
+// and returns the receipt, which the caller verifies.
+func (c *Client) Append(ctx context.Context, kind string, subject any) (proofs.Receipt, error) {
+	b, err := json.Marshal(map[string]any{"kind": kind, "subject": subject})
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/entries", nil, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse))
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	return proofs.ParseReceipt(body)
+}
