@@ -68,10 +68,17 @@ type Tokens struct {
 	db  *badger.DB
 	now func() time.Time
 	mu  sync.Mutex // serialises create and revoke
+	// cache holds tokens already read, by the hex SHA-256 of their secret;
+	// Revoke updates it, so a revocation takes effect at once. It assumes
+	// one Tokens per DB, as badger's directory lock ensures.
+	cacheMu sync.RWMutex
+	cache   map[string]Token
 }
 
 // NewTokens returns the token store on db.
-func NewTokens(db *badger.DB) *Tokens { return &Tokens{db: db, now: time.Now} }
+func NewTokens(db *badger.DB) *Tokens {
+	return &Tokens{db: db, now: time.Now, cache: map[string]Token{}}
+}
 
 // Create makes a token and returns its secret, which is shown once and
 // never stored. Names follow the appender-name rules (they become
@@ -124,7 +131,12 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 	}
 	sum := sha256.Sum256([]byte(secret))
 	h := hex.EncodeToString(sum[:])
-	var t Token
+	s.cacheMu.RLock()
+	t, cached := s.cache[h]
+	s.cacheMu.RUnlock()
+	if cached {
+		return s.check(t, h)
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(prefixTokenHash + h))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -142,6 +154,15 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 	if err != nil {
 		return Token{}, err
 	}
+	s.cacheMu.Lock()
+	s.cache[h] = t
+	s.cacheMu.Unlock()
+	return s.check(t, h)
+}
+
+// check compares the stored hash with the presented secret's in constant
+// time and refuses a revoked token.
+func (s *Tokens) check(t Token, h string) (Token, error) {
 	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(h)) != 1 {
 		return Token{}, ErrUnknownToken
 	}
@@ -181,6 +202,11 @@ func (s *Tokens) Revoke(ctx context.Context, name string) (Token, error) {
 		}
 		return txn.Set([]byte(prefixToken+name), b)
 	})
+	if err == nil {
+		s.cacheMu.Lock()
+		s.cache[t.Hash] = t
+		s.cacheMu.Unlock()
+	}
 	return t, err
 }
 

@@ -38,6 +38,9 @@ func TestTokens(t *testing.T) {
 	if _, _, err := s.Create(t.Context(), "x", "root"); err == nil || !strings.Contains(err.Error(), "unknown role") {
 		t.Errorf("unknown role: %v", err)
 	}
+	if _, err := s.Authenticate(t.Context(), secret); err != nil { // now cached
+		t.Fatal(err)
+	}
 	if _, err := s.Revoke(t.Context(), "ci-main"); err != nil {
 		t.Fatal(err)
 	}
