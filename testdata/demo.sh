@@ -10,7 +10,9 @@
 #   bash testdata/demo.sh
 #
 # LEDGER_DEMO_DIR chooses where the demo ledger goes (default: a new
-# temporary directory, printed at the end).
+# temporary directory, printed at the end). At the end the demo serves the
+# ledger over HTTP until Ctrl-C, printing what to try (LEDGER_DEMO_PORT,
+# default 8080; LEDGER_DEMO_SERVE=0 stops after the local flow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,3 +97,28 @@ step "Audit: re-hash every blob, entry and tree hash; check every checkpoint"
 show ledger audit
 
 printf '\nDemo ledger left in %s (data: %s, signatures: %s/signatures)\n' "$work" "$LEDGER_DATA" "$work"
+
+[ "${LEDGER_DEMO_SERVE:-1}" = 1 ] || exit 0
+port=${LEDGER_DEMO_PORT:-8080}
+url="http://127.0.0.1:$port"
+step "Serving the ledger at $url until Ctrl-C (LEDGER_DEMO_SERVE=0 skips this)"
+token=$(ledger token create --name ci-demo --role appender 2>/dev/null)
+cat <<EOT
+Reads are public in this demo; writes need the token (shown once):
+  LEDGER_TOKEN=$token
+
+Try, from another terminal:
+  curl $url/v1/checkpoint                          # the signed checkpoint
+  curl '$url/v1/entries?release=v0.1.0&kind=release'  # the release entry
+  curl '$url/v1/proofs/inclusion?index=0'          # an inclusion proof
+  curl $url/tile/entries/000.p/1 | head -c 300     # C2SP tlog-tiles
+  curl -s $url/metrics | grep ledger_              # Prometheus metrics
+  $bin monitor --node $url --log-key $work/auditor/log.pub --state $work/monitor.checkpoint --once
+  curl -H "Authorization: Bearer \$LEDGER_TOKEN" --data-binary @README.md $url/v1/blobs
+
+An auditor verifies the release offline, with no node at all:
+  $bin verify --bundle testdata/bundle --manifest $work/signatures/release-v0.1.0.json \\
+    --signer-key $work/auditor/jane.pub --log-key $work/auditor/log.pub \\
+    --receipt $work/signatures/release-v0.1.0.receipt.json
+EOT
+exec ledger serve --listen "127.0.0.1:$port" --public-reads

@@ -38,7 +38,7 @@ func (e *env) serveCommand() *cli.Command {
 			if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 				return usagef("--tls-cert and --tls-key go together")
 			}
-			logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			logger := slog.New(quietBadger{slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
 			dir, err := dataDir(c)
 			if err != nil {
 				return err
@@ -186,3 +186,26 @@ func (e *env) tokenCommand() *cli.Command {
 		},
 	}
 }
+
+// quietBadger drops badger's informational chatter (table and compaction
+// statistics) from the node's log, keeping its warnings and errors.
+type quietBadger struct{ slog.Handler }
+
+func (q quietBadger) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn {
+		badger := false
+		r.Attrs(func(a slog.Attr) bool {
+			badger = a.Key == "component" && a.Value.String() == "badger"
+			return !badger
+		})
+		if badger {
+			return nil
+		}
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietBadger) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietBadger{q.Handler.WithAttrs(as)}
+}
+func (q quietBadger) WithGroup(g string) slog.Handler { return quietBadger{q.Handler.WithGroup(g)} }
