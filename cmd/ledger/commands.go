@@ -342,24 +342,27 @@ func (e *env) checkpointCommand() *cli.Command {
 		Name:      "checkpoint",
 		Usage:     "print the latest signed checkpoint, or the one for --size",
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataFlag(),
 			&cli.Uint64Flag{Name: "size", Usage: "tree size of a past checkpoint"},
-		},
+		}, nodeFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			l, err := e.open(c)
+			r, done, err := e.reader(c)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			cp, _ := l.Log.Checkpoint()
+			defer done()
+			var cp []byte
 			if c.IsSet("size") {
-				if cp, err = l.Log.CheckpointAt(c.Context, c.Uint64("size")); err != nil {
-					return err
-				}
+				cp, err = r.CheckpointAt(c.Context, c.Uint64("size"))
+			} else {
+				cp, err = r.Checkpoint(c.Context)
+			}
+			if err != nil {
+				return err
 			}
 			_, err = e.stdout.Write(cp)
 			return err
@@ -477,11 +480,11 @@ func (e *env) proofCommand() *cli.Command {
 				Name:      "inclusion",
 				Usage:     "prove entry --index is in the tree of --size (default: current)",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{
+				Flags: append([]cli.Flag{
 					dataFlag(),
 					&cli.Uint64Flag{Name: "index", Usage: "entry index (required)"},
 					&cli.Uint64Flag{Name: "size", Usage: "tree size (default: the current size)"},
-				},
+				}, nodeFlags()...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -496,12 +499,12 @@ func (e *env) proofCommand() *cli.Command {
 					if c.IsSet("size") && c.Uint64("index") >= size {
 						return usagef("--index %d is not inside a tree of --size %d (indexes run from 0 to size-1)", c.Uint64("index"), size)
 					}
-					l, err := e.open(c)
+					r, done, err := e.reader(c)
 					if err != nil {
 						return err
 					}
-					defer l.Close()
-					p, err := l.Log.ProveInclusion(c.Context, c.Uint64("index"), size)
+					defer done()
+					p, err := r.ProveInclusion(c.Context, c.Uint64("index"), size)
 					if err != nil {
 						return err
 					}
@@ -512,11 +515,11 @@ func (e *env) proofCommand() *cli.Command {
 				Name:      "consistency",
 				Usage:     "prove the tree of --from is a prefix of the tree of --to (default: current)",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{
+				Flags: append([]cli.Flag{
 					dataFlag(),
 					&cli.Uint64Flag{Name: "from", Usage: "older tree size (required)"},
 					&cli.Uint64Flag{Name: "to", Usage: "newer tree size (default: the current size)"},
-				},
+				}, nodeFlags()...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -527,12 +530,12 @@ func (e *env) proofCommand() *cli.Command {
 					if c.IsSet("to") && c.Uint64("from") > c.Uint64("to") {
 						return usagef("--from %d is larger than --to %d; the older tree comes first", c.Uint64("from"), c.Uint64("to"))
 					}
-					l, err := e.open(c)
+					r, done, err := e.reader(c)
 					if err != nil {
 						return err
 					}
-					defer l.Close()
-					p, err := l.Log.ProveConsistency(c.Context, c.Uint64("from"), c.Uint64("to"))
+					defer done()
+					p, err := r.ProveConsistency(c.Context, c.Uint64("from"), c.Uint64("to"))
 					if err != nil {
 						return err
 					}

@@ -106,13 +106,17 @@ func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) 
 	return json.NewDecoder(io.LimitReader(resp.Body, MaxResponse)).Decode(v)
 }
 
-// Checkpoint fetches the latest signed checkpoint, or the one for size if
-// size > 0. The caller verifies it.
-func (c *Client) Checkpoint(ctx context.Context, size uint64) ([]byte, error) {
-	q := url.Values{}
-	if size > 0 {
-		q.Set("size", strconv.FormatUint(size, 10))
-	}
+// Checkpoint fetches the latest signed checkpoint. The caller verifies it.
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	return c.checkpoint(ctx, url.Values{})
+}
+
+// CheckpointAt fetches the checkpoint the log signed at size.
+func (c *Client) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) {
+	return c.checkpoint(ctx, url.Values{"size": {strconv.FormatUint(size, 10)}})
+}
+
+func (c *Client) checkpoint(ctx context.Context, q url.Values) ([]byte, error) {
 	resp, err := c.do(ctx, http.MethodGet, "/v1/checkpoint", q, nil, -1)
 	if err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ func (c *Client) Observe(ctx context.Context, verifier note.Verifier, prev []byt
 		}
 		obs.Previous = &p
 	}
-	signed, err := c.Checkpoint(ctx, 0)
+	signed, err := c.Checkpoint(ctx)
 	if err != nil {
 		return obs, err
 	}
