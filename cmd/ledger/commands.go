@@ -55,10 +55,10 @@ func (e *env) putCommand() *cli.Command {
 		Name:      "put",
 		Usage:     "store a file as a content-addressed blob and print its digest",
 		ArgsUsage: "FILE (- for standard input)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataFlag(),
 			&cli.StringFlag{Name: "expect", Usage: "refuse the content unless it hashes to this digest"},
-		},
+		}, nodeFlags()...),
 		Action: func(c *cli.Context) error {
 			args, err := positional(c)
 			if err != nil {
@@ -75,12 +75,12 @@ func (e *env) putCommand() *cli.Command {
 				}
 				expect = &d
 			}
-			l, err := e.open(c)
+			st, done, err := e.store(c)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			info, err := e.putFile(c, l, args[0], expect)
+			defer done()
+			info, err := e.putFile(c, st, args[0], expect)
 			if err != nil {
 				return err
 			}
@@ -92,7 +92,7 @@ func (e *env) putCommand() *cli.Command {
 
 // putFile streams a file (or standard input for "-") into the blob store,
 // with a progress bar on a terminal.
-func (e *env) putFile(c *cli.Context, l *ledger.Ledger, path string, expect *cas.Digest) (cas.Info, error) {
+func (e *env) putFile(c *cli.Context, st store, path string, expect *cas.Digest) (cas.Info, error) {
 	var r io.Reader
 	var size int64 = -1
 	if path == "-" {
@@ -113,11 +113,11 @@ func (e *env) putFile(c *cli.Context, l *ledger.Ledger, path string, expect *cas
 	}
 	p := newProgress(e.stderr, "storing "+filepath.Base(path), size)
 	defer p.done()
-	info, err := l.Blobs.Put(c.Context, p.reader(r), expect)
+	d, n, err := st.PutBlob(c.Context, p.reader(r), size, expect)
 	if err != nil {
 		return cas.Info{}, fmt.Errorf("storing %s: %w", path, err)
 	}
-	return info, nil
+	return cas.Info{Digest: d, Size: n}, nil
 }
 
 func (e *env) getCommand() *cli.Command {
@@ -125,10 +125,10 @@ func (e *env) getCommand() *cli.Command {
 		Name:      "get",
 		Usage:     "write a blob to standard output or a file, re-verifying its digest",
 		ArgsUsage: "DIGEST",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (created only if the whole blob verifies)"},
-		},
+		}, nodeFlags()...),
 		Action: func(c *cli.Context) error {
 			args, err := positional(c)
 			if err != nil {
@@ -141,17 +141,16 @@ func (e *env) getCommand() *cli.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			l, err := e.open(c)
+			st, done, err := e.store(c)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
+			defer done()
 			out := c.String("output")
 			if out == "" {
-				_, err := cas.Get(c.Context, l.Blobs, d, e.stdout)
-				return err
+				return st.GetBlob(c.Context, d, e.stdout)
 			}
-			return writeVerified(c, l, d, out)
+			return writeVerified(c, st, d, out)
 		},
 	}
 }
@@ -159,7 +158,7 @@ func (e *env) getCommand() *cli.Command {
 // writeVerified writes blob d to the new file out: beside it first, synced,
 // and renamed into place only once every byte has verified. It never
 // replaces an existing file.
-func writeVerified(c *cli.Context, l *ledger.Ledger, d cas.Digest, out string) error {
+func writeVerified(c *cli.Context, st store, d cas.Digest, out string) error {
 	if st, err := os.Stat(out); err == nil {
 		if st.IsDir() {
 			return usagef("-o %q is a directory; name the file to create", out)
@@ -171,7 +170,7 @@ func writeVerified(c *cli.Context, l *ledger.Ledger, d cas.Digest, out string) e
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := cas.Get(c.Context, l.Blobs, d, tmp); err != nil {
+	if err := st.GetBlob(c.Context, d, tmp); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -207,6 +206,7 @@ func (e *env) appendCommand() *cli.Command {
 			&cli.StringFlag{Name: "base", Usage: "name each file by its path relative to `DIR` (default: its base name)"},
 			&cli.StringFlag{Name: "name", Usage: "the artefact name, for a single FILE (required for - , standard input)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write <name>.receipt.json files into `DIR` (never replacing one)"},
+			nodeFlags()[0], nodeFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			files, err := positional(c)
@@ -254,19 +254,19 @@ func (e *env) appendCommand() *cli.Command {
 					return err
 				}
 			}
-			l, err := e.open(c)
+			st, done, err := e.store(c)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
+			defer done()
 			enc := json.NewEncoder(e.stdout)
 			for i, f := range files {
-				info, err := e.putFile(c, l, f, nil)
+				info, err := e.putFile(c, st, f, nil)
 				if err != nil {
 					return err
 				}
 				claim := ledger.Claim{Kind: ledger.KindArtefact, Subject: artefactSubject(c, f, names[i], info.Digest, info.Size)}
-				rc, err := l.Log.Append(c.Context, claim, c.String("as"))
+				rc, err := st.Append(c.Context, claim, c.String("as"))
 				if err != nil {
 					return fmt.Errorf("appending %q: %w", f, err)
 				}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/proofs"
@@ -64,4 +66,77 @@ func (e *env) reader(c *cli.Context) (logReader, func(), error) {
 		return nil, nil, err
 	}
 	return localReader{l}, func() { l.Close() }, nil
+}
+
+// store is what put, get and append need, from a local ledger or a node.
+type store interface {
+	PutBlob(ctx context.Context, r io.Reader, size int64, expect *cas.Digest) (cas.Digest, int64, error)
+	// GetBlob writes the blob to w, verifying it as it streams.
+	GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error
+	Append(ctx context.Context, c ledger.Claim, by string) (proofs.Receipt, error)
+}
+
+type localStore struct{ l *ledger.Ledger }
+
+func (s localStore) PutBlob(ctx context.Context, r io.Reader, _ int64, expect *cas.Digest) (cas.Digest, int64, error) {
+	info, err := s.l.Blobs.Put(ctx, r, expect)
+	return info.Digest, info.Size, err
+}
+
+func (s localStore) GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error {
+	_, err := cas.Get(ctx, s.l.Blobs, d, w)
+	return err
+}
+
+func (s localStore) Append(ctx context.Context, c ledger.Claim, by string) (proofs.Receipt, error) {
+	return s.l.Log.Append(ctx, c, by)
+}
+
+// remoteStore is a node; appends are logged under the token's name.
+type remoteStore struct{ c *client.Client }
+
+func (s remoteStore) PutBlob(ctx context.Context, r io.Reader, size int64, expect *cas.Digest) (cas.Digest, int64, error) {
+	cr := &countReader{r: r}
+	d, err := s.c.PutBlob(ctx, cr, size, expect)
+	return d, cr.n, err
+}
+
+func (s remoteStore) GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error {
+	return s.c.GetBlob(ctx, d, w)
+}
+
+func (s remoteStore) Append(ctx context.Context, c ledger.Claim, _ string) (proofs.Receipt, error) {
+	return s.c.Append(ctx, string(c.Kind), c.Subject)
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// store returns the node of --node, or else the local ledger, and a
+// function that releases it. Over a node, --as is refused: the node
+// records the token's name.
+func (e *env) store(c *cli.Context) (store, func(), error) {
+	if u := c.String("node"); u != "" {
+		if c.IsSet("as") {
+			return nil, nil, usagef("--as names the appender locally; a node records the name of the token (LEDGER_TOKEN)")
+		}
+		cl, err := client.New(u, c.String("token"))
+		if err != nil {
+			return nil, nil, usageError{err}
+		}
+		return remoteStore{cl}, func() {}, nil
+	}
+	l, err := e.open(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return localStore{l}, func() { l.Close() }, nil
 }

@@ -5,7 +5,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/proofs"
 
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/node"
@@ -53,7 +57,12 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicReads: true})
+	tokens := ledger.NewTokens(l.DB)
+	secret, _, err := tokens.Create(t.Context(), "ci-remote", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens, PublicReads: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,5 +79,42 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 	}
 	if _, code := cli("checkpoint", "--node", "ftp://x"); code != 2 {
 		t.Errorf("a bad node URL: exit %d, want 2", code)
+	}
+
+	// Writes over the node: put, get and append, with the token.
+	other := filepath.Join(t.TempDir(), "b.bin")
+	os.WriteFile(other, []byte("remote evidence"), 0o644)
+	if _, code := cli("put", other, "--node", srv.URL); code != 1 {
+		t.Errorf("put without a token: exit %d, want 1", code)
+	}
+	out, code := cli("put", other, "--node", srv.URL, "--token", secret)
+	if want := cas.Sum([]byte("remote evidence")).String() + "\n"; code != 0 || out != want {
+		t.Errorf("remote put = %q (exit %d), want %q", out, code, want)
+	}
+	out, code = cli("get", strings.TrimSpace(out), "--node", srv.URL)
+	if code != 0 || out != "remote evidence" {
+		t.Errorf("remote get = %q (exit %d)", out, code)
+	}
+	got := filepath.Join(t.TempDir(), "got.bin")
+	if _, code := cli("get", cas.Sum([]byte("remote evidence")).String(), "-o", got, "--node", srv.URL); code != 0 {
+		t.Errorf("remote get -o: exit %d", code)
+	}
+	if b, _ := os.ReadFile(got); string(b) != "remote evidence" {
+		t.Errorf("remote get -o wrote %q", b)
+	}
+	out, code = cli("append", "--release", "v0.1.0", "--node", srv.URL, "--token", secret, other)
+	rc, err := proofs.ParseReceipt([]byte(strings.TrimSpace(out)))
+	if code != 0 || err != nil {
+		t.Fatalf("remote append: exit %d, %v: %q", code, err, out)
+	}
+	v, _ := proofs.NewVerifier(l.PublicKey)
+	if _, err := proofs.VerifyReceipt(rc, v); err != nil {
+		t.Errorf("remote append receipt: %v", err)
+	}
+	if e, _ := ledger.ParseEntry(rc.Entry); e.LoggedBy != "ci-remote" {
+		t.Errorf("logged_by %q, want the token's name", e.LoggedBy)
+	}
+	if _, code := cli("append", "--as", "me", "--node", srv.URL, "--token", secret, other); code != 2 {
+		t.Errorf("append --as over a node: exit %d, want 2", code)
 	}
 }

@@ -179,3 +179,26 @@ func (c *Client) Append(ctx context.Context, kind string, subject any) (proofs.R
 	}
 	return proofs.ParseReceipt(body)
 }
+
+// GetBlob streams blob d into w, verifying its digest (and the length the
+// node announced) as it goes; a blob that does not verify is an error,
+// after w has seen the bytes, so write to a temporary place.
+func (c *Client) GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/blobs/"+d.String(), nil, nil, -1)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	g := cas.NewDigester()
+	n, err := io.Copy(io.MultiWriter(w, g), resp.Body)
+	if err != nil {
+		return fmt.Errorf("reading blob %s from the node: %w", d, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return fmt.Errorf("blob %s: the node sent %d of %d bytes", d, n, resp.ContentLength)
+	}
+	if got := g.Digest(); got != d {
+		return fmt.Errorf("blob %s: the node sent content that hashes to %s: %w", d, got, cas.ErrDigestMismatch)
+	}
+	return nil
+}
