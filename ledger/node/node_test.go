@@ -280,3 +280,24 @@ func TestRateLimitAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestEntriesByteForByte checks entries come back exactly as logged, HTML
+// characters included, so their digests match.
+func TestEntriesByteForByte(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	info, err := e.l.Blobs.Put(t.Context(), strings.NewReader("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := e.l.Log.Append(t.Context(), ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
+		Digest: info.Digest, Size: 1, Name: "<script>&\u2028.html", MediaType: "text/html"}}, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/entries/0", "/v1/entries?kind=artefact"} {
+		r := e.do("GET", path, "", nil)
+		if !bytes.Contains(r.body, rc.Entry) {
+			t.Errorf("GET %s does not hold the entry bytes %s:\n%s", path, rc.Entry, r.body)
+		}
+	}
+}
