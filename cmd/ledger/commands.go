@@ -384,6 +384,7 @@ func (e *env) logCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "start", Usage: "first index to consider"},
 			&cli.IntFlag{Name: "limit", Usage: "at most this many entries (0: all)"},
 			&cli.BoolFlag{Name: "json", Usage: "print each entry as a JSON line {index, entry}"},
+			nodeFlags()[0], nodeFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -407,22 +408,19 @@ func (e *env) logCommand() *cli.Command {
 				}
 				q.Kind = k
 			}
-			l, err := e.open(c)
+			r, done, err := e.reader(c)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			idx, err := l.Log.Search(c.Context, q, c.Uint64("start"), c.Int("limit"))
+			defer done()
+			entries, err := r.Entries(c.Context, q, c.Uint64("start"), c.Int("limit"))
 			if err != nil {
 				return err
 			}
 			enc := json.NewEncoder(e.stdout)
 			enc.SetEscapeHTML(false) // print the entry bytes exactly as logged
-			for _, i := range idx {
-				b, err := l.Log.Entry(c.Context, i)
-				if err != nil {
-					return err
-				}
+			for _, en := range entries {
+				i, b := en.Index, []byte(en.Entry)
 				if c.Bool("json") {
 					if err := enc.Encode(struct {
 						Index uint64          `json:"index"`

@@ -29,6 +29,9 @@ type logReader interface {
 	// ProveInclusion and ProveConsistency take 0 for the current size.
 	ProveInclusion(ctx context.Context, index, size uint64) (proofs.InclusionProof, error)
 	ProveConsistency(ctx context.Context, from, to uint64) (proofs.ConsistencyProof, error)
+	// Entries returns up to limit (0: all) entries matching q from start,
+	// with their indexes, in log order.
+	Entries(ctx context.Context, q ledger.Query, start uint64, limit int) ([]client.Entry, error)
 }
 
 // localReader reads a ledger opened from its data directory.
@@ -51,6 +54,29 @@ func (r localReader) ProveConsistency(ctx context.Context, from, to uint64) (pro
 	return r.l.Log.ProveConsistency(ctx, from, to)
 }
 
+func (r localReader) Entries(ctx context.Context, q ledger.Query, start uint64, limit int) ([]client.Entry, error) {
+	idx, err := r.l.Log.Search(ctx, q, start, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]client.Entry, len(idx))
+	for k, i := range idx {
+		b, err := r.l.Log.Entry(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = client.Entry{Index: i, Entry: b}
+	}
+	return out, nil
+}
+
+// remoteReader is a node.
+type remoteReader struct{ *client.Client }
+
+func (r remoteReader) Entries(ctx context.Context, q ledger.Query, start uint64, limit int) ([]client.Entry, error) {
+	return r.Search(ctx, client.Query{Digest: q.Digest, Kind: string(q.Kind), UID: q.UID, Release: q.Release, KeyID: q.KeyID}, start, limit)
+}
+
 // reader returns the node named by --node (LEDGER_NODE), or else the
 // local ledger of --data (LEDGER_DATA), and a function that releases it.
 func (e *env) reader(c *cli.Context) (logReader, func(), error) {
@@ -59,7 +85,7 @@ func (e *env) reader(c *cli.Context) (logReader, func(), error) {
 		if err != nil {
 			return nil, nil, usageError{err}
 		}
-		return cl, func() {}, nil
+		return remoteReader{cl}, func() {}, nil
 	}
 	l, err := e.open(c)
 	if err != nil {

@@ -42,6 +42,7 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 		{"checkpoint"}, {"checkpoint", "--size", "0"}, {"checkpoint", "--size", "2"},
 		{"proof", "inclusion", "--index", "1"}, {"proof", "inclusion", "--index", "0", "--size", "2"},
 		{"proof", "consistency", "--from", "1"}, {"proof", "consistency", "--from", "1", "--to", "2"},
+		{"log"}, {"log", "--json"}, {"log", "--kind", "artefact", "--start", "1", "--limit", "1"},
 	}
 	local := make([]string, len(reads))
 	for i, r := range reads {

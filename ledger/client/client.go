@@ -202,3 +202,45 @@ func (c *Client) GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error {
 	}
 	return nil
 }
+
+// Query selects entries for Search; empty fields match anything.
+type Query struct {
+	Digest, Kind, UID, Release, KeyID string
+}
+
+// Entry is an entry as the node lists it.
+type Entry struct {
+	Index uint64          `json:"index"`
+	Entry json.RawMessage `json:"entry"`
+}
+
+// Search returns up to limit entries (0: all) matching q, in log order
+// from start, following the node's pages.
+func (c *Client) Search(ctx context.Context, q Query, start uint64, limit int) ([]Entry, error) {
+	var out []Entry
+	for {
+		v := url.Values{"start": {strconv.FormatUint(start, 10)}, "limit": {"1000"}}
+		for k, x := range map[string]string{"digest": q.Digest, "kind": q.Kind, "uid": q.UID, "release": q.Release, "key_id": q.KeyID} {
+			if x != "" {
+				v.Set(k, x)
+			}
+		}
+		var page struct {
+			Entries []Entry `json:"entries"`
+			Next    *uint64 `json:"next"`
+		}
+		if err := c.getJSON(ctx, "/v1/entries", v, &page); err != nil {
+			return nil, err
+		}
+		for _, e := range page.Entries {
+			if limit > 0 && len(out) == limit {
+				return out, nil
+			}
+			out = append(out, e)
+		}
+		if page.Next == nil || (limit > 0 && len(out) == limit) {
+			return out, nil
+		}
+		start = *page.Next
+	}
+}
