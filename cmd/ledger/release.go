@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
@@ -590,6 +591,9 @@ func (e *env) verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "receipt", Usage: "the release's ledger receipt `FILE`"},
 			&cli.StringFlag{Name: "listing", Usage: "the signed listing `FILE` (default: beside the manifest, .listing, if present)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.StringFlag{Name: "node", Usage: "also check against the live log at `URL`: consistency since the receipt, and the signer's enrolment at signing"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"LEDGER_TOKEN"}, Usage: "a token, if the node's reads need one"},
+			&cli.StringFlag{Name: "since-checkpoint", Usage: "with --node, also prove the log grew consistently from this saved checkpoint `FILE`"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -599,6 +603,25 @@ func (e *env) verifyCommand() *cli.Command {
 				return err
 			}
 			in := release.VerifyInput{Bundle: c.String("bundle")}
+			if u := c.String("node"); u != "" {
+				cl, err := client.New(u, c.String("token"))
+				if err != nil {
+					return usageError{err}
+				}
+				in.Node = cl
+				if err := required(c, "log-key"); err != nil {
+					return err
+				}
+			} else if c.String("since-checkpoint") != "" {
+				return usagef("--since-checkpoint needs --node")
+			}
+			if p := c.String("since-checkpoint"); p != "" {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return usageError{fmt.Errorf("--since-checkpoint: %w", err)}
+				}
+				in.SinceCheckpoint = b
+			}
 			var err error
 			if in.Manifest, err = readFlagFile(c, "manifest"); err != nil {
 				return usageError{err}
@@ -610,8 +633,17 @@ func (e *env) verifyCommand() *cli.Command {
 			if in.SignerKey, err = signing.ParsePublicKey(pub); err != nil {
 				return usageError{fmt.Errorf("--signer-key: %w", err)}
 			}
-			if c.String("log-key") != "" && c.String("receipt") == "" {
-				return usagef("--log-key checks a receipt; pass --receipt FILE too")
+			if c.String("log-key") != "" && c.String("receipt") == "" && in.Node == nil {
+				return usagef("--log-key checks a receipt or a node; pass --receipt FILE or --node URL too")
+			}
+			if in.Node != nil && c.String("receipt") == "" {
+				vkey, err := readFlagFile(c, "log-key")
+				if err != nil {
+					return usageError{err}
+				}
+				if in.LogKey, err = proofs.NewVerifier(strings.TrimSpace(string(vkey))); err != nil {
+					return usageError{fmt.Errorf("--log-key: %w", err)}
+				}
 			}
 			if c.String("receipt") != "" {
 				if in.Receipt, err = readFlagFile(c, "receipt"); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/proofs"
@@ -28,6 +29,12 @@ type VerifyInput struct {
 	// LogKey and Receipt, if set, check the ledger record of the release.
 	LogKey  note.Verifier
 	Receipt []byte
+	// Node, if set, is a ledger node to check the live log with (its
+	// answers are verified with LogKey): consistency from the receipt's
+	// checkpoint and from SinceCheckpoint to the node's current one, and
+	// the signer's enrolment at signing time.
+	Node            *client.Client
+	SinceCheckpoint []byte
 	// Progress, if set, is told of bytes hashed.
 	Progress func(done, total int64)
 }
@@ -160,6 +167,7 @@ func Verify(ctx context.Context, in VerifyInput) Report {
 	}
 
 	verifyRecord(in, m, &rep, add)
+	verifyWithNode(ctx, in, m, &rep, add)
 	_, failed := rep.FirstFailure()
 	rep.Verified = !failed
 	rep.Conclusion = conclusion(rep)

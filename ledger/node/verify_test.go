@@ -1,0 +1,90 @@
+package node
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/client"
+	"github.com/tracealm/evidence-ledger/ledger/release"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// TestVerifyAgainstNode runs the auditor's verify with --node: consistency
+// since the receipt and the signer's proven enrolment at signing time.
+func TestVerifyAgainstNode(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	reg := release.New(e.l.Log, e.l.Blobs)
+	jane, _ := signing.GenerateKey(signing.ECDSAP256)
+	if _, err := reg.Enroll(t.Context(), release.Enrolment{PublicKey: jane.Public().PEM(), Name: "Jane Doe", Email: "jane@example.com", Role: "qa"}, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	bundle := t.TempDir()
+	os.WriteFile(filepath.Join(bundle, "app.exe"), []byte("MZ"), 0o644)
+	sign := func(k *signing.PrivateKey, name, email string) []byte {
+		p, err := release.Prepare(t.Context(), release.SignRequest{Bundle: bundle, Version: "v1.0.0", Meaning: "verified",
+			Signer: signing.Signer{Name: name, Email: email, KeyID: k.Public().KeyID()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := p.Sign(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	manifest := sign(jane, "Jane Doe", "jane@example.com")
+	rec, err := reg.Record(t.Context(), bundle, manifest, "ci", release.RecordOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt, _ := json.Marshal(rec.Receipt)
+	early, _ := e.l.Log.Checkpoint()
+	// The log grows after the release.
+	if _, err := reg.Revoke(t.Context(), jane.Public().KeyID(), "left the company", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := proofs.NewVerifier(e.l.PublicKey)
+	c, _ := client.New(e.srv.URL, "")
+	rep := release.Verify(t.Context(), release.VerifyInput{Bundle: bundle, Manifest: manifest, SignerKey: jane.Public(),
+		LogKey: v, Receipt: receipt, Node: c, SinceCheckpoint: early})
+	if !rep.Verified {
+		t.Fatalf("verify --node: %+v", rep.Checks)
+	}
+	var names []string
+	for _, ch := range rep.Checks {
+		names = append(names, ch.Name+":"+ch.Status)
+		if ch.Name == "signer enrolment" && !strings.Contains(ch.Detail, "revoked later") {
+			t.Errorf("enrolment detail %q should say the key was revoked after signing", ch.Detail)
+		}
+	}
+	for _, want := range []string{"node checkpoint:ok", "consistency:ok", "signer enrolment:ok"} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Errorf("checks %v lack %s", names, want)
+		}
+	}
+
+	// A key never enrolled in this log fails the enrolment check.
+	eve, _ := signing.GenerateKey(signing.Ed25519)
+	rep = release.Verify(t.Context(), release.VerifyInput{Bundle: bundle, Manifest: sign(eve, "Eve", "eve@example.com"), SignerKey: eve.Public(), LogKey: v, Node: c})
+	if ch, failed := rep.FirstFailure(); !failed || ch.Name != "signer enrolment" || !strings.Contains(ch.Detail, "never enrolled") {
+		t.Errorf("unenrolled signer: %+v", ch)
+	}
+	// A checkpoint from another log with the same origin is a fork, or does not verify.
+	other := filepath.Join(t.TempDir(), "other")
+	ledger.Init(t.Context(), other, "node.example/dhf")
+	ol, err := ledger.Open(t.Context(), other, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _ := ol.Log.Checkpoint()
+	ol.Close()
+	rep = release.Verify(t.Context(), release.VerifyInput{Bundle: bundle, Manifest: manifest, SignerKey: jane.Public(), LogKey: v, Node: c, SinceCheckpoint: foreign})
+	if ch, failed := rep.FirstFailure(); !failed || ch.Name != "consistency" {
+		t.Errorf("foreign saved checkpoint: %+v", ch)
+	}
+}
