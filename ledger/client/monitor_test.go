@@ -1,4 +1,4 @@
-package client
+package client_test
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/node"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
@@ -38,7 +39,7 @@ func appendN(t *testing.T, dir, tag string, n int) {
 }
 
 // serve serves the ledger in dir until the test ends (or stop is called).
-func serve(t *testing.T, dir string) (*Client, func()) {
+func serve(t *testing.T, dir string) (*client.Client, func()) {
 	t.Helper()
 	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
 	if err != nil {
@@ -49,7 +50,7 @@ func serve(t *testing.T, dir string) (*Client, func()) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
-	c, err := New(srv.URL, "")
+	c, err := client.New(srv.URL, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,20 +94,20 @@ func TestMonitorDetectsRollbackAndFork(t *testing.T) {
 	stopA()
 
 	cb, stopB := serve(t, b) // rewound to size 3
-	if _, err := cb.Observe(t.Context(), v, saved); !errors.Is(err, ErrRollback) {
+	if _, err := cb.Observe(t.Context(), v, saved); !errors.Is(err, client.ErrRollback) {
 		t.Errorf("rewound node: %v, want ErrRollback", err)
 	}
 	stopB()
 	appendN(t, b, "y", 2) // size 5 again, other entries
 	cb, stopB = serve(t, b)
-	if _, err := cb.Observe(t.Context(), v, saved); !errors.Is(err, ErrFork) {
+	if _, err := cb.Observe(t.Context(), v, saved); !errors.Is(err, client.ErrFork) {
 		t.Errorf("forked node at the same size: %v, want ErrFork", err)
 	}
 	stopB()
 	appendN(t, b, "y", 3) // size 8: larger, but not an extension
 	cb, stopB = serve(t, b)
 	defer stopB()
-	if _, err := cb.Observe(t.Context(), v, saved); !errors.Is(err, ErrFork) {
+	if _, err := cb.Observe(t.Context(), v, saved); !errors.Is(err, client.ErrFork) {
 		t.Errorf("forked node that grew: %v, want ErrFork", err)
 	}
 	// A checkpoint under another key is refused before any comparison.
