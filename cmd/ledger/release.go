@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
@@ -526,6 +528,7 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			&cli.StringFlag{Name: "bundle", Usage: "the evidence bundle that was signed"},
 			&cli.StringFlag{Name: "manifest", Usage: "the signed manifest `FILE` (signatures/release-vX.Y.Z.json)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the receipt to `FILE` (default: beside the manifest, .receipt.json)"},
+			nodeFlags()[0], nodeFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -545,6 +548,9 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			if _, err := os.Lstat(out); err == nil {
 				return usagef("%s already exists and is never overwritten; pass -o FILE to write the receipt elsewhere", out)
 			}
+			if c.String("node") != "" {
+				return e.recordRemote(c, manifest, out)
+			}
 			l, err := e.open(c)
 			if err != nil {
 				return err
@@ -563,19 +569,82 @@ func (e *env) releaseRecordCommand() *cli.Command {
 				return err
 			}
 			b = append(b, '\n')
-			if err := writeNew(out, b, 0o644); err != nil {
-				return err
-			}
-			p := rec.Manifest.Predicate()
-			what := "recorded"
-			if rec.Duplicate {
-				what = "already recorded (nothing appended)"
-			}
-			fmt.Fprintf(e.stderr, "%s %s: %d files, bundle %s, signed by %s <%s> (%s), release entry at index %d of tree size %d\nreceipt: %s\n",
-				p.Version, what, rec.Bundle.Files, rec.Bundle.Digest, p.Signer.Name, p.Signer.Email, p.Meaning, rec.Receipt.Index, rec.Receipt.Inclusion.TreeSize, out)
-			return nil
+			return e.reportRecord(rec.Manifest, rec.Bundle, rec.Receipt, out)
 		},
 	}
+}
+
+// reportRecord writes the receipt file and says what was recorded.
+func (e *env) reportRecord(m *signing.Manifest, sum evidence.Summary, rc proofs.Receipt, out string) error {
+	b, err := json.MarshalIndent(rc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeNew(out, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	p := m.Predicate()
+	what := "recorded"
+	if rc.Duplicate {
+		what = "already recorded (nothing appended)"
+	}
+	fmt.Fprintf(e.stderr, "%s %s: %d files, bundle %s, signed by %s <%s> (%s), release entry at index %d of tree size %d\nreceipt: %s\n",
+		p.Version, what, sum.Files, sum.Digest, p.Signer.Name, p.Signer.Email, p.Meaning, rc.Index, rc.Inclusion.TreeSize, out)
+	return nil
+}
+
+// recordRemote records a release on a node: it uploads the bundle's files
+// the node lacks, the listing and the manifest, then asks the node to
+// record them; the node runs every check Record runs.
+func (e *env) recordRemote(c *cli.Context, manifest []byte, out string) error {
+	cl, err := client.New(c.String("node"), c.String("token"))
+	if err != nil {
+		return usageError{err}
+	}
+	m, err := signing.ParseManifest(manifest)
+	if err != nil {
+		return err
+	}
+	pr := newProgress(e.stderr, "hashing bundle", -1)
+	sum, err := evidence.Hash(c.Context, c.String("bundle"), evidence.Options{Progress: func(done, total int64) { pr.setBytes("hashing bundle", done, total) }})
+	pr.done()
+	if err != nil {
+		return err
+	}
+	if sum.Digest != m.Bundle {
+		return fmt.Errorf("%w: the manifest signs %s, but %s hashes to %s", signing.ErrWrongBundle, m.Bundle, c.String("bundle"), sum.Digest)
+	}
+	err = evidence.Walk(c.Context, c.String("bundle"), func(f evidence.File, r io.Reader) error {
+		want, ok := sum.Listing.Lookup(f.Path)
+		if !ok {
+			return fmt.Errorf("%w: %s appeared in the bundle after it was hashed", evidence.ErrInvalidBundle, f.Path)
+		}
+		if has, err := cl.HasBlob(c.Context, want.Digest); err != nil || has {
+			_, _ = io.Copy(io.Discard, r)
+			return err
+		}
+		_, err := cl.PutBlob(c.Context, r, f.Size, &want.Digest)
+		if err != nil {
+			return fmt.Errorf("uploading %s: %w", f.Path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	listing := sum.Listing.Bytes()
+	ld, md := cas.Sum(listing), cas.Sum(manifest)
+	if _, err := cl.PutBlob(c.Context, bytes.NewReader(listing), int64(len(listing)), &ld); err != nil {
+		return fmt.Errorf("uploading the listing: %w", err)
+	}
+	if _, err := cl.PutBlob(c.Context, bytes.NewReader(manifest), int64(len(manifest)), &md); err != nil {
+		return fmt.Errorf("uploading the manifest: %w", err)
+	}
+	rc, err := cl.RecordRelease(c.Context, ld, md)
+	if err != nil {
+		return err
+	}
+	return e.reportRecord(m, sum, rc, out)
 }
 
 func (e *env) verifyCommand() *cli.Command {

@@ -119,3 +119,66 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 		t.Errorf("append --as over a node: exit %d, want 2", code)
 	}
 }
+
+// TestRemoteReleaseRecord records a release on a node over HTTP, as CI
+// would, and verifies it offline and against the node.
+func TestRemoteReleaseRecord(t *testing.T) {
+	t.Setenv("LEDGER_PASSPHRASE", "correct-horse-battery")
+	work := t.TempDir()
+	dir := filepath.Join(work, "d")
+	bundle := filepath.Join(work, "bundle")
+	os.MkdirAll(bundle, 0o755)
+	os.WriteFile(filepath.Join(bundle, "app.exe"), []byte("MZ remote"), 0o644)
+	os.WriteFile(filepath.Join(bundle, "junit.xml"), []byte("<testsuites/>"), 0o644)
+	cli := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := run(t.Context(), append([]string{"ledger"}, args...), nil, &out, &errb)
+		if code != 0 {
+			t.Logf("ledger %v: %s", args, errb.String())
+		}
+		return out.String() + errb.String(), code
+	}
+	key := filepath.Join(work, "jane")
+	manifest := filepath.Join(work, "release-v1.0.0.json")
+	for _, args := range [][]string{
+		{"init", "--data", dir, "--origin", "remote.example/dhf"},
+		{"keygen", "--name", "Jane Doe", "--email", "jane@example.com", "-o", key},
+		{"signer", "enroll", "--data", dir, "--key", key + ".pub", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "qa"},
+		{"release", "sign", "--no-gate", "--bundle", bundle, "--version", "v1.0.0", "--key", key + ".key", "--meaning", "verified", "--yes", "-o", manifest},
+	} {
+		if _, code := cli(args...); code != 0 {
+			t.Fatalf("ledger %v failed", args)
+		}
+	}
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := ledger.NewTokens(l.DB)
+	secret, _, _ := tokens.Create(t.Context(), "ci", ledger.RoleAppender)
+	h, _ := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens, PublicReads: true})
+	srv := httptest.NewServer(h)
+	defer func() { srv.Close(); l.Close() }()
+
+	tampered := filepath.Join(work, "tampered")
+	os.MkdirAll(tampered, 0o755)
+	os.WriteFile(filepath.Join(tampered, "app.exe"), []byte("MZ evil"), 0o644)
+	os.WriteFile(filepath.Join(tampered, "junit.xml"), []byte("<testsuites/>"), 0o644)
+	if out, code := cli("release", "record", "--node", srv.URL, "--token", secret, "--bundle", tampered, "--manifest", manifest, "-o", filepath.Join(work, "x.json")); code != 1 || !strings.Contains(out, "manifest is for another bundle") {
+		t.Errorf("recording a tampered bundle over the node: exit %d: %s", code, out)
+	}
+	out, code := cli("release", "record", "--node", srv.URL, "--token", secret, "--bundle", bundle, "--manifest", manifest)
+	if code != 0 || !strings.Contains(out, "v1.0.0 recorded: 2 files") {
+		t.Fatalf("remote record: exit %d: %s", code, out)
+	}
+	out, code = cli("release", "record", "--node", srv.URL, "--token", secret, "--bundle", bundle, "--manifest", manifest, "-o", filepath.Join(work, "again.json"))
+	if code != 0 || !strings.Contains(out, "already recorded (nothing appended)") {
+		t.Errorf("remote re-record: exit %d: %s", code, out)
+	}
+	logPub := filepath.Join(dir, ledger.PublicKeyFile)
+	out, code = cli("verify", "--bundle", bundle, "--manifest", manifest, "--signer-key", key+".pub", "--log-key", logPub,
+		"--receipt", filepath.Join(work, "release-v1.0.0.receipt.json"), "--node", srv.URL)
+	if code != 0 || !strings.Contains(out, "ok    signer enrolment: Jane Doe") || !strings.Contains(out, "recorded at index") {
+		t.Errorf("verify --node: exit %d:\n%s", code, out)
+	}
+}

@@ -244,3 +244,33 @@ func (c *Client) Search(ctx context.Context, q Query, start uint64, limit int) (
 		start = *page.Next
 	}
 }
+
+// HasBlob reports whether the node stores blob d (a HEAD request).
+func (c *Client) HasBlob(ctx context.Context, d cas.Digest) (bool, error) {
+	resp, err := c.do(ctx, http.MethodHead, "/v1/blobs/"+d.String(), nil, nil, -1)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return true, nil
+}
+
+// RecordRelease asks the node to record a signed release whose listing,
+// manifest and files are uploaded already; it returns the release
+// entry's receipt (Duplicate if it was recorded before).
+func (c *Client) RecordRelease(ctx context.Context, listing, manifest cas.Digest) (proofs.Receipt, error) {
+	b, _ := json.Marshal(map[string]cas.Digest{"listing": listing, "manifest": manifest})
+	resp, err := c.do(ctx, http.MethodPost, "/v1/releases", nil, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse))
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	return proofs.ParseReceipt(body)
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/proofs"
@@ -47,7 +48,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusConflict, "conflict", err.Error()}
 	case errors.Is(err, release.ErrNotEnrolled), errors.Is(err, release.ErrUnknownRelease):
 		return &apiError{http.StatusNotFound, "not_found", err.Error()}
-	case errors.Is(err, signing.ErrInvalidKey), errors.Is(err, signing.ErrInvalidManifest), errors.Is(err, release.ErrDuplicateUID):
+	case errors.Is(err, signing.ErrInvalidKey), errors.Is(err, signing.ErrInvalidManifest), errors.Is(err, release.ErrDuplicateUID),
+		errors.Is(err, signing.ErrWrongBundle), errors.Is(err, signing.ErrBadSignature), errors.Is(err, evidence.ErrInvalidBundle), errors.Is(err, evidence.ErrInvalidListing):
 		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, cas.ErrNotFound), errors.Is(err, ledger.ErrNotFound):
 		return &apiError{http.StatusNotFound, "not_found", err.Error()}

@@ -100,6 +100,7 @@ func New(opts Options) (*Server, error) {
 	s.handle("GET /v1/proofs/inclusion", read, s.inclusion)
 	s.handle("GET /v1/proofs/consistency", read, s.consistency)
 	s.handle("GET /v1/checkpoint", read, s.checkpoint)
+	s.handle("POST /v1/releases", write, s.recordRelease)
 	s.handle("GET /checkpoint", read, s.tlogCheckpoint)
 	s.handle("GET /tile/", read, s.tile)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -359,6 +360,48 @@ func ParseEntryRequest(body []byte) (entryRequest, error) {
 		return req, badRequest("body must have both \"kind\" and \"subject\"")
 	}
 	return req, nil
+}
+
+// recordRequest is the body of POST /v1/releases: the release's listing
+// and manifest, both uploaded as blobs first, with every file the listing
+// names.
+type recordRequest struct {
+	Listing  cas.Digest `json:"listing"`
+	Manifest cas.Digest `json:"manifest"`
+}
+
+func (s *Server) recordRelease(w http.ResponseWriter, r *http.Request) error {
+	tok, _ := TokenFrom(r.Context())
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	if err != nil {
+		return err
+	}
+	var req recordRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Listing.IsZero() || req.Manifest.IsZero() {
+		return badRequest("body must be {\"listing\": \"sha256:...\", \"manifest\": \"sha256:...\"}, both uploaded as blobs first (%v)", err)
+	}
+	info, err := s.opts.Blobs.Stat(r.Context(), req.Manifest)
+	if err != nil {
+		return fmt.Errorf("the manifest blob (upload it first): %w", err)
+	}
+	if info.Size > signing.MaxManifestSize {
+		return badRequest("the manifest blob is %d bytes, over %d", info.Size, signing.MaxManifestSize)
+	}
+	var mb strings.Builder
+	if _, err := cas.Get(r.Context(), s.opts.Blobs, req.Manifest, &mb); err != nil {
+		return err
+	}
+	rec, err := s.registry.RecordStored(r.Context(), req.Listing, []byte(mb.String()), tok.Name)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if rec.Duplicate {
+		status = http.StatusOK
+	}
+	return writeJSON(w, status, rec.Receipt)
 }
 
 // entryView is how the API shows an entry.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/release"
@@ -86,5 +87,54 @@ func TestVerifyAgainstNode(t *testing.T) {
 	rep = release.Verify(t.Context(), release.VerifyInput{Bundle: bundle, Manifest: manifest, SignerKey: jane.Public(), LogKey: v, Node: c, SinceCheckpoint: foreign})
 	if ch, failed := rep.FirstFailure(); !failed || ch.Name != "consistency" {
 		t.Errorf("foreign saved checkpoint: %+v", ch)
+	}
+}
+
+// TestRecordOverHTTP records a release through POST /v1/releases, and
+// checks the node refuses one whose files are not all uploaded or whose
+// manifest signs another bundle.
+func TestRecordOverHTTP(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	app := e.tokens[ledger.RoleAppender]
+	reg := release.New(e.l.Log, e.l.Blobs)
+	jane, _ := signing.GenerateKey(signing.ECDSAP256)
+	reg.Enroll(t.Context(), release.Enrolment{PublicKey: jane.Public().PEM(), Name: "Jane Doe", Email: "jane@example.com", Role: "qa"}, "admin")
+	bundle := t.TempDir()
+	os.WriteFile(filepath.Join(bundle, "app.exe"), []byte("MZ over http"), 0o644)
+	p, err := release.Prepare(t.Context(), release.SignRequest{Bundle: bundle, Version: "v2.0.0", Meaning: "verified",
+		Signer: signing.Signer{Name: "Jane Doe", Email: "jane@example.com", KeyID: jane.Public().KeyID()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := p.Sign(t.Context(), jane)
+	listing := p.Summary.Listing.Bytes()
+	c, _ := client.New(e.srv.URL, app)
+	put := func(b []byte) {
+		if _, err := c.PutBlob(t.Context(), strings.NewReader(string(b)), int64(len(b)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(listing)
+	put(manifest)
+	ld, md := p.Summary.Digest, cas.Sum(manifest)
+	before := e.l.Log.Size()
+	_, err = c.RecordRelease(t.Context(), ld, md)
+	if err == nil || !strings.Contains(err.Error(), "upload every bundle file first") || e.l.Log.Size() != before {
+		t.Fatalf("record with app.exe missing: %v (log %d → %d)", err, before, e.l.Log.Size())
+	}
+	put([]byte("MZ over http"))
+	rc, err := c.RecordRelease(t.Context(), ld, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := proofs.NewVerifier(e.l.PublicKey)
+	if _, err := proofs.VerifyReceipt(rc, v); err != nil || rc.Duplicate {
+		t.Errorf("receipt: %v, duplicate %v", err, rc.Duplicate)
+	}
+	// A listing of another bundle under the same manifest.
+	other := []byte(strings.Replace(string(listing), "app.exe", "app2.exe", 1))
+	put(other)
+	if _, err := c.RecordRelease(t.Context(), cas.Sum(other), md); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("manifest for another bundle: %v", err)
 	}
 }

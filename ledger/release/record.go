@@ -53,6 +53,72 @@ type Recorded struct {
 // returns the original receipt marked duplicate, even if the key has been
 // revoked since.
 func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, by string, opts RecordOptions) (Recorded, error) {
+	progress := func(stage string) func(done, total int64) {
+		if opts.Progress == nil {
+			return nil
+		}
+		return func(done, total int64) { opts.Progress(stage, done, total) }
+	}
+	return r.record(ctx, manifest, by, func(ctx context.Context) (evidence.Summary, error) {
+		return evidence.Hash(ctx, bundle, evidence.Options{Progress: progress("hashing")})
+	}, func(ctx context.Context, sum evidence.Summary) error {
+		return r.storeFiles(ctx, bundle, sum, progress("storing"))
+	}, bundle)
+}
+
+// RecordStored records a signed release whose bundle files are already
+// blobs in the store, as a node receives them: listing is the digest of
+// the bundle's listing blob (its canonical digest). Every file it names
+// must be stored; the checks and the entries are Record's.
+func (r *Registry) RecordStored(ctx context.Context, listing cas.Digest, manifest []byte, by string) (Recorded, error) {
+	return r.record(ctx, manifest, by, func(ctx context.Context) (evidence.Summary, error) {
+		return r.storedSummary(ctx, listing)
+	}, nil, listing.String())
+}
+
+// storedSummary rebuilds a bundle's summary from its stored listing and
+// blobs: sizes from the store, SHA256SUMS and index.json from their blobs.
+func (r *Registry) storedSummary(ctx context.Context, listing cas.Digest) (evidence.Summary, error) {
+	lb, err := r.getBlob(ctx, listing, 256<<20)
+	if err != nil {
+		return evidence.Summary{}, fmt.Errorf("reading the listing %s (upload it first): %w", listing, err)
+	}
+	l, err := evidence.ParseListing(lb)
+	if err != nil {
+		return evidence.Summary{}, err
+	}
+	sum := evidence.Summary{Listing: l, Digest: l.Digest(), Files: len(l.Files)}
+	for i, f := range l.Files {
+		info, err := r.blobs.Stat(ctx, f.Digest)
+		if err != nil {
+			return evidence.Summary{}, fmt.Errorf("%w: %s (%s) is not stored; upload every bundle file first: %v", evidence.ErrInvalidBundle, f.Path, f.Digest, err)
+		}
+		l.Files[i].Size = info.Size
+		sum.Size += info.Size
+		switch f.Path {
+		case evidence.SumsFile:
+			if info.Size > evidence.MaxSumsSize {
+				sum.SumsTooLarge = true
+			} else if sum.Sums, err = r.getBlob(ctx, f.Digest, evidence.MaxSumsSize); err != nil {
+				return evidence.Summary{}, err
+			}
+		case evidence.IndexFile:
+			if info.Size > evidence.MaxIndexSize {
+				sum.IndexTooLarge = true
+			} else if sum.Index, err = r.getBlob(ctx, f.Digest, evidence.MaxIndexSize); err != nil {
+				return evidence.Summary{}, err
+			}
+		}
+	}
+	sum.Listing = l
+	return sum, nil
+}
+
+// record is Record's flow: hash gives the bundle's summary, store (nil if
+// the files are stored already) stores its files; where names the bundle
+// in errors.
+func (r *Registry) record(ctx context.Context, manifest []byte, by string,
+	hash func(context.Context) (evidence.Summary, error), store func(context.Context, evidence.Summary) error, where string) (Recorded, error) {
 	m, err := signing.ParseManifest(manifest)
 	if err != nil {
 		return Recorded{}, err
@@ -69,17 +135,11 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 			return Recorded{}, err
 		}
 	}
-	progress := func(stage string) func(done, total int64) {
-		if opts.Progress == nil {
-			return nil
-		}
-		return func(done, total int64) { opts.Progress(stage, done, total) }
-	}
-	sum, err := evidence.Hash(ctx, bundle, evidence.Options{Progress: progress("hashing")})
+	sum, err := hash(ctx)
 	if err != nil {
 		return Recorded{}, err
 	}
-	if err := checkBundle(m, sum, bundle); err != nil {
+	if err := checkBundle(m, sum, where); err != nil {
 		return Recorded{}, err
 	}
 	if found {
@@ -97,18 +157,18 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 
 	// Store the blobs; none of this is in the log yet, and a refusal
 	// from here on leaves only unreferenced, content-addressed blobs.
-	listing := sum.Listing.Bytes()
-	if _, err := r.putBytes(ctx, listing); err != nil {
+	if _, err := r.putBytes(ctx, sum.Listing.Bytes()); err != nil {
 		return Recorded{}, fmt.Errorf("storing the listing: %w", err)
 	}
 	md, err := r.putBytes(ctx, manifest)
 	if err != nil {
 		return Recorded{}, fmt.Errorf("storing the manifest: %w", err)
 	}
-	if err := r.storeFiles(ctx, bundle, sum, progress("storing")); err != nil {
-		return Recorded{}, err
+	if store != nil {
+		if err := store(ctx, sum); err != nil {
+			return Recorded{}, err
+		}
 	}
-
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Check again under the lock: another record or a revocation may
