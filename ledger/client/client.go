@@ -168,7 +168,12 @@ func (c *Client) Append(ctx context.Context, kind string, subject any) (proofs.R
 	if err != nil {
 		return proofs.Receipt{}, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/entries", nil, bytes.NewReader(b), int64(len(b)))
+	return c.postReceipt(ctx, "/v1/entries", b)
+}
+
+// postReceipt posts a JSON body and parses the receipt the node answers.
+func (c *Client) postReceipt(ctx context.Context, path string, b []byte) (proofs.Receipt, error) {
+	resp, err := c.do(ctx, http.MethodPost, path, nil, bytes.NewReader(b), int64(len(b)))
 	if err != nil {
 		return proofs.Receipt{}, err
 	}
@@ -263,14 +268,5 @@ func (c *Client) HasBlob(ctx context.Context, d cas.Digest) (bool, error) {
 // entry's receipt (Duplicate if it was recorded before).
 func (c *Client) RecordRelease(ctx context.Context, listing, manifest cas.Digest) (proofs.Receipt, error) {
 	b, _ := json.Marshal(map[string]cas.Digest{"listing": listing, "manifest": manifest})
-	resp, err := c.do(ctx, http.MethodPost, "/v1/releases", nil, bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		return proofs.Receipt{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse))
-	if err != nil {
-		return proofs.Receipt{}, err
-	}
-	return proofs.ParseReceipt(body)
+	return c.postReceipt(ctx, "/v1/releases", b)
 }
