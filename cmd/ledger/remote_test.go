@@ -182,3 +182,44 @@ func TestRemoteReleaseRecord(t *testing.T) {
 		t.Errorf("verify --node: exit %d:\n%s", code, out)
 	}
 }
+
+// TestRemoteTokens manages tokens on a running node with an admin token.
+func TestRemoteTokens(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	var out, errb bytes.Buffer
+	if run(t.Context(), []string{"ledger", "init", "--data", dir, "--origin", "tok.example/dhf"}, nil, &out, &errb) != 0 {
+		t.Fatal(errb.String())
+	}
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tokens := ledger.NewTokens(l.DB)
+	admin, _, _ := tokens.Create(t.Context(), "root", ledger.RoleAdmin)
+	h, _ := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	cli := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(t.Context(), append([]string{"ledger"}, args...), nil, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	secret, _, code := cli("token", "create", "--name", "ci-main", "--role", "appender", "--node", srv.URL, "--token", admin)
+	if code != 0 || !strings.HasPrefix(secret, "elt_") {
+		t.Fatalf("token create --node: %d %q", code, secret)
+	}
+	list, _, code := cli("token", "list", "--node", srv.URL, "--token", admin)
+	if code != 0 || !strings.Contains(list, "ci-main  appender") {
+		t.Errorf("token list --node: %d\n%s", code, list)
+	}
+	if _, stderr, code := cli("token", "list", "--node", srv.URL, "--token", strings.TrimSpace(secret)); code != 1 || !strings.Contains(stderr, "403") {
+		t.Errorf("token list with an appender token: %d %s", code, stderr)
+	}
+	if _, _, code := cli("token", "revoke", "--name", "ci-main", "--node", srv.URL, "--token", admin); code != 0 {
+		t.Errorf("token revoke --node: %d", code)
+	}
+	if _, stderr, code := cli("checkpoint", "--node", srv.URL, "--token", strings.TrimSpace(secret)); code != 1 || !strings.Contains(stderr, "revoked") {
+		t.Errorf("a revoked token still reads: %d %s", code, stderr)
+	}
+}

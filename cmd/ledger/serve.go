@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/node"
 )
 
@@ -101,7 +102,7 @@ func (e *env) serveCommand() *cli.Command {
 func (e *env) tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
-		Usage: "create, list and revoke the node's API tokens (with the node stopped)",
+		Usage: "create, list and revoke the node's API tokens (on a stopped node's data directory, or with --node and an admin token)",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
@@ -110,6 +111,7 @@ func (e *env) tokenCommand() *cli.Command {
 				Flags: []cli.Flag{dataFlag(),
 					&cli.StringFlag{Name: "name", Usage: "the token's name, recorded as logged_by (e.g. ci-main)"},
 					&cli.StringFlag{Name: "role", Usage: "appender, auditor or admin"},
+					nodeFlags()[0], nodeFlags()[1],
 				},
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
@@ -118,16 +120,26 @@ func (e *env) tokenCommand() *cli.Command {
 					if err := required(c, "name", "role"); err != nil {
 						return err
 					}
-					l, err := e.open(c)
-					if err != nil {
-						return err
+					var secret string
+					if u := c.String("node"); u != "" {
+						cl, err := client.New(u, c.String("token"))
+						if err != nil {
+							return usageError{err}
+						}
+						if secret, err = cl.CreateToken(c.Context, c.String("name"), c.String("role")); err != nil {
+							return err
+						}
+					} else {
+						l, err := e.open(c)
+						if err != nil {
+							return err
+						}
+						defer l.Close()
+						if secret, _, err = ledger.NewTokens(l.DB).Create(c.Context, c.String("name"), c.String("role")); err != nil {
+							return err
+						}
 					}
-					defer l.Close()
-					secret, t, err := ledger.NewTokens(l.DB).Create(c.Context, c.String("name"), c.String("role"))
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stderr, "created %s token %q; it is shown once, keep it secret (LEDGER_TOKEN):\n", t.Role, t.Name)
+					fmt.Fprintf(e.stderr, "created %s token %q; it is shown once, keep it secret (LEDGER_TOKEN):\n", c.String("role"), c.String("name"))
 					fmt.Fprintln(e.stdout, secret)
 					return nil
 				},
@@ -136,19 +148,33 @@ func (e *env) tokenCommand() *cli.Command {
 				Name:      "list",
 				Usage:     "list tokens: name, role, created, revoked",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{dataFlag()},
+				Flags:     []cli.Flag{dataFlag(), nodeFlags()[0], nodeFlags()[1]},
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					l, err := e.open(c)
-					if err != nil {
-						return err
-					}
-					defer l.Close()
-					ts, err := ledger.NewTokens(l.DB).List(c.Context)
-					if err != nil {
-						return err
+					var ts []client.Token
+					if u := c.String("node"); u != "" {
+						cl, err := client.New(u, c.String("token"))
+						if err != nil {
+							return usageError{err}
+						}
+						if ts, err = cl.Tokens(c.Context); err != nil {
+							return err
+						}
+					} else {
+						l, err := e.open(c)
+						if err != nil {
+							return err
+						}
+						defer l.Close()
+						local, err := ledger.NewTokens(l.DB).List(c.Context)
+						if err != nil {
+							return err
+						}
+						for _, t := range local {
+							ts = append(ts, client.Token{Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt, RevokedAt: t.RevokedAt})
+						}
 					}
 					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tREVOKED")
@@ -162,7 +188,7 @@ func (e *env) tokenCommand() *cli.Command {
 				Name:      "revoke",
 				Usage:     "revoke a token by name; it stops working at once",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{dataFlag(), &cli.StringFlag{Name: "name", Usage: "the token's name"}},
+				Flags:     []cli.Flag{dataFlag(), &cli.StringFlag{Name: "name", Usage: "the token's name"}, nodeFlags()[0], nodeFlags()[1]},
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -170,16 +196,30 @@ func (e *env) tokenCommand() *cli.Command {
 					if err := required(c, "name"); err != nil {
 						return err
 					}
-					l, err := e.open(c)
-					if err != nil {
-						return err
+					var revokedAt string
+					if u := c.String("node"); u != "" {
+						cl, err := client.New(u, c.String("token"))
+						if err != nil {
+							return usageError{err}
+						}
+						t, err := cl.RevokeToken(c.Context, c.String("name"))
+						if err != nil {
+							return err
+						}
+						revokedAt = t.RevokedAt
+					} else {
+						l, err := e.open(c)
+						if err != nil {
+							return err
+						}
+						defer l.Close()
+						t, err := ledger.NewTokens(l.DB).Revoke(c.Context, c.String("name"))
+						if err != nil {
+							return err
+						}
+						revokedAt = t.RevokedAt
 					}
-					defer l.Close()
-					t, err := ledger.NewTokens(l.DB).Revoke(c.Context, c.String("name"))
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stderr, "revoked token %q at %s\n", t.Name, t.RevokedAt)
+					fmt.Fprintf(e.stderr, "revoked token %q at %s\n", c.String("name"), revokedAt)
 					return nil
 				},
 			},

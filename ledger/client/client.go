@@ -270,3 +270,48 @@ func (c *Client) RecordRelease(ctx context.Context, listing, manifest cas.Digest
 	b, _ := json.Marshal(map[string]cas.Digest{"listing": listing, "manifest": manifest})
 	return c.postReceipt(ctx, "/v1/releases", b)
 }
+
+// Token is a token as the node lists it (never its secret).
+type Token struct {
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	CreatedAt string `json:"created_at"`
+	RevokedAt string `json:"revoked_at,omitempty"`
+}
+
+// CreateToken asks the node (with an admin token) for a new token and
+// returns its secret, which the node shows only this once.
+func (c *Client) CreateToken(ctx context.Context, name, role string) (string, error) {
+	b, _ := json.Marshal(map[string]string{"name": name, "role": role})
+	resp, err := c.do(ctx, http.MethodPost, "/v1/tokens", nil, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, MaxResponse)).Decode(&out)
+	return out.Token, err
+}
+
+// Tokens lists the node's tokens (admin only).
+func (c *Client) Tokens(ctx context.Context) ([]Token, error) {
+	var out struct {
+		Tokens []Token `json:"tokens"`
+	}
+	err := c.getJSON(ctx, "/v1/tokens", nil, &out)
+	return out.Tokens, err
+}
+
+// RevokeToken revokes the named token (admin only).
+func (c *Client) RevokeToken(ctx context.Context, name string) (Token, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/tokens/"+url.PathEscape(name)+"/revoke", nil, nil, -1)
+	if err != nil {
+		return Token{}, err
+	}
+	defer resp.Body.Close()
+	var t Token
+	err = json.NewDecoder(io.LimitReader(resp.Body, MaxResponse)).Decode(&t)
+	return t, err
+}

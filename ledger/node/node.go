@@ -101,6 +101,9 @@ func New(opts Options) (*Server, error) {
 	s.handle("GET /v1/proofs/consistency", read, s.consistency)
 	s.handle("GET /v1/checkpoint", read, s.checkpoint)
 	s.handle("POST /v1/releases", write, s.recordRelease)
+	s.handle("POST /v1/tokens", ledger.RoleAdmin, s.createToken)
+	s.handle("GET /v1/tokens", ledger.RoleAdmin, s.listTokens)
+	s.handle("POST /v1/tokens/{name}/revoke", ledger.RoleAdmin, s.revokeToken)
 	s.handle("GET /checkpoint", read, s.tlogCheckpoint)
 	s.handle("GET /tile/", read, s.tile)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -360,6 +363,66 @@ func ParseEntryRequest(body []byte) (entryRequest, error) {
 		return req, badRequest("body must have both \"kind\" and \"subject\"")
 	}
 	return req, nil
+}
+
+// createToken makes a token (admin only) and answers its secret, once.
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name string `json:"name"`
+		Role string `json:"role"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return badRequest("body must be {\"name\": ..., \"role\": \"appender\"|\"auditor\"|\"admin\"}: %v", err)
+	}
+	secret, t, err := s.opts.Tokens.Create(r.Context(), req.Name, req.Role)
+	if errors.Is(err, ledger.ErrTokenExists) {
+		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	}
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	by, _ := TokenFrom(r.Context())
+	s.log.Info("token created", "name", t.Name, "role", t.Role, "by", by.Name)
+	return writeJSON(w, http.StatusCreated, map[string]any{"token": secret, "name": t.Name, "role": t.Role, "created_at": t.CreatedAt})
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	ts, err := s.opts.Tokens.List(r.Context())
+	if err != nil {
+		return err
+	}
+	type view struct {
+		Name      string `json:"name"`
+		Role      string `json:"role"`
+		CreatedAt string `json:"created_at"`
+		RevokedAt string `json:"revoked_at,omitempty"`
+	}
+	out := []view{}
+	for _, t := range ts {
+		out = append(out, view{t.Name, t.Role, t.CreatedAt, t.RevokedAt})
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.opts.Tokens.Revoke(r.Context(), r.PathValue("name"))
+	switch {
+	case errors.Is(err, ledger.ErrUnknownToken):
+		return &apiError{http.StatusNotFound, "not_found", err.Error()}
+	case errors.Is(err, ledger.ErrTokenRevoked):
+		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	case err != nil:
+		return err
+	}
+	by, _ := TokenFrom(r.Context())
+	s.log.Info("token revoked", "name", t.Name, "by", by.Name)
+	return writeJSON(w, http.StatusOK, map[string]any{"name": t.Name, "revoked_at": t.RevokedAt})
 }
 
 // recordRequest is the body of POST /v1/releases: the release's listing

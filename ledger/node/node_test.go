@@ -301,3 +301,28 @@ func TestEntriesByteForByte(t *testing.T) {
 		}
 	}
 }
+
+func TestTokensOverHTTP(t *testing.T) {
+	e := newEnv(t, Options{})
+	admin, app := e.tokens[ledger.RoleAdmin], e.tokens[ledger.RoleAppender]
+	wantError(t, e.do("POST", "/v1/tokens", app, strings.NewReader(`{"name":"x","role":"admin"}`)), 403, "forbidden")
+	r := e.do("POST", "/v1/tokens", admin, strings.NewReader(`{"name":"ci-new","role":"appender"}`))
+	var created struct{ Token, Name, Role string }
+	if r.status != 201 || json.Unmarshal(r.body, &created) != nil || !strings.HasPrefix(created.Token, "elt_") {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/v1/checkpoint", created.Token, nil); r.status != 200 {
+		t.Errorf("the new token does not work: %d", r.status)
+	}
+	wantError(t, e.do("POST", "/v1/tokens", admin, strings.NewReader(`{"name":"ci-new","role":"appender"}`)), 409, "conflict")
+	wantError(t, e.do("POST", "/v1/tokens", admin, strings.NewReader(`{"name":"x","role":"root"}`)), 400, "bad_request")
+	r = e.do("GET", "/v1/tokens", admin, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"ci-new"`) || strings.Contains(string(r.body), created.Token) || strings.Contains(string(r.body), "sha256") {
+		t.Errorf("list: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/v1/tokens/ci-new/revoke", admin, nil); r.status != 200 {
+		t.Errorf("revoke: %d %s", r.status, r.body)
+	}
+	wantError(t, e.do("GET", "/v1/checkpoint", created.Token, nil), 401, "token_revoked")
+	wantError(t, e.do("POST", "/v1/tokens/nobody/revoke", admin, nil), 404, "not_found")
+}
