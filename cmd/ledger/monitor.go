@@ -42,9 +42,9 @@ func (e *env) monitorCommand() *cli.Command {
 			if err != nil {
 				return usageError{fmt.Errorf("--log-key: %w", err)}
 			}
-			cl, err := client.New(c.String("node"), c.String("token"))
+			cl, err := nodeClient(c)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			state := c.String("state")
 			for {

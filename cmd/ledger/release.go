@@ -19,7 +19,6 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
-	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
@@ -597,9 +596,9 @@ func (e *env) reportRecord(m *signing.Manifest, sum evidence.Summary, rc proofs.
 // the node lacks, the listing and the manifest, then asks the node to
 // record them; the node runs every check Record runs.
 func (e *env) recordRemote(c *cli.Context, manifest []byte, out string) error {
-	cl, err := client.New(c.String("node"), c.String("token"))
+	cl, err := nodeClient(c)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	m, err := signing.ParseManifest(manifest)
 	if err != nil {
@@ -673,9 +672,9 @@ func (e *env) verifyCommand() *cli.Command {
 			}
 			in := release.VerifyInput{Bundle: c.String("bundle")}
 			if u := c.String("node"); u != "" {
-				cl, err := client.New(u, c.String("token"))
+				cl, err := nodeClient(c)
 				if err != nil {
-					return usageError{err}
+					return err
 				}
 				in.Node = cl
 				if err := required(c, "log-key"); err != nil {

@@ -81,9 +81,9 @@ func (r remoteReader) Entries(ctx context.Context, q ledger.Query, start uint64,
 // local ledger of --data (LEDGER_DATA), and a function that releases it.
 func (e *env) reader(c *cli.Context) (logReader, func(), error) {
 	if u := c.String("node"); u != "" {
-		cl, err := client.New(u, c.String("token"))
+		cl, err := nodeClient(c)
 		if err != nil {
-			return nil, nil, usageError{err}
+			return nil, nil, err
 		}
 		return remoteReader{cl}, func() {}, nil
 	}
@@ -154,9 +154,9 @@ func (e *env) store(c *cli.Context) (store, func(), error) {
 		if c.IsSet("as") {
 			return nil, nil, usagef("--as names the appender locally; a node records the name of the token (LEDGER_TOKEN)")
 		}
-		cl, err := client.New(u, c.String("token"))
+		cl, err := nodeClient(c)
 		if err != nil {
-			return nil, nil, usageError{err}
+			return nil, nil, err
 		}
 		return remoteStore{cl}, func() {}, nil
 	}
@@ -165,4 +165,14 @@ func (e *env) store(c *cli.Context) (store, func(), error) {
 		return nil, nil, err
 	}
 	return localStore{l}, func() { l.Close() }, nil
+}
+
+// nodeClient returns the client for --node (LEDGER_NODE) with --token
+// (LEDGER_TOKEN); a malformed URL is a usage error.
+func nodeClient(c *cli.Context) (*client.Client, error) {
+	cl, err := client.New(c.String("node"), c.String("token"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return cl, nil
 }

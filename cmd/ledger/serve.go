@@ -122,9 +122,9 @@ func (e *env) tokenCommand() *cli.Command {
 					}
 					var secret string
 					if u := c.String("node"); u != "" {
-						cl, err := client.New(u, c.String("token"))
+						cl, err := nodeClient(c)
 						if err != nil {
-							return usageError{err}
+							return err
 						}
 						if secret, err = cl.CreateToken(c.Context, c.String("name"), c.String("role")); err != nil {
 							return err
@@ -155,9 +155,9 @@ func (e *env) tokenCommand() *cli.Command {
 					}
 					var ts []client.Token
 					if u := c.String("node"); u != "" {
-						cl, err := client.New(u, c.String("token"))
+						cl, err := nodeClient(c)
 						if err != nil {
-							return usageError{err}
+							return err
 						}
 						if ts, err = cl.Tokens(c.Context); err != nil {
 							return err
@@ -198,9 +198,9 @@ func (e *env) tokenCommand() *cli.Command {
 					}
 					var revokedAt string
 					if u := c.String("node"); u != "" {
-						cl, err := client.New(u, c.String("token"))
+						cl, err := nodeClient(c)
 						if err != nil {
-							return usageError{err}
+							return err
 						}
 						t, err := cl.RevokeToken(c.Context, c.String("name"))
 						if err != nil {
