@@ -179,6 +179,7 @@ func (e *env) signerCommand() *cli.Command {
 					&cli.StringFlag{Name: "role", Usage: "the signer's role, e.g. release-approver"},
 					&cli.StringFlag{Name: "valid-until", Usage: "end of the key's validity, RFC 3339 (e.g. 2027-12-31T23:59:59Z)"},
 					&cli.StringFlag{Name: "reason", Usage: "a note recorded with the enrolment"},
+					nodeFlags()[0], nodeFlags()[1],
 				},
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
@@ -197,18 +198,37 @@ func (e *env) signerCommand() *cli.Command {
 							return usagef("--valid-until %q is not an RFC 3339 time such as 2027-12-31T23:59:59Z", s)
 						}
 					}
-					l, err := e.open(c)
+					k, err := signing.ParsePublicKey(pub)
 					if err != nil {
 						return err
 					}
-					defer l.Close()
-					rc, err := release.New(l.Log, l.Blobs).Enroll(c.Context, release.Enrolment{
-						PublicKey: pub, Name: c.String("name"), Email: c.String("email"), Role: c.String("role"), ValidUntil: until, Reason: c.String("reason"),
-					}, c.String("as"))
-					if err != nil {
-						return err
+					var rc proofs.Receipt
+					if c.String("node") != "" {
+						cl, err := nodeClient(c)
+						if err != nil {
+							return err
+						}
+						sub := ledger.Signer{Action: ledger.SignerEnroll, KeyID: k.KeyID(), PublicKey: string(k.PEM()), Name: c.String("name"),
+							Email: c.String("email"), Role: c.String("role"), Reason: c.String("reason")}
+						if !until.IsZero() {
+							sub.ValidUntil = until.UTC().Format(signing.TimeFormat)
+						}
+						if rc, err = cl.Append(c.Context, string(ledger.KindSigner), sub); err != nil {
+							return err
+						}
+					} else {
+						l, err := e.open(c)
+						if err != nil {
+							return err
+						}
+						defer l.Close()
+						rc, err = release.New(l.Log, l.Blobs).Enroll(c.Context, release.Enrolment{
+							PublicKey: pub, Name: c.String("name"), Email: c.String("email"), Role: c.String("role"), ValidUntil: until, Reason: c.String("reason"),
+						}, c.String("as"))
+						if err != nil {
+							return err
+						}
 					}
-					k, _ := signing.ParsePublicKey(pub)
 					what := "enrolled"
 					if rc.Duplicate {
 						what = "already enrolled (nothing appended):"
@@ -226,6 +246,7 @@ func (e *env) signerCommand() *cli.Command {
 					&cli.StringFlag{Name: "key-id", Usage: "the key id (sha256:...) to revoke"},
 					&cli.StringFlag{Name: "key", Usage: "or the public key `FILE` to revoke"},
 					&cli.StringFlag{Name: "reason", Usage: "why, e.g. \"laptop lost\" or \"left the company\""},
+					nodeFlags()[0], nodeFlags()[1],
 				},
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
@@ -251,14 +272,24 @@ func (e *env) signerCommand() *cli.Command {
 					case keyID == "":
 						return usagef("signer revoke needs --key-id ID or --key FILE")
 					}
-					l, err := e.open(c)
-					if err != nil {
-						return err
-					}
-					defer l.Close()
-					rc, err := release.New(l.Log, l.Blobs).Revoke(c.Context, keyID, c.String("reason"), c.String("as"))
-					if err != nil {
-						return err
+					var rc proofs.Receipt
+					if c.String("node") != "" {
+						cl, err := nodeClient(c)
+						if err != nil {
+							return err
+						}
+						if rc, err = cl.Append(c.Context, string(ledger.KindSigner), ledger.Signer{Action: ledger.SignerRevoke, KeyID: keyID, Reason: c.String("reason")}); err != nil {
+							return err
+						}
+					} else {
+						l, err := e.open(c)
+						if err != nil {
+							return err
+						}
+						defer l.Close()
+						if rc, err = release.New(l.Log, l.Blobs).Revoke(c.Context, keyID, c.String("reason"), c.String("as")); err != nil {
+							return err
+						}
 					}
 					fmt.Fprintf(e.stderr, "revoked %s at index %d\n", keyID, rc.Index)
 					return e.printJSONLine(rc)
@@ -268,17 +299,25 @@ func (e *env) signerCommand() *cli.Command {
 				Name:      "list",
 				Usage:     "list every enrolled signer and whether the key is revoked",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{dataFlag(), &cli.BoolFlag{Name: "json", Usage: "JSON Lines output"}},
+				Flags:     []cli.Flag{dataFlag(), &cli.BoolFlag{Name: "json", Usage: "JSON Lines output"}, nodeFlags()[0], nodeFlags()[1]},
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					l, err := e.open(c)
+					r, done, err := e.reader(c)
 					if err != nil {
 						return err
 					}
-					defer l.Close()
-					signers, err := release.New(l.Log, l.Blobs).Signers(c.Context)
+					defer done()
+					found, err := r.Entries(c.Context, ledger.Query{Kind: ledger.KindSigner}, 0, 0)
+					if err != nil {
+						return err
+					}
+					entries := make([]release.IndexedEntry, len(found))
+					for i, f := range found {
+						entries[i] = release.IndexedEntry{Index: f.Index, Entry: f.Entry}
+					}
+					signers, err := release.SignerStates(entries)
 					if err != nil {
 						return err
 					}

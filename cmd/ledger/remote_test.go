@@ -53,22 +53,11 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 		local[i] = out
 	}
 
-	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	tokens := ledger.NewTokens(l.DB)
+	srv, tokens, l := startNode(t, dir, true)
 	secret, _, err := tokens.Create(t.Context(), "ci-remote", ledger.RoleAppender)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens, PublicReads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
 	for i, r := range reads {
 		out, code := cli(append(r, "--node", srv.URL)...)
 		if code != 0 || out != local[i] {
@@ -150,15 +139,8 @@ func TestRemoteReleaseRecord(t *testing.T) {
 			t.Fatalf("ledger %v failed", args)
 		}
 	}
-	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := ledger.NewTokens(l.DB)
+	srv, tokens, _ := startNode(t, dir, true)
 	secret, _, _ := tokens.Create(t.Context(), "ci", ledger.RoleAppender)
-	h, _ := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens, PublicReads: true})
-	srv := httptest.NewServer(h)
-	defer func() { srv.Close(); l.Close() }()
 
 	tampered := filepath.Join(work, "tampered")
 	os.MkdirAll(tampered, 0o755)
@@ -190,16 +172,8 @@ func TestRemoteTokens(t *testing.T) {
 	if run(t.Context(), []string{"ledger", "init", "--data", dir, "--origin", "tok.example/dhf"}, nil, &out, &errb) != 0 {
 		t.Fatal(errb.String())
 	}
-	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	tokens := ledger.NewTokens(l.DB)
+	srv, tokens, _ := startNode(t, dir, false)
 	admin, _, _ := tokens.Create(t.Context(), "root", ledger.RoleAdmin)
-	h, _ := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
 	cli := func(args ...string) (string, string, int) {
 		var out, errb bytes.Buffer
 		code := run(t.Context(), append([]string{"ledger"}, args...), nil, &out, &errb)
@@ -222,4 +196,70 @@ func TestRemoteTokens(t *testing.T) {
 	if _, stderr, code := cli("checkpoint", "--node", srv.URL, "--token", strings.TrimSpace(secret)); code != 1 || !strings.Contains(stderr, "revoked") {
 		t.Errorf("a revoked token still reads: %d %s", code, stderr)
 	}
+}
+
+// TestRemoteStampsAndSigners runs stamp scan and signer enroll|revoke|list
+// against a node, with the same results as locally.
+func TestRemoteStampsAndSigners(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	var out, errb bytes.Buffer
+	if run(t.Context(), []string{"ledger", "init", "--data", dir, "--origin", "st.example/dhf"}, nil, &out, &errb) != 0 {
+		t.Fatal(errb.String())
+	}
+	srv, tokens, _ := startNode(t, dir, true)
+	admin, _, _ := tokens.Create(t.Context(), "admin", ledger.RoleAdmin)
+	ci, _, _ := tokens.Create(t.Context(), "ci", ledger.RoleAppender)
+	cli := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(t.Context(), append([]string{"ledger"}, args...), nil, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	sdoc := filepath.Join("..", "..", "testdata", "sdoc")
+	scan := []string{"stamp", "scan", sdoc, "--base", sdoc, "--pr", "57", "--commit", "abc", "--approver", "Jane Doe", "--node", srv.URL, "--token", ci}
+	out1, err1, code := cli(scan...)
+	if code != 0 || strings.Count(out1, "\n") != 12 || !strings.Contains(err1, "12 new stamps appended, 0 already in the log") {
+		t.Fatalf("remote scan: %d %s", code, err1)
+	}
+	_, err2, code := cli(scan...)
+	if code != 0 || !strings.Contains(err2, "0 new stamps appended, 12 already in the log") {
+		t.Errorf("second remote scan: %d %s", code, err2)
+	}
+
+	key := filepath.Join(t.TempDir(), "jane")
+	t.Setenv("LEDGER_PASSPHRASE", "correct-horse-battery")
+	if _, e, code := cli("keygen", "--name", "Jane Doe", "--email", "jane@example.com", "-o", key); code != 0 {
+		t.Fatal(e)
+	}
+	enrol := []string{"signer", "enroll", "--key", key + ".pub", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "qa", "--node", srv.URL}
+	if _, e, code := cli(append(enrol, "--token", ci)...); code != 1 || !strings.Contains(e, "403") {
+		t.Errorf("enrol with an appender token: %d %s", code, e)
+	}
+	if _, e, code := cli(append(enrol, "--token", admin)...); code != 0 || !strings.Contains(e, "enrolled sha256:") {
+		t.Errorf("remote enrol: %d %s", code, e)
+	}
+	if _, e, code := cli("signer", "revoke", "--key", key+".pub", "--reason", "lost", "--node", srv.URL, "--token", admin); code != 0 {
+		t.Errorf("remote revoke: %d %s", code, e)
+	}
+	list, _, code := cli("signer", "list", "--node", srv.URL)
+	if code != 0 || !strings.Contains(list, "Jane Doe") || !strings.Contains(list, ": lost") {
+		t.Errorf("remote signer list: %d\n%s", code, list)
+	}
+}
+
+// startNode serves the ledger in dir on a test listener until the test
+// ends; it returns the server, the token store and the open ledger.
+func startNode(t *testing.T, dir string, publicReads bool) (*httptest.Server, *ledger.Tokens, *ledger.Ledger) {
+	t.Helper()
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := ledger.NewTokens(l.DB)
+	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens, PublicReads: publicReads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close(); l.Close() })
+	return srv, tokens, l
 }

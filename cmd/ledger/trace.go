@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/release"
@@ -84,7 +86,7 @@ func readSDocs(paths []string, base string) ([]release.SDocFile, error) {
 
 func (e *env) stampCommand() *cli.Command {
 	approvalFlags := []cli.Flag{
-		dataFlag(), asFlag(),
+		dataFlag(), asFlag(), nodeFlags()[0], nodeFlags()[1],
 		&cli.StringFlag{Name: "pr", Usage: "the merged pull request (number or URL)"},
 		&cli.StringFlag{Name: "commit", Usage: "the merge commit"},
 		&cli.StringFlag{Name: "approver", Usage: "who approved the content"},
@@ -156,15 +158,30 @@ func (e *env) stampCommand() *cli.Command {
 			if at.IsZero() {
 				at = time.Now()
 			}
+			stamp := ledger.Stamp{
+				UID: c.String("uid"), ReviewedHash: hash, Document: doc.Path, DocumentDigest: cas.Sum(doc.Content),
+				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: at.UTC().Format(time.RFC3339),
+			}
+			if c.String("node") != "" {
+				cl, err := nodeClient(c)
+				if err != nil {
+					return err
+				}
+				if _, err := cl.PutBlob(c.Context, bytes.NewReader(doc.Content), int64(len(doc.Content)), &stamp.DocumentDigest); err != nil {
+					return fmt.Errorf("uploading %s: %w", doc.Path, err)
+				}
+				rc, err := cl.Append(c.Context, string(ledger.KindStamp), stamp)
+				if err != nil {
+					return err
+				}
+				return e.printJSONLine(rc)
+			}
 			l, err := e.open(c)
 			if err != nil {
 				return err
 			}
 			defer l.Close()
-			rc, err := release.New(l.Log, l.Blobs).Stamp(c.Context, ledger.Stamp{
-				UID: c.String("uid"), ReviewedHash: hash, Document: doc.Path,
-				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: at.UTC().Format(time.RFC3339),
-			}, doc.Content, c.String("as"))
+			rc, err := release.New(l.Log, l.Blobs).Stamp(c.Context, stamp, doc.Content, c.String("as"))
 			if err != nil {
 				return err
 			}
@@ -195,6 +212,9 @@ func (e *env) stampCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				if c.String("node") != "" {
+					return e.scanRemote(c, files, a)
+				}
 				l, err := e.open(c)
 				if err != nil {
 					return err
@@ -215,6 +235,46 @@ func (e *env) stampCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// scanRemote is stamp scan against a node: the same checks first, then the
+// documents as blobs and each stamp as an entry; the node answers a stamp
+// already logged (same UID and REVIEWED_HASH) with its first receipt.
+func (e *env) scanRemote(c *cli.Context, files []release.SDocFile, a release.Approval) error {
+	cl, err := nodeClient(c)
+	if err != nil {
+		return err
+	}
+	if a.ApprovedAt.IsZero() {
+		a.ApprovedAt = time.Now()
+	}
+	stamps, res, err := release.PlanStamps(files, a, "node")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		d := cas.Sum(f.Content)
+		if _, err := cl.PutBlob(c.Context, bytes.NewReader(f.Content), int64(len(f.Content)), &d); err != nil {
+			return fmt.Errorf("uploading %s: %w", f.Path, err)
+		}
+	}
+	for _, s := range stamps {
+		rc, err := cl.Append(c.Context, string(ledger.KindStamp), s)
+		if err != nil {
+			return fmt.Errorf("stamping %s: %w", s.UID, err)
+		}
+		if rc.Duplicate {
+			res.Existing++
+			continue
+		}
+		res.Appended = append(res.Appended, rc)
+		if err := e.printJSONLine(rc); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.stderr, "%d documents, %d nodes with a UID, %d stamped: %d new stamps appended, %d already in the log\n",
+		len(files), res.Nodes, res.Stamped, len(res.Appended), res.Existing)
+	return nil
 }
 
 func (e *env) releaseCheckCommand() *cli.Command {

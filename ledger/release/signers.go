@@ -102,12 +102,37 @@ func (r *Registry) signers(ctx context.Context, q ledger.Query) ([]SignerState, 
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*SignerState{}
-	var order []string
-	for _, i := range idx {
-		e, err := r.entry(ctx, i)
+	entries := make([]IndexedEntry, len(idx))
+	for k, i := range idx {
+		b, err := r.log.Entry(ctx, i)
 		if err != nil {
 			return nil, err
+		}
+		entries[k] = IndexedEntry{Index: i, Entry: b}
+	}
+	return SignerStates(entries)
+}
+
+// IndexedEntry is a log entry with its index.
+type IndexedEntry struct {
+	Index uint64
+	Entry []byte
+}
+
+// SignerStates replays signer entries, in log order, into the state of
+// each key, in order of first enrolment: the latest enrolment holds until
+// a revocation, which is final.
+func SignerStates(entries []IndexedEntry) ([]SignerState, error) {
+	byID := map[string]*SignerState{}
+	var order []string
+	for _, ie := range entries {
+		i := ie.Index
+		e, err := ledger.ParseEntry(ie.Entry)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if e.Kind != ledger.KindSigner {
+			continue
 		}
 		var s ledger.Signer
 		if err := e.DecodeSubject(&s); err != nil {

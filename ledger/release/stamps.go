@@ -171,31 +171,12 @@ type ScanResult struct {
 // first and appends nothing if a UID appears in two documents or a stamp
 // would not be a valid entry. Running it twice appends nothing new.
 func (r *Registry) ScanStamps(ctx context.Context, files []SDocFile, a Approval, by string) (ScanResult, error) {
-	at := a.ApprovedAt
-	if at.IsZero() {
-		at = r.now()
+	if a.ApprovedAt.IsZero() {
+		a.ApprovedAt = r.now()
 	}
-	where := map[string]string{}
-	var stamps []ledger.Stamp
-	var res ScanResult
-	for _, f := range files {
-		for _, n := range f.Doc.Nodes {
-			res.Nodes++
-			if other, ok := where[n.UID]; ok {
-				return ScanResult{}, fmt.Errorf("%w: %s is in %s and %s:%d; each UID must be defined once", ErrDuplicateUID, n.UID, other, f.Path, n.Line)
-			}
-			where[n.UID] = fmt.Sprintf("%s:%d", f.Path, n.Line)
-			if n.ReviewedHash == "" {
-				continue
-			}
-			res.Stamped++
-			s := ledger.Stamp{UID: n.UID, ReviewedHash: n.ReviewedHash, Document: f.Path, DocumentDigest: cas.Sum(f.Content),
-				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: at.UTC().Format(time.RFC3339)}
-			if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
-				return ScanResult{}, fmt.Errorf("%s:%d: %w", f.Path, n.Line, err)
-			}
-			stamps = append(stamps, s)
-		}
+	stamps, res, err := PlanStamps(files, a, by)
+	if err != nil {
+		return ScanResult{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -269,6 +250,36 @@ func (r *Registry) appendAll(ctx context.Context, k ledger.Kind, n int, subject 
 		}
 	}
 	return out, context.Cause(ctx)
+}
+
+// PlanStamps checks the files of a scan and returns the stamp of every
+// node with a REVIEWED_HASH, all with approval a (whose ApprovedAt must be
+// set), checked as entries by appender by. It refuses a UID defined twice
+// and any stamp that would not be a valid entry, naming file and line.
+func PlanStamps(files []SDocFile, a Approval, by string) ([]ledger.Stamp, ScanResult, error) {
+	where := map[string]string{}
+	var stamps []ledger.Stamp
+	var res ScanResult
+	for _, f := range files {
+		for _, n := range f.Doc.Nodes {
+			res.Nodes++
+			if other, ok := where[n.UID]; ok {
+				return nil, ScanResult{}, fmt.Errorf("%w: %s is in %s and %s:%d; each UID must be defined once", ErrDuplicateUID, n.UID, other, f.Path, n.Line)
+			}
+			where[n.UID] = fmt.Sprintf("%s:%d", f.Path, n.Line)
+			if n.ReviewedHash == "" {
+				continue
+			}
+			res.Stamped++
+			s := ledger.Stamp{UID: n.UID, ReviewedHash: n.ReviewedHash, Document: f.Path, DocumentDigest: cas.Sum(f.Content),
+				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: a.ApprovedAt.UTC().Format(time.RFC3339)}
+			if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
+				return nil, ScanResult{}, fmt.Errorf("%s:%d: %w", f.Path, n.Line, err)
+			}
+			stamps = append(stamps, s)
+		}
+	}
+	return stamps, res, nil
 }
 
 // Offender is a requirement that blocks a release, and what to do.
