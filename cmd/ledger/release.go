@@ -464,8 +464,7 @@ func (e *env) releaseSignCommand() *cli.Command {
 					return err
 				}
 				defer l.Close()
-				reg := release.New(l.Log, l.Blobs)
-				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reg, idx) }
+				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, localReader{l}, idx) }
 			default:
 				return usagef("release sign runs the release gate against the ledger: pass --data DIR (or set LEDGER_DATA), or --no-gate to sign without it")
 			}

@@ -225,6 +225,14 @@ func TestRemoteStampsAndSigners(t *testing.T) {
 		t.Errorf("second remote scan: %d %s", code, err2)
 	}
 
+	index := filepath.Join("..", "..", "testdata", "bundle", "index.json")
+	if out, _, code := cli("release", "check", "--index", index, "--sdoc", sdoc, "--node", srv.URL); code != 0 || !strings.Contains(out, "release gate passed") {
+		t.Errorf("remote gate: %d\n%s", code, out)
+	}
+	if out, _, code := cli("release", "check", "--index", index, "--sdoc", filepath.Join("..", "..", "testdata", "sdoc-changed"), "--node", srv.URL); code != 1 || !strings.Contains(out, "FAIL  REQ-007") {
+		t.Errorf("remote gate on changed content: %d\n%s", code, out)
+	}
+
 	key := filepath.Join(t.TempDir(), "jane")
 	t.Setenv("LEDGER_PASSPHRASE", "correct-horse-battery")
 	if _, e, code := cli("keygen", "--name", "Jane Doe", "--email", "jane@example.com", "-o", key); code != 0 {

@@ -287,6 +287,7 @@ func (e *env) releaseCheckCommand() *cli.Command {
 			&cli.StringFlag{Name: "index", Usage: "the bundle's index.json `FILE`"},
 			&cli.StringFlag{Name: "sdoc", Usage: "the `DIR` of .sdoc files whose REVIEWED_HASHes are current (optional)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			nodeFlags()[0], nodeFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -300,12 +301,12 @@ func (e *env) releaseCheckCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.String("index"), err)
 			}
-			l, err := e.open(c)
+			r, done, err := e.reader(c)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			g, err := e.gate(c, release.New(l.Log, l.Blobs), idx)
+			defer done()
+			g, err := e.gate(c, r, idx)
 			if err != nil {
 				return err
 			}
@@ -328,7 +329,7 @@ func (e *env) releaseCheckCommand() *cli.Command {
 }
 
 // gate runs the release gate with the .sdoc files of --sdoc, if given.
-func (e *env) gate(c *cli.Context, reg *release.Registry, idx evidence.Index) (release.GateResult, error) {
+func (e *env) gate(c *cli.Context, r logReader, idx evidence.Index) (release.GateResult, error) {
 	var docs []release.SDocFile
 	if d := c.String("sdoc"); d != "" {
 		var err error
@@ -336,7 +337,19 @@ func (e *env) gate(c *cli.Context, reg *release.Registry, idx evidence.Index) (r
 			return release.GateResult{}, err
 		}
 	}
-	return reg.Gate(c.Context, idx, docs)
+	found, err := r.Entries(c.Context, ledger.Query{Kind: ledger.KindStamp}, 0, 0)
+	if err != nil {
+		return release.GateResult{}, err
+	}
+	entries := make([]release.IndexedEntry, len(found))
+	for i, f := range found {
+		entries[i] = release.IndexedEntry{Index: f.Index, Entry: f.Entry}
+	}
+	all, err := release.StampsByUID(entries)
+	if err != nil {
+		return release.GateResult{}, err
+	}
+	return release.Gate(idx, docs, all)
 }
 
 func printGate(w io.Writer, g release.GateResult) {

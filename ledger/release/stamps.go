@@ -93,23 +93,41 @@ func (r *Registry) allStamps(ctx context.Context) (map[string][]StampedEntry, er
 			return nil, err
 		}
 		for k, b := range entries {
-			n := idx[i] + uint64(k)
-			// Entries from the log were validated when appended and are
-			// covered by the tree (ledger audit re-checks them), so a plain
-			// decode will do; ParseEntry's canonical-form check is for
-			// entries from outside.
-			var e struct {
-				Kind     ledger.Kind  `json:"kind"`
-				Subject  ledger.Stamp `json:"subject"`
-				LoggedAt string       `json:"logged_at"`
-				LoggedBy string       `json:"logged_by"`
+			if err := addStamp(out, idx[i]+uint64(k), b); err != nil {
+				return nil, err
 			}
-			if err := json.Unmarshal(b, &e); err != nil || e.Kind != ledger.KindStamp {
-				return nil, fmt.Errorf("entry %d is not a stamp entry (kind %q): %v; run ledger audit", n, e.Kind, err)
-			}
-			out[e.Subject.UID] = append(out[e.Subject.UID], StampedEntry{Index: n, Stamp: e.Subject, LoggedAt: e.LoggedAt, LoggedBy: e.LoggedBy, Digest: proofs.EntryDigest(b)})
 		}
 		i = j
+	}
+	return out, nil
+}
+
+// addStamp decodes stamp entry n into out. Entries from the log were
+// validated when appended and are covered by the tree (ledger audit
+// re-checks them), so a plain decode will do; ParseEntry's
+// canonical-form check is for entries from outside.
+func addStamp(out map[string][]StampedEntry, n uint64, b []byte) error {
+	var e struct {
+		Kind     ledger.Kind  `json:"kind"`
+		Subject  ledger.Stamp `json:"subject"`
+		LoggedAt string       `json:"logged_at"`
+		LoggedBy string       `json:"logged_by"`
+	}
+	if err := json.Unmarshal(b, &e); err != nil || e.Kind != ledger.KindStamp {
+		return fmt.Errorf("entry %d is not a stamp entry (kind %q): %v; run ledger audit", n, e.Kind, err)
+	}
+	out[e.Subject.UID] = append(out[e.Subject.UID], StampedEntry{Index: n, Stamp: e.Subject, LoggedAt: e.LoggedAt, LoggedBy: e.LoggedBy, Digest: proofs.EntryDigest(b)})
+	return nil
+}
+
+// StampsByUID groups stamp entries (in log order) by UID, as the gate
+// wants them.
+func StampsByUID(entries []IndexedEntry) (map[string][]StampedEntry, error) {
+	out := make(map[string][]StampedEntry)
+	for _, e := range entries {
+		if err := addStamp(out, e.Index, e.Entry); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -331,6 +349,16 @@ func StampListText(matched []StampedEntry) []byte {
 // (found by UID across them), else the one index.json states. Each
 // problem is an Offender naming the UID and what to do.
 func (r *Registry) Gate(ctx context.Context, idx evidence.Index, docs []SDocFile) (GateResult, error) {
+	all, err := r.allStamps(ctx)
+	if err != nil {
+		return GateResult{}, err
+	}
+	return Gate(idx, docs, all)
+}
+
+// Gate is the release gate over stamps already read (StampsByUID), for a
+// log read through a node.
+func Gate(idx evidence.Index, docs []SDocFile, all map[string][]StampedEntry) (GateResult, error) {
 	current := map[string]string{}
 	place := map[string]string{}
 	for _, f := range docs {
@@ -341,10 +369,6 @@ func (r *Registry) Gate(ctx context.Context, idx evidence.Index, docs []SDocFile
 			place[n.UID] = fmt.Sprintf("%s:%d", f.Path, n.Line)
 			current[n.UID] = n.ReviewedHash
 		}
-	}
-	all, err := r.allStamps(ctx)
-	if err != nil {
-		return GateResult{}, err
 	}
 	var g GateResult
 	add := func(uid, problem, fix string) { g.Offenders = append(g.Offenders, Offender{uid, problem, fix}) }
