@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -42,6 +43,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, cas.ErrDigestMismatch):
 		return &apiError{http.StatusBadRequest, "digest_mismatch", err.Error() + "; nothing was stored"}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &apiError{http.StatusRequestTimeout, "timeout", "the request stalled past this node's timeout; nothing was stored"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return &apiError{http.StatusBadRequest, "truncated", err.Error() + "; nothing was stored"}
 	case errors.Is(err, release.ErrKeyBound), errors.Is(err, release.ErrRevoked), errors.Is(err, release.ErrExpired), errors.Is(err, release.ErrVersionTaken):

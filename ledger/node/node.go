@@ -35,6 +35,9 @@ import (
 const (
 	DefaultMaxEntryBody = 256 << 10 // an entry is at most 64 KiB; JSON escapes it
 	DefaultMaxBlobSize  = 64 << 30
+	// DefaultRequestTimeout bounds reading and writing a request, and a
+	// stall in a blob transfer.
+	DefaultRequestTimeout = time.Minute
 )
 
 // Options configure a Server. The zero value of each field means its
@@ -47,6 +50,10 @@ type Options struct {
 	PublicReads  bool
 	MaxEntryBody int64
 	MaxBlobSize  int64
+	// RequestTimeout bounds a request's reading and writing; blob
+	// transfers get it again after each block that moves, so only a stalled
+	// one is cut off. Zero means DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// RateLimit is the requests per second allowed per token (per client
 	// address for anonymous reads), with bursts of RateBurst; zero means
 	// no limit.
@@ -78,6 +85,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxBlobSize <= 0 {
 		opts.MaxBlobSize = DefaultMaxBlobSize
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -129,6 +139,12 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 	route := pattern
 	s.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// Each request gets deadlines, so a client that stops reading or
+		// writing cannot hold a connection for ever; blob transfers move
+		// theirs forward as bytes flow (see progressBody).
+		rc := http.NewResponseController(rw)
+		rc.SetReadDeadline(start.Add(s.opts.RequestTimeout))
+		rc.SetWriteDeadline(start.Add(s.opts.RequestTimeout))
 		w := &statusRecorder{ResponseWriter: rw}
 		defer func() {
 			s.metrics.requests.WithLabelValues(route, strconv.Itoa(w.code)).Inc()
@@ -206,7 +222,7 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > s.opts.MaxBlobSize {
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("blob of %d bytes is over this node's limit of %d", r.ContentLength, s.opts.MaxBlobSize)}
 	}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBlobSize)
+	body := http.MaxBytesReader(w, &progressBody{r: r.Body, rc: http.NewResponseController(w), idle: s.opts.RequestTimeout}, s.opts.MaxBlobSize)
 	// A body shorter than its Content-Length is a cut-off upload: make it
 	// an error, so that nothing is stored.
 	var src io.Reader = body
@@ -219,6 +235,35 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("ETag", `"`+info.Digest.String()+`"`)
 	return writeJSON(w, http.StatusCreated, map[string]any{"digest": info.Digest, "size": info.Size})
+}
+
+// progressBody moves the read deadline forward as a blob upload flows.
+type progressBody struct {
+	r    io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (p *progressBody) Close() error { return p.r.Close() }
+
+func (p *progressBody) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.rc.SetReadDeadline(time.Now().Add(p.idle))
+	}
+	return n, err
+}
+
+// progressWriter moves the write deadline forward as a blob download flows.
+type progressWriter struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.rc.SetWriteDeadline(time.Now().Add(p.idle))
+	return p.w.Write(b)
 }
 
 // exactReader fails with io.ErrUnexpectedEOF when the body ends before
@@ -255,7 +300,8 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if _, err := cas.Get(r.Context(), s.opts.Blobs, d, w); err != nil {
+	pw := &progressWriter{w: w, rc: http.NewResponseController(w), idle: s.opts.RequestTimeout}
+	if _, err := cas.Get(r.Context(), s.opts.Blobs, d, pw); err != nil {
 		// Headers are gone; the client sees a short body, which the
 		// Content-Length makes detectable. Log it loudly.
 		s.log.Error("blob failed verification while being served", "digest", d, "err", err)

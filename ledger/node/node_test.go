@@ -3,12 +3,15 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -325,4 +328,28 @@ func TestTokensOverHTTP(t *testing.T) {
 	}
 	wantError(t, e.do("GET", "/v1/checkpoint", created.Token, nil), 401, "token_revoked")
 	wantError(t, e.do("POST", "/v1/tokens/nobody/revoke", admin, nil), 404, "not_found")
+}
+
+// TestStalledClientsAreCutOff sends half a body and stalls: the node must
+// give up on the request within its timeout instead of holding the
+// connection.
+func TestStalledClientsAreCutOff(t *testing.T) {
+	e := newEnv(t, Options{RequestTimeout: 300 * time.Millisecond})
+	for _, path := range []string{"/v1/entries", "/v1/blobs"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{\"kind\":", path, e.tokens[ledger.RoleAppender])
+		start := time.Now()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(conn) // the node answers an error and/or closes
+		if time.Since(start) > 3*time.Second {
+			t.Errorf("%s: a stalled client held the connection for %v", path, time.Since(start))
+		}
+		if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 4") {
+			t.Errorf("%s: answered %q", path, b)
+		}
+		conn.Close()
+	}
 }
