@@ -157,6 +157,9 @@ func TestRemoteReleaseRecord(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "already recorded (nothing appended)") {
 		t.Errorf("remote re-record: exit %d: %s", code, out)
 	}
+	if out, code := cli("trace", "--release", "v1.0.0", "--node", srv.URL); code != 0 || !strings.Contains(out, "release v1.0.0: entry ") {
+		t.Errorf("remote trace --release: %d %s", code, out)
+	}
 	logPub := filepath.Join(dir, ledger.PublicKeyFile)
 	out, code = cli("verify", "--bundle", bundle, "--manifest", manifest, "--signer-key", key+".pub", "--log-key", logPub,
 		"--receipt", filepath.Join(work, "release-v1.0.0.receipt.json"), "--node", srv.URL)
@@ -225,6 +228,9 @@ func TestRemoteStampsAndSigners(t *testing.T) {
 		t.Errorf("second remote scan: %d %s", code, err2)
 	}
 
+	if out, _, code := cli("trace", "REQ-007", "--node", srv.URL); code != 0 || !strings.Contains(out, "stamp    entry") || !strings.Contains(out, "PR 57") {
+		t.Errorf("remote trace: %d\n%s", code, out)
+	}
 	index := filepath.Join("..", "..", "testdata", "bundle", "index.json")
 	if out, _, code := cli("release", "check", "--index", index, "--sdoc", sdoc, "--node", srv.URL); code != 0 || !strings.Contains(out, "release gate passed") {
 		t.Errorf("remote gate: %d\n%s", code, out)

@@ -372,6 +372,7 @@ func (e *env) traceCommand() *cli.Command {
 			dataFlag(),
 			&cli.StringFlag{Name: "release", Usage: "print the whole table of release `vX.Y.Z`"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			nodeFlags()[0], nodeFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			args, err := positional(c)
@@ -382,14 +383,13 @@ func (e *env) traceCommand() *cli.Command {
 			if (len(args) == 1) == (version != "") || len(args) > 1 {
 				return usagef("trace takes one UID, or --release vX.Y.Z")
 			}
-			l, err := e.open(c)
+			src, done, err := e.traceSource(c)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			reg := release.New(l.Log, l.Blobs)
+			defer done()
 			if version != "" {
-				rel, rows, err := reg.TraceRelease(c.Context, version)
+				rel, rows, err := src.TraceRelease(version)
 				if err != nil {
 					return err
 				}
@@ -409,7 +409,7 @@ func (e *env) traceCommand() *cli.Command {
 				}
 				return tw.Flush()
 			}
-			row, err := reg.Trace(c.Context, args[0])
+			row, err := src.Trace(args[0])
 			if err != nil {
 				return err
 			}
@@ -430,6 +430,79 @@ func (e *env) traceCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// traceSource reads the releases, stamps and blobs trace needs, from the
+// local ledger or a node.
+func (e *env) traceSource(c *cli.Context) (release.TraceSource, func(), error) {
+	if c.String("node") == "" {
+		l, err := e.open(c)
+		if err != nil {
+			return release.TraceSource{}, nil, err
+		}
+		src, err := release.New(l.Log, l.Blobs).Source(c.Context)
+		if err != nil {
+			l.Close()
+			return release.TraceSource{}, nil, err
+		}
+		return src, func() { l.Close() }, nil
+	}
+	cl, err := nodeClient(c)
+	if err != nil {
+		return release.TraceSource{}, nil, err
+	}
+	r := remoteReader{cl}
+	entries := func(k ledger.Kind) ([]release.IndexedEntry, error) {
+		found, err := r.Entries(c.Context, ledger.Query{Kind: k}, 0, 0)
+		out := make([]release.IndexedEntry, len(found))
+		for i, f := range found {
+			out[i] = release.IndexedEntry{Index: f.Index, Entry: f.Entry}
+		}
+		return out, err
+	}
+	stampEntries, err := entries(ledger.KindStamp)
+	if err != nil {
+		return release.TraceSource{}, nil, err
+	}
+	src := release.TraceSource{Blob: func(d cas.Digest, max int64) ([]byte, error) {
+		var b bytes.Buffer
+		if err := cl.GetBlob(c.Context, d, &limitedBuffer{b: &b, max: max}); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	}}
+	if src.Stamps, err = release.StampsByUID(stampEntries); err != nil {
+		return release.TraceSource{}, nil, err
+	}
+	relEntries, err := entries(ledger.KindRelease)
+	if err != nil {
+		return release.TraceSource{}, nil, err
+	}
+	for _, re := range relEntries {
+		ent, err := ledger.ParseEntry(re.Entry)
+		if err != nil {
+			return release.TraceSource{}, nil, fmt.Errorf("release entry %d: %w", re.Index, err)
+		}
+		var rel ledger.Release
+		if err := ent.DecodeSubject(&rel); err != nil {
+			return release.TraceSource{}, nil, err
+		}
+		src.Releases = append(src.Releases, release.RecordedRelease{Index: re.Index, Release: rel, LoggedAt: ent.LoggedAt})
+	}
+	return src, func() {}, nil
+}
+
+// limitedBuffer refuses to grow past max bytes.
+type limitedBuffer struct {
+	b   *bytes.Buffer
+	max int64
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if int64(l.b.Len()+len(p)) > l.max {
+		return 0, fmt.Errorf("blob is over %d bytes", l.max)
+	}
+	return l.b.Write(p)
 }
 
 func short(h string) string {

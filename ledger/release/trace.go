@@ -41,29 +41,6 @@ func (r *Registry) Releases(ctx context.Context, version string) ([]RecordedRele
 	return out, nil
 }
 
-// ReleaseIndex reads the index.json of a recorded release's bundle from the
-// blob store (through the bundle's listing). A bundle without one gives
-// an empty index.
-func (r *Registry) ReleaseIndex(ctx context.Context, rel ledger.Release) (evidence.Index, error) {
-	lb, err := r.getBlob(ctx, rel.Bundle, 256<<20)
-	if err != nil {
-		return evidence.Index{}, fmt.Errorf("reading the listing of %s: %w", rel.Version, err)
-	}
-	l, err := evidence.ParseListing(lb)
-	if err != nil {
-		return evidence.Index{}, fmt.Errorf("the listing of %s: %w", rel.Version, err)
-	}
-	f, ok := l.Lookup(IndexFile)
-	if !ok {
-		return evidence.Index{}, nil
-	}
-	b, err := r.getBlob(ctx, f.Digest, evidence.MaxIndexSize)
-	if err != nil {
-		return evidence.Index{}, fmt.Errorf("reading index.json of %s: %w", rel.Version, err)
-	}
-	return evidence.ParseIndex(b)
-}
-
 // getBlob reads a whole blob of at most max bytes, verified.
 func (r *Registry) getBlob(ctx context.Context, d cas.Digest, max int64) ([]byte, error) {
 	info, err := r.blobs.Stat(ctx, d)
@@ -90,20 +67,56 @@ type TraceRow struct {
 	Releases     []RecordedRelease `json:"releases"`
 }
 
-// Trace returns the chain for one UID: every stamp (PR, commit, approver,
-// time, log index) and every recorded release whose index.json lists it.
-func (r *Registry) Trace(ctx context.Context, uid string) (TraceRow, error) {
-	stamps, err := r.Stamps(ctx, uid)
-	if err != nil {
-		return TraceRow{}, err
-	}
-	row := TraceRow{UID: uid, Stamps: stamps}
+// TraceSource is what tracing reads: the log's release and stamp entries
+// and the blob store, from a local ledger or through a node.
+type TraceSource struct {
+	Releases []RecordedRelease                       // every release entry, in log order
+	Stamps   map[string][]StampedEntry               // StampsByUID of every stamp entry
+	Blob     func(cas.Digest, int64) ([]byte, error) // a whole blob of at most the size given
+}
+
+// Source gathers the registry's log into a TraceSource.
+func (r *Registry) Source(ctx context.Context) (TraceSource, error) {
 	rels, err := r.Releases(ctx, "")
 	if err != nil {
-		return TraceRow{}, err
+		return TraceSource{}, err
 	}
-	for _, rel := range rels {
-		idx, err := r.ReleaseIndex(ctx, rel.Release)
+	all, err := r.allStamps(ctx)
+	if err != nil {
+		return TraceSource{}, err
+	}
+	return TraceSource{Releases: rels, Stamps: all, Blob: func(d cas.Digest, max int64) ([]byte, error) { return r.getBlob(ctx, d, max) }}, nil
+}
+
+// Index reads the index.json of a recorded release's bundle through its
+// listing. A bundle without one gives an empty index.
+func (src TraceSource) Index(rel ledger.Release) (evidence.Index, error) {
+	lb, err := src.Blob(rel.Bundle, 256<<20)
+	if err != nil {
+		return evidence.Index{}, fmt.Errorf("reading the listing of %s: %w", rel.Version, err)
+	}
+	l, err := evidence.ParseListing(lb)
+	if err != nil {
+		return evidence.Index{}, fmt.Errorf("the listing of %s: %w", rel.Version, err)
+	}
+	f, ok := l.Lookup(IndexFile)
+	if !ok {
+		return evidence.Index{}, nil
+	}
+	b, err := src.Blob(f.Digest, evidence.MaxIndexSize)
+	if err != nil {
+		return evidence.Index{}, fmt.Errorf("reading index.json of %s: %w", rel.Version, err)
+	}
+	return evidence.ParseIndex(b)
+}
+
+// Trace returns the chain for one UID: every stamp (PR, commit, approver,
+// time, log index) and every recorded release whose index.json lists it.
+func (src TraceSource) Trace(uid string) (TraceRow, error) {
+	stamps := src.Stamps[uid]
+	row := TraceRow{UID: uid, Stamps: stamps}
+	for _, rel := range src.Releases {
+		idx, err := src.Index(rel.Release)
 		if err != nil {
 			return TraceRow{}, err
 		}
@@ -124,33 +137,48 @@ func (r *Registry) Trace(ctx context.Context, uid string) (TraceRow, error) {
 // TraceRelease returns the traceability table of a recorded release: each
 // regulated UID of its index.json with the stamps logged before the
 // release entry whose REVIEWED_HASH is the one the index states.
-func (r *Registry) TraceRelease(ctx context.Context, version string) (RecordedRelease, []TraceRow, error) {
-	rels, err := r.Releases(ctx, version)
-	if err != nil {
-		return RecordedRelease{}, nil, err
+func (src TraceSource) TraceRelease(version string) (RecordedRelease, []TraceRow, error) {
+	var rel *RecordedRelease
+	for i := range src.Releases {
+		if src.Releases[i].Release.Version == version {
+			rel = &src.Releases[i]
+			break
+		}
 	}
-	if len(rels) == 0 {
+	if rel == nil {
 		return RecordedRelease{}, nil, fmt.Errorf("%w: %s", ErrUnknownRelease, version)
 	}
-	rel := rels[0]
-	idx, err := r.ReleaseIndex(ctx, rel.Release)
+	idx, err := src.Index(rel.Release)
 	if err != nil {
-		return rel, nil, err
-	}
-	all, err := r.allStamps(ctx)
-	if err != nil {
-		return rel, nil, err
+		return *rel, nil, err
 	}
 	var rows []TraceRow
 	for _, req := range idx.Regulated() {
-		stamps := all[req.UID]
-		row := TraceRow{UID: req.UID, State: req.State, ReviewedHash: req.ReviewedHash, Stamps: []StampedEntry{}, Releases: []RecordedRelease{rel}}
-		for _, s := range stamps {
+		row := TraceRow{UID: req.UID, State: req.State, ReviewedHash: req.ReviewedHash, Stamps: []StampedEntry{}, Releases: []RecordedRelease{*rel}}
+		for _, s := range src.Stamps[req.UID] {
 			if s.Index < rel.Index && (req.ReviewedHash == "" || s.Stamp.ReviewedHash == req.ReviewedHash) {
 				row.Stamps = append(row.Stamps, s)
 			}
 		}
 		rows = append(rows, row)
 	}
-	return rel, rows, nil
+	return *rel, rows, nil
+}
+
+// Trace is TraceSource.Trace over the registry's log.
+func (r *Registry) Trace(ctx context.Context, uid string) (TraceRow, error) {
+	src, err := r.Source(ctx)
+	if err != nil {
+		return TraceRow{}, err
+	}
+	return src.Trace(uid)
+}
+
+// TraceRelease is TraceSource.TraceRelease over the registry's log.
+func (r *Registry) TraceRelease(ctx context.Context, version string) (RecordedRelease, []TraceRow, error) {
+	src, err := r.Source(ctx)
+	if err != nil {
+		return RecordedRelease{}, nil, err
+	}
+	return src.TraceRelease(version)
 }
