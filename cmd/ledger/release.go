@@ -393,6 +393,7 @@ func (e *env) releaseSignCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-gate", Usage: "sign without the ledger: only index.json's review states are checked, and the manifest records no stamps"},
 			dataFlag(),
 			passphraseFlag(),
+			nodeFlags()[0], nodeFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -458,6 +459,12 @@ func (e *env) releaseSignCommand() *cli.Command {
 					return usagef("--no-gate and --sdoc exclude each other")
 				}
 				fmt.Fprintln(e.stderr, "--no-gate: the release gate does not run; the manifest records no stamps")
+			case c.String("node") != "":
+				cl, err := nodeClient(c)
+				if err != nil {
+					return err
+				}
+				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, remoteReader{cl}, idx) }
 			case c.String("data") != "":
 				l, err := e.open(c)
 				if err != nil {
@@ -466,7 +473,7 @@ func (e *env) releaseSignCommand() *cli.Command {
 				defer l.Close()
 				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, localReader{l}, idx) }
 			default:
-				return usagef("release sign runs the release gate against the ledger: pass --data DIR (or set LEDGER_DATA), or --no-gate to sign without it")
+				return usagef("release sign runs the release gate against the ledger: pass --data DIR (or set LEDGER_DATA), --node URL, or --no-gate to sign without it")
 			}
 			pr := newProgress(e.stderr, "hashing bundle", -1)
 			req.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }

@@ -244,6 +244,13 @@ func TestRemoteStampsAndSigners(t *testing.T) {
 	if _, e, code := cli("keygen", "--name", "Jane Doe", "--email", "jane@example.com", "-o", key); code != 0 {
 		t.Fatal(e)
 	}
+	// release sign runs the gate against the node and records its stamps.
+	bundle := filepath.Join("..", "..", "testdata", "bundle")
+	m := filepath.Join(t.TempDir(), "release.json")
+	if _, e, code := cli("release", "sign", "--bundle", bundle, "--version", "v0.1.0", "--key", key+".key", "--meaning", "approved-for-release",
+		"--sdoc", sdoc, "--node", srv.URL, "--yes", "-o", m); code != 0 || !strings.Contains(e, "12 regulated, 12 reviewed, 12 stamped") {
+		t.Errorf("release sign --node: %d %s", code, e)
+	}
 	enrol := []string{"signer", "enroll", "--key", key + ".pub", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "qa", "--node", srv.URL}
 	if _, e, code := cli(append(enrol, "--token", ci)...); code != 1 || !strings.Contains(e, "403") {
 		t.Errorf("enrol with an appender token: %d %s", code, e)
