@@ -10,6 +10,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tracealm/evidence-ledger/ledger"
 )
 
 // limiters hands out one token bucket per token name (or per client
@@ -83,6 +85,20 @@ func newMetrics(reg prometheus.Registerer, size func() uint64) *metrics {
 	}
 	reg.MustRegister(m.requests, m.latency, m.appends, m.treeSize)
 	return m
+}
+
+// registerLogStats exports the sequencer's counters: commits (batches),
+// entries appended, and the time spent committing; entries per batch is
+// their ratio.
+func registerLogStats(reg prometheus.Registerer, stats func() ledger.Stats) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_batches_total", Help: "Batches committed by the sequencer, one transaction each."},
+			func() float64 { return float64(stats().Batches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_batched_entries_total", Help: "New entries committed in batches (ledger_batched_entries_total / ledger_batches_total is the mean batch size)."},
+			func() float64 { return float64(stats().Appended) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_commit_seconds_total", Help: "Time the sequencer spent building and committing batches."},
+			func() float64 { return stats().Commit.Seconds() }),
+	)
 }
 
 // statusRecorder remembers the status code written.

@@ -97,6 +97,7 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.metrics = newMetrics(opts.Registry, opts.Log.Size)
+	registerLogStats(opts.Registry, opts.Log.Stats)
 	s.registry = release.New(opts.Log, opts.Blobs)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	read, write := ledger.RoleAuditor, ledger.RoleAppender
@@ -111,6 +112,7 @@ func New(opts Options) (*Server, error) {
 	s.handle("GET /v1/proofs/consistency", read, s.consistency)
 	s.handle("GET /v1/checkpoint", read, s.checkpoint)
 	s.handle("POST /v1/releases", write, s.recordRelease)
+	s.handle("GET /v1/releases/{version}", read, s.releaseView)
 	s.handle("POST /v1/tokens", ledger.RoleAdmin, s.createToken)
 	s.handle("GET /v1/tokens", ledger.RoleAdmin, s.listTokens)
 	s.handle("POST /v1/tokens/{name}/revoke", ledger.RoleAdmin, s.revokeToken)
@@ -469,6 +471,65 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	by, _ := TokenFrom(r.Context())
 	s.log.Info("token revoked", "name", t.Name, "by", by.Name)
 	return writeJSON(w, http.StatusOK, map[string]any{"name": t.Name, "revoked_at": t.RevokedAt})
+}
+
+// releaseView answers everything needed to verify one release: the
+// release entry's receipt, the manifest, the bundle listing, the signer's
+// enrolment and revocation entries, and the current checkpoint. The
+// auditor checks each with the log key; nothing here is to be trusted
+// unverified.
+func (s *Server) releaseView(w http.ResponseWriter, r *http.Request) error {
+	version := r.PathValue("version")
+	if err := ledger.ValidateVersion(version); err != nil {
+		return badRequest("%v", err)
+	}
+	src, err := s.registry.Source(r.Context())
+	if err != nil {
+		return err
+	}
+	var rel *release.RecordedRelease
+	for i := range src.Releases {
+		if src.Releases[i].Release.Version == version {
+			rel = &src.Releases[i]
+		}
+	}
+	if rel == nil {
+		return &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no release %s is recorded in this log", version)}
+	}
+	rc, err := s.opts.Log.Receipt(r.Context(), rel.Index)
+	if err != nil {
+		return err
+	}
+	manifest, err := src.Blob(rel.Release.Manifest, signing.MaxManifestSize)
+	if err != nil {
+		return err
+	}
+	listing, err := src.Blob(rel.Release.Bundle, 256<<20)
+	if err != nil {
+		return err
+	}
+	signers, err := s.opts.Log.Search(r.Context(), ledger.Query{Kind: ledger.KindSigner, KeyID: rel.Release.KeyID}, 0, 0)
+	if err != nil {
+		return err
+	}
+	var signerEntries []entryView
+	for _, i := range signers {
+		b, err := s.opts.Log.Entry(r.Context(), i)
+		if err != nil {
+			return err
+		}
+		signerEntries = append(signerEntries, entryView{i, b, proofs.EntryDigest(b)})
+	}
+	cp, _ := s.opts.Log.Checkpoint()
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"version":    version,
+		"release":    entryView{rel.Index, rc.Entry, rc.EntryDigest},
+		"receipt":    rc,
+		"manifest":   manifest, // base64 of the exact bytes, whose SHA-256 the release entry names
+		"listing":    string(listing),
+		"signer":     signerEntries,
+		"checkpoint": string(cp),
+	})
 }
 
 // recordRequest is the body of POST /v1/releases: the release's listing

@@ -138,3 +138,50 @@ func TestRecordOverHTTP(t *testing.T) {
 		t.Errorf("manifest for another bundle: %v", err)
 	}
 }
+
+// TestReleaseView checks GET /v1/releases/{version} gives what verifying
+// the release needs, byte for byte.
+func TestReleaseView(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	reg := release.New(e.l.Log, e.l.Blobs)
+	jane, _ := signing.GenerateKey(signing.ECDSAP256)
+	reg.Enroll(t.Context(), release.Enrolment{PublicKey: jane.Public().PEM(), Name: "Jane Doe", Email: "jane@example.com", Role: "qa"}, "admin")
+	bundle := t.TempDir()
+	os.WriteFile(filepath.Join(bundle, "app.exe"), []byte("MZ view"), 0o644)
+	p, _ := release.Prepare(t.Context(), release.SignRequest{Bundle: bundle, Version: "v3.0.0", Meaning: "verified",
+		Signer: signing.Signer{Name: "Jane Doe", Email: "jane@example.com", KeyID: jane.Public().KeyID()}})
+	manifest, _ := p.Sign(t.Context(), jane)
+	if _, err := reg.Record(t.Context(), bundle, manifest, "ci", release.RecordOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("GET", "/v1/releases/v3.0.0", "", nil)
+	var view struct {
+		Receipt  json.RawMessage `json:"receipt"`
+		Manifest []byte          `json:"manifest"`
+		Listing  string          `json:"listing"`
+		Signer   []struct{ Index uint64 }
+	}
+	if r.status != 200 || json.Unmarshal(r.body, &view) != nil {
+		t.Fatalf("view: %d %s", r.status, r.body)
+	}
+	rc, err := proofs.ParseReceipt(view.Receipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := proofs.NewVerifier(e.l.PublicKey)
+	if _, err := proofs.VerifyReceipt(rc, v); err != nil {
+		t.Errorf("receipt: %v", err)
+	}
+	ent, _ := ledger.ParseEntry(rc.Entry)
+	var rel ledger.Release
+	ent.DecodeSubject(&rel)
+	if cas.Sum(view.Manifest) != rel.Manifest || cas.Sum([]byte(view.Listing)) != rel.Bundle || len(view.Signer) != 1 {
+		t.Errorf("view does not match the release entry: manifest %v, listing %v, %d signer entries", cas.Sum(view.Manifest) == rel.Manifest, cas.Sum([]byte(view.Listing)) == rel.Bundle, len(view.Signer))
+	}
+	wantError(t, e.do("GET", "/v1/releases/v9.9.9", "", nil), 404, "not_found")
+	wantError(t, e.do("GET", "/v1/releases/latest", "", nil), 400, "bad_request")
+	m := e.do("GET", "/metrics", "", nil)
+	if !strings.Contains(string(m.body), "ledger_batches_total") || !strings.Contains(string(m.body), "ledger_batched_entries_total") {
+		t.Error("/metrics lacks the batch counters")
+	}
+}
