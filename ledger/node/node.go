@@ -419,14 +419,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return badRequest("body must be {\"name\": ..., \"role\": \"appender\"|\"auditor\"|\"admin\"}: %v", err)
+	req, err := parseTokenRequest(body)
+	if err != nil {
+		return err
 	}
 	secret, t, err := s.opts.Tokens.Create(r.Context(), req.Name, req.Role)
 	if errors.Is(err, ledger.ErrTokenExists) {
@@ -532,6 +527,42 @@ func (s *Server) releaseView(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
+// tokenRequest is the body of POST /v1/tokens.
+type tokenRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// decodeStrict decodes one JSON object, refusing unknown fields and
+// trailing data.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+func parseTokenRequest(body []byte) (tokenRequest, error) {
+	var req tokenRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return req, badRequest("body must be {\"name\": ..., \"role\": \"appender\"|\"auditor\"|\"admin\"}: %v", err)
+	}
+	return req, nil
+}
+
+func parseRecordRequest(body []byte) (recordRequest, error) {
+	var req recordRequest
+	if err := decodeStrict(body, &req); err != nil || req.Listing.IsZero() || req.Manifest.IsZero() {
+		return req, badRequest("body must be {\"listing\": \"sha256:...\", \"manifest\": \"sha256:...\"}, both uploaded as blobs first (%v)", err)
+	}
+	return req, nil
+}
+
 // recordRequest is the body of POST /v1/releases: the release's listing
 // and manifest, both uploaded as blobs first, with every file the listing
 // names.
@@ -546,11 +577,9 @@ func (s *Server) recordRelease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req recordRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Listing.IsZero() || req.Manifest.IsZero() {
-		return badRequest("body must be {\"listing\": \"sha256:...\", \"manifest\": \"sha256:...\"}, both uploaded as blobs first (%v)", err)
+	req, err := parseRecordRequest(body)
+	if err != nil {
+		return err
 	}
 	info, err := s.opts.Blobs.Stat(r.Context(), req.Manifest)
 	if err != nil {
