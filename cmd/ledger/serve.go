@@ -99,6 +99,60 @@ func (e *env) serveCommand() *cli.Command {
 	}
 }
 
+// tokenAdmin manages tokens on a stopped node's data directory or, with
+// an admin token, on a running node.
+type tokenAdmin interface {
+	Create(ctx context.Context, name, role string) (string, error)
+	List(ctx context.Context) ([]client.Token, error)
+	Revoke(ctx context.Context, name string) (client.Token, error)
+}
+
+type localTokens struct{ t *ledger.Tokens }
+
+func (l localTokens) Create(ctx context.Context, name, role string) (string, error) {
+	secret, _, err := l.t.Create(ctx, name, role)
+	return secret, err
+}
+
+func (l localTokens) List(ctx context.Context) ([]client.Token, error) {
+	ts, err := l.t.List(ctx)
+	out := make([]client.Token, len(ts))
+	for i, t := range ts {
+		out[i] = client.Token{Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt, RevokedAt: t.RevokedAt}
+	}
+	return out, err
+}
+
+func (l localTokens) Revoke(ctx context.Context, name string) (client.Token, error) {
+	t, err := l.t.Revoke(ctx, name)
+	return client.Token{Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt, RevokedAt: t.RevokedAt}, err
+}
+
+type remoteTokens struct{ c *client.Client }
+
+func (r remoteTokens) Create(ctx context.Context, name, role string) (string, error) {
+	return r.c.CreateToken(ctx, name, role)
+}
+func (r remoteTokens) List(ctx context.Context) ([]client.Token, error) { return r.c.Tokens(ctx) }
+func (r remoteTokens) Revoke(ctx context.Context, name string) (client.Token, error) {
+	return r.c.RevokeToken(ctx, name)
+}
+
+func (e *env) tokens(c *cli.Context) (tokenAdmin, func(), error) {
+	if c.String("node") != "" {
+		cl, err := nodeClient(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		return remoteTokens{cl}, func() {}, nil
+	}
+	l, err := e.open(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return localTokens{ledger.NewTokens(l.DB)}, func() { l.Close() }, nil
+}
+
 func (e *env) tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
@@ -120,24 +174,14 @@ func (e *env) tokenCommand() *cli.Command {
 					if err := required(c, "name", "role"); err != nil {
 						return err
 					}
-					var secret string
-					if u := c.String("node"); u != "" {
-						cl, err := nodeClient(c)
-						if err != nil {
-							return err
-						}
-						if secret, err = cl.CreateToken(c.Context, c.String("name"), c.String("role")); err != nil {
-							return err
-						}
-					} else {
-						l, err := e.open(c)
-						if err != nil {
-							return err
-						}
-						defer l.Close()
-						if secret, _, err = ledger.NewTokens(l.DB).Create(c.Context, c.String("name"), c.String("role")); err != nil {
-							return err
-						}
+					ta, done, err := e.tokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					secret, err := ta.Create(c.Context, c.String("name"), c.String("role"))
+					if err != nil {
+						return err
 					}
 					fmt.Fprintf(e.stderr, "created %s token %q; it is shown once, keep it secret (LEDGER_TOKEN):\n", c.String("role"), c.String("name"))
 					fmt.Fprintln(e.stdout, secret)
@@ -153,28 +197,14 @@ func (e *env) tokenCommand() *cli.Command {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					var ts []client.Token
-					if u := c.String("node"); u != "" {
-						cl, err := nodeClient(c)
-						if err != nil {
-							return err
-						}
-						if ts, err = cl.Tokens(c.Context); err != nil {
-							return err
-						}
-					} else {
-						l, err := e.open(c)
-						if err != nil {
-							return err
-						}
-						defer l.Close()
-						local, err := ledger.NewTokens(l.DB).List(c.Context)
-						if err != nil {
-							return err
-						}
-						for _, t := range local {
-							ts = append(ts, client.Token{Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt, RevokedAt: t.RevokedAt})
-						}
+					ta, done, err := e.tokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					ts, err := ta.List(c.Context)
+					if err != nil {
+						return err
 					}
 					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tREVOKED")
@@ -196,30 +226,16 @@ func (e *env) tokenCommand() *cli.Command {
 					if err := required(c, "name"); err != nil {
 						return err
 					}
-					var revokedAt string
-					if u := c.String("node"); u != "" {
-						cl, err := nodeClient(c)
-						if err != nil {
-							return err
-						}
-						t, err := cl.RevokeToken(c.Context, c.String("name"))
-						if err != nil {
-							return err
-						}
-						revokedAt = t.RevokedAt
-					} else {
-						l, err := e.open(c)
-						if err != nil {
-							return err
-						}
-						defer l.Close()
-						t, err := ledger.NewTokens(l.DB).Revoke(c.Context, c.String("name"))
-						if err != nil {
-							return err
-						}
-						revokedAt = t.RevokedAt
+					ta, done, err := e.tokens(c)
+					if err != nil {
+						return err
 					}
-					fmt.Fprintf(e.stderr, "revoked token %q at %s\n", c.String("name"), revokedAt)
+					defer done()
+					t, err := ta.Revoke(c.Context, c.String("name"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "revoked token %q at %s\n", c.String("name"), t.RevokedAt)
 					return nil
 				},
 			},
