@@ -126,7 +126,7 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 		r.problem("latest checkpoint record holds a checkpoint for size %d under size %d", c.Size, size)
 	}
 	var cps []auditCheckpoint
-	if err := l.Storage.Checkpoints(ctx, func(sz uint64, signed []byte) error {
+	if err := l.Storage.Checkpoints(ctx, 0, func(sz uint64, signed []byte) error {
 		c, err := proofs.OpenCheckpoint(signed, l.Verifier)
 		switch {
 		case err != nil:

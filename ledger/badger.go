@@ -291,13 +291,13 @@ func (s *BadgerStorage) Checkpoint(ctx context.Context, size uint64) ([]byte, er
 }
 
 // Checkpoints implements Storage.
-func (s *BadgerStorage) Checkpoints(ctx context.Context, fn func(size uint64, signed []byte) error) error {
+func (s *BadgerStorage) Checkpoints(ctx context.Context, from uint64, fn func(size uint64, signed []byte) error) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixCheckpoint)
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		for it.Seek(u64key(prefixCheckpoint, from)); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}

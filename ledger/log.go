@@ -589,6 +589,45 @@ func (l *Log) Receipt(ctx context.Context, index uint64) (proofs.Receipt, error)
 	return l.receiptAt(ctx, index, h.size, h.checkpoint)
 }
 
+// ReceiptAt returns the receipt for the entry at index against the
+// checkpoint the log signed at tree size size.
+func (l *Log) ReceiptAt(ctx context.Context, index, size uint64) (proofs.Receipt, error) {
+	if index >= size {
+		return proofs.Receipt{}, fmt.Errorf("entry %d is not in a tree of size %d: %w", index, size, ErrNotFound)
+	}
+	cp, err := l.CheckpointAt(ctx, size)
+	if err != nil {
+		return proofs.Receipt{}, err
+	}
+	return l.receiptAt(ctx, index, size, cp)
+}
+
+// FirstReceipt returns the receipt for the entry at index against the
+// first checkpoint that covers it: the one its append was acknowledged
+// with (or, for an entry appended before a crash, the first signed after).
+func (l *Log) FirstReceipt(ctx context.Context, index uint64) (proofs.Receipt, error) {
+	h := l.head.Load()
+	if index >= h.size {
+		return proofs.Receipt{}, fmt.Errorf("entry %d: the log holds %d entries: %w", index, h.size, ErrNotFound)
+	}
+	var (
+		size uint64
+		cp   []byte
+	)
+	errFound := errors.New("found")
+	err := l.opts.Storage.Checkpoints(ctx, index+1, func(sz uint64, signed []byte) error {
+		size, cp = sz, signed
+		return errFound
+	})
+	if !errors.Is(err, errFound) {
+		if err == nil {
+			err = fmt.Errorf("no stored checkpoint covers entry %d: %w", index, ErrNotFound)
+		}
+		return proofs.Receipt{}, err
+	}
+	return l.receiptAt(ctx, index, size, cp)
+}
+
 // Entry returns the bytes of the entry at index.
 func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 	if size := l.Size(); index >= size {

@@ -617,3 +617,45 @@ func TestAuditWhenOpenFails(t *testing.T) {
 		t.Errorf("audit checked %d entries, want 3", rep.Entries)
 	}
 }
+
+// TestFirstReceipt checks the receipt "as issued": against the first
+// checkpoint covering the entry, which is the one its append returned.
+func TestFirstReceipt(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	v, _ := proofs.NewVerifier(l.PublicKey)
+	var issued []proofs.Receipt
+	for i := range 5 {
+		rc, err := l.Log.Append(ctx, artefact(t, l, fmt.Sprintf("first receipt %d", i), "f.txt"), "ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		issued = append(issued, rc)
+	}
+	for _, want := range issued {
+		got, err := l.Log.FirstReceipt(ctx, want.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Checkpoint != want.Checkpoint || got.Inclusion.TreeSize != want.Inclusion.TreeSize {
+			t.Errorf("FirstReceipt(%d) at size %d, the append's receipt at %d", want.Index, got.Inclusion.TreeSize, want.Inclusion.TreeSize)
+		}
+		if _, err := proofs.VerifyReceipt(got, v); err != nil {
+			t.Errorf("FirstReceipt(%d): %v", want.Index, err)
+		}
+		// ReceiptAt pins a later size.
+		at, err := l.Log.ReceiptAt(ctx, want.Index, 5)
+		if err != nil || at.Inclusion.TreeSize != 5 {
+			t.Fatalf("ReceiptAt(%d, 5): size %d, %v", want.Index, at.Inclusion.TreeSize, err)
+		}
+		if _, err := proofs.VerifyReceipt(at, v); err != nil {
+			t.Errorf("ReceiptAt(%d, 5): %v", want.Index, err)
+		}
+	}
+	if _, err := l.Log.FirstReceipt(ctx, 5); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("FirstReceipt past the end: %v", err)
+	}
+	if _, err := l.Log.ReceiptAt(ctx, 3, 3); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("ReceiptAt(3, 3): %v", err)
+	}
+}

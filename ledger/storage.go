@@ -77,8 +77,9 @@ type Storage interface {
 	// Checkpoint returns the signed checkpoint committed for the given tree
 	// size; ErrNotFound if no commit ended at that size.
 	Checkpoint(ctx context.Context, size uint64) ([]byte, error)
-	// Checkpoints calls fn for every stored checkpoint in increasing size.
-	Checkpoints(ctx context.Context, fn func(size uint64, signed []byte) error) error
+	// Checkpoints calls fn for every stored checkpoint of size from or
+	// more, in increasing size, until fn returns an error, which it returns.
+	Checkpoints(ctx context.Context, from uint64, fn func(size uint64, signed []byte) error) error
 	// LookupClaims returns the index of the entry with each of the given
 	// claims that is stored; claims not stored are absent from the map.
 	LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]byte]uint64, error)

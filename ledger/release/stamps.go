@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +37,30 @@ type SDocFile struct {
 	Path    string
 	Content []byte
 	Doc     evidence.SDocDocument
+}
+
+// ReadSDocDir reads and parses every .sdoc file under dir, each recorded
+// by its slash-separated path relative to dir, sorted by path.
+func ReadSDocDir(dir string) ([]SDocFile, error) {
+	var out []SDocFile
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".sdoc") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		doc, err := evidence.ParseSDoc(filepath.ToSlash(rel), b)
+		if err != nil {
+			return err
+		}
+		out = append(out, SDocFile{Path: filepath.ToSlash(rel), Content: b, Doc: doc})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, err
 }
 
 // StampedEntry is a stamp entry found in the log.

@@ -3,8 +3,6 @@ package release
 import (
 	"errors"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -17,27 +15,10 @@ import (
 // readFixtures parses the .sdoc files under dir, paths relative to it.
 func readFixtures(t testing.TB, dir string) []SDocFile {
 	t.Helper()
-	var out []SDocFile
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".sdoc") {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		doc, err := evidence.ParseSDoc(rel, b)
-		if err != nil {
-			return err
-		}
-		out = append(out, SDocFile{Path: filepath.ToSlash(rel), Content: b, Doc: doc})
-		return nil
-	})
+	out, err := ReadSDocDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
 }
 

@@ -35,6 +35,9 @@ type VerifyInput struct {
 	// the signer's enrolment at signing time.
 	Node            *client.Client
 	SinceCheckpoint []byte
+	// Log, if set instead of Node, is another view of the log to run the
+	// same checks with, such as an audit package's proofs.
+	Log LogView
 	// Progress, if set, is told of bytes hashed.
 	Progress func(done, total int64)
 }
@@ -167,10 +170,8 @@ func Verify(ctx context.Context, in VerifyInput) Report {
 	}
 
 	verifyRecord(in, m, &rep, add)
-	verifyWithNode(ctx, in, m, &rep, add)
-	_, failed := rep.FirstFailure()
-	rep.Verified = !failed
-	rep.Conclusion = conclusion(rep)
+	verifyWithLog(ctx, in, m, &rep, add)
+	rep.Finish()
 	return rep
 }
 
@@ -238,6 +239,19 @@ func digestOrNull(d *cas.Digest) string {
 		return "null"
 	}
 	return d.String()
+}
+
+// Add appends a check, for checks made beyond Verify's (an audit
+// package's stamps); call Finish after the last.
+func (r *Report) Add(name, status, detail string) {
+	r.Checks = append(r.Checks, Check{Name: name, Status: status, Detail: detail})
+}
+
+// Finish sets Verified and the conclusion from the checks.
+func (r *Report) Finish() {
+	_, failed := r.FirstFailure()
+	r.Verified = !failed
+	r.Conclusion = conclusion(*r)
 }
 
 // conclusion is the one sentence DESIGN §5 ends a verification with.

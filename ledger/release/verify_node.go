@@ -12,31 +12,62 @@ import (
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
-// verifyWithNode runs the checks that need the live log, trusting the node
-// for nothing it cannot prove: the node's checkpoint must verify with the
-// log key, the log must have grown consistently from the receipt's
-// checkpoint (and from SinceCheckpoint), and the signer's enrolment and
-// revocation entries, each proven included in that checkpoint, must show
-// the key enrolled, not revoked and within its validity at signed_at.
-func verifyWithNode(ctx context.Context, in VerifyInput, m *signing.Manifest, rep *Report, add func(name, status, format string, args ...any) bool) {
-	if in.Node == nil {
+// LogView is a view of the log beyond a release's receipt, to check the
+// release against: a live node, or the proofs an audit package carries.
+// Nothing it answers is trusted: checkpoints are verified with the log key
+// and entries with inclusion proofs.
+type LogView interface {
+	// Name is what the checks call the view's checkpoint: "node" or
+	// "package".
+	Name() string
+	Checkpoint(ctx context.Context) ([]byte, error)
+	ProveConsistency(ctx context.Context, from, to uint64) (proofs.ConsistencyProof, error)
+	ProveInclusion(ctx context.Context, index, size uint64) (proofs.InclusionProof, error)
+	// SignerEntries returns every signer entry for the key id, in log
+	// order.
+	SignerEntries(ctx context.Context, keyID string) ([]client.Entry, error)
+}
+
+// nodeView is a node as a LogView.
+type nodeView struct{ *client.Client }
+
+func (nodeView) Name() string { return "node" }
+
+func (n nodeView) SignerEntries(ctx context.Context, keyID string) ([]client.Entry, error) {
+	return n.Search(ctx, client.Query{Kind: string(ledger.KindSigner), KeyID: keyID}, 0, 0)
+}
+
+// verifyWithLog runs the checks that need the log beyond the receipt,
+// trusting the view for nothing it cannot prove: its checkpoint must
+// verify with the log key, the log must have grown consistently from the
+// receipt's checkpoint (and from SinceCheckpoint), and the signer's
+// enrolment and revocation entries, each proven included in that
+// checkpoint, must show the key enrolled, not revoked and within its
+// validity at signed_at.
+func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep *Report, add func(name, status, format string, args ...any) bool) {
+	view := in.Log
+	if view == nil && in.Node != nil {
+		view = nodeView{in.Node}
+	}
+	if view == nil {
 		return
 	}
+	what := view.Name()
 	if in.LogKey == nil {
-		add("node", Failed, "checking against a node needs the log's public key (--log-key log.pub)")
+		add(what, Failed, "checking against a %s needs the log's public key (--log-key log.pub)", what)
 		return
 	}
-	signed, err := in.Node.Checkpoint(ctx)
+	signed, err := view.Checkpoint(ctx)
 	if err != nil {
-		add("node checkpoint", Failed, "%v", err)
+		add(what+" checkpoint", Failed, "%v", err)
 		return
 	}
 	cur, err := proofs.OpenCheckpoint(signed, in.LogKey)
 	if err != nil {
-		add("node checkpoint", Failed, "the node's checkpoint does not verify with the log key: %v", err)
+		add(what+" checkpoint", Failed, "the %s's checkpoint does not verify with the log key: %v", what, err)
 		return
 	}
-	add("node checkpoint", Passed, "%s at tree size %d, signed by the log key", cur.Origin, cur.Size)
+	add(what+" checkpoint", Passed, "%s at tree size %d, signed by the log key", cur.Origin, cur.Size)
 
 	// Consistency: from the receipt's checkpoint, and from the one the
 	// auditor saved, to the node's current one.
@@ -66,20 +97,20 @@ func verifyWithNode(ctx context.Context, in VerifyInput, m *signing.Manifest, re
 		}
 		switch {
 		case old.Size > cur.Size:
-			add("consistency", Failed, "ROLLBACK: %s is at size %d, the node now signs %d", o.name, old.Size, cur.Size)
+			add("consistency", Failed, "ROLLBACK: %s is at size %d, the %s's checkpoint is at %d", o.name, old.Size, what, cur.Size)
 		case old.Size == cur.Size:
 			if !bytes.Equal(old.Root, cur.Root) {
-				add("consistency", Failed, "FORK: %s and the node sign different roots at size %d", o.name, cur.Size)
+				add("consistency", Failed, "FORK: %s and the %s's checkpoint have different roots at size %d", o.name, what, cur.Size)
 			} else {
-				add("consistency", Passed, "%s is the node's current one (size %d)", o.name, cur.Size)
+				add("consistency", Passed, "%s is the %s's checkpoint (size %d)", o.name, what, cur.Size)
 			}
 		default:
-			p, err := in.Node.ProveConsistency(ctx, old.Size, cur.Size)
+			p, err := view.ProveConsistency(ctx, old.Size, cur.Size)
 			if err == nil {
 				err = proofs.VerifyConsistency(p, old.Root, cur.Root)
 			}
 			if err != nil {
-				add("consistency", Failed, "FORK: the log at size %d is not a prefix of the node's at %d (%s): %v", old.Size, cur.Size, o.name, err)
+				add("consistency", Failed, "FORK: the log at size %d is not a prefix of the %s's at %d (%s): %v", old.Size, what, cur.Size, o.name, err)
 			} else {
 				add("consistency", Passed, "the log grew from %d (%s) to %d without rewriting anything", old.Size, o.name, cur.Size)
 			}
@@ -88,7 +119,7 @@ func verifyWithNode(ctx context.Context, in VerifyInput, m *signing.Manifest, re
 
 	// The signer's enrolment at signing time, from proven entries.
 	keyID := m.Predicate().Signer.KeyID
-	found, err := in.Node.Search(ctx, client.Query{Kind: string(ledger.KindSigner), KeyID: keyID}, 0, 0)
+	found, err := view.SignerEntries(ctx, keyID)
 	if err != nil {
 		add("signer enrolment", Failed, "%v", err)
 		return
@@ -98,12 +129,12 @@ func verifyWithNode(ctx context.Context, in VerifyInput, m *signing.Manifest, re
 		if e.Index >= cur.Size {
 			continue // not yet under the checkpoint we verified
 		}
-		p, err := in.Node.ProveInclusion(ctx, e.Index, cur.Size)
+		p, err := view.ProveInclusion(ctx, e.Index, cur.Size)
 		if err == nil {
 			err = proofs.VerifyInclusion(p, proofs.LeafHash(e.Entry), cur.Root)
 		}
 		if err != nil {
-			add("signer enrolment", Failed, "the node's signer entry %d is not proven in its checkpoint: %v", e.Index, err)
+			add("signer enrolment", Failed, "the %s's signer entry %d is not proven in its checkpoint: %v", what, e.Index, err)
 			return
 		}
 		ent, err := ledger.ParseEntry(e.Entry)

@@ -375,7 +375,7 @@ func collectCheckpoints(t *testing.T, s ledger.Storage) ([]uint64, map[uint64][]
 	t.Helper()
 	var sizes []uint64
 	cps := map[uint64][]byte{}
-	if err := s.Checkpoints(t.Context(), func(size uint64, signed []byte) error {
+	if err := s.Checkpoints(t.Context(), 0, func(size uint64, signed []byte) error {
 		sizes = append(sizes, size)
 		cps[size] = bytes.Clone(signed)
 		return nil
@@ -626,7 +626,7 @@ func testCheckpoints(t *testing.T, s ledger.Storage) {
 	// An error from fn ends the walk and is returned.
 	stop := errors.New("stop here")
 	calls := 0
-	err := s.Checkpoints(ctx, func(uint64, []byte) error {
+	err := s.Checkpoints(ctx, 0, func(uint64, []byte) error {
 		calls++
 		if calls == 3 {
 			return stop
@@ -635,6 +635,29 @@ func testCheckpoints(t *testing.T, s ledger.Storage) {
 	})
 	if !errors.Is(err, stop) || calls != 3 {
 		t.Errorf("Checkpoints() with fn failing on call 3: %d calls, error %v, want 3 calls and fn's error", calls, err)
+	}
+
+	// From a size: every stored size at or above it, whether or not a
+	// checkpoint ends exactly there.
+	for _, from := range []uint64{0, 1, 2, 10, 11, 256, 257, 258, 1000, 1001} {
+		var want, got []uint64
+		for _, size := range m.sizes {
+			if size >= from {
+				want = append(want, size)
+			}
+		}
+		if err := s.Checkpoints(ctx, from, func(size uint64, signed []byte) error {
+			got = append(got, size)
+			if !bytes.Equal(signed, m.heads[size]) {
+				t.Errorf("Checkpoints(from %d) gave %q for size %d, want %q", from, signed, size, m.heads[size])
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("Checkpoints(from %d): %v", from, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Checkpoints(from %d) sizes mismatch (-want +got):\n%s", from, diff)
+		}
 	}
 }
 
