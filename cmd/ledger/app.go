@@ -52,6 +52,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.signerCommand(),
 			e.releaseCommand(),
 			e.verifyCommand(),
+			e.auditPackageCommand(),
+			e.reportCommand(),
 			e.stampCommand(),
 			e.traceCommand(),
 			e.serveCommand(),

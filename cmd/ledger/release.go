@@ -694,7 +694,7 @@ func (e *env) recordRemote(c *cli.Context, manifest []byte, out string) error {
 func (e *env) verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
-		Usage:     "verify a release offline: bundle digest, manifest signature, and the ledger receipt",
+		Usage:     "verify a release offline: bundle digest, manifest signature, and the ledger receipt (or all of an audit package)",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "bundle", Usage: "the evidence bundle: a directory, .tar or .tar.gz"},
@@ -707,6 +707,7 @@ func (e *env) verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "node", Usage: "also check against the live log at `URL`: consistency since the receipt, and the signer's enrolment at signing"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"LEDGER_TOKEN"}, Usage: "a token, if the node's reads need one"},
 			&cli.StringFlag{Name: "since-checkpoint", Usage: "with --node, also prove the log grew consistently from this saved checkpoint `FILE`"},
+			&cli.StringFlag{Name: "audit-package", Usage: "verify with everything in this audit package `FILE` (from ledger audit-package): needs only --bundle and --log-key"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -714,6 +715,9 @@ func (e *env) verifyCommand() *cli.Command {
 			}
 			if err := required(c, "bundle"); err != nil {
 				return err
+			}
+			if c.IsSet("audit-package") {
+				return e.verifyPackage(c)
 			}
 			in := release.VerifyInput{Bundle: c.String("bundle")}
 			if u := c.String("node"); u != "" {
@@ -785,27 +789,33 @@ func (e *env) verifyCommand() *cli.Command {
 			in.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }
 			rep := release.Verify(c.Context, in)
 			pr.done()
-			if c.Bool("json") {
-				b, err := rep.MarshalIndent()
-				if err != nil {
-					return err
-				}
-				e.stdout.Write(b)
-			} else {
-				for _, ch := range rep.Checks {
-					mark := map[string]string{release.Passed: "ok", release.Failed: "FAIL", release.Skipped: "skip"}[ch.Status]
-					fmt.Fprintf(e.stdout, "%-6s%s: %s\n", mark, ch.Name, ch.Detail)
-				}
-				fmt.Fprintln(e.stdout)
-				fmt.Fprintln(e.stdout, rep.Conclusion)
-			}
-			if !rep.Verified {
-				ch, _ := rep.FirstFailure()
-				return failure{fmt.Errorf("verification failed at the %s check", ch.Name)}
-			}
-			return nil
+			return e.printReport(rep, c.Bool("json"))
 		},
 	}
+}
+
+// printReport prints a verification report, as JSON or one line per check
+// and the conclusion, and fails when it did not verify.
+func (e *env) printReport(rep release.Report, asJSON bool) error {
+	if asJSON {
+		b, err := rep.MarshalIndent()
+		if err != nil {
+			return err
+		}
+		e.stdout.Write(b)
+	} else {
+		for _, ch := range rep.Checks {
+			mark := map[string]string{release.Passed: "ok", release.Failed: "FAIL", release.Skipped: "skip"}[ch.Status]
+			fmt.Fprintf(e.stdout, "%-6s%s: %s\n", mark, ch.Name, ch.Detail)
+		}
+		fmt.Fprintln(e.stdout)
+		fmt.Fprintln(e.stdout, rep.Conclusion)
+	}
+	if !rep.Verified {
+		ch, _ := rep.FirstFailure()
+		return failure{fmt.Errorf("verification failed at the %s check", ch.Name)}
+	}
+	return nil
 }
 
 func fileExists(p string) bool {

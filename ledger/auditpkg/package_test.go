@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -349,4 +350,61 @@ func FuzzRead(f *testing.F) {
 			t.Fatal("round trip changed the package")
 		}
 	})
+}
+
+func TestReport(t *testing.T) {
+	f := newFixture(t)
+	p := read(t, f.zip(t))
+	rep := p.Verify(t.Context(), VerifyOptions{Bundle: f.sample.Bundle, LogKey: f.key})
+	var out bytes.Buffer
+	if err := p.WriteReport(&out, rep, f.key, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	html := out.String()
+	for _, want := range []string{"VERIFIED", "Jane Doe &lt;jane@example.com&gt;", "approved-for-release", rep.SignedAt, rep.Bundle.String(),
+		"REQ-001", "https://git.example.com/dhf/pull/57", "bioflow_pro.exe", "allure/data/suites.json", "@media print", "signer enrolment", "2026-11-25T12:00:00Z"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// Self-contained: nothing fetched, nothing run.
+	for _, bad := range []string{"<script", "src=", "<link", "http://", "@import", "url("} {
+		if strings.Contains(html, bad) {
+			t.Errorf("report contains %q", bad)
+		}
+	}
+	if strings.Contains(html, "NOT VERIFIED") {
+		t.Error("a verified report says NOT VERIFIED")
+	}
+}
+
+// TestReportEscapes records a release whose signer's name holds markup
+// and checks the report shows it as text.
+func TestReportEscapes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ledger.Init(t.Context(), dir, "test.example/dhf")
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	reg := release.New(l.Log, l.Blobs)
+	evil := `Eve <script>alert(1)</script>`
+	s := releasetest.Record(t, reg, releasetest.Options{Name: evil, Email: `eve"onmouseover="x@example.com`})
+	p, err := Gather(t.Context(), Source{Log: l.Log, Registry: reg, Blobs: l.Blobs, PublicKey: l.PublicKey}, s.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := proofs.NewVerifier(l.PublicKey)
+	rep := p.Verify(t.Context(), VerifyOptions{Bundle: s.Bundle, LogKey: v})
+	if !rep.Verified {
+		t.Fatalf("%+v", rep.Checks)
+	}
+	var out bytes.Buffer
+	if err := p.WriteReport(&out, rep, v, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "<script") || !strings.Contains(out.String(), "Eve &lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Errorf("the signer's name is not escaped in the report")
+	}
 }

@@ -315,3 +315,24 @@ func (c *Client) RevokeToken(ctx context.Context, name string) (Token, error) {
 	err = json.NewDecoder(io.LimitReader(resp.Body, MaxResponse)).Decode(&t)
 	return t, err
 }
+
+// AuditPackage downloads the audit package of a recorded release (a zip)
+// into w, up to max bytes. The caller verifies it: nothing in it is
+// trusted until checked with the log key.
+func (c *Client) AuditPackage(ctx context.Context, version string, w io.Writer, max int64) error {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/releases/"+url.PathEscape(version)+"/audit-package", nil, nil, -1)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, io.LimitReader(resp.Body, max+1))
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading the audit package of %s from the node: %w", version, err)
+	case n > max:
+		return fmt.Errorf("the node's audit package of %s is over %d bytes", version, max)
+	case resp.ContentLength >= 0 && n != resp.ContentLength:
+		return fmt.Errorf("the node sent %d of %d bytes of the audit package of %s", n, resp.ContentLength, version)
+	}
+	return nil
+}
