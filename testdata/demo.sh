@@ -93,6 +93,13 @@ show ledger release record --bundle testdata/bundle --manifest "$work/signatures
 step "Proofs: that the tree of size 1 is a prefix of today's"
 show ledger proof consistency --from 1
 
+step "The audit package: everything an auditor needs, in one zip (21 CFR 11.10(b))"
+show ledger audit-package --release v0.1.0 -o "$work/auditor/release-v0.1.0-audit.zip"
+show ledger verify --audit-package "$work/auditor/release-v0.1.0-audit.zip" --bundle testdata/bundle --log-key "$work/auditor/log.pub"
+
+step "The audit report: one self-contained HTML file that prints to PDF"
+show ledger report --release v0.1.0 -o "$work/auditor/release-v0.1.0-report.html"
+
 step "Audit: re-hash every blob, entry and tree hash; check every checkpoint"
 show ledger audit
 
