@@ -20,7 +20,7 @@ import (
 func (e *env) serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "serve",
-		Usage:     "serve the ledger over HTTP (JSON API; writes need a token)",
+		Usage:     "serve the ledger over HTTP: the JSON API (writes need a token) and read-only pages for auditors",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			dataFlag(),
@@ -49,7 +49,7 @@ func (e *env) serveCommand() *cli.Command {
 				return err
 			}
 			defer l.Close()
-			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB),
+			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
 				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
 				RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
 			if err != nil {

@@ -54,9 +54,10 @@ func (l *limiters) allow(key string) (bool, time.Duration) {
 	return true, 0
 }
 
-func tooMany(w http.ResponseWriter, wait time.Duration) {
+// tooMany sets Retry-After to wait and returns the 429 error to answer.
+func tooMany(w http.ResponseWriter, wait time.Duration) error {
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-	writeError(w, &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests for this token; retry after the time in Retry-After"})
+	return &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests for this token; retry after the time in Retry-After"}
 }
 
 // metrics are the node's Prometheus metrics.

@@ -6,6 +6,10 @@
 // Errors are JSON, {"error":{"code","message"}}, with the status code
 // that fits: 400 bad input, 401 no or unknown token, 403 a role that may
 // not, 404, 409 conflict, 413 too large, 503 shutting down.
+//
+// Outside /v1/ and the tlog-tiles paths the node serves the read-only
+// pages of package web, behind the same read authentication, with errors
+// as HTML pages.
 package node
 
 import (
@@ -28,6 +32,7 @@ import (
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
+	"github.com/tracealm/evidence-ledger/ledger/web"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -46,6 +51,9 @@ type Options struct {
 	Log    *ledger.Log
 	Blobs  cas.Store
 	Tokens *ledger.Tokens
+	// PublicKey is the log's verifier key text (log.pub), which the pages
+	// serve at /log.pub and put in audit packages; empty: not served.
+	PublicKey string
 	// PublicReads lets anyone read; otherwise reads need a token (any role).
 	PublicReads  bool
 	MaxEntryBody int64
@@ -69,6 +77,7 @@ type Options struct {
 type Server struct {
 	opts     Options
 	registry *release.Registry
+	pages    *web.Pages
 	mux      *http.ServeMux
 	log      *slog.Logger
 	limits   *limiters
@@ -99,6 +108,11 @@ func New(opts Options) (*Server, error) {
 	s.metrics = newMetrics(opts.Registry, opts.Log.Size)
 	registerLogStats(opts.Registry, opts.Log.Stats)
 	s.registry = release.New(opts.Log, opts.Blobs)
+	pages, err := web.New(web.Options{Log: opts.Log, Registry: s.registry, Blobs: opts.Blobs, PublicKey: opts.PublicKey, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.pages = pages
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	read, write := ledger.RoleAuditor, ledger.RoleAppender
 	s.handle("GET /healthz", "", s.healthz)
@@ -118,10 +132,65 @@ func New(opts Options) (*Server, error) {
 	s.handle("POST /v1/tokens/{name}/revoke", ledger.RoleAdmin, s.revokeToken)
 	s.handle("GET /checkpoint", read, s.tlogCheckpoint)
 	s.handle("GET /tile/", read, s.tile)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
-	})
+	for _, p := range s.pages.Routes() {
+		s.route(p.Pattern, read, p.Handler, s.pageError)
+	}
+	s.mux.Handle(web.StaticPattern, s.pages.Static())
+	s.mux.HandleFunc("/", s.notFound)
 	return s, nil
+}
+
+// notFound answers what no route matched: JSON for the API's paths, an
+// HTML page elsewhere. Pages answer only GET and HEAD, so another method
+// on any other path is 405: nothing on them writes.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	if isAPIPath(r.URL.Path) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.pages.Error(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("these pages are read-only: %s is not allowed, only GET and HEAD", r.Method))
+		return
+	}
+	s.pages.Error(w, r, http.StatusNotFound, "there is no page at this address")
+}
+
+// isAPIPath reports whether p belongs to the JSON API or the tlog-tiles
+// and operational endpoints rather than to the pages.
+func isAPIPath(p string) bool {
+	switch {
+	case p == "/v1" || strings.HasPrefix(p, "/v1/"), p == "/checkpoint", strings.HasPrefix(p, "/tile/"), p == "/healthz", p == "/metrics":
+		return true
+	}
+	return false
+}
+
+// apiError writes err as the API's JSON error.
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
+	ae := toAPIError(err)
+	if ae.status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, ae)
+}
+
+// pageError writes err as an HTML error page: a page's own refusal
+// (web.StatusError) keeps its status; anything else is mapped as the API
+// maps it.
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	var se *web.StatusError
+	if errors.As(err, &se) {
+		s.pages.Error(w, r, se.Status, se.Message)
+		return
+	}
+	ae := toAPIError(err)
+	if ae.status >= 500 {
+		s.log.Error("page failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if ae.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="evidence-ledger"`)
+	}
+	s.pages.Error(w, r, ae.status, ae.message)
 }
 
 // ServeHTTP serves the API.
@@ -136,8 +205,14 @@ func TokenFrom(ctx context.Context) (ledger.Token, bool) {
 }
 
 // handle registers h behind the authentication and role check for role
-// ("" for none).
+// ("" for none), with errors answered as JSON.
 func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.Request) error) {
+	s.route(pattern, role, h, s.apiError)
+}
+
+// route registers h behind the authentication, role check and rate limit,
+// answering their errors and h's with fail.
+func (s *Server) route(pattern, role string, h func(http.ResponseWriter, *http.Request) error, fail func(http.ResponseWriter, *http.Request, error)) {
 	route := pattern
 	s.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -156,7 +231,7 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 		if role != "" {
 			tok, err := s.authenticate(r, role)
 			if err != nil {
-				writeError(w, err)
+				fail(w, r, err)
 				return
 			}
 			if tok != nil {
@@ -165,15 +240,11 @@ func (s *Server) handle(pattern, role string, h func(http.ResponseWriter, *http.
 			}
 		}
 		if ok, wait := s.limits.allow(key); !ok {
-			tooMany(w, wait)
+			fail(w, r, tooMany(w, wait))
 			return
 		}
 		if err := h(w, r); err != nil {
-			ae := toAPIError(err)
-			if ae.status >= 500 {
-				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-			}
-			writeError(w, ae)
+			fail(w, r, err)
 		}
 	})
 }
