@@ -13,6 +13,8 @@ import (
 
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/node"
+	"github.com/tracealm/evidence-ledger/ledger/release"
+	"github.com/tracealm/evidence-ledger/ledger/release/releasetest"
 )
 
 // TestRemoteReadsMatchLocal runs the read commands against a data
@@ -276,11 +278,62 @@ func startNode(t *testing.T, dir string, publicReads bool) (*httptest.Server, *l
 		t.Fatal(err)
 	}
 	tokens := ledger.NewTokens(l.DB)
-	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens, PublicReads: publicReads})
+	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens, PublicReads: publicReads, PublicKey: l.PublicKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); l.Close() })
 	return srv, tokens, l
+}
+
+// TestRemoteAuditPackage fetches a release's audit package and its report
+// from a node whose reads need a token, and verifies the package offline.
+func TestRemoteAuditPackage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	if _, err := ledger.Init(t.Context(), dir, "remote.example/dhf"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := releasetest.Record(t, release.New(l.Log, l.Blobs), releasetest.Options{})
+	l.Close()
+	srv, tokens, _ := startNode(t, dir, false)
+	secret, _, err := tokens.Create(t.Context(), "auditor-1", ledger.RoleAuditor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(t.Context(), append([]string{"ledger"}, args...), nil, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	work := t.TempDir()
+	logPub := filepath.Join(dir, "log.pub")
+	zip := filepath.Join(work, "p.zip")
+	if _, stderr, code := cli("audit-package", "--release", "v0.1.0", "--node", srv.URL, "-o", zip); code != 1 || !strings.Contains(stderr, "needs a token") {
+		t.Errorf("without a token: exit %d, %s", code, stderr)
+	}
+	if out, stderr, code := cli("audit-package", "--release", "v0.1.0", "--node", srv.URL, "--token", secret, "-o", zip); code != 0 || !strings.Contains(out, "12 stamps") {
+		t.Fatalf("audit-package --node: exit %d\n%s%s", code, out, stderr)
+	}
+	if out, stderr, code := cli("verify", "--audit-package", zip, "--bundle", sample.Bundle, "--log-key", logPub); code != 0 || !strings.Contains(out, "ok    stamps: ") {
+		t.Errorf("verify --audit-package of the node's package: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, stderr, code := cli("audit-package", "--release", "v9.9.9", "--node", srv.URL, "--token", secret, "-o", filepath.Join(work, "x.zip")); code != 1 || !strings.Contains(stderr, "no release v9.9.9") {
+		t.Errorf("an unknown release: exit %d, %s", code, stderr)
+	}
+	report := filepath.Join(work, "r.html")
+	if _, stderr, code := cli("report", "--release", "v0.1.0", "--node", srv.URL, "--token", secret); code != 2 || !strings.Contains(stderr, "log-key") {
+		t.Errorf("report --node without --log-key: exit %d, %s", code, stderr)
+	}
+	if out, stderr, code := cli("report", "--release", "v0.1.0", "--node", srv.URL, "--token", secret, "--log-key", logPub, "-o", report); code != 0 {
+		t.Fatalf("report --node: exit %d\n%s%s", code, out, stderr)
+	}
+	b, _ := os.ReadFile(report)
+	if !strings.Contains(string(b), "VERIFIED") || !strings.Contains(string(b), "bioflow_pro.exe") {
+		t.Errorf("the report from a node lacks the outcome or the files")
+	}
 }

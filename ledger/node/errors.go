@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
+	"github.com/tracealm/evidence-ledger/ledger/web"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -34,9 +36,16 @@ func badRequest(format string, args ...any) error {
 func toAPIError(err error) *apiError {
 	var ae *apiError
 	var mb *http.MaxBytesError
+	var se *web.StatusError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &se): // a refusal by a handler shared with the pages
+		code := map[int]string{http.StatusBadRequest: "bad_request", http.StatusNotFound: "not_found"}[se.Status]
+		if code == "" {
+			code = strings.ToLower(strings.ReplaceAll(http.StatusText(se.Status), " ", "_"))
+		}
+		return &apiError{se.Status, code, se.Message}
 	case errors.As(err, &mb):
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is over this node's limit of %d bytes", mb.Limit)}
 	case errors.Is(err, cas.ErrInvalidDigest), errors.Is(err, ledger.ErrInvalidEntry), errors.Is(err, proofs.ErrInvalidProof):

@@ -127,6 +127,7 @@ func New(opts Options) (*Server, error) {
 	s.handle("GET /v1/checkpoint", read, s.checkpoint)
 	s.handle("POST /v1/releases", write, s.recordRelease)
 	s.handle("GET /v1/releases/{version}", read, s.releaseView)
+	s.handle("GET /v1/releases/{version}/audit-package", read, s.pages.AuditPackage)
 	s.handle("POST /v1/tokens", ledger.RoleAdmin, s.createToken)
 	s.handle("GET /v1/tokens", ledger.RoleAdmin, s.listTokens)
 	s.handle("POST /v1/tokens/{name}/revoke", ledger.RoleAdmin, s.revokeToken)

@@ -11,11 +11,12 @@ import (
 	"github.com/tracealm/evidence-ledger/ledger/release"
 )
 
-// auditPackage answers a release's audit package as a zip attachment.
+// AuditPackage answers a release's audit package as a zip attachment; the
+// node serves it on a page and in the API.
 // The package is small (proofs, keys, the manifest and the listing; no
 // bundle files), so it is built in memory and sent whole: a failure is an
 // error page, not a truncated zip.
-func (p *Pages) auditPackage(w http.ResponseWriter, r *http.Request) error {
+func (p *Pages) AuditPackage(w http.ResponseWriter, r *http.Request) error {
 	version := r.PathValue("version")
 	if err := ledger.ValidateVersion(version); err != nil {
 		return badRequest("%v", err)

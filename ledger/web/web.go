@@ -139,7 +139,7 @@ func (p *Pages) Routes() []Route {
 		{"GET /{$}", p.home},
 		{"GET /log.pub", p.logKey},
 		{"GET /releases/{version}", p.release},
-		{"GET /releases/{version}/audit-package.zip", p.auditPackage},
+		{"GET /releases/{version}/audit-package.zip", p.AuditPackage},
 		{"GET /entries/{index}", p.entry},
 		{"GET /search", p.search},
 	}
