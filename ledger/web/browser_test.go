@@ -14,13 +14,12 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tracealm/evidence-ledger/ledger"
-	"github.com/tracealm/evidence-ledger/ledger/auditpkg"
-	"github.com/tracealm/evidence-ledger/proofs"
 )
 
 // chromium finds the browser, or skips the test when there is none and
@@ -146,6 +145,25 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 
+	// accessible lists what the page in the tab lacks of the markup the
+	// pages promise: a language, one main landmark, a label for every
+	// control, a scope for every header cell and alt text for images.
+	accessible := func(t *testing.T) {
+		t.Helper()
+		problems := eval(t, `(() => {
+			const p = [];
+			if (!document.documentElement.lang) p.push('no lang attribute');
+			if (document.querySelectorAll('main').length !== 1) p.push('not one main landmark');
+			for (const c of document.querySelectorAll('input, textarea, select')) if (c.labels.length === 0) p.push('no label for #' + c.id);
+			for (const th of document.querySelectorAll('th')) if (!th.scope) p.push('th without scope: ' + th.textContent.trim());
+			for (const img of document.querySelectorAll('img')) if (!img.alt) p.push('img without alt');
+			return p.join('; ');
+		})()`)
+		if problems != "" {
+			t.Errorf("accessibility: %s", problems)
+		}
+	}
+
 	t.Run("home", func(t *testing.T) {
 		step(t, chromedp.Navigate(f.url+"/"), chromedp.WaitVisible(chromedp.CSS("table.releases")))
 		if got, want := text(t, "#tree-size"), strconv.FormatUint(f.l.Log.Size(), 10)+" entries"; got != want {
@@ -158,6 +176,7 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(rows, "v0.1.0") || !strings.Contains(rows, "Jane Doe") {
 			t.Errorf("release table %q lacks v0.1.0 by Jane Doe", rows)
 		}
+		accessible(t)
 		screenshot(t, "home")
 	})
 
@@ -204,7 +223,34 @@ func TestBrowser(t *testing.T) {
 		if got := text(t, "#command-package"); got != "ledger verify --audit-package release-v0.1.0-audit.zip --bundle PATH --log-key log.pub" {
 			t.Errorf("offline command %q", got)
 		}
+		accessible(t)
 		screenshot(t, "release")
+
+		// Printed, the page keeps the record and drops the controls.
+		media := func(m string) {
+			t.Helper()
+			if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: m}); err != nil {
+				t.Fatalf("emulating media %q: %v", m, err)
+			}
+		}
+		media("print")
+		defer media("")
+		if got := eval(t, `[...document.querySelectorAll('.browser-check, header.site form, #audit-package')].map(e => getComputedStyle(e).display).join(' ')`); got != "none none none" {
+			t.Errorf("printed, the controls show: display %q", got)
+		}
+		if got := eval(t, `[...document.querySelectorAll('#signature-facts, #file-table, #trace-table, #command-package')].map(e => getComputedStyle(e).display).join(' ')`); strings.Contains(got, "none") {
+			t.Errorf("printed, the record is hidden: display %q", got)
+		}
+		screenshot(t, "release-print")
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		pdf, err := chromedp.Call(sctx, page.PrintToPDF, page.PrintToPDFParams{})
+		if err != nil {
+			t.Fatalf("printing: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(out, "release.pdf"), pdf.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	// check pastes key into the release page's form and returns the
@@ -307,24 +353,11 @@ func TestBrowser(t *testing.T) {
 				break
 			}
 		}
-		zf, err := os.Open(file)
+		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer zf.Close()
-		st, _ := zf.Stat()
-		pkg, err := auditpkg.Read(zf, st.Size())
-		if err != nil {
-			t.Fatalf("reading the downloaded package: %v", err)
-		}
-		v, err := proofs.NewVerifier(f.l.PublicKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep := pkg.Verify(t.Context(), auditpkg.VerifyOptions{Bundle: sampleBundle, LogKey: v})
-		if !rep.Verified {
-			t.Errorf("the downloaded package does not verify against testdata/bundle: %s\n%+v", rep.Conclusion, rep.Checks)
-		}
+		checkPackage(t, f, b)
 	})
 
 	t.Run("entry", func(t *testing.T) {
@@ -339,6 +372,7 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(text(t, "#entry-json"), `"version": "v0.1.0"`) {
 			t.Errorf("entry JSON %q", text(t, "#entry-json"))
 		}
+		accessible(t)
 		screenshot(t, "entry")
 		step(t, chromedp.Click(chromedp.CSS(`a[href="/releases/v0.1.0"]`)), chromedp.WaitVisible(chromedp.CSS("#signer-name")))
 	})
@@ -353,6 +387,7 @@ func TestBrowser(t *testing.T) {
 		if got := eval(t, `String(document.querySelectorAll('#results-table tbody tr').length)`); got != strconv.Itoa(len(want)) {
 			t.Errorf("%s results for REQ-001, want %d", got, len(want))
 		}
+		accessible(t)
 		screenshot(t, "search")
 		step(t, chromedp.Navigate(f.url+"/search?q=sha256:nothex"), chromedp.WaitVisible(chromedp.CSS("#search-message")))
 		if !strings.Contains(text(t, "#search-message"), "not a digest") {
@@ -370,6 +405,7 @@ func TestBrowser(t *testing.T) {
 		if resp.Status != 404 || text(t, "h1") != "404 Not Found" {
 			t.Errorf("unknown release: %d %q", resp.Status, text(t, "h1"))
 		}
+		accessible(t)
 		screenshot(t, "not-found")
 	})
 

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"html"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/auditpkg"
+	"github.com/tracealm/evidence-ledger/ledger/node"
 	"github.com/tracealm/evidence-ledger/ledger/web"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
@@ -241,5 +244,52 @@ func TestEscaping(t *testing.T) {
 		if !strings.Contains(p.body, html.EscapeString(s)) {
 			t.Errorf("the release page does not show %q as text", s)
 		}
+	}
+}
+
+// TestAuditPackage downloads a release's audit package and verifies it
+// against the sample bundle with the log's key.
+func TestAuditPackage(t *testing.T) {
+	f := newFixture(t)
+	p := get(t, "GET", f.url+"/releases/v0.1.0/audit-package.zip", "")
+	if p.status != 200 || p.header.Get("Content-Type") != "application/zip" ||
+		p.header.Get("Content-Disposition") != `attachment; filename="release-v0.1.0-audit.zip"` {
+		t.Fatalf("audit package: %d %v", p.status, p.header)
+	}
+	checkPackage(t, f, []byte(p.body))
+}
+
+// checkPackage reads an audit package and verifies it against the sample
+// bundle, trusting only the log's key.
+func checkPackage(t *testing.T, f *fixture, zip []byte) {
+	t.Helper()
+	pkg, err := auditpkg.Read(bytes.NewReader(zip), int64(len(zip)))
+	if err != nil {
+		t.Fatalf("reading the audit package: %v", err)
+	}
+	v, err := proofs.NewVerifier(f.l.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := pkg.Verify(t.Context(), auditpkg.VerifyOptions{Bundle: sampleBundle, LogKey: v}); !rep.Verified {
+		t.Errorf("the audit package does not verify against testdata/bundle: %s\n%+v", rep.Conclusion, rep.Checks)
+	}
+	if pkg.Meta.Version != version || pkg.Meta.ReleaseIndex != f.receipt.Index {
+		t.Errorf("package of %s at index %d, want %s at %d", pkg.Meta.Version, pkg.Meta.ReleaseIndex, version, f.receipt.Index)
+	}
+}
+
+// TestNoLogKey checks a node not given its log.pub: the key and audit
+// packages are 404 pages that say why; the other pages still work.
+func TestNoLogKey(t *testing.T) {
+	f := newFixture(t)
+	url := serve(t, node.Options{Log: f.l.Log, Blobs: f.l.Blobs, Tokens: ledger.NewTokens(f.l.DB), PublicReads: true})
+	for _, path := range []string{"/log.pub", "/releases/v0.1.0/audit-package.zip"} {
+		if p := get(t, "GET", url+path, ""); p.status != 404 || !strings.Contains(p.body, "not given its log&#39;s public key") {
+			t.Errorf("%s without a log key: %d\n%s", path, p.status, p.body)
+		}
+	}
+	if p := get(t, "GET", url+"/", ""); p.status != 200 || !strings.Contains(p.body, "not published by this node") {
+		t.Errorf("home without a log key: %d", p.status)
 	}
 }
