@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"sort"
@@ -107,7 +108,7 @@ func subjectLinks(e ledger.Entry) ([]link, error) {
 			}
 			download := d.Hex()
 			if k == "digest" && name != "" {
-				download = baseName(name)
+				download = path.Base(name)
 			}
 			out = append(out,
 				link{Field: k, Value: v, Href: "/v1/blobs/" + d.String(), Text: "download the blob", Download: download},
@@ -115,13 +116,6 @@ func subjectLinks(e ledger.Entry) ([]link, error) {
 		}
 	}
 	return out, nil
-}
-
-func baseName(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[i+1:]
-	}
-	return p
 }
 
 func searchHref(q string, kind ledger.Kind) string {

@@ -144,8 +144,10 @@ func TestPages(t *testing.T) {
 				t.Errorf("%s = %d %v", path, p.status, p.header)
 			}
 		}
-		if p := get(t, "GET", f.url+"/static/nope.js", ""); p.status != 404 {
-			t.Errorf("/static/nope.js = %d", p.status)
+		for _, path := range []string{"/static/nope.js", "/static/"} {
+			if p := get(t, "GET", f.url+path, ""); p.status != 404 || strings.Contains(p.body, "verify.js") {
+				t.Errorf("%s = %d\n%s", path, p.status, p.body)
+			}
 		}
 	})
 	t.Run("HEAD", func(t *testing.T) {

@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -111,11 +112,10 @@ func New(opts Options) (*Pages, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	funcs := template.FuncMap{
-		"base":  path.Base,
-		"size":  formatSize,
-		"short": shortDigest,
-		"prev":  func(i uint64) uint64 { return i - 1 },
-		"next":  func(i uint64) uint64 { return i + 1 },
+		"base": path.Base,
+		"size": formatSize,
+		"prev": func(i uint64) uint64 { return i - 1 },
+		"next": func(i uint64) uint64 { return i + 1 },
 	}
 	for _, name := range []string{"home", "release", "entry", "search", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+name+".html")
@@ -149,10 +149,14 @@ func (p *Pages) Routes() []Route {
 const StaticPattern = "GET /static/"
 
 // Static serves the stylesheet and the script under /static/. They hold no
-// ledger data.
+// ledger data. Directories are not listed.
 func (p *Pages) Static() http.Handler {
 	fsrv := http.StripPrefix("/static/", http.FileServerFS(p.static))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			p.Error(w, r, http.StatusNotFound, "there is no page at this address")
+			return
+		}
 		securityHeaders(w.Header())
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		fsrv.ServeHTTP(w, r)
@@ -255,14 +259,4 @@ func formatSize(n int64) string {
 		v, unit = v/1024, u
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64) + " " + unit
-}
-
-// shortDigest abbreviates "sha256:<64 hex>" to its first 12 hex digits,
-// for link texts; the full digest stays in the title and the table.
-func shortDigest(d string) string {
-	const keep = len("sha256:") + 12
-	if len(d) > keep {
-		return d[:keep] + "…"
-	}
-	return d
 }
