@@ -175,15 +175,9 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, ae)
 }
 
-// pageError writes err as an HTML error page: a page's own refusal
-// (web.StatusError) keeps its status; anything else is mapped as the API
-// maps it.
+// pageError writes err as an HTML error page, with the status the API
+// would answer (a page's own refusal, web.StatusError, keeps its own).
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
-	var se *web.StatusError
-	if errors.As(err, &se) {
-		s.pages.Error(w, r, se.Status, se.Message)
-		return
-	}
 	ae := toAPIError(err)
 	if ae.status >= 500 {
 		s.log.Error("page failed", "method", r.Method, "path", r.URL.Path, "err", err)
