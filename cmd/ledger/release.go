@@ -435,8 +435,8 @@ func (e *env) releaseSignCommand() *cli.Command {
 				return usagef("the key file names no signer; pass --name and --email")
 			}
 			out := c.String("output")
-			listingPath := sibling(out, ".listing")
-			for _, p := range []string{out, listingPath} {
+			listingPath, stampsPath := sibling(out, ".listing"), sibling(out, ".stamps")
+			for _, p := range []string{out, listingPath, stampsPath} {
 				if _, err := os.Lstat(p); err == nil {
 					return fmt.Errorf("%s already exists; a signed manifest is never overwritten", p)
 				}
@@ -504,7 +504,14 @@ func (e *env) releaseSignCommand() *cli.Command {
 			if err := writeNew(listingPath, prep.Summary.Listing.Bytes(), 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr, "signed: wrote %s and the signed listing %s\n", out, listingPath)
+			if prep.Gate == nil {
+				fmt.Fprintf(e.stderr, "signed: wrote %s and the signed listing %s\n", out, listingPath)
+				return nil
+			}
+			if err := writeNew(stampsPath, release.StampListText(prep.Gate.Matched), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "signed: wrote %s, the signed listing %s and the signed stamp list %s\n", out, listingPath, stampsPath)
 			return nil
 		},
 	}
@@ -572,6 +579,7 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			&cli.StringFlag{Name: "bundle", Usage: "the evidence bundle that was signed"},
 			&cli.StringFlag{Name: "manifest", Usage: "the signed manifest `FILE` (signatures/release-vX.Y.Z.json)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the receipt to `FILE` (default: beside the manifest, .receipt.json)"},
+			&cli.StringFlag{Name: "stamps", Usage: "the signed stamp list `FILE` release sign wrote (default: beside the manifest, .stamps, if present)"},
 			nodeFlags()[0], nodeFlags()[1],
 		},
 		Action: func(c *cli.Context) error {
@@ -592,8 +600,12 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			if _, err := os.Lstat(out); err == nil {
 				return usagef("%s already exists and is never overwritten; pass -o FILE to write the receipt elsewhere", out)
 			}
+			stamps, err := readStamps(c, manifest)
+			if err != nil {
+				return err
+			}
 			if c.String("node") != "" {
-				return e.recordRemote(c, manifest, out)
+				return e.recordRemote(c, manifest, stamps, out)
 			}
 			l, err := e.open(c)
 			if err != nil {
@@ -602,7 +614,8 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			defer l.Close()
 			pr := newProgress(e.stderr, "", -1)
 			rec, err := release.New(l.Log, l.Blobs).Record(c.Context, c.String("bundle"), manifest, c.String("as"), release.RecordOptions{
-				Progress: func(stage string, done, total int64) { pr.setBytes(stage+" bundle", done, total) },
+				Progress:  func(stage string, done, total int64) { pr.setBytes(stage+" bundle", done, total) },
+				StampList: stamps,
 			})
 			pr.done()
 			if err != nil {
@@ -616,6 +629,29 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			return e.reportRecord(rec.Manifest, rec.Bundle, rec.Receipt, out)
 		},
 	}
+}
+
+// readStamps reads the stamp list for release record: --stamps, or the
+// .stamps file beside the manifest when there is one; nil when neither.
+// It must be the list the manifest signs.
+func readStamps(c *cli.Context, manifest []byte) ([]byte, error) {
+	path := c.String("stamps")
+	if path == "" {
+		if p := sibling(c.String("manifest"), ".stamps"); fileExists(p) {
+			path = p
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--stamps: %w", err)}
+	}
+	if err := release.CheckStampList(manifest, b); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
 }
 
 // reportRecord writes the receipt file and says what was recorded.
@@ -640,7 +676,7 @@ func (e *env) reportRecord(m *signing.Manifest, sum evidence.Summary, rc proofs.
 // recordRemote records a release on a node: it uploads the bundle's files
 // the node lacks, the listing and the manifest, then asks the node to
 // record them; the node runs every check Record runs.
-func (e *env) recordRemote(c *cli.Context, manifest []byte, out string) error {
+func (e *env) recordRemote(c *cli.Context, manifest, stamps []byte, out string) error {
 	cl, err := nodeClient(c)
 	if err != nil {
 		return err
@@ -683,6 +719,12 @@ func (e *env) recordRemote(c *cli.Context, manifest []byte, out string) error {
 	}
 	if _, err := cl.PutBlob(c.Context, bytes.NewReader(manifest), int64(len(manifest)), &md); err != nil {
 		return fmt.Errorf("uploading the manifest: %w", err)
+	}
+	if stamps != nil {
+		sd := cas.Sum(stamps)
+		if _, err := cl.PutBlob(c.Context, bytes.NewReader(stamps), int64(len(stamps)), &sd); err != nil {
+			return fmt.Errorf("uploading the stamp list: %w", err)
+		}
 	}
 	rc, err := cl.RecordRelease(c.Context, ld, md)
 	if err != nil {

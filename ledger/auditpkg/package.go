@@ -91,12 +91,28 @@ type Source struct {
 	PublicKey string // log.pub
 }
 
-// FileName is the package's conventional file name.
-func (p *Package) FileName() string { return "release-" + p.Meta.Version + "-audit.zip" }
+// Names are the file names of a release's record: as release sign and
+// release record write them beside each other, and as packages hold them.
+type Names struct {
+	Package  string // release-vX.Y.Z-audit.zip
+	Manifest string // release-vX.Y.Z.json
+	Listing  string // release-vX.Y.Z.listing
+	Receipt  string // release-vX.Y.Z.receipt.json
+	Stamps   string // release-vX.Y.Z.stamps
+}
 
-func (p *Package) manifestName() string { return "release-" + p.Meta.Version + ".json" }
-func (p *Package) listingName() string  { return "release-" + p.Meta.Version + ".listing" }
-func (p *Package) receiptName() string  { return "release-" + p.Meta.Version + ".receipt.json" }
+// NamesFor returns the file names for a version.
+func NamesFor(version string) Names {
+	base := signing.SubjectName(version)
+	return Names{Package: base + "-audit.zip", Manifest: base + ".json", Listing: base + ".listing", Receipt: base + ".receipt.json", Stamps: base + ".stamps"}
+}
+
+// FileName is the package's conventional file name.
+func (p *Package) FileName() string { return NamesFor(p.Meta.Version).Package }
+
+func (p *Package) manifestName() string { return NamesFor(p.Meta.Version).Manifest }
+func (p *Package) listingName() string  { return NamesFor(p.Meta.Version).Listing }
+func (p *Package) receiptName() string  { return NamesFor(p.Meta.Version).Receipt }
 
 // Gather collects the package of a recorded release from the log as it
 // stands: every proof in it leads to the one checkpoint read at the start.
@@ -176,20 +192,16 @@ func Gather(ctx context.Context, src Source, version string) (*Package, error) {
 	}
 	p.SignerEntries = entries.Bytes()
 
-	// The stamps the release gate matched: for each regulated UID, the one
-	// stamp logged before the release with the REVIEWED_HASH the index
-	// states (stamps are unique per UID and hash), or the latest before it
-	// when the index states none.
-	var matched []release.StampedEntry
-	for _, row := range rows {
-		if n := len(row.Stamps); n > 0 {
-			matched = append(matched, row.Stamps[n-1])
-		}
+	if p.StampList, err = stampList(ts, p.Manifest, rows); err != nil {
+		return nil, err
 	}
-	p.StampList = release.StampListText(matched)
+	lines, err := ParseStampList(p.StampList)
+	if err != nil {
+		return nil, fmt.Errorf("the stamp list of %s: %w", version, err)
+	}
 	var stamps bytes.Buffer
-	for _, m := range matched {
-		rc, err := src.Log.ReceiptAt(ctx, m.Index, size)
+	for _, l := range lines {
+		rc, err := src.Log.ReceiptAt(ctx, l.Index, size)
 		if err != nil {
 			return nil, err
 		}
@@ -199,6 +211,37 @@ func Gather(ctx context.Context, src Source, version string) (*Package, error) {
 	}
 	p.Stamps = stamps.Bytes()
 	return p, nil
+}
+
+// stampList returns the stamp list the release gate matched when the
+// release was signed: the one stored at record time (release sign writes
+// it beside the manifest), found by the digest the manifest signs; or,
+// for a release recorded without it, the list rebuilt from the log: for
+// each regulated UID, the one stamp logged before the release with the
+// REVIEWED_HASH its index.json states (stamps are unique per UID and
+// hash), else the latest before the release. A rebuilt list that differs
+// from the signed one fails the package's stamps check, which says so.
+func stampList(ts release.TraceSource, manifest []byte, rows []release.TraceRow) ([]byte, error) {
+	m, err := signing.ParseManifest(manifest)
+	if err != nil {
+		return nil, err
+	}
+	if d := m.Predicate().Evidence.StampList; d != nil {
+		b, err := ts.Blob(*d, MaxProofsSize)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, cas.ErrNotFound) {
+			return nil, err
+		}
+	}
+	var matched []release.StampedEntry
+	for _, row := range rows {
+		if n := len(row.Stamps); n > 0 {
+			matched = append(matched, row.Stamps[n-1])
+		}
+	}
+	return release.StampListText(matched), nil
 }
 
 func writeLine(w *bytes.Buffer, v any) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,16 +30,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "data")
-	if _, err := ledger.Init(t.Context(), dir, "test.example/dhf"); err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	reg := release.New(l.Log, l.Blobs)
+	l, src := openLedger(t)
+	reg := src.Registry
 	s := releasetest.Record(t, reg, releasetest.Options{})
 	// The log grows after the release, so the consistency proof has work.
 	for _, name := range []string{"a.txt", "b.txt", "c.txt"} {
@@ -53,7 +46,23 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{l: l, src: Source{Log: l.Log, Registry: reg, Blobs: l.Blobs, PublicKey: l.PublicKey}, sample: s, key: v}
+	return &fixture{l: l, src: src, sample: s, key: v}
+}
+
+// openLedger makes a new ledger, closed when the test ends, and the
+// source of its packages.
+func openLedger(t *testing.T) (*ledger.Ledger, Source) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, err := ledger.Init(t.Context(), dir, "test.example/dhf"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, Source{Log: l.Log, Registry: release.New(l.Log, l.Blobs), Blobs: l.Blobs, PublicKey: l.PublicKey}
 }
 
 func (f *fixture) zip(t *testing.T) []byte {
@@ -381,17 +390,10 @@ func TestReport(t *testing.T) {
 // TestReportEscapes records a release whose signer's name holds markup
 // and checks the report shows it as text.
 func TestReportEscapes(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	ledger.Init(t.Context(), dir, "test.example/dhf")
-	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	reg := release.New(l.Log, l.Blobs)
+	l, src := openLedger(t)
 	evil := `Eve <script>alert(1)</script>`
-	s := releasetest.Record(t, reg, releasetest.Options{Name: evil, Email: `eve"onmouseover="x@example.com`})
-	p, err := Gather(t.Context(), Source{Log: l.Log, Registry: reg, Blobs: l.Blobs, PublicKey: l.PublicKey}, s.Version)
+	s := releasetest.Record(t, src.Registry, releasetest.Options{Name: evil, Email: `eve"onmouseover="x@example.com`})
+	p, err := Gather(t.Context(), src, s.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,5 +408,64 @@ func TestReportEscapes(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "<script") || !strings.Contains(out.String(), "Eve &lt;script&gt;alert(1)&lt;/script&gt;") {
 		t.Errorf("the signer's name is not escaped in the report")
+	}
+}
+
+// TestStampListKept covers a bundle whose index.json states no
+// REVIEWED_HASH: the gate matched stamps by the .sdoc files, which the log
+// alone cannot tell, so the package uses the stamp list stored when the
+// release was recorded.
+func TestStampListKept(t *testing.T) {
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	releasetest.CopyDir(t, filepath.Join(releasetest.Testdata(), "bundle"), bundle)
+	idx, err := os.ReadFile(filepath.Join(bundle, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = regexp.MustCompile(`, "reviewed_hash": ("[0-9a-f]+"|null)`).ReplaceAll(idx, nil)
+	if bytes.Contains(idx, []byte("reviewed_hash")) {
+		t.Fatal("index.json still states reviewed hashes")
+	}
+	os.WriteFile(filepath.Join(bundle, "index.json"), idx, 0o644)
+	sums, _ := os.ReadFile(filepath.Join(bundle, "SHA256SUMS"))
+	sums = regexp.MustCompile(`(?m)^[0-9a-f]{64}  index\.json$`).ReplaceAll(sums, []byte(cas.Sum(idx).Hex()+"  index.json"))
+	os.WriteFile(filepath.Join(bundle, "SHA256SUMS"), sums, 0o644)
+
+	l, src := openLedger(t)
+	reg := src.Registry
+	v, _ := proofs.NewVerifier(l.PublicKey)
+	// REQ-007 is approved again, with other content, after the signing and
+	// before the recording: the latest stamp before the release is no
+	// longer the one the gate matched.
+	restamp := func() {
+		docs, _ := release.ReadSDocDir(filepath.Join(releasetest.Testdata(), "sdoc-changed"))
+		approval := release.Approval{PR: "99", Commit: "fff", Approver: "Someone Else", ApprovedAt: time.Now()}
+		if _, err := reg.ScanStamps(t.Context(), docs, approval, "ci"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Without the kept list the package can only guess, and its stamps
+	// check says the guess is not what was signed.
+	s := releasetest.Record(t, reg, releasetest.Options{Bundle: bundle, BeforeRecord: restamp})
+	p, err := Gather(t.Context(), src, s.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := p.Verify(t.Context(), VerifyOptions{Bundle: bundle, LogKey: v})
+	if c, failed := rep.FirstFailure(); !failed || c.Name != "stamps" || !strings.Contains(c.Detail, "the manifest signs the stamp list") {
+		t.Errorf("a rebuilt stamp list that differs from the signed one: first failure %+v", c)
+	}
+	// With the list kept at recording, the package names exactly the
+	// stamps signed.
+	s = releasetest.Record(t, reg, releasetest.Options{Version: "v0.2.0", Bundle: bundle, KeepStampList: true})
+	if p, err = Gather(t.Context(), src, s.Version); err != nil {
+		t.Fatal(err)
+	}
+	if rep := p.Verify(t.Context(), VerifyOptions{Bundle: bundle, LogKey: v}); !rep.Verified {
+		t.Fatalf("the package with the kept stamp list: %+v", rep.Checks)
+	}
+	// A wrong stamp list is refused at record time, naming the digests.
+	if err := release.CheckStampList(s.Manifest, []byte("REQ-001 00 1 sha256:00\n")); err == nil || !strings.Contains(err.Error(), "the manifest signs") {
+		t.Errorf("CheckStampList with another list: %v", err)
 	}
 }

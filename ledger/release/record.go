@@ -23,6 +23,11 @@ const MaxClockSkew = 5 * time.Minute
 type RecordOptions struct {
 	// Progress, if set, is told of bytes hashed and then stored.
 	Progress func(stage string, done, total int64)
+	// StampList, if set, is the stamp list the release gate matched when
+	// the release was signed (release-vX.Y.Z.stamps); it must be the one
+	// the manifest signs, and is stored as a blob so that audit packages
+	// name exactly those stamps.
+	StampList []byte
 }
 
 // Recorded is the outcome of Record.
@@ -59,11 +64,37 @@ func (r *Registry) Record(ctx context.Context, bundle string, manifest []byte, b
 		}
 		return func(done, total int64) { opts.Progress(stage, done, total) }
 	}
+	if opts.StampList != nil {
+		if err := CheckStampList(manifest, opts.StampList); err != nil {
+			return Recorded{}, err
+		}
+	}
 	return r.record(ctx, manifest, by, func(ctx context.Context) (evidence.Summary, error) {
 		return evidence.Hash(ctx, bundle, evidence.Options{Progress: progress("hashing")})
 	}, func(ctx context.Context, sum evidence.Summary) error {
+		if opts.StampList != nil {
+			if _, err := r.putBytes(ctx, opts.StampList); err != nil {
+				return fmt.Errorf("storing the stamp list: %w", err)
+			}
+		}
 		return r.storeFiles(ctx, bundle, sum, progress("storing"))
 	}, bundle)
+}
+
+// CheckStampList checks a stamp list is the one a manifest signs.
+func CheckStampList(manifest, list []byte) error {
+	m, err := signing.ParseManifest(manifest)
+	if err != nil {
+		return err
+	}
+	signed := m.Predicate().Evidence.StampList
+	switch got := cas.Sum(list); {
+	case signed == nil:
+		return fmt.Errorf("%w: a stamp list was given, but the manifest records none (it was signed without the release gate)", signing.ErrInvalidManifest)
+	case got != *signed:
+		return fmt.Errorf("%w: the stamp list hashes to %s, the manifest signs %s; pass the .stamps file written when it was signed", signing.ErrInvalidManifest, got, signed)
+	}
+	return nil
 }
 
 // RecordStored records a signed release whose bundle files are already

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/auditpkg"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
@@ -64,18 +65,7 @@ type releasePage struct {
 	Checkpoint   string
 	TreeSize     uint64
 	Check        CheckData
-	Names        fileNames
-}
-
-// fileNames are the names the offline commands use for the files an
-// auditor takes away.
-type fileNames struct {
-	AuditPackage, Manifest, Receipt string
-}
-
-func namesFor(version string) fileNames {
-	base := signing.SubjectName(version)
-	return fileNames{AuditPackage: base + "-audit.zip", Manifest: base + ".json", Receipt: base + ".receipt.json"}
+	Names        auditpkg.Names
 }
 
 func (p *Pages) release(w http.ResponseWriter, r *http.Request) error {
@@ -144,7 +134,7 @@ func (p *Pages) release(w http.ResponseWriter, r *http.Request) error {
 		Files: files, Trace: trace, Requirements: len(rows), Checkpoint: rc.Checkpoint, TreeSize: rc.Inclusion.TreeSize,
 		Check: CheckData{Version: version, Manifest: rel.Release.Manifest.String(), Origin: rc.Origin, Index: rc.Index,
 			TreeSize: rc.Inclusion.TreeSize, Entry: rc.Entry, EntryDigest: rc.EntryDigest, Hashes: rc.Inclusion.Hashes, Checkpoint: rc.Checkpoint},
-		Names: namesFor(version),
+		Names: auditpkg.NamesFor(version),
 	}
 	return p.render(w, http.StatusOK, "release", "Release "+version, data)
 }

@@ -27,6 +27,12 @@ type Options struct {
 	Name    string // the signer's name; default Jane Doe
 	Email   string // default jane@example.com
 	Bundle  string // default testdata/bundle
+	// KeepStampList records the release with the stamp list the gate
+	// matched at signing, as release record does when release sign's
+	// .stamps file is beside the manifest.
+	KeepStampList bool
+	// BeforeRecord, if set, runs between signing and recording.
+	BeforeRecord func()
 }
 
 // Sample is a recorded release and what an auditor is handed for it.
@@ -77,7 +83,14 @@ func Record(t testing.TB, reg *release.Registry, o Options) Sample {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := reg.Record(ctx, o.Bundle, m, "ci:release", release.RecordOptions{})
+	if o.BeforeRecord != nil {
+		o.BeforeRecord()
+	}
+	var ro release.RecordOptions
+	if o.KeepStampList {
+		ro.StampList = release.StampListText(p.Gate.Matched)
+	}
+	rec, err := reg.Record(ctx, o.Bundle, m, "ci:release", ro)
 	if err != nil {
 		t.Fatalf("recording the sample release: %v", err)
 	}
