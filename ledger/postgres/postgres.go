@@ -1,0 +1,181 @@
+// Package postgres keeps the log (ledger.Storage) in a PostgreSQL database,
+// version 15 or later, through github.com/jackc/pgx/v5.
+//
+// What it stores is what the badger storage stores — entries, claims, the
+// RFC 6962 tree hashes at their tlog stored-hash indexes, every signed C2SP
+// tlog-checkpoint with the compact range it commits to, and the search
+// index — in plain tables (see the schema in schema.go), created or brought
+// up to date by Open. Every table carries a statement trigger that refuses
+// UPDATE, DELETE and TRUNCATE, so the database itself keeps the log
+// append-only against a mistaken query or a compromised ledger role. A
+// superuser can still disable triggers; what such a person changes is
+// caught by the signed checkpoints and `ledger audit`, not here.
+//
+// Commit is one implicit transaction: the batch's statements go to the
+// server in one pipeline ending in a single Sync message, which PostgreSQL
+// runs as one transaction, so a commit costs one round trip and one WAL
+// flush. Connections set synchronous_commit to on, so a commit has reached
+// the server's disk (and its synchronous standbys, if it has any) before
+// it returns, and before any other session can see it: Sync has nothing left
+// to do. The schema refuses by constraint a commit that does not extend the
+// stored log at its head, so two writers on one database can never fork it;
+// the loser gets ledger.ErrConflict.
+//
+// The package uses the plain wire protocol, ordinary SQL and PL/pgSQL for
+// the trigger, and no extensions, so that PostgreSQL-compatible databases
+// can be used. Schema creation takes a transaction-scoped advisory lock.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxConns       = 8
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// ErrUnreachable reports that Open could not connect to the database.
+var ErrUnreachable = errors.New("cannot connect to PostgreSQL")
+
+// Options configure Open. The zero value of each field means its default.
+type Options struct {
+	// MaxConns bounds the connection pool (pool_max_conns in the URL wins).
+	MaxConns int32
+	// ConnectTimeout bounds each connection attempt (connect_timeout in the
+	// URL wins).
+	ConnectTimeout time.Duration
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Storage is the log's storage in a PostgreSQL database. Its methods are safe
+// for concurrent use; Commit may be called by several processes at once, and
+// all but one of those that extend the same head fail with
+// ledger.ErrConflict.
+type Storage struct {
+	pool   *pgxpool.Pool
+	where  string
+	logger *slog.Logger
+	// rooted records that the first checkpoint is stored, which decides
+	// what a commit at size 0 extends. Once true it stays true.
+	rooted atomic.Bool
+}
+
+var _ ledger.Storage = (*Storage)(nil)
+
+// Open connects to the PostgreSQL database at connString (a postgres:// URL
+// or key=value DSN, as libpq takes), creates or upgrades the schema, and
+// returns the storage. A database it cannot reach fails with ErrUnreachable,
+// naming the server without the password and what to check.
+func Open(ctx context.Context, connString string, opts Options) (*Storage, error) {
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		// pgx quotes the connection string with its password masked.
+		return nil, fmt.Errorf("opening the log database: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !strings.Contains(connString, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+		if opts.MaxConns > 0 {
+			cfg.MaxConns = opts.MaxConns
+		}
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+		if opts.ConnectTimeout > 0 {
+			cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+		}
+	}
+	// Durability is this package's promise, whatever the server's default.
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "evidence-ledger"
+	}
+	s := &Storage{where: describe(cfg.ConnConfig.Config), logger: opts.Logger}
+	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("opening the log database %s: %w", s.where, err)
+	}
+	if err := s.prepare(ctx, opts.Logger); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	opts.Logger.Info("log database open", "database", s.where, "schema_version", SchemaVersion())
+	return s, nil
+}
+
+// prepare checks the connection, brings the schema up to date and warns
+// about a server that does not keep its commits.
+func (s *Storage) prepare(ctx context.Context, logger *slog.Logger) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return s.connectError(err)
+	}
+	defer conn.Release()
+	if err := migrate(ctx, conn.Conn()); err != nil {
+		return fmt.Errorf("opening the log database %s: %w", s.where, err)
+	}
+	var fsync string
+	if err := conn.QueryRow(ctx, `SHOW fsync`).Scan(&fsync); err == nil && fsync != "on" {
+		logger.Warn("the PostgreSQL server runs with fsync off: acknowledged appends may be lost in a crash", "database", s.where)
+	}
+	return nil
+}
+
+// Close closes every connection. It waits for the queries in flight.
+func (s *Storage) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// String names the database, without the password.
+func (s *Storage) String() string { return s.where }
+
+// connectError explains a failure to connect, with what to do about it.
+func (s *Storage) connectError(err error) error {
+	hint := "check that the server is running and accepts connections there, and that the URL's host and port are right"
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "3D000":
+			hint = "the database does not exist: create it (createdb) or fix the URL's database name"
+		case pe.Code == "28P01" || pe.Code == "28000":
+			hint = "the server refused the user or password: check the URL's credentials and pg_hba.conf"
+		case strings.HasPrefix(pe.Code, "53") || strings.HasPrefix(pe.Code, "57"):
+			hint = "the server is starting, shutting down or out of connections: try again shortly"
+		}
+	}
+	return fmt.Errorf("%w at %s: %w; %s", ErrUnreachable, s.where, err, hint)
+}
+
+// describe names a server and database as a URL without the password, for
+// messages and logs.
+func describe(c pgconn.Config) string {
+	u := url.URL{Scheme: "postgres", Path: "/" + c.Database}
+	if c.User != "" {
+		u.User = url.User(c.User)
+	}
+	if strings.HasPrefix(c.Host, "/") {
+		u.RawQuery = url.Values{"host": {c.Host}}.Encode()
+	} else {
+		u.Host = net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
+	}
+	return u.String()
+}

@@ -1,0 +1,465 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/postgres"
+	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
+	"github.com/tracealm/evidence-ledger/ledger/storagetest"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// server is the PostgreSQL server of this test binary; nil when PostgreSQL
+// is not installed, and then the tests that need it skip.
+var server *pgtest.Server
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &server)) }
+
+// openStorage opens the storage on the database at url, closed at the end
+// of the test.
+func openStorage(tb testing.TB, url string) *postgres.Storage {
+	tb.Helper()
+	s, err := postgres.Open(context.Background(), url, postgres.Options{})
+	if err != nil {
+		tb.Fatalf("postgres.Open(%s): %v", url, err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestStorage runs the Storage conformance suite on a new database per
+// subtest.
+func TestStorage(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) ledger.Storage {
+		return openStorage(t, server.NewDatabase(t))
+	})
+}
+
+// logKey is a log's signing key pair.
+type logKey struct {
+	signer   note.Signer
+	verifier note.Verifier
+}
+
+func newLogKey(tb testing.TB, origin string) logKey {
+	tb.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := proofs.NewSigner(skey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := proofs.NewVerifier(vkey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return logKey{s, v}
+}
+
+// newBlobs returns a blob store in a temporary directory: the log's entries
+// refer to blobs, which stay on badger until the S3 store arrives.
+func newBlobs(tb testing.TB) *cas.Badger {
+	tb.Helper()
+	db, err := badger.Open(cas.DefaultBadgerOptions(tb.TempDir(), nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	blobs, err := cas.NewBadger(db, cas.BadgerOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return blobs
+}
+
+// openLog opens a log over storage s, closed at the end of the test.
+func openLog(tb testing.TB, s ledger.Storage, blobs cas.Store, k logKey) *ledger.Log {
+	tb.Helper()
+	l, err := ledger.OpenLog(context.Background(), ledger.LogOptions{Storage: s, Blobs: blobs, Signer: k.signer, Verifier: k.verifier})
+	if err != nil {
+		tb.Fatalf("ledger.OpenLog: %v", err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
+}
+
+// fixture is a log over a new database, with its key and blob store.
+type fixture struct {
+	url   string
+	key   logKey
+	blobs *cas.Badger
+	log   *ledger.Log
+}
+
+// newFixture opens a new log, named origin, on a new database.
+func newFixture(tb testing.TB, origin string) *fixture {
+	tb.Helper()
+	f := &fixture{url: server.NewDatabase(tb), key: newLogKey(tb, origin), blobs: newBlobs(tb)}
+	f.log = openLog(tb, openStorage(tb, f.url), f.blobs, f.key)
+	return f
+}
+
+// claimFor stores content as a blob and returns an artefact claim for it.
+func claimFor(tb testing.TB, blobs cas.Store, content, name, release string) ledger.Claim {
+	tb.Helper()
+	info, err := blobs.Put(context.Background(), strings.NewReader(content), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
+		Digest: info.Digest, Size: info.Size, Name: name, MediaType: "text/plain", Release: release,
+	}}
+}
+
+// appendAll appends the claims concurrently and returns their receipts in
+// claim order.
+func appendAll(t *testing.T, l *ledger.Log, claims []ledger.Claim) []proofs.Receipt {
+	t.Helper()
+	out := make([]proofs.Receipt, len(claims))
+	var wg sync.WaitGroup
+	for i, c := range claims {
+		wg.Go(func() {
+			rc, err := l.Append(t.Context(), c, "ci")
+			if err != nil {
+				t.Errorf("Append(claim %d): %v", i, err)
+			}
+			out[i] = rc
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return out
+}
+
+// TestLog runs a log over PostgreSQL: concurrent appends whose receipts
+// verify, a duplicate, search and proofs, then a reopen over a new
+// connection pool that resumes at the same size and goes on.
+func TestLog(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, "pg.example.com/log")
+	url, k, blobs, l := f.url, f.key, f.blobs, f.log
+	if got := l.Size(); got != 0 {
+		t.Fatalf("new log: Size() = %d, want 0", got)
+	}
+
+	var claims []ledger.Claim
+	for i := range 40 {
+		release := "v1.0.0"
+		if i%4 == 0 {
+			release = "v2.0.0"
+		}
+		claims = append(claims, claimFor(t, blobs, fmt.Sprintf("evidence %d", i), fmt.Sprintf("file-%d.txt", i), release))
+	}
+	receipts := appendAll(t, l, claims)
+	if got := l.Size(); got != uint64(len(claims)) {
+		t.Fatalf("after %d appends: Size() = %d", len(claims), got)
+	}
+	seen := map[uint64]bool{}
+	for i, rc := range receipts {
+		if _, err := proofs.VerifyReceipt(rc, k.verifier); err != nil {
+			t.Fatalf("receipt %d does not verify: %v", i, err)
+		}
+		if rc.Duplicate || seen[rc.Index] {
+			t.Fatalf("receipt %d: index %d, duplicate %v: want a new index", i, rc.Index, rc.Duplicate)
+		}
+		seen[rc.Index] = true
+	}
+	sizeBefore := l.Size()
+	cpBefore, _ := l.Checkpoint()
+
+	// The same claim again adds nothing.
+	dup, err := l.Append(ctx, claims[7], "someone-else")
+	if err != nil || !dup.Duplicate || dup.Index != receipts[7].Index {
+		t.Fatalf("appending claim 7 again = index %d, duplicate %v, %v; want index %d, duplicate", dup.Index, dup.Duplicate, err, receipts[7].Index)
+	}
+	if l.Size() != sizeBefore {
+		t.Fatalf("a duplicate changed the size from %d to %d", sizeBefore, l.Size())
+	}
+
+	got, err := l.Search(ctx, ledger.Query{Release: "v2.0.0"}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64
+	for i, rc := range receipts {
+		if i%4 == 0 {
+			want = append(want, rc.Index)
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("Search(release v2.0.0) = %v, want %v", got, want)
+	}
+
+	// Reopen over a new pool, as a restarted node would.
+	l.Close()
+	l2 := openLog(t, openStorage(t, url), blobs, k)
+	if l2.Size() != sizeBefore {
+		t.Fatalf("reopened: Size() = %d, want %d", l2.Size(), sizeBefore)
+	}
+	if cp, _ := l2.Checkpoint(); string(cp) != string(cpBefore) {
+		t.Fatalf("reopened: checkpoint\n%s\nwant\n%s", cp, cpBefore)
+	}
+	rc, err := l2.Append(ctx, claims[3], "ci")
+	if err != nil || !rc.Duplicate || rc.Index != receipts[3].Index {
+		t.Fatalf("reopened: appending claim 3 again = index %d, duplicate %v, %v; want index %d, duplicate", rc.Index, rc.Duplicate, err, receipts[3].Index)
+	}
+	more := appendAll(t, l2, []ledger.Claim{
+		claimFor(t, blobs, "after reopen 1", "late-1.txt", "v3.0.0"),
+		claimFor(t, blobs, "after reopen 2", "late-2.txt", "v3.0.0"),
+	})
+	for _, rc := range more {
+		if rc.Index < sizeBefore {
+			t.Fatalf("appended after reopen at index %d, below the old size %d", rc.Index, sizeBefore)
+		}
+		if _, err := proofs.VerifyReceipt(rc, k.verifier); err != nil {
+			t.Fatalf("receipt after reopen does not verify: %v", err)
+		}
+	}
+	// The log before the reopen is a prefix of the log after it.
+	old, err := proofs.OpenCheckpoint(cpBefore, k.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpNow, sizeNow := l2.Checkpoint()
+	now, err := proofs.OpenCheckpoint(cpNow, k.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l2.ProveConsistency(ctx, sizeBefore, sizeNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proofs.VerifyConsistency(p, old.Root, now.Root); err != nil {
+		t.Fatalf("consistency %d → %d across the reopen: %v", sizeBefore, sizeNow, err)
+	}
+	// An old receipt re-proved against the new checkpoint.
+	rc, err = l2.Receipt(ctx, receipts[0].Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := proofs.VerifyReceipt(rc, k.verifier); err != nil || c.Size != sizeNow {
+		t.Fatalf("receipt for entry %d at size %d: checkpoint size %d, %v", receipts[0].Index, sizeNow, c.Size, err)
+	}
+}
+
+// TestTwoWriters opens two logs on one database, as two replicas would
+// without the sequencer lock: once one has appended, the other's commit
+// extends a head that is no longer the stored one and is refused, writing
+// nothing.
+func TestTwoWriters(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, "pg.example.com/two")
+	url, k, blobs, a := f.url, f.key, f.blobs, f.log
+	b := openLog(t, openStorage(t, url), blobs, k)
+	if _, err := a.Append(ctx, claimFor(t, blobs, "from a", "a.txt", ""), "a"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Append(ctx, claimFor(t, blobs, "from b", "b.txt", ""), "b")
+	if !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("the second writer's append: error %v, want ErrConflict", err)
+	}
+	s := openStorage(t, url)
+	h, err := s.Head(ctx)
+	if err != nil || h.Size != 1 {
+		t.Fatalf("Head() = size %d, %v; want 1", h.Size, err)
+	}
+	if _, err := s.ReadEntries(ctx, 1, 2); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("ReadEntries(1, 2) after the refused commit: error %v, want ErrNotFound", err)
+	}
+	var sizes []uint64
+	if err := s.Checkpoints(ctx, 0, func(size uint64, _ []byte) error {
+		sizes = append(sizes, size)
+		return nil
+	}); err != nil || !slices.Equal(sizes, []uint64{0, 1}) {
+		t.Fatalf("Checkpoints() sizes = %v, %v; want [0 1]", sizes, err)
+	}
+}
+
+// column names, for each table, a column an UPDATE can set.
+var column = map[string]string{
+	"ledger_schema":      "version",
+	"ledger_entries":     "body",
+	"ledger_claims":      "idx",
+	"ledger_hashes":      "hash",
+	"ledger_terms":       "value",
+	"ledger_checkpoints": "checkpoint",
+}
+
+// TestAppendOnly checks, with plain SQL, that every table of the schema
+// refuses UPDATE, DELETE and TRUNCATE, whether or not rows match, and that
+// the rows are unchanged afterwards.
+func TestAppendOnly(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, "pg.example.com/guard")
+	url, blobs, l := f.url, f.blobs, f.log
+	appendAll(t, l, []ledger.Claim{
+		claimFor(t, blobs, "one", "one.txt", "v1.0.0"),
+		claimFor(t, blobs, "two", "two.txt", "v1.0.0"),
+		claimFor(t, blobs, "three", "three.txt", ""),
+	})
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	// Every table in the database is one the package guards.
+	rows, _ := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename`)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded := postgres.Tables()
+	slices.Sort(guarded)
+	if !slices.Equal(tables, guarded) {
+		t.Fatalf("tables in the database = %v, postgres.Tables() = %v", tables, guarded)
+	}
+
+	for _, table := range tables {
+		col, ok := column[table]
+		if !ok {
+			t.Fatalf("no column known for table %s: add it to the test", table)
+		}
+		count := func() int {
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		digest := func() string {
+			var d string
+			q := fmt.Sprintf(`SELECT coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM %s t`, table)
+			if err := conn.QueryRow(ctx, q).Scan(&d); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		n, before := count(), digest()
+		if n == 0 {
+			t.Fatalf("table %s is empty: the test would prove nothing", table)
+		}
+		for _, stmt := range []string{
+			fmt.Sprintf(`UPDATE %s SET %s = %[2]s`, table, col),
+			fmt.Sprintf(`UPDATE %s SET %s = %[2]s WHERE false`, table, col),
+			fmt.Sprintf(`DELETE FROM %s`, table),
+			fmt.Sprintf(`DELETE FROM %s WHERE false`, table),
+			fmt.Sprintf(`TRUNCATE %s`, table),
+			fmt.Sprintf(`TRUNCATE %s CASCADE`, table),
+		} {
+			_, err := conn.Exec(ctx, stmt)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "23001" || !strings.Contains(pe.Message, "append-only") {
+				t.Errorf("%s: error %v, want the append-only refusal (23001)", stmt, err)
+			}
+		}
+		if got := count(); got != n {
+			t.Errorf("table %s has %d rows after the refused statements, want %d", table, got, n)
+		}
+		if got := digest(); got != before {
+			t.Errorf("table %s changed under the refused statements", table)
+		}
+	}
+	// Inserting still works: the log goes on.
+	if _, err := l.Append(ctx, claimFor(t, blobs, "four", "four.txt", ""), "ci"); err != nil {
+		t.Fatalf("Append after the refused statements: %v", err)
+	}
+}
+
+// TestUnreachable opens databases that cannot be used: the error says
+// which server (never the password) and what to do.
+func TestUnreachable(t *testing.T) {
+	ctx := t.Context()
+	const password = "s3cret-Pw"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close() // nothing listens there now
+	tests := []struct {
+		name, url string
+		want      []string
+	}{{
+		name: "NoServer",
+		url:  "postgres://ledger:" + password + "@127.0.0.1:" + closed + "/evidence?connect_timeout=5",
+		want: []string{"postgres://ledger@127.0.0.1:" + closed + "/evidence", "server is running"},
+	}}
+	if server != nil {
+		tests = append(tests, struct {
+			name, url string
+			want      []string
+		}{
+			name: "NoDatabase",
+			url:  strings.Replace(server.URL("no_such_db"), "postgres@", "postgres:"+password+"@", 1),
+			want: []string{"postgres://postgres@127.0.0.1:" + strconv.Itoa(server.Port()) + "/no_such_db", "does not exist"},
+		})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := postgres.Open(ctx, tt.url, postgres.Options{})
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open(%s) succeeded", tt.name)
+			}
+			if !errors.Is(err, postgres.ErrUnreachable) {
+				t.Errorf("Open: error %v, want ErrUnreachable", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Open: error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("Open: error %q shows the password", err)
+			}
+		})
+	}
+}
+
+// TestNewerSchema refuses a database whose schema a later program made.
+func TestNewerSchema(t *testing.T) {
+	ctx := t.Context()
+	url := server.NewDatabase(t)
+	openStorage(t, url).Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	next := postgres.SchemaVersion() + 1
+	if _, err := conn.Exec(ctx, `INSERT INTO ledger_schema (version) VALUES ($1)`, next); err != nil {
+		t.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, url, postgres.Options{})
+	if err == nil {
+		s.Close()
+		t.Fatalf("Open on a schema of version %d succeeded", next)
+	}
+	if !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), strconv.Itoa(next)) {
+		t.Fatalf("Open on a schema of version %d: error %q, want it to name the newer version", next, err)
+	}
+}

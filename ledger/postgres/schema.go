@@ -1,0 +1,143 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Tables, each refusing UPDATE, DELETE and TRUNCATE once created:
+//
+//	ledger_schema       one row per applied schema version
+//	ledger_entries      idx → the entry's bytes (the leaf)
+//	ledger_claims       claim (SHA-256) → idx, for idempotent appends
+//	ledger_hashes       stored-hash index → tree hash (tlog.StoredHashIndex numbering)
+//	ledger_terms        (field, value, idx): the search index, one row per entry and term
+//	ledger_checkpoints  size → compact range and signed checkpoint of every commit;
+//	                    the head is the row of greatest size
+//
+// Checkpoint rows form a chain: each names, in prev, the size of the head
+// it extends (NULL for the first). The primary key, a foreign key on prev,
+// a unique prev and a single first row make the database itself refuse a
+// fork or a gap, whichever process writes.
+var migrations = []migration{{
+	// Version 1.
+	guard: []string{"ledger_schema", "ledger_entries", "ledger_claims", "ledger_hashes", "ledger_terms", "ledger_checkpoints"},
+	sql: `
+CREATE TABLE ledger_entries (
+	idx  bigint PRIMARY KEY CHECK (idx >= 0),
+	body bytea NOT NULL
+);
+CREATE TABLE ledger_claims (
+	claim bytea PRIMARY KEY CHECK (length(claim) = 32),
+	idx   bigint NOT NULL
+);
+CREATE TABLE ledger_hashes (
+	idx  bigint PRIMARY KEY CHECK (idx >= 0),
+	hash bytea NOT NULL CHECK (length(hash) = 32)
+);
+CREATE TABLE ledger_terms (
+	field text NOT NULL,
+	value text NOT NULL,
+	idx   bigint NOT NULL,
+	PRIMARY KEY (field, value, idx)
+);
+CREATE TABLE ledger_checkpoints (
+	size       bigint NOT NULL,
+	prev       bigint,
+	range      bytea NOT NULL CHECK (length(range) % 32 = 0),
+	checkpoint bytea NOT NULL,
+	CONSTRAINT ledger_checkpoints_size PRIMARY KEY (size),
+	CONSTRAINT ledger_checkpoints_extends UNIQUE (prev),
+	CONSTRAINT ledger_checkpoints_prev FOREIGN KEY (prev) REFERENCES ledger_checkpoints (size),
+	CONSTRAINT ledger_checkpoints_grows CHECK (prev IS NULL OR prev < size)
+);
+CREATE UNIQUE INDEX ledger_checkpoints_first ON ledger_checkpoints ((prev IS NULL)) WHERE prev IS NULL;
+
+CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'evidence ledger: % on % refused: the table is append-only', TG_OP, TG_TABLE_NAME
+		USING ERRCODE = 'restrict_violation';
+END
+$$;
+`,
+}}
+
+// A migration is one schema version: the SQL that makes it and the tables
+// it creates, which get the append-only trigger.
+type migration struct {
+	sql   string
+	guard []string
+}
+
+// Tables returns the names of the tables the storage keeps, every one of
+// them append-only.
+func Tables() []string {
+	var out []string
+	for _, m := range migrations {
+		out = append(out, m.guard...)
+	}
+	return out
+}
+
+// SchemaVersion is the schema version this package creates and reads.
+func SchemaVersion() int { return len(migrations) }
+
+// schemaLock is the advisory lock key that serialises schema changes among
+// processes opening the same database ("ledgsch" in ASCII).
+const schemaLock = 0x6c6564677363680
+
+// migrate brings the database's schema to SchemaVersion, in one transaction
+// under an advisory lock so that replicas opening at once do not race. It
+// refuses a database whose schema is newer than this package.
+func migrate(ctx context.Context, conn *pgx.Conn) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
+		return fmt.Errorf("locking the schema: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS ledger_schema (
+	version    integer PRIMARY KEY,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+		return fmt.Errorf("creating the schema version table: %w", err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM ledger_schema`).Scan(&have); err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		m := migrations[v-1]
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return fmt.Errorf("applying schema version %d: %w", v, err)
+		}
+		if err := guard(ctx, tx, m.guard); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO ledger_schema (version) VALUES ($1)`, v); err != nil {
+			return fmt.Errorf("recording schema version %d: %w", v, err)
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// guard puts the trigger that refuses UPDATE, DELETE and TRUNCATE on each
+// table. It is a statement trigger, so it costs inserts nothing.
+func guard(ctx context.Context, tx pgx.Tx, tables []string) error {
+	for _, table := range tables {
+		q := fmt.Sprintf(`CREATE TRIGGER %[1]s_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON %[1]s
+	FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()`, table)
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("guarding %s: %w", table, err)
+		}
+	}
+	return nil
+}
