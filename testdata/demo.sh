@@ -114,6 +114,13 @@ cat <<EOT
 Reads are public in this demo; writes need the token (shown once):
   LEDGER_TOKEN=$token
 
+Open in a browser (the auditor's pages; read-only):
+  $url/
+      the log, its checkpoint and recent releases; search
+  $url/releases/v0.1.0
+      who signed, with what meaning and when; the files, requirements and stamps;
+      paste log.pub there to re-verify the proof in the browser; the audit package
+
 Try, from another terminal:
   curl $url/v1/checkpoint                          # the signed checkpoint
   curl '$url/v1/entries?release=v0.1.0&kind=release'  # the release entry
