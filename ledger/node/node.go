@@ -137,6 +137,9 @@ func New(opts Options) (*Server, error) {
 		s.route(p.Pattern, read, p.Handler, s.pageError)
 	}
 	s.mux.Handle(web.StaticPattern, s.pages.Static())
+	s.route("GET /signin", "", s.signInForm, s.pageError)
+	s.route("POST /signin", "", s.signIn, s.pageError)
+	s.route("POST /signout", "", s.signOut, s.pageError)
 	s.mux.HandleFunc("/", s.notFound)
 	return s, nil
 }
@@ -184,6 +187,16 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if ae.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="evidence-ledger"`)
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			// A browser is offered the sign-in form, saying what was
+			// wrong with the token it sent, if it sent one.
+			msg := ae.message
+			if _, err := r.Cookie(TokenCookie); err != nil && r.Header.Get("Authorization") == "" {
+				msg = ""
+			}
+			s.pages.SignIn(w, r, ae.status, msg, r.URL.RequestURI())
+			return
+		}
 	}
 	s.pages.Error(w, r, ae.status, ae.message)
 }
@@ -244,19 +257,31 @@ func (s *Server) route(pattern, role string, h func(http.ResponseWriter, *http.R
 	})
 }
 
+// TokenCookie is the cookie a browser signed in at /signin carries: the
+// token, sent back only to this node (HttpOnly, SameSite=Strict) and
+// accepted for reads alone, so that no cross-site request can write with
+// it.
+const TokenCookie = "ledger_token"
+
 // authenticate checks the bearer token for an action needing role. Reads
-// pass without a token when reads are public.
+// pass without a token when reads are public; a read (GET or HEAD) may
+// also carry the token in TokenCookie, from the sign-in page.
 func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, error) {
 	h := r.Header.Get("Authorization")
-	if h == "" {
-		if role == ledger.RoleAuditor && s.opts.PublicReads {
-			return nil, nil
+	read := role == ledger.RoleAuditor && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+	var secret string
+	switch c, err := r.Cookie(TokenCookie); {
+	case h != "":
+		var ok bool
+		if secret, ok = strings.CutPrefix(h, "Bearer "); !ok {
+			return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "the Authorization header must be \"Bearer <token>\""}
 		}
+	case role == ledger.RoleAuditor && s.opts.PublicReads:
+		return nil, nil
+	case read && err == nil && c.Value != "":
+		secret = c.Value
+	default:
 		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "this needs a token: send Authorization: Bearer <token> (LEDGER_TOKEN for the CLI)"}
-	}
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "the Authorization header must be \"Bearer <token>\""}
 	}
 	tok, err := s.opts.Tokens.Authenticate(r.Context(), strings.TrimSpace(secret))
 	switch {

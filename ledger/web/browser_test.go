@@ -154,7 +154,7 @@ func TestBrowser(t *testing.T) {
 			const p = [];
 			if (!document.documentElement.lang) p.push('no lang attribute');
 			if (document.querySelectorAll('main').length !== 1) p.push('not one main landmark');
-			for (const c of document.querySelectorAll('input, textarea, select')) if (c.labels.length === 0) p.push('no label for #' + c.id);
+			for (const c of document.querySelectorAll('input:not([type=hidden]), textarea, select')) if (c.labels.length === 0) p.push('no label for #' + c.id);
 			for (const th of document.querySelectorAll('th')) if (!th.scope) p.push('th without scope: ' + th.textContent.trim());
 			for (const img of document.querySelectorAll('img')) if (!img.alt) p.push('img without alt');
 			return p.join('; ');
@@ -420,6 +420,36 @@ func TestBrowser(t *testing.T) {
 		if f.l.Log.Size() != size {
 			t.Errorf("tree size went from %d to %d", size, f.l.Log.Size())
 		}
+	})
+
+	t.Run("sign in on a token-gated node", func(t *testing.T) {
+		step(t, chromedp.Navigate(f.gatedURL+"/releases/v0.1.0"), chromedp.WaitVisible(chromedp.CSS("#token")))
+		accessible(t)
+		screenshot(t, "signin")
+		step(t, chromedp.SendKeys(chromedp.CSS("#token"), "elt_not-a-token"), chromedp.Submit(chromedp.CSS("#token")),
+			chromedp.WaitVisible(chromedp.CSS("#signin-message")))
+		if got := text(t, "#signin-message"); !strings.Contains(got, "unknown token") {
+			t.Errorf("a wrong token says %q", got)
+		}
+		step(t, chromedp.SendKeys(chromedp.CSS("#token"), f.auditor), chromedp.Submit(chromedp.CSS("#token")),
+			chromedp.WaitVisible(chromedp.CSS("#audit-package")))
+		if got := text(t, ".signer-name"); got != "Jane Doe" {
+			t.Errorf("signed in, the release page shows signer %q", got)
+		}
+		// The script reads nothing the cookie does not allow: it cannot
+		// see the token, and a write from the page is refused.
+		if got := eval(t, `document.cookie`); got != "" {
+			t.Errorf("the page's script sees the cookie %q", got)
+		}
+		size := f.l.Log.Size()
+		if got := eval(t, `fetch('/v1/entries', {method: 'POST', body: '{"kind":"artefact","subject":{}}'}).then(r => String(r.status))`); got != "401" {
+			t.Errorf("a write from the signed-in page = %s, want 401", got)
+		}
+		if f.l.Log.Size() != size {
+			t.Errorf("tree size went from %d to %d", size, f.l.Log.Size())
+		}
+		step(t, chromedp.Navigate(f.gatedURL+"/signin"), chromedp.WaitVisible(chromedp.CSS("form.signout button")),
+			chromedp.Click(chromedp.CSS("form.signout button")), chromedp.WaitVisible(chromedp.CSS("#token")))
 	})
 
 	t.Run("escaping", func(t *testing.T) {

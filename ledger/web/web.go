@@ -117,7 +117,7 @@ func New(opts Options) (*Pages, error) {
 		"prev": func(i uint64) uint64 { return i - 1 },
 		"next": func(i uint64) uint64 { return i + 1 },
 	}
-	for _, name := range []string{"home", "release", "entry", "search", "error"} {
+	for _, name := range []string{"home", "release", "entry", "search", "error", "signin"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: parsing the %s page: %w", name, err)
@@ -178,6 +178,25 @@ func (p *Pages) Error(w http.ResponseWriter, r *http.Request, status int, messag
 	if err := p.render(w, status, "error", http.StatusText(status), data); err != nil {
 		p.log.Error("rendering the error page", "status", status, "err", err)
 	}
+}
+
+// SignIn renders the sign-in form of a node whose reads need a token,
+// with a message (why it is shown) and the local path to return to.
+func (p *Pages) SignIn(w http.ResponseWriter, r *http.Request, status int, message, next string) {
+	data := struct{ Message, Next string }{message, LocalPath(next)}
+	if err := p.render(w, status, "signin", "Sign in", data); err != nil {
+		p.log.Error("rendering the sign-in page", "status", status, "err", err)
+	}
+}
+
+// LocalPath returns next if it is a path on this node ("/..." but not
+// "//host/..." or "/\host"), else "/": a redirect after signing in never
+// leaves the node.
+func LocalPath(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return "/"
+	}
+	return next
 }
 
 // view is what the layout renders around a page.
