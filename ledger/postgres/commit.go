@@ -13,17 +13,19 @@ import (
 
 // The statements of a commit. Rows go in as arrays, one statement per
 // table, so that a batch of any size is five statements; WITH ORDINALITY
-// numbers them from the batch's start.
+// numbers them from the batch's start, and the terms are grouped into one
+// row per term by the server.
 const (
 	insertCheckpoint = `INSERT INTO ledger_checkpoints (size, prev, range, checkpoint) VALUES ($1, $2, $3, $4)`
 	insertEntries    = `INSERT INTO ledger_entries (idx, body)
 SELECT $1::bigint + n - 1, body FROM unnest($2::bytea[]) WITH ORDINALITY AS t(body, n)`
 	insertClaims = `INSERT INTO ledger_claims (claim, idx)
 SELECT claim, $1::bigint + n - 1 FROM unnest($2::bytea[]) WITH ORDINALITY AS t(claim, n)`
-	insertHashes = `INSERT INTO ledger_hashes (idx, hash)
-SELECT $1::bigint + n - 1, hash FROM unnest($2::bytea[]) WITH ORDINALITY AS t(hash, n)`
-	insertTerms = `INSERT INTO ledger_terms (field, value, idx)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`
+	insertHashes = `INSERT INTO ledger_hashes (start, hashes) VALUES ($1, $2)`
+	insertTerms  = `INSERT INTO ledger_terms (field, value, last, idxs)
+SELECT field, value, max(idx), array_agg(idx ORDER BY idx)
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(field, value, idx)
+GROUP BY field, value`
 )
 
 // conflicts are the constraints a commit that does not extend the stored
@@ -34,6 +36,7 @@ var conflicts = map[string]bool{
 	"ledger_checkpoints_prev":    true, // no head at the batch's start
 	"ledger_checkpoints_first":   true, // the log already has its first checkpoint
 	"ledger_entries_pkey":        true, // an entry at one of the batch's indexes
+	"ledger_hashes_pkey":         true, // hashes stored from the batch's first
 }
 
 // Commit implements ledger.Storage. It writes the batch in one implicit
@@ -76,7 +79,14 @@ func (s *Storage) Commit(ctx context.Context, b *ledger.Batch) error {
 		}
 	}
 	if len(b.Hashes) > 0 {
-		q.Queue(insertHashes, int64(b.HashStart), b.Hashes)
+		hashes := make([]byte, 0, 32*len(b.Hashes))
+		for _, h := range b.Hashes {
+			if len(h) != 32 {
+				return fmt.Errorf("committing entries %d to %d: a tree hash of %d bytes", b.Start, end, len(h))
+			}
+			hashes = append(hashes, h...)
+		}
+		q.Queue(insertHashes, int64(b.HashStart), hashes)
 	}
 	err = s.pool.SendBatch(ctx, q).Close()
 	if err != nil {
@@ -122,8 +132,8 @@ func commitError(err error) error {
 	return err
 }
 
-// termRows flattens a batch's terms into the columns of ledger_terms,
-// dropping a term repeated within one entry.
+// termRows flattens a batch's terms into columns, one row per entry and
+// term, dropping a term repeated within one entry.
 func termRows(start uint64, terms [][]ledger.Term) (fields, values []string, idxs []int64) {
 	for off, ts := range terms {
 		idx := int64(start) + int64(off)

@@ -302,8 +302,8 @@ var column = map[string]string{
 	"ledger_schema":      "version",
 	"ledger_entries":     "body",
 	"ledger_claims":      "idx",
-	"ledger_hashes":      "hash",
-	"ledger_terms":       "value",
+	"ledger_hashes":      "hashes",
+	"ledger_terms":       "idxs",
 	"ledger_checkpoints": "checkpoint",
 }
 
@@ -461,5 +461,36 @@ func TestNewerSchema(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), strconv.Itoa(next)) {
 		t.Fatalf("Open on a schema of version %d: error %q, want it to name the newer version", next, err)
+	}
+}
+
+// TestConcurrentOpen opens one new database from several processes' worth
+// of pools at once, as replicas starting together would: the schema is
+// made once and every one of them opens.
+func TestConcurrentOpen(t *testing.T) {
+	url := server.NewDatabase(t)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			s, err := postgres.Open(t.Context(), url, postgres.Options{})
+			if err != nil {
+				t.Errorf("Open %d: %v", i, err)
+				return
+			}
+			s.Close()
+		})
+	}
+	wg.Wait()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var versions int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM ledger_schema`).Scan(&versions); err != nil {
+		t.Fatal(err)
+	}
+	if versions != postgres.SchemaVersion() {
+		t.Fatalf("ledger_schema holds %d versions, want %d", versions, postgres.SchemaVersion())
 	}
 }

@@ -40,20 +40,31 @@ func (s *Storage) Head(ctx context.Context) (ledger.Head, error) {
 	return h, nil
 }
 
+// readHashes finds each stored-hash index in the row of the commit that
+// stored it: the row with the greatest start at or below it.
+const readHashes = `SELECT x, substring(h.hashes FROM (x - h.start)::integer * 32 + 1 FOR 32)
+FROM unnest($1::bigint[]) AS x
+CROSS JOIN LATERAL (SELECT start, hashes FROM ledger_hashes WHERE start <= x ORDER BY start DESC LIMIT 1) AS h
+WHERE x < h.start + length(h.hashes) / 32`
+
 // ReadHashes implements ledger.Storage, in one query.
 func (s *Storage) ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, error) {
 	if len(indexes) == 0 {
 		return nil, nil
 	}
-	want := make([]int64, len(indexes))
-	for i, x := range indexes {
-		want[i] = int64(x)
+	want := make([]int64, 0, len(indexes))
+	seen := make(map[uint64]bool, len(indexes))
+	for _, x := range indexes {
+		if !seen[x] {
+			seen[x] = true
+			want = append(want, int64(x))
+		}
 	}
-	rows, err := s.pool.Query(ctx, `SELECT idx, hash FROM ledger_hashes WHERE idx = ANY($1::bigint[])`, want)
+	rows, err := s.pool.Query(ctx, readHashes, want)
 	if err != nil {
 		return nil, fmt.Errorf("reading %d tree hashes: %w", len(indexes), err)
 	}
-	got := make(map[uint64][]byte, len(indexes))
+	got := make(map[uint64][]byte, len(want))
 	var (
 		idx  int64
 		hash []byte
@@ -196,29 +207,41 @@ func (s *Storage) LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]
 	return found, nil
 }
 
-// Search implements ledger.Storage, reading pageSize indexes per query.
+// Search implements ledger.Storage, reading pageSize rows (commits) per
+// query.
 func (s *Storage) Search(ctx context.Context, t ledger.Term, start uint64, fn func(index uint64) bool) error {
+	from := int64(start)
 	for {
-		rows, err := s.pool.Query(ctx, `SELECT idx FROM ledger_terms WHERE field = $1 AND value = $2 AND idx >= $3 ORDER BY idx LIMIT $4`,
-			t.Field, t.Value, int64(start), pageSize)
+		rows, err := s.pool.Query(ctx, `SELECT last, idxs FROM ledger_terms WHERE field = $1 AND value = $2 AND last >= $3 ORDER BY last LIMIT $4`,
+			t.Field, t.Value, from, pageSize)
 		if err != nil {
 			return fmt.Errorf("searching for %s=%q: %w", t.Field, t.Value, err)
 		}
-		page, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		type row struct {
+			last int64
+			idxs []int64
+		}
+		page, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			err := r.Scan(&x.last, &x.idxs)
+			return x, err
+		})
 		if err != nil {
 			return fmt.Errorf("searching for %s=%q: %w", t.Field, t.Value, err)
 		}
-		for _, idx := range page {
+		for _, x := range page {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if !fn(uint64(idx)) {
-				return nil
+			for _, idx := range x.idxs {
+				if idx >= int64(start) && !fn(uint64(idx)) {
+					return nil
+				}
 			}
 		}
 		if len(page) < pageSize {
 			return nil
 		}
-		start = uint64(page[len(page)-1]) + 1
+		from = page[len(page)-1].last + 1
 	}
 }

@@ -12,10 +12,20 @@ import (
 //	ledger_schema       one row per applied schema version
 //	ledger_entries      idx → the entry's bytes (the leaf)
 //	ledger_claims       claim (SHA-256) → idx, for idempotent appends
-//	ledger_hashes       stored-hash index → tree hash (tlog.StoredHashIndex numbering)
-//	ledger_terms        (field, value, idx): the search index, one row per entry and term
-//	ledger_checkpoints  size → compact range and signed checkpoint of every commit;
-//	                    the head is the row of greatest size
+//	ledger_hashes       the tree hashes one commit stored, from stored-hash
+//	                    index start on (tlog.StoredHashIndex numbering), 32
+//	                    bytes each, in one row
+//	ledger_terms        the search index: for each term and commit, the
+//	                    indexes of the commit's entries with the term, under
+//	                    the last of them
+//	ledger_checkpoints  size → compact range and signed checkpoint of every
+//	                    commit; the head is the row of greatest size
+//
+// Hashes and terms are kept a row per commit, not per hash or per entry and
+// term: rows inserted are most of what a commit costs the server, and a
+// commit of n entries then inserts 2n + 3 rows plus one per distinct term
+// rather than about 6n. Hashes are stored uncompressed out of line when
+// large, so that reading one reads only its chunk.
 //
 // Checkpoint rows form a chain: each names, in prev, the size of the head
 // it extends (NULL for the first). The primary key, a foreign key on prev,
@@ -34,14 +44,16 @@ CREATE TABLE ledger_claims (
 	idx   bigint NOT NULL
 );
 CREATE TABLE ledger_hashes (
-	idx  bigint PRIMARY KEY CHECK (idx >= 0),
-	hash bytea NOT NULL CHECK (length(hash) = 32)
+	start  bigint PRIMARY KEY CHECK (start >= 0),
+	hashes bytea NOT NULL CHECK (length(hashes) > 0 AND length(hashes) % 32 = 0)
 );
+ALTER TABLE ledger_hashes ALTER COLUMN hashes SET STORAGE EXTERNAL;
 CREATE TABLE ledger_terms (
 	field text NOT NULL,
 	value text NOT NULL,
-	idx   bigint NOT NULL,
-	PRIMARY KEY (field, value, idx)
+	last  bigint NOT NULL,
+	idxs  bigint[] NOT NULL,
+	PRIMARY KEY (field, value, last)
 );
 CREATE TABLE ledger_checkpoints (
 	size       bigint NOT NULL,

@@ -1,0 +1,81 @@
+package postgres_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+)
+
+// appendN appends n distinct artefact entries to l from the given number of
+// concurrent writers, each waiting for its receipt before its next append,
+// and returns the elapsed time.
+func appendN(tb testing.TB, l *ledger.Log, base ledger.Artefact, writers, n int, tag string) time.Duration {
+	tb.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				s := base
+				s.Name = tag + "-" + strconv.FormatInt(i, 10) + ".xml"
+				if _, err := l.Append(context.Background(), ledger.Claim{Kind: ledger.KindArtefact, Subject: s}, "ci"); err != nil {
+					tb.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// BenchmarkAppendDurable measures durable appends with 64 concurrent
+// writers through ledger.Log on PostgreSQL and, in the same run and for the
+// same number of entries, on the embedded badger default (a data directory
+// made by ledger.Init). It reports entries/s for both and their ratio.
+func BenchmarkAppendDurable(b *testing.B) {
+	const writers = 64
+	ctx := context.Background()
+
+	dir := b.TempDir() + "/ledger"
+	if _, err := ledger.Init(ctx, dir, "bench.example.com/log"); err != nil {
+		b.Fatal(err)
+	}
+	bl, err := ledger.Open(ctx, dir, ledger.OpenOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bl.Close()
+	bbase := claimFor(b, bl.Blobs, "benchmark evidence", "x", "v1.0.0").Subject.(ledger.Artefact)
+
+	f := newFixture(b, "bench.example.com/log")
+	pbase := claimFor(b, f.blobs, "benchmark evidence", "x", "v1.0.0").Subject.(ledger.Artefact)
+
+	b.ResetTimer()
+	d := appendN(b, f.log, pbase, writers, b.N, "pg")
+	b.StopTimer()
+	bd := appendN(b, bl.Log, bbase, writers, b.N, "badger")
+
+	rate, brate := float64(b.N)/d.Seconds(), float64(b.N)/bd.Seconds()
+	for _, r := range []struct {
+		name string
+		l    *ledger.Log
+	}{{"postgres", f.log}, {"badger", bl.Log}} {
+		st := r.l.Stats()
+		b.Logf("%s: %d entries in %d batches (%.1f per batch), %v per commit", r.name, st.Appended, st.Batches,
+			float64(st.Appended)/float64(max(st.Batches, 1)), st.Commit/time.Duration(max(st.Batches, 1)))
+	}
+	b.ReportMetric(rate, "entries/s")
+	b.ReportMetric(brate, "badger-entries/s")
+	b.ReportMetric(rate/brate, "x-badger")
+}
