@@ -69,9 +69,8 @@ type Options struct {
 // all but one of those that extend the same head fail with
 // ledger.ErrConflict.
 type Storage struct {
-	pool   *pgxpool.Pool
-	where  string
-	logger *slog.Logger
+	pool  *pgxpool.Pool
+	where string
 	// rooted records that the first checkpoint is stored, which decides
 	// what a commit at size 0 extends. Once true it stays true.
 	rooted atomic.Bool
@@ -109,7 +108,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "evidence-ledger"
 	}
-	s := &Storage{where: describe(cfg.ConnConfig.Config), logger: opts.Logger}
+	s := &Storage{where: describe(cfg.ConnConfig.Config)}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the log database %s: %w", s.where, err)
 	}
