@@ -448,8 +448,17 @@ func TestBrowser(t *testing.T) {
 		if f.l.Log.Size() != size {
 			t.Errorf("tree size went from %d to %d", size, f.l.Log.Size())
 		}
+		// Signing out returns to the home page, which asks for a token
+		// again.
 		step(t, chromedp.Navigate(f.gatedURL+"/signin"), chromedp.WaitVisible(chromedp.CSS("form.signout button")),
-			chromedp.Click(chromedp.CSS("form.signout button")), chromedp.WaitVisible(chromedp.CSS("#token")))
+			chromedp.Click(chromedp.CSS("form.signout button")))
+		deadline := time.Now().Add(10 * time.Second)
+		for eval(t, `location.pathname + ' ' + document.readyState + ' ' + (document.querySelector('#token') !== null)`) != "/ complete true" {
+			if time.Now().After(deadline) {
+				t.Fatal("signing out did not return to the sign-in form on the home page")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	})
 
 	t.Run("escaping", func(t *testing.T) {
