@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/tracealm/evidence-ledger/cas"
@@ -86,6 +87,20 @@ func writeError(w http.ResponseWriter, err error) {
 // writeJSON writes v as JSON. HTML escaping is off: entries are embedded
 // as raw JSON and must reach the client byte for byte (an approver such as
 // "Jane Doe <jane@example.com>" would otherwise come back as \u003c...).
+// writeReceipt answers a receipt, encoded without reflection (every append
+// answers one).
+func writeReceipt(w http.ResponseWriter, status int, rc proofs.Receipt) error {
+	b := append(rc.AppendJSON(make([]byte, 0, 2048)), '\n')
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, err := w.Write(b)
+	return err
+}
+
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

@@ -427,7 +427,7 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 	if rc.Duplicate {
 		status = http.StatusOK
 	}
-	return writeJSON(w, status, rc)
+	return writeReceipt(w, status, rc)
 }
 
 // append appends an entry, through the checks of its kind: signer
@@ -691,7 +691,7 @@ func (s *Server) recordRelease(w http.ResponseWriter, r *http.Request) error {
 	if rec.Duplicate {
 		status = http.StatusOK
 	}
-	return writeJSON(w, status, rec.Receipt)
+	return writeReceipt(w, status, rec.Receipt)
 }
 
 // entryView is how the API shows an entry.
