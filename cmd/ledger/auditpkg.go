@@ -156,7 +156,7 @@ func keyFlags(c *cli.Context) (note.Verifier, *signing.PublicKey, error) {
 // verifyPackage is `ledger verify --audit-package FILE --bundle PATH
 // --log-key log.pub`.
 func (e *env) verifyPackage(c *cli.Context) error {
-	for _, name := range []string{"manifest", "receipt", "listing", "node", "since-checkpoint"} {
+	for _, name := range []string{"manifest", "receipt", "listing", "since-checkpoint"} {
 		if c.IsSet(name) {
 			return usagef("--audit-package holds the manifest, listing, receipt and proofs; drop --%s", name)
 		}
@@ -169,9 +169,15 @@ func (e *env) verifyPackage(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	opts := auditpkg.VerifyOptions{Bundle: c.String("bundle"), LogKey: logKey, SignerKey: signerKey}
+	if c.String("node") != "" {
+		if opts.Node, err = nodeClient(c); err != nil {
+			return err
+		}
+	}
 	pr := newProgress(e.stderr, "hashing bundle", -1)
-	rep := p.Verify(c.Context, auditpkg.VerifyOptions{Bundle: c.String("bundle"), LogKey: logKey, SignerKey: signerKey,
-		Progress: func(done, total int64) { pr.setBytes("hashing bundle", done, total) }})
+	opts.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }
+	rep := p.Verify(c.Context, opts)
 	pr.done()
 	return e.printReport(rep, c.Bool("json"))
 }

@@ -322,6 +322,21 @@ func TestRemoteAuditPackage(t *testing.T) {
 	if out, stderr, code := cli("verify", "--audit-package", zip, "--bundle", sample.Bundle, "--log-key", logPub); code != 0 || !strings.Contains(out, "ok    stamps: ") {
 		t.Errorf("verify --audit-package of the node's package: exit %d\n%s%s", code, out, stderr)
 	}
+	// Against the live log: consistency since the package, and the
+	// signer's key revoked after the signing shows, without failing.
+	admin, _, err := tokens.Create(t.Context(), "admin-1", ledger.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := cli("signer", "revoke", "--key-id", sample.Key.Public().KeyID(), "--reason", "left the company", "--node", srv.URL, "--token", admin); code != 0 {
+		t.Fatalf("revoking over the node: exit %d\n%s%s", code, out, stderr)
+	}
+	out, stderr, code := cli("verify", "--audit-package", zip, "--bundle", sample.Bundle, "--log-key", logPub, "--node", srv.URL, "--token", secret)
+	for _, want := range []string{"ok    node checkpoint: ", "the log grew from", "(the saved checkpoint)", "revoked later"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("verify --audit-package --node: exit %d, output lacks %q\n%s%s", code, want, out, stderr)
+		}
+	}
 	if _, stderr, code := cli("audit-package", "--release", "v9.9.9", "--node", srv.URL, "--token", secret, "-o", filepath.Join(work, "x.zip")); code != 1 || !strings.Contains(stderr, "no release v9.9.9") {
 		t.Errorf("an unknown release: exit %d, %s", code, stderr)
 	}

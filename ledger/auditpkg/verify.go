@@ -28,6 +28,11 @@ type VerifyOptions struct {
 	// because the signer check proves the ledger enrolled it.
 	SignerKey *signing.PublicKey
 	Progress  func(done, total int64)
+	// Node, if set, is the live log to check the package against too:
+	// its checkpoint, consistency from the package's checkpoint to it,
+	// and the signer's enrolment as the live log proves it (a revocation
+	// the package predates shows there).
+	Node *client.Client
 }
 
 // Verify runs every check of release.Verify with the package's manifest,
@@ -68,6 +73,9 @@ func (p *Package) Verify(ctx context.Context, o VerifyOptions) release.Report {
 	p.checkLogKey(&rep, o.LogKey)
 	p.checkLabel(&rep)
 	p.checkStamps(&rep, o.LogKey)
+	if o.Node != nil {
+		release.VerifyLog(ctx, release.VerifyInput{Manifest: p.Manifest, SignerKey: *key, LogKey: o.LogKey, Node: o.Node, SinceCheckpoint: p.Checkpoint}, &rep)
+	}
 	rep.Finish()
 	return rep
 }

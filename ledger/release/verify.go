@@ -241,6 +241,23 @@ func digestOrNull(d *cas.Digest) string {
 	return d.String()
 }
 
+// VerifyLog adds to rep the checks against the log beyond the receipt
+// (in.Node or in.Log) alone, for a report made already: the view's
+// checkpoint, consistency from the receipt's checkpoint and from
+// SinceCheckpoint, and the signer's proven enrolment at signing time.
+// Call Finish after.
+func VerifyLog(ctx context.Context, in VerifyInput, rep *Report) {
+	m, err := signing.ParseManifest(in.Manifest)
+	if err != nil {
+		rep.Add("manifest", Failed, err.Error())
+		return
+	}
+	verifyWithLog(ctx, in, m, rep, func(name, status, format string, args ...any) bool {
+		rep.Add(name, status, fmt.Sprintf(format, args...))
+		return status != Failed
+	})
+}
+
 // Add appends a check, for checks made beyond Verify's (an audit
 // package's stamps); call Finish after the last.
 func (r *Report) Add(name, status, detail string) {
