@@ -13,6 +13,28 @@ import (
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
+// AuditStorage is a Storage that an audit can examine below what the log
+// reads: every stored copy of a tree hash, where each commit began, and
+// every claim row. Both the badger storage and the PostgreSQL one
+// (ledger/postgres) implement it.
+type AuditStorage interface {
+	Storage
+	// CheckHashes compares every stored copy of the tree hashes at
+	// stored-hash indexes [start, start+len(want)) with want and describes
+	// each copy that is missing or differs; nil means all match. A storage
+	// it cannot read is described too, never returned as an error.
+	CheckHashes(ctx context.Context, start uint64, want [][]byte) []string
+	// CommitStarts calls fn, in increasing order, with the first leaf index
+	// of every commit that stored entries, until fn returns an error, which
+	// it returns.
+	CommitStarts(ctx context.Context, fn func(leaf uint64) error) error
+	// Claims calls fn with every stored claim and the entry index it maps
+	// to, until fn returns an error, which it returns.
+	Claims(ctx context.Context, fn func(claim [32]byte, index uint64) error) error
+}
+
+var _ AuditStorage = (*BadgerStorage)(nil)
+
 // MaxAuditProblems bounds how many problems an audit lists; it counts the
 // rest.
 const MaxAuditProblems = 100

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -34,6 +36,10 @@ var ErrNotLedger = errors.New("not a ledger data directory")
 // a ledger or other files.
 var ErrExists = errors.New("data directory is not empty")
 
+// ErrLogInUse reports an attempt to initialise a ledger whose log would be
+// kept in storage that already holds a log.
+var ErrLogInUse = errors.New("already holds a log")
+
 var originRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$`)
 
 // ValidateOrigin checks a log origin: what checkpoints name the log by, and
@@ -45,15 +51,33 @@ func ValidateOrigin(origin string) error {
 	return nil
 }
 
+// A marker of format 1 is a ledger whose log is in its badger store; format
+// 2 adds Log, the URL of the log's storage elsewhere, without its password.
+// A program that knows only format 1 refuses format 2 rather than start an
+// empty log in the directory.
 type marker struct {
 	Format int    `json:"format"`
 	Origin string `json:"origin"`
+	Log    string `json:"log,omitempty"`
 }
+
+// StorageOpener opens the log's storage at url, for a ledger whose log is
+// kept outside its data directory (postgres://... for ledger/postgres).
+// Ledger.Close closes what it returns if that has a Close method.
+type StorageOpener func(ctx context.Context, url string, logger *slog.Logger) (AuditStorage, error)
 
 // Init creates a ledger in dir, which must not exist or be empty: the badger
 // store, an Ed25519 log key (log.key, mode 0600) and its verifier (log.pub),
 // and a signed checkpoint for the empty log. It returns the verifier key.
 func Init(ctx context.Context, dir, origin string) (string, error) {
+	return InitWith(ctx, dir, origin, OpenOptions{})
+}
+
+// InitWith is Init with options. With opts.LogURL set, the log is kept in
+// that storage, opened with opts.OpenStorage, rather than in the directory;
+// the storage must hold no log yet. The directory records the URL without
+// its password (see OpenOptions.LogURL) and keeps the blobs and tokens.
+func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string, error) {
 	if err := ValidateOrigin(origin); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
@@ -64,6 +88,16 @@ func Init(ctx context.Context, dir, origin string) (string, error) {
 		return "", fmt.Errorf("initialising ledger in %s: %w: choose a new or empty directory", dir, ErrExists)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("initialising ledger in %s: %w", dir, err)
+	}
+	var logAt *url.URL
+	if opts.LogURL != "" {
+		var err error
+		if logAt, err = parseLogURL(opts.LogURL); err != nil {
+			return "", fmt.Errorf("initialising ledger: %w", err)
+		}
+		if err := checkUnused(ctx, opts, logAt); err != nil {
+			return "", fmt.Errorf("initialising ledger: %w", err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
@@ -78,18 +112,106 @@ func Init(ctx context.Context, dir, origin string) (string, error) {
 	if err := writeNew(filepath.Join(dir, PublicKeyFile), vkey+"\n", 0o644); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
-	l, err := openDir(ctx, dir, OpenOptions{})
+	m := marker{Format: 1, Origin: origin}
+	if logAt != nil {
+		m = marker{Format: 2, Origin: origin, Log: logAt.String()}
+	}
+	l, err := openDir(ctx, dir, OpenOptions{Logger: opts.Logger, LogURL: opts.LogURL, OpenStorage: opts.OpenStorage}, m, true)
 	if err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
 	if err := l.Close(); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
-	m, _ := json.Marshal(marker{Format: 1, Origin: origin})
-	if err := writeNew(filepath.Join(dir, MarkerFile), string(m)+"\n", 0o644); err != nil {
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf) // one line, ending in a newline
+	enc.SetEscapeHTML(false)     // a URL's & stays readable
+	if err := enc.Encode(m); err != nil {
+		return "", fmt.Errorf("initialising ledger: %w", err)
+	}
+	if err := writeNew(filepath.Join(dir, MarkerFile), buf.String(), 0o644); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
 	return vkey, nil
+}
+
+// checkUnused makes sure the storage at the new ledger's log URL holds no
+// log, before anything is written: a log belongs to one ledger.
+func checkUnused(ctx context.Context, opts OpenOptions, logAt *url.URL) error {
+	if opts.OpenStorage == nil {
+		return fmt.Errorf("cannot keep the log at %s: this program does not open such a log", logAt)
+	}
+	s, err := opts.OpenStorage(ctx, opts.LogURL, opts.Logger)
+	if err != nil {
+		return err
+	}
+	defer closeStorage(s)
+	h, err := s.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the log at %s: %w", logAt, err)
+	}
+	if h.Checkpoint != nil {
+		return fmt.Errorf("%s: %w (%d entries, %s)", logAt, ErrLogInUse, h.Size, checkpointSigner(h.Checkpoint))
+	}
+	return nil
+}
+
+// checkpointSigner names who signed a checkpoint, for messages.
+func checkpointSigner(cp []byte) string {
+	n, err := note.Open(cp, note.VerifierList())
+	var unknown *note.UnverifiedNoteError
+	if errors.As(err, &unknown) && len(unknown.Note.UnverifiedSigs) > 0 {
+		n = unknown.Note
+	} else if err != nil || n == nil {
+		return "its checkpoint is unreadable"
+	}
+	return fmt.Sprintf("signed by log key %q", n.UnverifiedSigs[0].Name)
+}
+
+// closeStorage closes a storage that has a Close method.
+func closeStorage(s Storage) error {
+	if c, ok := s.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// parseLogURL parses the URL of a log kept outside the data directory and
+// returns it without its password: what the marker records and messages
+// show.
+func parseLogURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Opaque != "" {
+		return nil, fmt.Errorf("log URL %q: want a URL such as postgres://user@host:5432/database", redactedText(raw))
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u, nil
+}
+
+// redactedText shows a string that failed to parse as a URL without what
+// may be a password: anything between "://" and the last "@".
+func redactedText(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	if i := strings.Index(raw, "://"); i >= 0 && at > i {
+		return raw[:i+3] + "…" + raw[at:]
+	}
+	return truncate(raw)
+}
+
+// sameLog reports whether two log URLs name the same storage: scheme,
+// server, database and user. Passwords and other parameters may differ.
+func sameLog(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host) &&
+		a.Path == b.Path && a.User.Username() == b.User.Username() && a.Query().Get("host") == b.Query().Get("host")
 }
 
 // writeNew creates path with the given contents and mode, refusing to
@@ -121,15 +243,30 @@ type OpenOptions struct {
 	// nil), so that Audit can examine a store whose damage would stop the
 	// log from opening, and report it instead.
 	AuditOnly bool
+	// LogURL locates, at run time, a log kept outside the data directory.
+	// It may carry the password, which is never written to the directory.
+	// Open requires it to name the storage the directory records (the same
+	// scheme, server, database and user) or to be empty, when the recorded
+	// URL is used and the storage's client finds the password as it usually
+	// does (for PostgreSQL: PGPASSWORD or ~/.pgpass). It must be empty for a
+	// ledger whose log is in its directory.
+	LogURL string
+	// OpenStorage opens a log kept outside the data directory; Open needs
+	// it only for such a ledger.
+	OpenStorage StorageOpener
 }
 
 // Ledger is an opened data directory: the badger DB, the blob store on it
-// and the log.
+// and the log, whose storage is on the same DB or, for a ledger made with
+// a log URL, elsewhere.
 type Ledger struct {
-	Dir      string
-	DB       *badger.DB
-	Blobs    *cas.Badger
-	Storage  *BadgerStorage
+	Dir     string
+	DB      *badger.DB
+	Blobs   *cas.Badger
+	Storage AuditStorage
+	// LogURL is where the log is kept, without password, or empty when it
+	// is in the badger DB.
+	LogURL   string
 	Log      *Log
 	Signer   note.Signer
 	Verifier note.Verifier
@@ -139,7 +276,10 @@ type Ledger struct {
 
 // Open opens the ledger in dir. It fails with ErrNotLedger, naming what to
 // do, when dir holds no ledger, and refuses a log.key that does not match
-// log.pub or the stored checkpoints.
+// log.pub or the stored checkpoints. A ledger whose log is kept elsewhere
+// needs opts.OpenStorage; Open refuses such a log that is empty or whose
+// first or latest checkpoint does not verify with log.pub, since it is then
+// not this ledger's log.
 func Open(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
 	b, err := os.ReadFile(filepath.Join(dir, MarkerFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -152,10 +292,10 @@ func Open(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
 	var m marker
-	if err := json.Unmarshal(b, &m); err != nil || m.Format != 1 {
-		return nil, fmt.Errorf("opening %s: %w: %s is not a format-1 ledger marker", dir, ErrNotLedger, MarkerFile)
+	if err := json.Unmarshal(b, &m); err != nil || !(m.Format == 1 && m.Log == "" || m.Format == 2 && m.Log != "") {
+		return nil, fmt.Errorf("opening %s: %w: %s is not a format-1 ledger marker, nor a format-2 one naming its log", dir, ErrNotLedger, MarkerFile)
 	}
-	l, err := openDir(ctx, dir, opts)
+	l, err := openDir(ctx, dir, opts, m, false)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +306,13 @@ func Open(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
 	return l, nil
 }
 
-func openDir(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
+// openDir opens the ledger in dir as its marker m describes; creating says
+// that Init is making it, so an external log may be empty.
+func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creating bool) (*Ledger, error) {
+	logURL, err := runtimeLogURL(m, opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", dir, err)
+	}
 	skey, err := os.ReadFile(filepath.Join(dir, PrivateKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: reading log key: %w", dir, err)
@@ -201,28 +347,92 @@ func openDir(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error)
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
-	storage := NewBadgerStorage(db)
-	l := &Ledger{Dir: dir, DB: db, Blobs: blobs, Storage: storage, Signer: signer, Verifier: verifier, PublicKey: strings.TrimSpace(string(vkey))}
+	l := &Ledger{Dir: dir, DB: db, Blobs: blobs, LogURL: m.Log, Signer: signer, Verifier: verifier, PublicKey: strings.TrimSpace(string(vkey))}
+	if m.Log == "" {
+		l.Storage = NewBadgerStorage(db)
+	} else if l.Storage, err = opts.OpenStorage(ctx, logURL, opts.Logger); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening %s: the log at %s: %w", dir, m.Log, err)
+	}
 	if opts.AuditOnly {
 		return l, nil
 	}
-	lo := opts.Log
-	lo.Storage, lo.Blobs, lo.Signer, lo.Verifier = storage, blobs, signer, verifier
-	if lo.Logger == nil {
-		lo.Logger = opts.Logger
+	if m.Log != "" && !creating {
+		err = checkLogKey(ctx, l.Storage, verifier, m.Log)
 	}
-	if l.Log, err = OpenLog(ctx, lo); err != nil {
-		db.Close()
+	if err == nil {
+		lo := opts.Log
+		lo.Storage, lo.Blobs, lo.Signer, lo.Verifier = l.Storage, blobs, signer, verifier
+		if lo.Logger == nil {
+			lo.Logger = opts.Logger
+		}
+		l.Log, err = OpenLog(ctx, lo)
+	}
+	if err != nil {
+		l.Close()
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
 	return l, nil
 }
 
-// Close stops the log and closes the store.
+// runtimeLogURL returns the URL to open the log of a ledger with marker m
+// at, "" for a log in the directory, checking opts.LogURL against m.
+func runtimeLogURL(m marker, opts OpenOptions) (string, error) {
+	if m.Log == "" {
+		if opts.LogURL != "" {
+			return "", fmt.Errorf("this ledger keeps its log in its data directory, so a log URL does not apply (it names where `ledger init --log URL` put a ledger's log)")
+		}
+		return "", nil
+	}
+	if opts.OpenStorage == nil {
+		return "", fmt.Errorf("its log is at %s, which this program cannot open", m.Log)
+	}
+	if opts.LogURL == "" {
+		return m.Log, nil
+	}
+	recorded, err := url.Parse(m.Log)
+	if err != nil {
+		return "", fmt.Errorf("%w: the log URL in %s does not parse", ErrNotLedger, MarkerFile)
+	}
+	given, err := parseLogURL(opts.LogURL)
+	if err != nil {
+		return "", err
+	}
+	if !sameLog(recorded, given) {
+		return "", fmt.Errorf("this ledger's log is at %s, but the log URL given names %s: give the same server, database and user (a password may be added), or none to use the recorded one", m.Log, given)
+	}
+	return opts.LogURL, nil
+}
+
+// checkLogKey refuses a log kept outside the directory that is not this
+// ledger's: an empty one (Init stores the empty log's checkpoint), or one
+// whose first checkpoint was not signed by the directory's log key. Opening
+// the log then checks the latest checkpoint the same way.
+func checkLogKey(ctx context.Context, s Storage, v note.Verifier, where string) error {
+	cp, err := s.Checkpoint(ctx, 0)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("the log at %s is empty, though `ledger init` stored this ledger's first checkpoint there: wrong database, or it was emptied", where)
+	}
+	if err != nil {
+		return fmt.Errorf("reading the log at %s: %w", where, err)
+	}
+	if _, err := proofs.OpenCheckpoint(cp, v); err != nil {
+		return fmt.Errorf("the log at %s is not this ledger's: its first checkpoint (%s) does not verify with %s (%s): wrong database or wrong data directory",
+			where, checkpointSigner(cp), PublicKeyFile, v.Name())
+	}
+	return nil
+}
+
+// Close stops the log and closes the stores.
 func (l *Ledger) Close() error {
 	var err error
 	if l.Log != nil {
 		err = l.Log.Close()
+	}
+	if l.LogURL != "" && l.Storage != nil {
+		if cerr := closeStorage(l.Storage); err == nil {
+			err = cerr
+		}
 	}
 	if cerr := l.DB.Close(); err == nil {
 		err = cerr

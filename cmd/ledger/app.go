@@ -14,6 +14,7 @@ import (
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/ledger/postgres"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 )
@@ -74,8 +75,20 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	}
 	for _, c := range app.Commands {
 		setUsageHandler(c)
+		addLogFlag(c)
 	}
 	return app
+}
+
+// addLogFlag gives every command that takes --data the --log flag too: a
+// ledger whose log is on PostgreSQL is opened by any of them.
+func addLogFlag(c *cli.Command) {
+	if lookupFlag(c, "data") != nil && lookupFlag(c, "log") == nil {
+		c.Flags = append(c.Flags, logFlag())
+	}
+	for _, s := range c.Subcommands {
+		addLogFlag(s)
+	}
 }
 
 func setUsageHandler(c *cli.Command) {
@@ -90,6 +103,14 @@ func dataFlag() cli.Flag {
 		Name:    "data",
 		Usage:   "ledger data directory",
 		EnvVars: []string{"LEDGER_DATA"},
+	}
+}
+
+func logFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "log",
+		Usage:   "`URL` of the ledger's log on PostgreSQL (postgres://USER@HOST:PORT/DB), given to init, which records it without the password; other commands may omit it, or repeat it to add a password (else PGPASSWORD or ~/.pgpass)",
+		EnvVars: []string{"LEDGER_LOG"},
 	}
 }
 
@@ -202,7 +223,23 @@ func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ledger.Open(c.Context, dir, ledger.OpenOptions{Logger: e.logger()})
+	return ledger.Open(c.Context, dir, openOptions(c, e.logger()))
+}
+
+// openOptions are the options every command opens or creates a ledger
+// with: the logger and the log's URL (--log / LEDGER_LOG).
+func openOptions(c *cli.Context, logger *slog.Logger) ledger.OpenOptions {
+	return ledger.OpenOptions{Logger: logger, LogURL: c.String("log"), OpenStorage: openLogStorage}
+}
+
+// openLogStorage opens a log kept outside the data directory. PostgreSQL is
+// the only such storage so far.
+func openLogStorage(ctx context.Context, url string, logger *slog.Logger) (ledger.AuditStorage, error) {
+	scheme, _, _ := strings.Cut(url, "://")
+	if s := strings.ToLower(scheme); s != "postgres" && s != "postgresql" {
+		return nil, usagef("--log: a log URL starts with postgres:// (the only log storage besides the data directory), not %s://", scheme)
+	}
+	return postgres.Opener(ctx, url, logger)
 }
 
 // hint says what to do about an error, where there is something to say.
@@ -210,6 +247,8 @@ func hint(err error) string {
 	switch {
 	case errors.Is(err, ledger.ErrNotLedger):
 		return "create a ledger with `ledger init --data DIR --origin NAME`, or set LEDGER_DATA to an existing one"
+	case errors.Is(err, ledger.ErrLogInUse):
+		return "each ledger's log needs a database of its own: create one (createdb NAME) and pass its URL to --log"
 	case errors.Is(err, ledger.ErrExists):
 		return "ledger init never overwrites; pick a new directory"
 	case errors.Is(err, cas.ErrDigestMismatch):

@@ -39,11 +39,15 @@ func (e *env) initCommand() *cli.Command {
 			if err := ledger.ValidateOrigin(origin); err != nil {
 				return usageError{err}
 			}
-			vkey, err := ledger.Init(c.Context, dir, origin)
+			vkey, err := ledger.InitWith(c.Context, dir, origin, openOptions(c, e.logger()))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr, "initialised ledger %s in %s\nlog public key (give %s to auditors):\n", origin, dir, filepath.Join(dir, ledger.PublicKeyFile))
+			where := "in " + dir
+			if c.String("log") != "" {
+				where += ", its log on PostgreSQL"
+			}
+			fmt.Fprintf(e.stderr, "initialised ledger %s %s\nlog public key (give %s to auditors):\n", origin, where, filepath.Join(dir, ledger.PublicKeyFile))
 			fmt.Fprintln(e.stdout, vkey)
 			return nil
 		},
@@ -678,7 +682,9 @@ func (e *env) auditCommand() *cli.Command {
 			}
 			// Audit opens the store without starting the log, so that it can
 			// report damage that would stop the log from opening.
-			l, err := ledger.Open(c.Context, dir, ledger.OpenOptions{Logger: e.logger(), AuditOnly: true})
+			opts := openOptions(c, e.logger())
+			opts.AuditOnly = true
+			l, err := ledger.Open(c.Context, dir, opts)
 			if err != nil {
 				return err
 			}

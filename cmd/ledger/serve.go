@@ -44,7 +44,7 @@ func (e *env) serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			l, err := ledger.Open(c.Context, dir, ledger.OpenOptions{Logger: logger})
+			l, err := ledger.Open(c.Context, dir, openOptions(c, logger))
 			if err != nil {
 				return err
 			}

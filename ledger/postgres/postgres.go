@@ -120,6 +120,19 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 	return s, nil
 }
 
+// Opener opens the storage at url with the default options and logger; it
+// is the ledger.StorageOpener that ledger.InitWith and ledger.Open take for
+// a ledger whose log is on PostgreSQL.
+func Opener(ctx context.Context, url string, logger *slog.Logger) (ledger.AuditStorage, error) {
+	s, err := Open(ctx, url, Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var _ ledger.StorageOpener = Opener
+
 // prepare checks the connection, brings the schema up to date and warns
 // about a server that does not keep its commits.
 func (s *Storage) prepare(ctx context.Context, logger *slog.Logger) error {

@@ -230,17 +230,46 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 	if s == nil {
 		tb.Skipf("no PostgreSQL server to test against (install PostgreSQL; %s=1 makes this a failure)", RequireEnv)
 	}
+	url, err := s.CreateDatabase(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return url
+}
+
+// CreateDatabase creates a new, empty database and returns its URL, for
+// callers that have no testing.TB at hand (a testscript Setup).
+func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), s.databases.Add(1))
-	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, s.URL("postgres"))
 	if err != nil {
-		tb.Fatalf("connecting to the test server: %v", err)
+		return "", fmt.Errorf("connecting to the test server: %w", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatalf("creating database %s: %v", name, err)
+		return "", fmt.Errorf("creating database %s: %w", name, err)
 	}
-	return s.URL(name)
+	return s.URL(name), nil
+}
+
+// ForTest starts a server for tb alone, stopped when tb ends, for a test
+// binary whose TestMain is taken by something else. Without PostgreSQL
+// binaries it skips tb, unless RequireEnv is 1, which makes it fail.
+func ForTest(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := Start(context.Background())
+	if errors.Is(err, ErrNoPostgres) && os.Getenv(RequireEnv) != "1" {
+		tb.Skipf("%v (%s=1 makes this a failure)", err, RequireEnv)
+	}
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			tb.Errorf("pgtest: %v", err)
+		}
+	})
+	return s
 }
 
 // Stop stops the server and removes its directory.

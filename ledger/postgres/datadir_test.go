@@ -1,0 +1,284 @@
+package postgres_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/postgres"
+)
+
+// pgLedger is a data directory whose log is on a PostgreSQL database.
+type pgLedger struct {
+	dir, url string
+}
+
+// initLedger makes a data directory, named origin, with its log on a new
+// database, and appends n entries to it in several commits.
+func initLedger(t *testing.T, origin string, n int) pgLedger {
+	t.Helper()
+	p := pgLedger{dir: filepath.Join(t.TempDir(), "ledger"), url: server.NewDatabase(t)}
+	if _, err := ledger.InitWith(t.Context(), p.dir, origin, ledger.OpenOptions{LogURL: p.url, OpenStorage: postgres.Opener}); err != nil {
+		t.Fatalf("InitWith(%s): %v", p.url, err)
+	}
+	l := p.open(t, false)
+	defer l.Close()
+	// Appends in rounds, so that the log has several commits.
+	for round := 0; round*8 < n; round++ {
+		var claims []ledger.Claim
+		for i := round * 8; i < min(n, (round+1)*8); i++ {
+			claims = append(claims, claimFor(t, l.Blobs, fmt.Sprintf("evidence %d", i), fmt.Sprintf("f%d.txt", i), "v1.0.0"))
+		}
+		appendAll(t, l.Log, claims)
+	}
+	if got := l.Log.Size(); got != uint64(n) {
+		t.Fatalf("after %d appends: Size() = %d", n, got)
+	}
+	return p
+}
+
+// open opens the ledger, for audit only or with its log; closed by the
+// caller.
+func (p pgLedger) open(t *testing.T, auditOnly bool) *ledger.Ledger {
+	t.Helper()
+	l, err := ledger.Open(t.Context(), p.dir, ledger.OpenOptions{OpenStorage: postgres.Opener, AuditOnly: auditOnly})
+	if err != nil {
+		t.Fatalf("Open(%s): %v", p.dir, err)
+	}
+	return l
+}
+
+// tamper runs statements on the ledger's database as a superuser who has
+// turned the triggers off (the append-only guard and the foreign keys): what
+// only audit, not the schema, can catch.
+func (p pgLedger) tamper(t *testing.T, stmts ...string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), `SET session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range stmts {
+		tag, err := conn.Exec(t.Context(), q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if tag.RowsAffected() == 0 {
+			t.Fatalf("%s changed no row: the test would prove nothing", q)
+		}
+	}
+}
+
+// TestAudit audits a ledger whose log is on PostgreSQL: a sound one passes,
+// counting what it checked, and each kind of damage a superuser could do
+// behind the triggers is reported.
+func TestAudit(t *testing.T) {
+	const n = 20
+	t.Run("Sound", func(t *testing.T) {
+		t.Parallel()
+		p := initLedger(t, "pg.example.com/audit", n)
+		l := p.open(t, true)
+		defer l.Close()
+		r, err := l.Audit(t.Context(), nil)
+		if err != nil {
+			t.Fatalf("Audit: %v; problems %q", err, r.Problems)
+		}
+		var checkpoints int
+		if err := l.Storage.Checkpoints(t.Context(), 0, func(uint64, []byte) error { checkpoints++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if r.Entries != n || r.Size != n || r.Checkpoints != uint64(checkpoints) || checkpoints < 3 {
+			t.Errorf("Audit() = %d entries, size %d, %d checkpoints; want %d, %d, %d (at least 3)", r.Entries, r.Size, r.Checkpoints, n, n, checkpoints)
+		}
+		// 2n − popcount(n) hashes make a tree of n leaves.
+		if want := uint64(2*n - strings.Count(strconv.FormatInt(n, 2), "1")); r.Hashes != want {
+			t.Errorf("Audit() checked %d tree hashes, want %d", r.Hashes, want)
+		}
+	})
+
+	tests := []struct {
+		name  string
+		stmts []string
+		want  string
+	}{{
+		name:  "EntryChanged",
+		stmts: []string{`UPDATE ledger_entries SET body = convert_to(replace(convert_from(body, 'UTF8'), '.txt', '.TXT'), 'UTF8') WHERE idx = 5`},
+		want:  "does not match the entries",
+	}, {
+		name:  "HashFlipped",
+		stmts: []string{`UPDATE ledger_hashes SET hashes = set_byte(hashes, 0, get_byte(hashes, 0) # 1) WHERE start = (SELECT max(start) FROM ledger_hashes)`},
+		want:  "does not match the entries below it",
+	}, {
+		name:  "HashesLost",
+		stmts: []string{`DELETE FROM ledger_hashes WHERE start = (SELECT min(start) FROM ledger_hashes WHERE start > 0)`},
+		want:  "are missing",
+	}, {
+		name:  "CheckpointLost",
+		stmts: []string{`DELETE FROM ledger_checkpoints WHERE size = (SELECT min(size) FROM ledger_checkpoints WHERE size > 0)`},
+		want:  "where a commit ended, is missing",
+	}, {
+		name:  "ClaimLost",
+		stmts: []string{`DELETE FROM ledger_claims WHERE idx = 7`},
+		want:  "entry 7: its claim is not indexed",
+	}, {
+		name:  "EntryBeyondHead",
+		stmts: []string{fmt.Sprintf(`INSERT INTO ledger_entries (idx, body) SELECT %d, body FROM ledger_entries WHERE idx = 0`, n)},
+		want:  "beyond the log's size",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := initLedger(t, "pg.example.com/audit", n)
+			p.tamper(t, tt.stmts...)
+			l := p.open(t, true)
+			defer l.Close()
+			r, err := l.Audit(t.Context(), nil)
+			if !errors.Is(err, ledger.ErrAuditFailed) {
+				t.Fatalf("Audit after %s: error %v, want ErrAuditFailed", tt.name, err)
+			}
+			found := false
+			for _, pr := range r.Problems {
+				found = found || strings.Contains(pr, tt.want)
+			}
+			if !found {
+				t.Errorf("Audit after %s: problems %q, want one containing %q", tt.name, r.Problems, tt.want)
+			}
+		})
+	}
+}
+
+// TestInitOpen checks what a data directory records about a log on
+// PostgreSQL and what Open refuses: a log that is not this directory's, an
+// empty database, a URL naming another database, and init on a database
+// that already holds a log.
+func TestInitOpen(t *testing.T) {
+	ctx := t.Context()
+	opts := func(url string) ledger.OpenOptions {
+		return ledger.OpenOptions{LogURL: url, OpenStorage: postgres.Opener}
+	}
+	a := initLedger(t, "pg.example.com/a", 3)
+
+	t.Run("PasswordNotRecorded", func(t *testing.T) {
+		// The test server trusts every connection, so any password opens it.
+		const password = "Sekr1t-pw"
+		url := strings.Replace(server.NewDatabase(t), "postgres@", "postgres:"+password+"@", 1)
+		dir := filepath.Join(t.TempDir(), "ledger")
+		if _, err := ledger.InitWith(ctx, dir, "pg.example.com/pw", opts(url+"&password="+password)); err != nil {
+			t.Fatal(err)
+		}
+		m, err := os.ReadFile(filepath.Join(dir, ledger.MarkerFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(m), password) || !strings.Contains(string(m), `"log":"postgres://postgres@127.0.0.1:`) {
+			t.Fatalf("%s = %s: want the log URL without its password", ledger.MarkerFile, m)
+		}
+		// Opened with the password again, and without it.
+		for _, u := range []string{url, ""} {
+			l, err := ledger.Open(ctx, dir, opts(u))
+			if err != nil {
+				t.Fatalf("Open with log URL %q: %v", u, err)
+			}
+			if l.LogURL == "" || strings.Contains(l.LogURL, password) {
+				t.Errorf("Open with log URL %q: LogURL = %q, want it without the password", u, l.LogURL)
+			}
+			l.Close()
+		}
+	})
+
+	t.Run("InUse", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "ledger")
+		_, err := ledger.InitWith(ctx, dir, "pg.example.com/b", opts(a.url))
+		if !errors.Is(err, ledger.ErrLogInUse) || !strings.Contains(err.Error(), `"pg.example.com/a"`) {
+			t.Fatalf("InitWith on a's database: error %v, want ErrLogInUse naming a's key", err)
+		}
+		if _, serr := os.Stat(dir); !errors.Is(serr, os.ErrNotExist) {
+			t.Errorf("the refused init left %s behind (%v)", dir, serr)
+		}
+	})
+
+	// pointAt rewrites p's marker to name another database, as a directory
+	// copied or edited by mistake would.
+	pointAt := func(t *testing.T, p pgLedger, url string) {
+		t.Helper()
+		name := filepath.Join(p.dir, ledger.MarkerFile)
+		m, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := strings.TrimSuffix(p.url, "?sslmode=disable")
+		nu := strings.TrimSuffix(url, "?sslmode=disable")
+		if !strings.Contains(string(m), old) {
+			t.Fatalf("%s = %s does not name %s", name, m, old)
+		}
+		if err := os.WriteFile(name, []byte(strings.Replace(string(m), old, nu, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name, url, want string
+	}{
+		{"OtherLedgersLog", a.url, "is not this ledger's"},
+		{"EmptyDatabase", server.NewDatabase(t), "is empty"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := initLedger(t, "pg.example.com/b", 2)
+			pointAt(t, b, tt.url)
+			l, err := ledger.Open(ctx, b.dir, opts(""))
+			if err == nil {
+				l.Close()
+				t.Fatalf("Open of a directory whose marker names %s succeeded", tt.url)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Open: error %q, want it to say %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("OtherURL", func(t *testing.T) {
+		other := server.NewDatabase(t)
+		_, err := ledger.Open(ctx, a.dir, opts(other))
+		if err == nil || !strings.Contains(err.Error(), "this ledger's log is at") {
+			t.Fatalf("Open(%s) with log URL %s: error %v, want a refusal naming the recorded log", a.dir, other, err)
+		}
+	})
+	t.Run("BadgerLedgerWithURL", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "ledger")
+		if _, err := ledger.Init(ctx, dir, "badger.example.com/log"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ledger.Open(ctx, dir, opts(a.url))
+		if err == nil || !strings.Contains(err.Error(), "keeps its log in its data directory") {
+			t.Fatalf("Open of a badger ledger with a log URL: error %v, want a refusal", err)
+		}
+	})
+	t.Run("NoOpener", func(t *testing.T) {
+		_, err := ledger.Open(ctx, a.dir, ledger.OpenOptions{})
+		if err == nil || !strings.Contains(err.Error(), "cannot open") {
+			t.Fatalf("Open without OpenStorage: error %v, want a refusal", err)
+		}
+	})
+	// After all of that, a's ledger opens and goes on.
+	l := a.open(t, false)
+	defer l.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := l.Log.Append(ctx, claimFor(t, l.Blobs, "later", "later.txt", ""), "ci"); err != nil {
+			t.Errorf("Append: %v", err)
+		}
+	})
+	wg.Wait()
+	if l.Log.Size() != 4 {
+		t.Fatalf("Size() = %d, want 4", l.Log.Size())
+	}
+}
