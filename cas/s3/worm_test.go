@@ -1,0 +1,263 @@
+package s3store_test
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	s3store "github.com/tracealm/evidence-ledger/cas/s3"
+	"github.com/tracealm/evidence-ledger/cas/castest"
+)
+
+// TestLockedObjects tries, with the S3 API and the server's root credentials, to delete and
+// overwrite objects the store wrote, one small and one multipart, and checks that every
+// version the store wrote survives byte for byte.
+func TestLockedObjects(t *testing.T) {
+	opts := testOptions(t, newBucket(t, true))
+	st := openStore(t, opts)
+	for _, tt := range []struct {
+		name    string
+		content []byte
+	}{
+		{"small", castest.Content(60, 1000)},
+		{"multipart", castest.Content(61, s3store.MinPartSize+10)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := st.Put(t.Context(), bytes.NewReader(tt.content), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lock, err := st.Lock(t.Context(), info.Digest)
+			if err != nil || lock.VersionID == "" {
+				t.Fatalf("Lock = %+v, %v; want a versioned object", lock, err)
+			}
+			bucket, key, version := st.Bucket(), st.Key(info.Digest), lock.VersionID
+
+			// Deleting the version, with and without asking to bypass governance retention.
+			for _, bypass := range []bool{false, true} {
+				_, err := srv.admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{
+					Bucket: &bucket, Key: &key, VersionId: &version, BypassGovernanceRetention: aws.Bool(bypass),
+				})
+				if err == nil {
+					t.Fatalf("DeleteObject(version %s, bypass governance %v) succeeded on a locked object", version, bypass)
+				}
+			}
+			// Shortening or dropping the retention.
+			_, err = srv.admin.PutObjectRetention(t.Context(), &s3.PutObjectRetentionInput{
+				Bucket: &bucket, Key: &key, VersionId: &version, BypassGovernanceRetention: aws.Bool(true),
+				Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionModeGovernance, RetainUntilDate: aws.Time(time.Now().Add(time.Minute))},
+			})
+			if err == nil {
+				t.Errorf("PutObjectRetention shortening the retention of a COMPLIANCE object succeeded")
+			}
+			// Overwriting: S3 makes a new version and must keep the locked one.
+			_, err = srv.admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: strings.NewReader("forged")})
+			if err == nil {
+				if _, err := readAll(t, st, info.Digest); !errors.Is(err, cas.ErrCorrupt) {
+					t.Errorf("reading a blob overwritten by a new version: error %v, want ErrCorrupt", err)
+				}
+			}
+			// Deleting without a version only hides the object behind a delete marker.
+			if _, err := srv.admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil {
+				t.Logf("DeleteObject without a version: %v", err)
+			}
+			if got := getVersion(t, bucket, key, version); !bytes.Equal(got, tt.content) {
+				t.Fatalf("locked version %s holds %d bytes that differ from the %d put", version, len(got), len(tt.content))
+			}
+			// Putting the blob again makes it readable under its key again.
+			if _, err := st.Put(t.Context(), bytes.NewReader(tt.content), nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := readAll(t, st, info.Digest); err != nil || !bytes.Equal(got, tt.content) {
+				t.Errorf("reading after putting again: %d bytes, error %v", len(got), err)
+			}
+		})
+	}
+}
+
+// TestDefaultRuleRemoved gives the bucket a default retention rule (GOVERNANCE, a day), stores
+// a blob, then removes the rule: the blob stays under the store's own COMPLIANCE retention,
+// which neither removing the rule nor bypassing governance undoes.
+func TestDefaultRuleRemoved(t *testing.T) {
+	bucket := newBucket(t, true)
+	setRule := func(rule *types.ObjectLockRule) {
+		t.Helper()
+		_, err := srv.admin.PutObjectLockConfiguration(t.Context(), &s3.PutObjectLockConfigurationInput{
+			Bucket:                  &bucket,
+			ObjectLockConfiguration: &types.ObjectLockConfiguration{ObjectLockEnabled: types.ObjectLockEnabledEnabled, Rule: rule},
+		})
+		if err != nil {
+			t.Fatalf("setting the bucket's Object Lock configuration: %v", err)
+		}
+	}
+	setRule(&types.ObjectLockRule{DefaultRetention: &types.DefaultRetention{Mode: types.ObjectLockRetentionModeGovernance, Days: aws.Int32(1)}})
+	opts := testOptions(t, bucket)
+	st := openStore(t, opts)
+	content := castest.Content(70, 777)
+	before := time.Now()
+	info, err := st.Put(t.Context(), bytes.NewReader(content), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLocked(t, st, info.Digest, before, time.Now(), opts.Retention)
+
+	setRule(nil)
+	checkLocked(t, st, info.Digest, before, time.Now(), opts.Retention)
+	lock, err := st.Lock(t.Context(), info.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := st.Key(info.Digest)
+	_, err = srv.admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &key, VersionId: &lock.VersionID, BypassGovernanceRetention: aws.Bool(true)})
+	if err == nil {
+		t.Fatal("deleting the version after removing the bucket's default rule succeeded")
+	}
+	if got, err := readAll(t, st, info.Digest); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("reading after the attempts: %d bytes, error %v", len(got), err)
+	}
+	// Blobs stored after the rule is gone are locked just the same.
+	before = time.Now()
+	later, err := st.Put(t.Context(), bytes.NewReader(castest.Content(71, 10)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLocked(t, st, later.Digest, before, time.Now(), opts.Retention)
+}
+
+// TestBucketWithoutObjectLock checks that Open refuses a bucket without Object Lock, saying what
+// to do, and that NoWORM accepts it and stores blobs without retention.
+func TestBucketWithoutObjectLock(t *testing.T) {
+	opts := testOptions(t, newBucket(t, false))
+	st, err := s3store.Open(t.Context(), opts)
+	if err == nil || !containsAll(err.Error(), opts.Bucket, "does not have Object Lock enabled", "--no-worm") {
+		t.Fatalf("Open(bucket without Object Lock) = %v, %v; want an error naming the bucket and what to do", st, err)
+	}
+	opts.NoWORM = true
+	st = openStore(t, opts)
+	info, err := st.Put(t.Context(), bytes.NewReader([]byte("draft")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := st.Lock(t.Context(), info.Digest); err != nil || l.Mode != "" || !l.RetainUntil.IsZero() {
+		t.Errorf("Lock of a NoWORM blob = %+v, %v; want no retention", l, err)
+	}
+}
+
+func TestLegalHold(t *testing.T) {
+	st := openStore(t, testOptions(t, newBucket(t, true)))
+	var digests []cas.Digest
+	for i := range 3 {
+		info, err := st.Put(t.Context(), bytes.NewReader(castest.Content(uint64(80+i), 100*i)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, info.Digest)
+	}
+	checkHolds := func(want ...bool) {
+		t.Helper()
+		for i, d := range digests {
+			l, err := st.Lock(t.Context(), d)
+			if err != nil || l.LegalHold != want[i] {
+				t.Errorf("blob %d: Lock = %+v, %v; want legal hold %v", i, l, err, want[i])
+			}
+		}
+	}
+	checkHolds(false, false, false)
+	if err := st.SetLegalHold(t.Context(), digests[:2], true); err != nil {
+		t.Fatalf("SetLegalHold on: %v", err)
+	}
+	checkHolds(true, true, false)
+	absent := cas.Sum([]byte("never stored"))
+	err := st.SetLegalHold(t.Context(), []cas.Digest{digests[2], absent}, true)
+	if !errors.Is(err, cas.ErrNotFound) || !strings.Contains(err.Error(), absent.String()) {
+		t.Errorf("SetLegalHold with an absent blob = %v, want ErrNotFound naming %s", err, absent)
+	}
+	checkHolds(true, true, false) // nothing changed
+	if err := st.SetLegalHold(t.Context(), digests[:1], false); err != nil {
+		t.Fatalf("SetLegalHold off: %v", err)
+	}
+	checkHolds(false, true, false)
+}
+
+// TestOpenErrors checks what Open says when the server is not there, the credentials are wrong
+// or the bucket is missing.
+func TestOpenErrors(t *testing.T) {
+	s := needServer(t)
+	bucket := newBucket(t, true)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	for _, tt := range []struct {
+		name   string
+		change func(*s3store.Options)
+		want   []string
+	}{
+		{"unreachable", func(o *s3store.Options) { o.Endpoint = closed }, []string{"cannot reach the S3 endpoint " + closed, "server is running"}},
+		{"wrong secret", func(o *s3store.Options) { o.SecretKey += "x" }, []string{"refused the credentials", s.user, "SignatureDoesNotMatch"}},
+		{"unknown access key", func(o *s3store.Options) { o.AccessKey = "nobody" }, []string{"refused the credentials", "nobody", "InvalidAccessKeyId"}},
+		{"missing bucket", func(o *s3store.Options) { o.Bucket = "no-such-bucket" }, []string{`bucket "no-such-bucket" does not exist`, s.endpoint}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions(t, bucket)
+			opts.RetryMaxAttempts = 1
+			tt.change(&opts)
+			st, err := s3store.Open(t.Context(), opts)
+			if err == nil || !containsAll(err.Error(), tt.want...) {
+				t.Errorf("Open = %v, %v; want an error saying %q", st, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCredentialsFromEnvironment opens a store with the credentials and endpoint only in the
+// environment variables the AWS tools use.
+func TestCredentialsFromEnvironment(t *testing.T) {
+	s := needServer(t)
+	opts := testOptions(t, newBucket(t, true))
+	t.Setenv("AWS_ACCESS_KEY_ID", opts.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", opts.SecretKey)
+	t.Setenv("AWS_ENDPOINT_URL_S3", s.endpoint)
+	opts.AccessKey, opts.SecretKey, opts.Endpoint = "", "", ""
+	st := openStore(t, opts)
+	if _, err := st.Put(t.Context(), bytes.NewReader([]byte("x")), nil); err != nil {
+		t.Errorf("Put with credentials from the environment: %v", err)
+	}
+}
+
+// TestLocksUnlockedBlob puts a blob with NoWORM into a bucket with Object Lock, so that it has
+// no retention, as after a crash between writing and locking or on a server that ignores the
+// retention asked for when writing; putting it again with WORM sets the retention explicitly.
+func TestLocksUnlockedBlob(t *testing.T) {
+	opts := testOptions(t, newBucket(t, true))
+	opts.NoWORM = true
+	loose := openStore(t, opts)
+	for i, size := range []int{10, s3store.MinPartSize + 1} {
+		content := castest.Content(uint64(90+i), size)
+		info, err := loose.Put(t.Context(), bytes.NewReader(content), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l, err := loose.Lock(t.Context(), info.Digest); err != nil || l.Mode != "" {
+			t.Fatalf("Lock after a NoWORM put = %+v, %v; want no retention", l, err)
+		}
+		opts.NoWORM = false
+		st := openStore(t, opts)
+		before := time.Now()
+		if _, err := st.Put(t.Context(), bytes.NewReader(content), nil); err != nil {
+			t.Fatal(err)
+		}
+		checkLocked(t, st, info.Digest, before, time.Now(), opts.Retention)
+		opts.NoWORM = true
+	}
+}
