@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultHeartbeat is how often a SequencerLock checks its connection.
+const DefaultHeartbeat = time.Second
+
+// sequencerLock is the advisory lock key of the one active sequencer of the
+// log in a database ("ledgseq" in ASCII).
+const sequencerLock = 0x6c656467736571
+
+// SequencerLock is the right to sequence the log in one database: a
+// session-level advisory lock held on a connection of its own. Several
+// replicas may share a database; the one holding the lock commits, and the
+// others serve reads. The lock is lost with its connection (the server
+// ends the session, the network fails, the process dies), and PostgreSQL
+// then gives it to the next replica that waits for it.
+//
+// Losing the lock cannot fork the log: the schema refuses any commit that
+// does not extend the stored head, so a replica that commits after it lost
+// the lock either extends the head (and its entries stand) or gets
+// ledger.ErrConflict. A replica that sees Lost closed must stop its log;
+// the new holder opens its own log, which resumes at the stored head.
+type SequencerLock struct {
+	conn *pgx.Conn
+	lost chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// LockOptions configure AcquireSequencer. The zero value is the default.
+type LockOptions struct {
+	// Heartbeat is how often the lock's connection is checked; losing the
+	// lock is noticed within about one heartbeat. Zero means
+	// DefaultHeartbeat.
+	Heartbeat time.Duration
+}
+
+// AcquireSequencer connects to the database at connString and waits until
+// it holds the sequencer lock or ctx is done. The caller must Release it.
+func AcquireSequencer(ctx context.Context, connString string, opts LockOptions) (*SequencerLock, error) {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("taking the sequencer lock: %w", err)
+	}
+	cfg.RuntimeParams["application_name"] = "evidence-ledger sequencer"
+	where := describe(cfg.Config)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("taking the sequencer lock: %w at %s: %w", ErrUnreachable, where, err)
+	}
+	// pgx cancels the waiting query on the server when ctx ends.
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(sequencerLock)); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("taking the sequencer lock at %s: %w", where, err)
+	}
+	l := &SequencerLock{conn: conn, lost: make(chan struct{}), stop: make(chan struct{})}
+	l.wg.Go(func() { l.heartbeat(opts.Heartbeat) })
+	return l, nil
+}
+
+// heartbeat checks the connection until it fails or Release stops it.
+func (l *SequencerLock) heartbeat(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), every+5*time.Second)
+		err := l.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			close(l.lost)
+			return
+		}
+	}
+}
+
+// Lost returns a channel closed once the lock is known to be lost.
+func (l *SequencerLock) Lost() <-chan struct{} { return l.lost }
+
+// Release gives the lock up by closing its connection, for the next
+// replica to take. It is safe to call more than once.
+func (l *SequencerLock) Release() error {
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		l.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = l.conn.Close(ctx)
+	})
+	return err
+}
