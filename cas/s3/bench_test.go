@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,4 +64,8 @@ func BenchmarkPutGet(b *testing.B) {
 	b.ReportMetric(mb/putUnstated.Seconds(), "put-unstated-MB/s")
 	b.ReportMetric(mb/get.Seconds(), "get-MB/s")
 	b.ReportMetric(0, "ns/op")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)*1024/1e6, "peak-RSS-MB") // of this process, not the server's
+	}
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tracealm/evidence-ledger/cas"
-	s3store "github.com/tracealm/evidence-ledger/cas/s3"
 	"github.com/tracealm/evidence-ledger/cas/castest"
+	s3store "github.com/tracealm/evidence-ledger/cas/s3"
 )
 
 func TestConformance(t *testing.T) {

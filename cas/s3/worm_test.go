@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/tracealm/evidence-ledger/cas"
-	s3store "github.com/tracealm/evidence-ledger/cas/s3"
 	"github.com/tracealm/evidence-ledger/cas/castest"
+	s3store "github.com/tracealm/evidence-ledger/cas/s3"
 )
 
 // TestLockedObjects tries, with the S3 API and the server's root credentials, to delete and
