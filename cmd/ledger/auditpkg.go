@@ -227,7 +227,10 @@ func (e *env) reportCommand() *cli.Command {
 					return err
 				}
 				if l := src.ledger; l != nil {
-					stored = func(ctx context.Context, d cas.Digest, w io.Writer) error { _, err := cas.Get(ctx, l.Blobs, d, w); return err }
+					stored = func(ctx context.Context, d cas.Digest, w io.Writer) error {
+						_, err := cas.Get(ctx, l.Blobs, d, w)
+						return err
+					}
 					if !c.IsSet("log-key") {
 						if logKey, err = proofs.NewVerifier(l.PublicKey); err != nil {
 							return err
