@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-cmp/cmp"
 
@@ -201,10 +201,7 @@ func TestTampered(t *testing.T) {
 				t.Fatal(err)
 			}
 			bad := tt.tamper(bytes.Clone(content))
-			key := st.Key(info.Digest)
-			if _, err := srv.admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(st.Bucket()), Key: &key, Body: bytes.NewReader(bad)}); err != nil {
-				t.Fatalf("overwriting %s: %v", key, err)
-			}
+			overwrite(t, st.Bucket(), st.Key(info.Digest), bad)
 			got, err := readAll(t, st, info.Digest)
 			var ce *cas.CorruptError
 			if !errors.As(err, &ce) || !errors.Is(err, cas.ErrCorrupt) || ce.Digest != info.Digest {
@@ -288,5 +285,62 @@ func TestOpenRefusesBadOptions(t *testing.T) {
 				t.Errorf("Open = %v, %v; want an error saying %q", st, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestBlobsAndVerify lists what a store holds and verifies each blob, intact and tampered.
+func TestBlobsAndVerify(t *testing.T) {
+	opts := testOptions(t, newBucket(t, false))
+	opts.NoWORM = true
+	st := openStore(t, opts)
+	var want []cas.Info
+	for i, n := range []int{0, 1, 700, 700, 5000} {
+		info, err := st.Put(t.Context(), bytes.NewReader(castest.Content(uint64(i%4), n)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(want, info) {
+			want = append(want, info)
+		}
+	}
+	slices.SortFunc(want, func(a, b cas.Info) int { return bytes.Compare(a.Digest[:], b.Digest[:]) })
+	var got []cas.Info
+	if err := st.Blobs(t.Context(), func(info cas.Info) error { got = append(got, info); return nil }); err != nil {
+		t.Fatalf("Blobs: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Blobs differs (-want +got):\n%s", diff)
+	}
+	stop := errors.New("stop")
+	if err := st.Blobs(t.Context(), func(cas.Info) error { return stop }); err != stop {
+		t.Errorf("Blobs with fn failing = %v, want fn's error", err)
+	}
+
+	for _, info := range want {
+		if err := st.Verify(t.Context(), info.Digest); err != nil {
+			t.Errorf("Verify(%s) = %v", info.Digest, err)
+		}
+	}
+	if err := st.Verify(t.Context(), cas.Sum([]byte("absent"))); !errors.Is(err, cas.ErrNotFound) {
+		t.Errorf("Verify(absent) = %v, want ErrNotFound", err)
+	}
+	victim := want[len(want)-1]
+	overwrite(t, st.Bucket(), st.Key(victim.Digest), []byte("forged"))
+	if err := st.Verify(t.Context(), victim.Digest); !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), victim.Digest.String()) {
+		t.Errorf("Verify(tampered) = %v, want ErrCorrupt naming %s", err, victim.Digest)
+	}
+
+	// A key under the blobs' prefix that names no digest is reported.
+	overwrite(t, st.Bucket(), opts.Prefix+"/sha256/stray", []byte("?"))
+	if err := st.Blobs(t.Context(), func(cas.Info) error { return nil }); !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), "stray") {
+		t.Errorf("Blobs with a stray key = %v, want ErrCorrupt naming it", err)
+	}
+}
+
+// overwrite writes content under key with the S3 API, as someone with access to the bucket could.
+func overwrite(t *testing.T, bucket, key string, content []byte) {
+	t.Helper()
+	if _, err := srv.admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(content)}); err != nil {
+		t.Fatalf("writing %s: %v", key, err)
 	}
 }

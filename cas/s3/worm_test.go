@@ -3,7 +3,11 @@ package s3store_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +64,9 @@ func TestLockedObjects(t *testing.T) {
 			}
 			// Overwriting: S3 makes a new version and must keep the locked one.
 			_, err = srv.admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: strings.NewReader("forged")})
-			if err == nil {
+			if err != nil {
+				t.Logf("the server refused a new version over a locked one: %v", err)
+			} else {
 				if _, err := readAll(t, st, info.Digest); !errors.Is(err, cas.ErrCorrupt) {
 					t.Errorf("reading a blob overwritten by a new version: error %v, want ErrCorrupt", err)
 				}
@@ -259,5 +265,50 @@ func TestLocksUnlockedBlob(t *testing.T) {
 		}
 		checkLocked(t, st, info.Digest, before, time.Now(), opts.Retention)
 		opts.NoWORM = true
+	}
+}
+
+// TestDamagedOnDisk flips one byte in the files that hold a locked blob in the server's data
+// directory, as a failing disk or someone with access to the server's files could, and checks
+// that the blob never reads back as if intact: the read ends in an error, not io.EOF. (MinIO
+// notices first, from its own per-block hashes; the store's digest would catch what it missed.)
+func TestDamagedOnDisk(t *testing.T) {
+	opts := testOptions(t, newBucket(t, true))
+	opts.RetryMaxAttempts = 1
+	st := openStore(t, opts)
+	for _, size := range []int{1000, 200 << 10, s3store.MinPartSize + 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			content := castest.Content(uint64(size), size)
+			info, err := st.Put(t.Context(), bytes.NewReader(content), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The largest file of the object is its data: inline in xl.meta when small, else part.N.
+			dir := filepath.Join(srv.dataDir, st.Bucket(), filepath.FromSlash(st.Key(info.Digest)))
+			var path string
+			var largest int64
+			filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+				if fi, ierr := os.Stat(p); err == nil && ierr == nil && fi.Mode().IsRegular() && fi.Size() > largest {
+					path, largest = p, fi.Size()
+				}
+				return nil
+			})
+			if largest < int64(size) {
+				t.Skipf("the server keeps no file of at least %d bytes under %s: not MinIO's layout", size, dir)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-size/2] ^= 0x10
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readAll(t, st, info.Digest)
+			if err == nil || bytes.Equal(got, content) {
+				t.Errorf("reading a blob damaged on disk = %d bytes, error %v; want an error", len(got), err)
+			}
+			t.Logf("reading the damaged blob: %d bytes, then %v", len(got), err)
+		})
 	}
 }

@@ -1,0 +1,53 @@
+package s3store
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tracealm/evidence-ledger/cas"
+)
+
+// Blobs calls fn with the Info of every blob in the bucket under the store's prefix, in digest
+// order (the order S3 lists keys in), and stops at the first error fn returns, returning it. A
+// key under the prefix's "sha256/" that is not a digest gives an error wrapping cas.ErrCorrupt.
+// Blobs stored while it runs may be missed. It reads no content; use Verify for that. Its cost
+// is one LIST request per 1,000 blobs.
+func (s *Store) Blobs(ctx context.Context, fn func(cas.Info) error) error {
+	base := s.prefix + "sha256/"
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &base})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return s.explain("listing blobs", err)
+		}
+		for _, obj := range page.Contents {
+			key := aws.ToString(obj.Key)
+			d, err := cas.ParseDigest("sha256:" + strings.TrimPrefix(key, base))
+			if err != nil {
+				return fmt.Errorf("listing blobs in bucket %q: key %q is not a blob's: %w", s.bucket, key, cas.ErrCorrupt)
+			}
+			if err := fn(info(d, aws.ToInt64(obj.Size))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Verify reads the blob with digest d and checks that it hashes to d. It returns nil if the blob
+// is intact, an error wrapping cas.ErrNotFound if it is absent, and a *cas.CorruptError if not.
+// Its cost is one GET of the content.
+func (s *Store) Verify(ctx context.Context, d cas.Digest) error {
+	rc, _, err := s.Open(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
+}
