@@ -33,6 +33,7 @@ var srv *server
 
 // server is a MinIO process serving S3 on loopback.
 type server struct {
+	bin      string
 	endpoint string
 	dataDir  string
 	user     string
@@ -61,7 +62,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	s, stop, err := startMinIO(bin, dir)
+	s, stop, err := startMinIO(bin, dir, "")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "starting the S3 server %s: %v\n", bin, err)
 		return 1
@@ -72,24 +73,44 @@ func run(m *testing.M) int {
 }
 
 // startMinIO starts bin as a single-drive MinIO server with its data under dir and waits until
-// it is ready. A port taken between choosing and binding it makes it try again.
-func startMinIO(bin, dir string) (*server, func(), error) {
+// it is ready. addr is the address to serve S3 on; "" means a free loopback port, and a port
+// taken between choosing and binding it makes it try again.
+func startMinIO(bin, dir, addr string) (*server, func(), error) {
 	secret := make([]byte, 16)
 	rand.Read(secret)
-	s := &server{dataDir: filepath.Join(dir, "data"), user: "ledger-test", password: hex.EncodeToString(secret)}
+	s := &server{bin: bin, dataDir: filepath.Join(dir, "data"), user: "ledger-test", password: hex.EncodeToString(secret)}
+	stop, err := s.start(dir, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.admin = s3.New(s3.Options{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider(s.user, s.password, ""),
+		BaseEndpoint: aws.String(s.endpoint),
+		UsePathStyle: true,
+	})
+	return s, stop, nil
+}
+
+// start runs the server process on addr ("" for a free port) and returns the function that
+// kills it.
+func (s *server) start(dir, addr string) (func(), error) {
 	var lastErr error
 	for range 3 {
 		ports, err := freePorts(2)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
+		}
+		if addr != "" {
+			ports[0] = addr
 		}
 		s.endpoint = "http://" + ports[0]
 		logPath := filepath.Join(dir, "minio.log")
 		logFile, err := os.Create(logPath)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		cmd := exec.Command(bin, "server", "--quiet", "--address", ports[0], "--console-address", ports[1], s.dataDir)
+		cmd := exec.Command(s.bin, "server", "--quiet", "--address", ports[0], "--console-address", ports[1], s.dataDir)
 		cmd.Env = append(os.Environ(),
 			"MINIO_ROOT_USER="+s.user, "MINIO_ROOT_PASSWORD="+s.password,
 			"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CONFIG_ENV_FILE=/dev/null")
@@ -97,7 +118,7 @@ func startMinIO(bin, dir string) (*server, func(), error) {
 		cmd.SysProcAttr = procAttr()
 		if err := cmd.Start(); err != nil {
 			logFile.Close()
-			return nil, nil, err
+			return nil, err
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
@@ -112,15 +133,9 @@ func startMinIO(bin, dir string) (*server, func(), error) {
 			lastErr = fmt.Errorf("%w; its output:\n%s", err, log)
 			continue
 		}
-		s.admin = s3.New(s3.Options{
-			Region:       "us-east-1",
-			Credentials:  credentials.NewStaticCredentialsProvider(s.user, s.password, ""),
-			BaseEndpoint: aws.String(s.endpoint),
-			UsePathStyle: true,
-		})
-		return s, stop, nil
+		return stop, nil
 	}
-	return nil, nil, lastErr
+	return nil, lastErr
 }
 
 // freePorts returns n loopback addresses with ports free a moment ago.
@@ -228,12 +243,12 @@ func getVersion(t *testing.T, bucket, key, version string) []byte {
 	return buf.Bytes()
 }
 
-// listKeys returns every key and version under prefix in bucket, and the multipart uploads
-// still open there.
-func listKeys(t *testing.T, bucket, prefix string) (versions []string, uploads []string) {
+// list returns every key and version under prefix in bucket, and the multipart uploads still
+// open there.
+func (s *server) list(t *testing.T, bucket, prefix string) (versions []string, uploads []string) {
 	t.Helper()
 	ctx := context.Background() // also called from clean-up, when t.Context() is done
-	vs, err := srv.admin.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix})
+	vs, err := s.admin.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix})
 	if err != nil {
 		t.Fatalf("listing versions in %s: %v", bucket, err)
 	}
@@ -243,7 +258,7 @@ func listKeys(t *testing.T, bucket, prefix string) (versions []string, uploads [
 	for _, m := range vs.DeleteMarkers {
 		versions = append(versions, aws.ToString(m.Key)+"@"+aws.ToString(m.VersionId)+" (delete marker)")
 	}
-	us, err := srv.admin.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &prefix})
+	us, err := s.admin.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &prefix})
 	if err != nil {
 		t.Fatalf("listing multipart uploads in %s: %v", bucket, err)
 	}

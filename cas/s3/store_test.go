@@ -36,7 +36,7 @@ func TestConformance(t *testing.T) {
 // directory a file: what failed puts must not leave behind.
 func checkNoLeftovers(t *testing.T, st *s3store.Store, opts s3store.Options) {
 	t.Helper()
-	if _, uploads := listKeys(t, st.Bucket(), opts.Prefix); len(uploads) > 0 {
+	if _, uploads := srv.list(t, st.Bucket(), opts.Prefix); len(uploads) > 0 {
 		t.Errorf("multipart uploads left open: %q", uploads)
 	}
 	if files, err := os.ReadDir(opts.TempDir); err != nil || len(files) > 0 {
@@ -95,7 +95,7 @@ func TestMultipart(t *testing.T) {
 			if err != nil || again != info {
 				t.Errorf("Put again = %+v, %v; want %+v", again, err, info)
 			}
-			if versions, _ := listKeys(t, st.Bucket(), st.Key(d)); len(versions) != 1 {
+			if versions, _ := srv.list(t, st.Bucket(), st.Key(d)); len(versions) != 1 {
 				t.Errorf("key %s has versions %q after putting twice, want one", st.Key(d), versions)
 			}
 		})
@@ -166,7 +166,7 @@ func TestMultipartFailures(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Put = %v, want an error wrapping %v", err, tt.want)
 			}
-			versions, uploads := listKeys(t, st.Bucket(), opts.Prefix)
+			versions, uploads := srv.list(t, st.Bucket(), opts.Prefix)
 			if len(versions) > 0 || len(uploads) > 0 {
 				t.Errorf("after a failed put, objects %q and open uploads %q, want none", versions, uploads)
 			}

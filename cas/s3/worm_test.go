@@ -312,3 +312,54 @@ func TestDamagedOnDisk(t *testing.T) {
 		})
 	}
 }
+
+// TestServerLost starts a server of its own, stores a blob, kills the server and checks that
+// the store's calls fail saying the endpoint cannot be reached, then restarts it on the same
+// port and data and checks that the store carries on without reopening.
+func TestServerLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server of its own; skipped with -short")
+	}
+	shared := needServer(t)
+	dir := t.TempDir()
+	own, stop, err := startMinIO(shared.bin, dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop() }()
+	bucket := "lost"
+	if _, err := own.admin.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &bucket, ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(t, bucket)
+	opts.Endpoint, opts.AccessKey, opts.SecretKey, opts.RetryMaxAttempts = own.endpoint, own.user, own.password, 1
+	st := openStore(t, opts)
+	content := castest.Content(100, s3store.MinPartSize+1)
+	info, err := st.Put(t.Context(), bytes.NewReader(content), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop()
+	want := "cannot reach the S3 endpoint " + own.endpoint
+	if _, err := st.Put(t.Context(), bytes.NewReader(castest.Content(101, 3*s3store.MinPartSize)), nil); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Put with the server down = %v, want an error saying %q", err, want)
+	}
+	if _, err := st.Stat(t.Context(), info.Digest); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Stat with the server down = %v, want an error saying %q", err, want)
+	}
+	if _, err := readAll(t, st, info.Digest); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("reading with the server down = %v, want an error saying %q", err, want)
+	}
+
+	if stop, err = own.start(dir, strings.TrimPrefix(own.endpoint, "http://")); err != nil {
+		t.Fatalf("restarting the server: %v", err)
+	}
+	if got, err := readAll(t, st, info.Digest); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("reading after the restart: %d bytes, error %v", len(got), err)
+	}
+	versions, uploads := own.list(t, bucket, "")
+	if len(versions) != 1 || len(uploads) != 0 {
+		t.Errorf("after a put failed with the server down: versions %q, open uploads %q; want the one blob and no uploads", versions, uploads)
+	}
+}
