@@ -2,6 +2,7 @@ package s3store_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -134,8 +135,16 @@ func (f *failAfter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TestMultipartFailures checks that a multipart put that is cut off or does not match the stated
-// digest leaves nothing under any key and no upload open.
+// cancelReader calls cancel when read, and ends.
+type cancelReader context.CancelFunc
+
+func (c cancelReader) Read([]byte) (int, error) {
+	c()
+	return 0, io.EOF
+}
+
+// TestMultipartFailures checks that a multipart put that is cut off, cancelled or does not match
+// the stated digest leaves nothing under any key and no upload open.
 func TestMultipartFailures(t *testing.T) {
 	opts := testOptions(t, newBucket(t, true))
 	st := openStore(t, opts)
@@ -156,13 +165,20 @@ func TestMultipartFailures(t *testing.T) {
 		{"cut off in the last part, stated", size - 1, &d, io.ErrUnexpectedEOF},
 		{"cut off in the second part, unstated", s3store.MinPartSize + 100, nil, io.ErrUnexpectedEOF},
 		{"cut off at a part boundary, unstated", 2 * s3store.MinPartSize, nil, io.ErrUnexpectedEOF},
+		{"cancelled in the third part, stated", 2*s3store.MinPartSize + 1, &d, context.Canceled},
+		{"cancelled in the second part, unstated", s3store.MinPartSize + 1, nil, context.Canceled},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
 			var r io.Reader = chacha(40, size)
-			if tt.cut > 0 {
+			switch {
+			case tt.want == context.Canceled:
+				r = io.MultiReader(&failAfter{r: r, n: tt.cut, err: io.EOF}, cancelReader(cancel), r)
+			case tt.cut > 0:
 				r = &failAfter{r: r, n: tt.cut, err: io.ErrUnexpectedEOF}
 			}
-			_, err := st.Put(t.Context(), r, tt.expected)
+			_, err := st.Put(ctx, r, tt.expected)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Put = %v, want an error wrapping %v", err, tt.want)
 			}
