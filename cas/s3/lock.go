@@ -12,26 +12,6 @@ import (
 	"github.com/tracealm/evidence-ledger/cas"
 )
 
-// uploadPart sends one part and returns what CompleteMultipartUpload needs to know of it.
-func (s *Store) uploadPart(ctx context.Context, key string, uploadID *string, p part) (types.CompletedPart, error) {
-	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-		Bucket:            &s.bucket,
-		Key:               &key,
-		UploadId:          uploadID,
-		PartNumber:        aws.Int32(p.num),
-		Body:              bytesReader(p.data),
-		ContentLength:     aws.Int64(int64(len(p.data))),
-		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
-	}, unsignedPayload)
-	if err != nil {
-		if ctx.Err() != nil {
-			return types.CompletedPart{}, fmt.Errorf("uploading part %d of %s: %w", p.num, key, context.Cause(ctx))
-		}
-		return types.CompletedPart{}, s.explain(fmt.Sprintf("uploading part %d of %s", p.num, key), err)
-	}
-	return types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32}, nil
-}
-
 // Lock is the Object Lock state of a blob's object, as HEAD reports it.
 type Lock struct {
 	VersionID   string    // the object's version

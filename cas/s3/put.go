@@ -14,17 +14,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/tracealm/evidence-ledger/cas"
 )
-
-// unsignedPayload sends bodies unsigned even over plain HTTP, so that each byte is not hashed
-// once more for the signature: the SDK's checksum still covers the transfer, and every read
-// verifies the content against its digest.
-var unsignedPayload = s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 
 // hashingReader digests what it reads from r and fails once ctx is done.
 type hashingReader struct {
@@ -143,7 +137,7 @@ func (s *Store) putSmall(ctx context.Context, d cas.Digest, content []byte) (cas
 		in.ObjectLockMode = types.ObjectLockModeCompliance
 		in.ObjectLockRetainUntilDate = aws.Time(s.retainUntil())
 	}
-	out, err := s.client.PutObject(ctx, in, unsignedPayload)
+	out, err := s.client.PutObject(ctx, in)
 	if err != nil {
 		return cas.Info{}, s.storeError(ctx, d, err)
 	}
@@ -327,6 +321,26 @@ func (s *Store) uploadParts(ctx context.Context, key string, uploadID *string, f
 	return done, nil
 }
 
+// uploadPart sends one part and returns what CompleteMultipartUpload needs to know of it.
+func (s *Store) uploadPart(ctx context.Context, key string, uploadID *string, p part) (types.CompletedPart, error) {
+	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:            &s.bucket,
+		Key:               &key,
+		UploadId:          uploadID,
+		PartNumber:        aws.Int32(p.num),
+		Body:              bytes.NewReader(p.data), // seekable, so the SDK can retry
+		ContentLength:     aws.Int64(int64(len(p.data))),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return types.CompletedPart{}, fmt.Errorf("uploading part %d of %s: %w", p.num, key, context.Cause(ctx))
+		}
+		return types.CompletedPart{}, s.explain(fmt.Sprintf("uploading part %d of %s", p.num, key), err)
+	}
+	return types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32}, nil
+}
+
 // feedParts reads src into buffers from free and hands them to the uploaders, starting with
 // first, until src ends, fails, or ctx is done.
 func (s *Store) feedParts(ctx context.Context, todo chan<- part, free <-chan *[]byte, first []byte, src *hashingReader) error {
@@ -368,6 +382,3 @@ func (s *Store) feedParts(ctx context.Context, todo chan<- part, free <-chan *[]
 		}
 	}
 }
-
-// bytesReader returns a seekable reader of b, which the SDK needs to retry a request.
-func bytesReader(b []byte) io.ReadSeeker { return bytes.NewReader(b) }
