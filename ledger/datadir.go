@@ -254,6 +254,11 @@ type OpenOptions struct {
 	// OpenStorage opens a log kept outside the data directory; Open needs
 	// it only for such a ledger.
 	OpenStorage StorageOpener
+	// FollowShared opens a log kept outside the data directory, which
+	// several replicas may share, as a follower (LogOptions.Follower):
+	// the caller promotes it once it holds the sequencer lock. A log in
+	// the directory opens as its sequencer regardless.
+	FollowShared bool
 }
 
 // Ledger is an opened data directory: the badger DB, the blob store on it
@@ -363,6 +368,7 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 	if err == nil {
 		lo := opts.Log
 		lo.Storage, lo.Blobs, lo.Signer, lo.Verifier = l.Storage, blobs, signer, verifier
+		lo.Follower = lo.Follower || (opts.FollowShared && m.Log != "")
 		if lo.Logger == nil {
 			lo.Logger = opts.Logger
 		}

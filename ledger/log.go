@@ -40,6 +40,10 @@ var ErrClosed = errors.New("log is closed")
 // resumes at whatever reached the disk.
 var ErrFailed = errors.New("log stopped after a failed write; reopen it (appends are idempotent, so retrying one that may have been recorded is safe)")
 
+// ErrNotSequencer reports an append to a log opened as a follower: another
+// replica sequences, and this one only reads.
+var ErrNotSequencer = errors.New("this replica does not sequence the log; appends go to the replica that holds the sequencer lock")
+
 // ErrMissingBlob reports an entry that refers to a blob not in the store.
 var ErrMissingBlob = errors.New("entry refers to a blob that is not stored")
 
@@ -65,6 +69,13 @@ type LogOptions struct {
 	// in alternation measured 1.7 times the appends per second of batches
 	// lingered to hold everyone.
 	Linger time.Duration
+	// Follower opens the log for reading only, for a replica while
+	// another one sequences (shared storage such as PostgreSQL): appends
+	// fail with ErrNotSequencer, and the log follows the stored head every
+	// Refresh interval (zero: DefaultRefresh) until Promote makes it the
+	// sequencer.
+	Follower bool
+	Refresh  time.Duration
 	// Now is the node clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives operational messages; nil discards them.
@@ -86,6 +97,11 @@ type Log struct {
 
 	head   atomic.Pointer[published]
 	failed atomic.Bool
+	// following is set while the log is a follower; stopFollowing ends
+	// its refresher.
+	following     atomic.Bool
+	stopFollowing chan struct{}
+	promoteOnce   sync.Once
 
 	batches, appended, commitNanos atomic.Uint64
 
@@ -139,38 +155,144 @@ func OpenLog(ctx context.Context, opts LogOptions) (*Log, error) {
 		reqs:   make(chan *request, 4*opts.MaxBatch),
 		done:   make(chan struct{}),
 	}
+	if opts.Follower {
+		return openFollower(ctx, l)
+	}
+	if err := l.resume(ctx); err != nil {
+		return nil, err
+	}
+	l.wg.Add(1)
+	go l.sequence()
+	opts.Logger.Info("log open", "origin", l.origin, "tree_size", l.Size())
+	return l, nil
+}
+
+// DefaultRefresh is how often a follower reads the stored head.
+const DefaultRefresh = 250 * time.Millisecond
+
+// openFollower starts l as a follower: the stored head, checked, then
+// refreshed until Promote or Close.
+func openFollower(ctx context.Context, l *Log) (*Log, error) {
+	if l.opts.Refresh <= 0 {
+		l.opts.Refresh = DefaultRefresh
+	}
+	if err := l.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	l.following.Store(true)
+	l.stopFollowing = make(chan struct{})
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(l.opts.Refresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stopFollowing:
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithTimeout(context.Background(), 10*l.opts.Refresh+5*time.Second)
+			if err := l.Refresh(rctx); err != nil {
+				l.opts.Logger.Warn("following the log", "err", err)
+			}
+			cancel()
+		}
+	}()
+	l.opts.Logger.Info("log open as a follower", "origin", l.origin, "tree_size", l.Size())
+	return l, nil
+}
+
+// Refresh reads the stored head and, when it is a larger tree whose
+// checkpoint verifies with the log key, serves it: a follower's view of
+// the log another replica sequences.
+func (l *Log) Refresh(ctx context.Context) error {
+	head, err := l.opts.Storage.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the log's head: %w", err)
+	}
+	if head.Checkpoint == nil {
+		return fmt.Errorf("the log is empty: open it once as its sequencer first")
+	}
+	c, err := proofs.OpenCheckpoint(head.Checkpoint, l.opts.Verifier)
+	if err != nil || c.Size != head.Size {
+		return fmt.Errorf("the stored head (size %d) is not signed by log key %s: %v", head.Size, l.opts.Verifier.Name(), err)
+	}
+	if cur := l.head.Load(); cur != nil && cur.size >= head.Size {
+		return nil
+	}
+	l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: c.Root})
+	return nil
+}
+
+// Sequencing reports whether this log sequences appends (it is not a
+// follower).
+func (l *Log) Sequencing() bool { return !l.following.Load() }
+
+// Promote makes a follower the sequencer, resuming at the stored head, once
+// this replica holds the sequencer lock. Promoting a sequencer does
+// nothing.
+func (l *Log) Promote(ctx context.Context) error {
+	if !l.following.Load() {
+		return nil
+	}
+	var err error
+	l.promoteOnce.Do(func() {
+		close(l.stopFollowing)
+		if err = l.resume(ctx); err != nil {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed {
+			err = ErrClosed
+			return
+		}
+		l.wg.Add(1)
+		go l.sequence()
+		l.following.Store(false)
+		l.opts.Logger.Info("log promoted to sequencer", "origin", l.origin, "tree_size", l.Size())
+	})
+	return err
+}
+
+// resume loads the stored head into the sequencer's state, checking it: the
+// compact range, the checkpoint's key and root, nothing stored beyond it;
+// a new, empty log gets its checkpoint for size 0.
+func (l *Log) resume(ctx context.Context) error {
+	opts := l.opts
 	head, err := opts.Storage.Head(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("opening log: %w", err)
+		return fmt.Errorf("opening log: %w", err)
 	}
 	rng, err := proofs.NewRangeFactory().NewRange(0, head.Size, head.Range)
 	if err != nil {
-		return nil, fmt.Errorf("opening log: stored compact range for size %d: %w", head.Size, err)
+		return fmt.Errorf("opening log: stored compact range for size %d: %w", head.Size, err)
 	}
 	l.rng = rng
 	if head.Checkpoint == nil {
 		if err := l.commitEmpty(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		c, err := proofs.OpenCheckpoint(head.Checkpoint, opts.Verifier)
 		if err != nil {
-			return nil, fmt.Errorf("opening log: latest stored checkpoint does not verify with log key %s (wrong log.key or log.pub?): %w", opts.Verifier.Name(), err)
+			return fmt.Errorf("opening log: latest stored checkpoint does not verify with log key %s (wrong log.key or log.pub?): %w", opts.Verifier.Name(), err)
 		}
 		root, err := rootOf(rng)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if c.Size != head.Size || !bytes.Equal(c.Root, root) {
-			return nil, fmt.Errorf("opening log: latest checkpoint (size %d) does not match the stored tree (size %d): storage is corrupt; run ledger audit", c.Size, head.Size)
+			return fmt.Errorf("opening log: latest checkpoint (size %d) does not match the stored tree (size %d): storage is corrupt; run ledger audit", c.Size, head.Size)
 		}
 		if _, err := opts.Storage.ReadEntries(ctx, head.Size, head.Size+1); !errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("opening log: an entry is stored beyond the last checkpoint (size %d): storage is corrupt; run ledger audit", head.Size)
+			return fmt.Errorf("opening log: an entry is stored beyond the last checkpoint (size %d): storage is corrupt; run ledger audit", head.Size)
 		}
 		// What a crashed process committed may be readable but not yet on
 		// disk: make it durable before serving its checkpoint.
 		if err := opts.Storage.Sync(ctx); err != nil {
-			return nil, fmt.Errorf("opening log: %w", err)
+			return fmt.Errorf("opening log: %w", err)
 		}
 		l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: root})
 		if head.Size > 0 {
@@ -182,10 +304,7 @@ func OpenLog(ctx context.Context, opts LogOptions) (*Log, error) {
 			}
 		}
 	}
-	l.wg.Add(1)
-	go l.sequence()
-	opts.Logger.Info("log open", "origin", l.origin, "tree_size", l.Size())
-	return l, nil
+	return nil
 }
 
 func rootOf(rng *compact.Range) ([]byte, error) {
@@ -250,6 +369,9 @@ func (l *Log) Close() error {
 		l.closed = true
 		close(l.reqs)
 		l.mu.Unlock()
+		if l.following.Load() {
+			l.promoteOnce.Do(func() { close(l.stopFollowing) })
+		}
 		l.wg.Wait()
 	})
 	return nil
@@ -260,6 +382,9 @@ func (l *Log) Close() error {
 // already be stored. Appending a claim already in the log adds nothing and
 // returns the original entry's receipt with Duplicate set.
 func (l *Log) Append(ctx context.Context, c Claim, by string) (proofs.Receipt, error) {
+	if l.following.Load() {
+		return proofs.Receipt{}, ErrNotSequencer
+	}
 	p, err := prepare(c, by)
 	if err != nil {
 		return proofs.Receipt{}, err

@@ -15,6 +15,7 @@ import (
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/node"
+	"github.com/tracealm/evidence-ledger/ledger/postgres"
 )
 
 func (e *env) serveCommand() *cli.Command {
@@ -44,11 +45,24 @@ func (e *env) serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			l, err := ledger.Open(c.Context, dir, openOptions(c, logger))
+			oo := openOptions(c, logger)
+			oo.FollowShared = true
+			l, err := ledger.Open(c.Context, dir, oo)
 			if err != nil {
 				return err
 			}
 			defer l.Close()
+			// A log on PostgreSQL may be shared by several replicas: this
+			// one serves reads as a follower, and sequences once it holds
+			// the sequencer lock.
+			lockErr := make(chan error, 1)
+			if l.LogURL != "" {
+				lockURL := c.String("log")
+				if lockURL == "" {
+					lockURL = l.LogURL
+				}
+				go sequenceWhenLocked(c.Context, l.Log, lockURL, logger, lockErr)
+			}
 			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
 				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
 				RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
@@ -83,6 +97,11 @@ func (e *env) serveCommand() *cli.Command {
 			select {
 			case err := <-errc:
 				return err
+			case err := <-lockErr:
+				// Stop serving at once: another replica sequences now, and
+				// a supervisor restarts this one as a follower.
+				srv.Close()
+				return err
 			case <-c.Context.Done():
 			}
 			// Graceful shutdown: stop accepting, let requests in flight
@@ -96,6 +115,34 @@ func (e *env) serveCommand() *cli.Command {
 			}
 			return nil
 		},
+	}
+}
+
+// sequenceWhenLocked waits for the sequencer lock of a shared log, then
+// promotes log to sequencer; losing the lock later is an error on errc.
+// Until then appends to this replica answer 503 (ledger.ErrNotSequencer).
+// Two replicas never fork the log even when the lock changes hands: the
+// storage refuses a commit that does not extend its head.
+func sequenceWhenLocked(ctx context.Context, log *ledger.Log, url string, logger *slog.Logger, errc chan<- error) {
+	logger.Info("waiting for the sequencer lock; serving reads meanwhile")
+	lock, err := postgres.AcquireSequencer(ctx, url, postgres.LockOptions{})
+	if err != nil {
+		if ctx.Err() == nil {
+			errc <- fmt.Errorf("taking the sequencer lock: %w", err)
+		}
+		return
+	}
+	defer lock.Release()
+	if err := log.Promote(ctx); err != nil {
+		errc <- fmt.Errorf("becoming the sequencer: %w", err)
+		return
+	}
+	logger.Info("sequencing: this replica holds the sequencer lock", "tree_size", log.Size())
+	select {
+	case <-lock.Lost():
+		logger.Error("lost the sequencer lock: stopping, so that only the replica holding it sequences")
+		errc <- errors.New("lost the sequencer lock (its database connection failed); restart this replica, which will follow or sequence")
+	case <-ctx.Done():
 	}
 }
 

@@ -70,6 +70,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusConflict, "missing_blob", err.Error()}
 	case errors.Is(err, ledger.ErrConflict):
 		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	case errors.Is(err, ledger.ErrNotSequencer):
+		return &apiError{http.StatusServiceUnavailable, "not_sequencer", "this replica serves reads only; send writes to the replica whose /healthz says \"role\": \"sequencer\" (nothing was stored here)"}
 	case errors.Is(err, ledger.ErrClosed), errors.Is(err, ledger.ErrFailed):
 		return &apiError{http.StatusServiceUnavailable, "unavailable", err.Error()}
 	}

@@ -300,7 +300,11 @@ func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, erro
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	size := s.opts.Log.Size()
-	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "origin": s.opts.Log.Origin(), "tree_size": size})
+	role := "sequencer"
+	if !s.opts.Log.Sequencing() {
+		role = "follower"
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "origin": s.opts.Log.Origin(), "tree_size": size, "role": role})
 }
 
 func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
