@@ -3,198 +3,39 @@ package s3store_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	s3store "github.com/tracealm/evidence-ledger/cas/s3"
+	"github.com/tracealm/evidence-ledger/cas/s3/s3test"
 )
 
 // The tests run against a real S3 server: the MinIO binary that LEDGER_S3_SERVER names, started
-// once per test binary on a free loopback port with its data in a temporary directory. Without
-// it the tests that need it skip, unless LEDGER_REQUIRE_S3=1, when the test binary fails.
+// once per test binary by s3test. Without it the tests that need it skip, unless
+// LEDGER_REQUIRE_S3=1, when the test binary fails.
 
 // srv is the running server, or nil.
-var srv *server
-
-// server is a MinIO process serving S3 on loopback.
-type server struct {
-	bin      string
-	endpoint string
-	dataDir  string
-	user     string
-	password string
-	admin    *s3.Client // a plain client with the root credentials, for what the store does not do
-	buckets  atomic.Int64
-}
+var srv *s3test.Server
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	bin := os.Getenv("LEDGER_S3_SERVER")
-	required := os.Getenv("LEDGER_REQUIRE_S3") == "1"
-	if bin == "" {
-		if required {
-			fmt.Fprintln(os.Stderr, "LEDGER_REQUIRE_S3=1 but LEDGER_S3_SERVER does not name the MinIO binary the tests need")
-			return 1
-		}
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "ledger-s3-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	s, stop, err := startMinIO(bin, dir, "")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting the S3 server %s: %v\n", bin, err)
-		return 1
-	}
-	defer stop()
-	srv = s
-	return m.Run()
-}
-
-// startMinIO starts bin as a single-drive MinIO server with its data under dir and waits until
-// it is ready. addr is the address to serve S3 on; "" means a free loopback port, and a port
-// taken between choosing and binding it makes it try again.
-func startMinIO(bin, dir, addr string) (*server, func(), error) {
-	secret := make([]byte, 16)
-	rand.Read(secret)
-	s := &server{bin: bin, dataDir: filepath.Join(dir, "data"), user: "ledger-test", password: hex.EncodeToString(secret)}
-	stop, err := s.start(dir, addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.admin = s3.New(s3.Options{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider(s.user, s.password, ""),
-		BaseEndpoint: aws.String(s.endpoint),
-		UsePathStyle: true,
-	})
-	return s, stop, nil
-}
-
-// start runs the server process on addr ("" for a free port) and returns the function that
-// kills it.
-func (s *server) start(dir, addr string) (func(), error) {
-	var lastErr error
-	for range 3 {
-		ports, err := freePorts(2)
-		if err != nil {
-			return nil, err
-		}
-		if addr != "" {
-			ports[0] = addr
-		}
-		s.endpoint = "http://" + ports[0]
-		logPath := filepath.Join(dir, "minio.log")
-		logFile, err := os.Create(logPath)
-		if err != nil {
-			return nil, err
-		}
-		cmd := exec.Command(s.bin, "server", "--quiet", "--address", ports[0], "--console-address", ports[1], s.dataDir)
-		cmd.Env = append(os.Environ(),
-			"MINIO_ROOT_USER="+s.user, "MINIO_ROOT_PASSWORD="+s.password,
-			"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CONFIG_ENV_FILE=/dev/null")
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		cmd.SysProcAttr = procAttr()
-		if err := cmd.Start(); err != nil {
-			logFile.Close()
-			return nil, err
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		stop := func() {
-			cmd.Process.Kill()
-			<-exited
-			logFile.Close()
-		}
-		if err := waitReady(s.endpoint, exited); err != nil {
-			stop()
-			log, _ := os.ReadFile(logPath)
-			lastErr = fmt.Errorf("%w; its output:\n%s", err, log)
-			continue
-		}
-		return stop, nil
-	}
-	return nil, lastErr
-}
-
-// freePorts returns n loopback addresses with ports free a moment ago.
-func freePorts(n int) ([]string, error) {
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
-	}
-	return addrs, nil
-}
-
-// waitReady polls MinIO's readiness endpoint for up to a minute.
-func waitReady(endpoint string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("the server exited")
-		default:
-		}
-		resp, err := http.Get(endpoint + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New("not ready after a minute")
+	os.Exit(s3test.Main(m, &srv))
 }
 
 // needServer skips t, or fails it under LEDGER_REQUIRE_S3=1, when there is no server.
-func needServer(t testing.TB) *server {
+func needServer(t testing.TB) *s3test.Server {
 	t.Helper()
-	if srv == nil {
-		t.Skip("no S3 server: set LEDGER_S3_SERVER to a MinIO binary")
-	}
-	return srv
+	return s3test.Need(t, srv)
 }
 
 // newBucket creates a bucket, with Object Lock enabled if lock, and returns its name.
 func newBucket(t testing.TB, lock bool) string {
 	t.Helper()
-	s := needServer(t)
-	name := fmt.Sprintf("ledger-test-%d", s.buckets.Add(1))
-	in := &s3.CreateBucketInput{Bucket: &name}
-	if lock {
-		in.ObjectLockEnabledForBucket = aws.Bool(true)
-	}
-	if _, err := s.admin.CreateBucket(context.Background(), in); err != nil {
-		t.Fatalf("creating bucket %s: %v", name, err)
-	}
-	return name
+	return needServer(t).NewBucket(t, lock)
 }
 
 // testOptions are the options of a store in bucket on the test server: an hour's retention and
@@ -202,11 +43,11 @@ func newBucket(t testing.TB, lock bool) string {
 func testOptions(t testing.TB, bucket string) s3store.Options {
 	s := needServer(t)
 	return s3store.Options{
-		Endpoint:  s.endpoint,
+		Endpoint:  s.Endpoint,
 		Bucket:    bucket,
 		Prefix:    "evidence/blobs",
-		AccessKey: s.user,
-		SecretKey: s.password,
+		AccessKey: s.User,
+		SecretKey: s.Password,
 		Retention: time.Hour,
 		PartSize:  s3store.MinPartSize,
 		TempDir:   t.TempDir(),
@@ -231,7 +72,7 @@ func getVersion(t *testing.T, bucket, key, version string) []byte {
 	if version != "" {
 		in.VersionId = &version
 	}
-	out, err := srv.admin.GetObject(t.Context(), in)
+	out, err := srv.Admin.GetObject(t.Context(), in)
 	if err != nil {
 		t.Fatalf("GetObject(%s, version %q): %v", key, version, err)
 	}
@@ -245,10 +86,10 @@ func getVersion(t *testing.T, bucket, key, version string) []byte {
 
 // list returns every key and version under prefix in bucket, and the multipart uploads still
 // open there.
-func (s *server) list(t *testing.T, bucket, prefix string) (versions []string, uploads []string) {
+func list(t *testing.T, s *s3test.Server, bucket, prefix string) (versions []string, uploads []string) {
 	t.Helper()
 	ctx := context.Background() // also called from clean-up, when t.Context() is done
-	vs, err := s.admin.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix})
+	vs, err := s.Admin.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix})
 	if err != nil {
 		t.Fatalf("listing versions in %s: %v", bucket, err)
 	}
@@ -258,7 +99,7 @@ func (s *server) list(t *testing.T, bucket, prefix string) (versions []string, u
 	for _, m := range vs.DeleteMarkers {
 		versions = append(versions, aws.ToString(m.Key)+"@"+aws.ToString(m.VersionId)+" (delete marker)")
 	}
-	us, err := s.admin.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &prefix})
+	us, err := s.Admin.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &prefix})
 	if err != nil {
 		t.Fatalf("listing multipart uploads in %s: %v", bucket, err)
 	}

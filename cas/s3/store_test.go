@@ -37,7 +37,7 @@ func TestConformance(t *testing.T) {
 // directory a file: what failed puts must not leave behind.
 func checkNoLeftovers(t *testing.T, st *s3store.Store, opts s3store.Options) {
 	t.Helper()
-	if _, uploads := srv.list(t, st.Bucket(), opts.Prefix); len(uploads) > 0 {
+	if _, uploads := list(t, srv, st.Bucket(), opts.Prefix); len(uploads) > 0 {
 		t.Errorf("multipart uploads left open: %q", uploads)
 	}
 	if files, err := os.ReadDir(opts.TempDir); err != nil || len(files) > 0 {
@@ -96,7 +96,7 @@ func TestMultipart(t *testing.T) {
 			if err != nil || again != info {
 				t.Errorf("Put again = %+v, %v; want %+v", again, err, info)
 			}
-			if versions, _ := srv.list(t, st.Bucket(), st.Key(d)); len(versions) != 1 {
+			if versions, _ := list(t, srv, st.Bucket(), st.Key(d)); len(versions) != 1 {
 				t.Errorf("key %s has versions %q after putting twice, want one", st.Key(d), versions)
 			}
 		})
@@ -182,7 +182,7 @@ func TestMultipartFailures(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Put = %v, want an error wrapping %v", err, tt.want)
 			}
-			versions, uploads := srv.list(t, st.Bucket(), opts.Prefix)
+			versions, uploads := list(t, srv, st.Bucket(), opts.Prefix)
 			if len(versions) > 0 || len(uploads) > 0 {
 				t.Errorf("after a failed put, objects %q and open uploads %q, want none", versions, uploads)
 			}
@@ -356,7 +356,7 @@ func TestBlobsAndVerify(t *testing.T) {
 // overwrite writes content under key with the S3 API, as someone with access to the bucket could.
 func overwrite(t *testing.T, bucket, key string, content []byte) {
 	t.Helper()
-	if _, err := srv.admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(content)}); err != nil {
+	if _, err := srv.Admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(content)}); err != nil {
 		t.Fatalf("writing %s: %v", key, err)
 	}
 }

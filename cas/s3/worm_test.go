@@ -19,6 +19,7 @@ import (
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/cas/castest"
 	s3store "github.com/tracealm/evidence-ledger/cas/s3"
+	"github.com/tracealm/evidence-ledger/cas/s3/s3test"
 )
 
 // TestLockedObjects tries, with the S3 API and the server's root credentials, to delete and
@@ -47,7 +48,7 @@ func TestLockedObjects(t *testing.T) {
 
 			// Deleting the version, with and without asking to bypass governance retention.
 			for _, bypass := range []bool{false, true} {
-				_, err := srv.admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{
+				_, err := srv.Admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{
 					Bucket: &bucket, Key: &key, VersionId: &version, BypassGovernanceRetention: aws.Bool(bypass),
 				})
 				if err == nil {
@@ -55,7 +56,7 @@ func TestLockedObjects(t *testing.T) {
 				}
 			}
 			// Shortening or dropping the retention.
-			_, err = srv.admin.PutObjectRetention(t.Context(), &s3.PutObjectRetentionInput{
+			_, err = srv.Admin.PutObjectRetention(t.Context(), &s3.PutObjectRetentionInput{
 				Bucket: &bucket, Key: &key, VersionId: &version, BypassGovernanceRetention: aws.Bool(true),
 				Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionModeGovernance, RetainUntilDate: aws.Time(time.Now().Add(time.Minute))},
 			})
@@ -63,7 +64,7 @@ func TestLockedObjects(t *testing.T) {
 				t.Errorf("PutObjectRetention shortening the retention of a COMPLIANCE object succeeded")
 			}
 			// Overwriting: S3 makes a new version and must keep the locked one.
-			_, err = srv.admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: strings.NewReader("forged")})
+			_, err = srv.Admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: strings.NewReader("forged")})
 			if err != nil {
 				t.Logf("the server refused a new version over a locked one: %v", err)
 			} else {
@@ -72,7 +73,7 @@ func TestLockedObjects(t *testing.T) {
 				}
 			}
 			// Deleting without a version only hides the object behind a delete marker.
-			if _, err := srv.admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil {
+			if _, err := srv.Admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil {
 				t.Logf("DeleteObject without a version: %v", err)
 			}
 			if got := getVersion(t, bucket, key, version); !bytes.Equal(got, tt.content) {
@@ -96,7 +97,7 @@ func TestDefaultRuleRemoved(t *testing.T) {
 	bucket := newBucket(t, true)
 	setRule := func(rule *types.ObjectLockRule) {
 		t.Helper()
-		_, err := srv.admin.PutObjectLockConfiguration(t.Context(), &s3.PutObjectLockConfigurationInput{
+		_, err := srv.Admin.PutObjectLockConfiguration(t.Context(), &s3.PutObjectLockConfigurationInput{
 			Bucket:                  &bucket,
 			ObjectLockConfiguration: &types.ObjectLockConfiguration{ObjectLockEnabled: types.ObjectLockEnabledEnabled, Rule: rule},
 		})
@@ -122,7 +123,7 @@ func TestDefaultRuleRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := st.Key(info.Digest)
-	_, err = srv.admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &key, VersionId: &lock.VersionID, BypassGovernanceRetention: aws.Bool(true)})
+	_, err = srv.Admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &key, VersionId: &lock.VersionID, BypassGovernanceRetention: aws.Bool(true)})
 	if err == nil {
 		t.Fatal("deleting the version after removing the bucket's default rule succeeded")
 	}
@@ -210,9 +211,9 @@ func TestOpenErrors(t *testing.T) {
 		want   []string
 	}{
 		{"unreachable", func(o *s3store.Options) { o.Endpoint = closed }, []string{"cannot reach the S3 endpoint " + closed, "server is running"}},
-		{"wrong secret", func(o *s3store.Options) { o.SecretKey += "x" }, []string{"refused the credentials", s.user, "SignatureDoesNotMatch"}},
+		{"wrong secret", func(o *s3store.Options) { o.SecretKey += "x" }, []string{"refused the credentials", s.User, "SignatureDoesNotMatch"}},
 		{"unknown access key", func(o *s3store.Options) { o.AccessKey = "nobody" }, []string{"refused the credentials", "nobody", "InvalidAccessKeyId"}},
-		{"missing bucket", func(o *s3store.Options) { o.Bucket = "no-such-bucket" }, []string{`bucket "no-such-bucket" does not exist`, s.endpoint}},
+		{"missing bucket", func(o *s3store.Options) { o.Bucket = "no-such-bucket" }, []string{`bucket "no-such-bucket" does not exist`, s.Endpoint}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := testOptions(t, bucket)
@@ -233,7 +234,7 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 	opts := testOptions(t, newBucket(t, true))
 	t.Setenv("AWS_ACCESS_KEY_ID", opts.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", opts.SecretKey)
-	t.Setenv("AWS_ENDPOINT_URL_S3", s.endpoint)
+	t.Setenv("AWS_ENDPOINT_URL_S3", s.Endpoint)
 	opts.AccessKey, opts.SecretKey, opts.Endpoint = "", "", ""
 	st := openStore(t, opts)
 	if _, err := st.Put(t.Context(), bytes.NewReader([]byte("x")), nil); err != nil {
@@ -284,7 +285,7 @@ func TestDamagedOnDisk(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The largest file of the object is its data: inline in xl.meta when small, else part.N.
-			dir := filepath.Join(srv.dataDir, st.Bucket(), filepath.FromSlash(st.Key(info.Digest)))
+			dir := filepath.Join(srv.DataDir, st.Bucket(), filepath.FromSlash(st.Key(info.Digest)))
 			var path string
 			var largest int64
 			filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
@@ -322,17 +323,17 @@ func TestServerLost(t *testing.T) {
 	}
 	shared := needServer(t)
 	dir := t.TempDir()
-	own, stop, err := startMinIO(shared.bin, dir, "")
+	own, err := s3test.Start(shared.Bin, dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stop() }()
+	defer own.Stop()
 	bucket := "lost"
-	if _, err := own.admin.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &bucket, ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+	if _, err := own.Admin.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &bucket, ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
 		t.Fatal(err)
 	}
 	opts := testOptions(t, bucket)
-	opts.Endpoint, opts.AccessKey, opts.SecretKey, opts.RetryMaxAttempts = own.endpoint, own.user, own.password, 1
+	opts.Endpoint, opts.AccessKey, opts.SecretKey, opts.RetryMaxAttempts = own.Endpoint, own.User, own.Password, 1
 	st := openStore(t, opts)
 	content := castest.Content(100, s3store.MinPartSize+1)
 	info, err := st.Put(t.Context(), bytes.NewReader(content), nil)
@@ -340,8 +341,8 @@ func TestServerLost(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stop()
-	want := "cannot reach the S3 endpoint " + own.endpoint
+	own.Stop()
+	want := "cannot reach the S3 endpoint " + own.Endpoint
 	if _, err := st.Put(t.Context(), bytes.NewReader(castest.Content(101, 3*s3store.MinPartSize)), nil); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Put with the server down = %v, want an error saying %q", err, want)
 	}
@@ -352,13 +353,13 @@ func TestServerLost(t *testing.T) {
 		t.Errorf("reading with the server down = %v, want an error saying %q", err, want)
 	}
 
-	if stop, err = own.start(dir, strings.TrimPrefix(own.endpoint, "http://")); err != nil {
+	if err := own.Restart(); err != nil {
 		t.Fatalf("restarting the server: %v", err)
 	}
 	if got, err := readAll(t, st, info.Digest); err != nil || !bytes.Equal(got, content) {
 		t.Errorf("reading after the restart: %d bytes, error %v", len(got), err)
 	}
-	versions, uploads := own.list(t, bucket, "")
+	versions, uploads := list(t, own, bucket, "")
 	if len(versions) != 1 || len(uploads) != 0 {
 		t.Errorf("after a put failed with the server down: versions %q, open uploads %q; want the one blob and no uploads", versions, uploads)
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package s3store_test
+package s3test
 
 import "syscall"
 
