@@ -1,0 +1,169 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/migrate"
+)
+
+// migrateCommand copies a ledger's log, and with a data directory its keys,
+// tokens and blobs, to other storage and proves the copy.
+//
+// The source is never changed. A data directory as destination is a new
+// one, made by migrate, which becomes a ledger (its ledger.json is written)
+// only once the copy is proved: serving a half-copied log would fork it.
+// Running the same command again resumes an interrupted copy, or brings a
+// finished one up to date with what the source logged since.
+func (e *env) migrateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "migrate",
+		Usage: "copy a ledger's log (and keys, tokens and blobs) to PostgreSQL or a new data directory, resumably, and prove the copy",
+		Description: `The source is a data directory (its log in it or on PostgreSQL) or, for the log
+alone, a postgres:// URL. The destination is one of:
+  --to NEWDIR                       a new data directory keeping the log in its own store
+  --to postgres://... --to-data NEWDIR
+                                    a new data directory whose log is on that database
+  --to postgres://...               the log alone (make a directory for it later by
+                                    running again with --to-data: the copy resumes)
+A destination database must be empty or hold an earlier copy of the same log.
+The source is left as it is: stop the node serving it, run migrate once more to
+copy what it logged since, then serve from NEWDIR.`,
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "the source: a data `DIR`, or the postgres:// URL of a log"},
+			&cli.StringFlag{Name: "to", Usage: "the destination: a postgres:// `URL` or a new data directory"},
+			&cli.StringFlag{Name: "to-data", Usage: "with --to postgres://..., the new data `DIR` to point at the copied log"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := required(c, "from", "to"); err != nil {
+				return err
+			}
+			return e.migrate(c)
+		},
+	}
+}
+
+// isURL reports whether a --from or --to value names a log by URL rather
+// than a data directory.
+func isURL(s string) bool { return strings.Contains(s, "://") }
+
+func (e *env) migrate(c *cli.Context) error {
+	from, to, toData := c.String("from"), c.String("to"), c.String("to-data")
+	switch {
+	case toData != "" && !isURL(to):
+		return usagef("--to-data goes with --to postgres://...; --to %s is itself the new data directory", to)
+	case isURL(from) && (!isURL(to) || toData != ""):
+		return usagef("a new data directory needs the ledger's keys: give --from the source's data directory, not its log's URL")
+	}
+	ctx := c.Context
+	logger := e.logger()
+	var (
+		src    ledger.Storage
+		srcDir *ledger.Ledger
+		opts   = migrate.Options{Logger: logger}
+	)
+	if isURL(from) {
+		s, err := openLogStorage(ctx, from, logger)
+		if err != nil {
+			return err
+		}
+		defer closeIfCloser(s)
+		src = s
+	} else {
+		o := openOptions(c, logger)
+		o.AuditOnly = true
+		l, err := ledger.Open(ctx, from, o)
+		if err != nil {
+			return fmt.Errorf("opening the source: %w", err)
+		}
+		defer l.Close()
+		src, srcDir, opts.Verifier = l.Storage, l, l.Verifier
+	}
+
+	var (
+		dst    ledger.Storage
+		target *migrate.Target
+	)
+	switch {
+	case !isURL(to) || toData != "":
+		dir, logURL := to, ""
+		if toData != "" {
+			dir, logURL = toData, to
+		}
+		var err error
+		if target, err = migrate.OpenTarget(ctx, dir, srcDir, logURL, openLogStorage, logger); err != nil {
+			return err
+		}
+		defer target.Close()
+		dst, opts.FromBlobs, opts.ToBlobs = target.Storage, srcDir.Blobs, target.Blobs
+	default:
+		s, err := openLogStorage(ctx, to, logger)
+		if err != nil {
+			return err
+		}
+		defer closeIfCloser(s)
+		dst = s
+	}
+
+	bar := newProgress(e.stderr, "", 0)
+	opts.Progress = func(phase string, done, total uint64) { bar.set(phase, int64(done), int64(total)) }
+	r, err := migrate.Run(ctx, dst, src, opts)
+	bar.done()
+	if err != nil {
+		if errors.Is(err, migrate.ErrFork) {
+			return fmt.Errorf("%w; nothing was written: migrate into an empty database or a new directory", err)
+		}
+		if ctx.Err() == nil && !errors.Is(err, migrate.ErrMismatch) && !errors.Is(err, migrate.ErrCorruptSource) {
+			err = fmt.Errorf("%w (what was copied is kept: run the same command again to resume)", err)
+		}
+		return err
+	}
+	tokens := 0
+	if target != nil {
+		if tokens, err = target.Finish(ctx, srcDir); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(e.stdout, struct {
+			*migrate.Report
+			Tokens int `json:"tokens_copied"`
+		}{r, tokens})
+	}
+	e.printMigration(e.stdout, r, tokens, target, toData != "" || !isURL(to))
+	return nil
+}
+
+func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target *migrate.Target, withDir bool) {
+	if r.Resumed > 0 {
+		fmt.Fprintf(w, "copied       %d entries in %d commits, after the %d already there\n", r.Entries, r.Commits, r.Resumed)
+	} else {
+		fmt.Fprintf(w, "copied       %d entries in %d commits\n", r.Entries, r.Commits)
+	}
+	fmt.Fprintf(w, "checkpoints  %d identical to the source's, roots recomputed, each consistent with the next\n", r.Checkpoints)
+	fmt.Fprintf(w, "tree hashes  %d verified\n", r.Hashes)
+	if withDir {
+		fmt.Fprintf(w, "blobs        %d re-hashed in the destination (%d copied)\n", r.Blobs, r.BlobsCopied)
+		fmt.Fprintf(w, "tokens       %d copied\n", tokens)
+		fmt.Fprintf(w, "%s is a ledger of tree size %d; the source is unchanged\n", target.Dir, r.Size)
+		return
+	}
+	fmt.Fprintf(w, "the log is copied (tree size %d); no data directory uses it yet: run again with --to-data NEWDIR\n", r.Size)
+}
+
+// closeIfCloser closes storage that has a Close method.
+func closeIfCloser(s ledger.Storage) {
+	if c, ok := s.(io.Closer); ok {
+		c.Close()
+	}
+}

@@ -1,0 +1,196 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tracealm/evidence-ledger/cas"
+)
+
+// This file exports what copying a log to other storage (package
+// ledger/migrate) needs from the log's own code, so that a copy derives
+// exactly what an append stores.
+
+// EntryIndex is what the log stores beside an entry, derived from the entry
+// alone: its claim (the duplicate check) and its search terms, and the
+// blobs it names.
+type EntryIndex struct {
+	Claim [32]byte
+	Terms []Term
+	Blobs []cas.Digest
+}
+
+// IndexEntry parses stored entry bytes as ParseEntry does and derives their
+// claim, search terms and blobs the way Append does for a new entry.
+func IndexEntry(b []byte) (EntryIndex, error) {
+	e, err := ParseEntry(b)
+	if err != nil {
+		return EntryIndex{}, err
+	}
+	terms, blobs, _, err := checkSubject(e.Kind, e.Subject)
+	if err != nil {
+		return EntryIndex{}, err
+	}
+	x := EntryIndex{Claim: e.claim(), Terms: terms, Blobs: make([]cas.Digest, len(blobs))}
+	for i, r := range blobs {
+		x.Blobs[i] = r.digest
+	}
+	return x, nil
+}
+
+// OpenDataStore opens the badger store of the data directory dir, which
+// need not hold a ledger yet (its marker is written last), creating the
+// store if it does not exist. The caller closes it.
+func OpenDataStore(dir string, logger *slog.Logger) (*badger.DB, error) {
+	db, err := openDB(filepath.Join(dir, dbDir), logger)
+	if err != nil {
+		return nil, fmt.Errorf("opening the store in %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// WriteMarker makes dir a ledger data directory named origin, by writing
+// its marker: for a log kept in the directory's store when logURL is
+// empty, else for the log at logURL, recorded without its password. The
+// keys and the log must already be in place; WriteMarker refuses to
+// replace a marker.
+func WriteMarker(dir, origin, logURL string) error {
+	if err := ValidateOrigin(origin); err != nil {
+		return err
+	}
+	m := marker{Format: 1, Origin: origin}
+	if logURL != "" {
+		u, err := parseLogURL(logURL)
+		if err != nil {
+			return err
+		}
+		m = marker{Format: 2, Origin: origin, Log: u.String()}
+	}
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return err
+	}
+	if err := writeNew(filepath.Join(dir, MarkerFile), buf.String(), 0o644); err != nil {
+		return fmt.Errorf("writing the ledger marker in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// CopyTo copies every token of s, revoked ones included, that dst does not
+// hold yet, and returns how many it copied. A token held by both under the
+// same name must be identical.
+func (s *Tokens) CopyTo(ctx context.Context, dst *Tokens) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	type kv struct{ k, v []byte }
+	var rows []kv
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, prefix := range []string{prefixToken, prefixTokenHash} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true})
+			for it.Rewind(); it.Valid(); it.Next() {
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				rows = append(rows, kv{it.Item().KeyCopy(nil), v})
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading tokens: %w", err)
+	}
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	copied := 0
+	err = dst.db.Update(func(txn *badger.Txn) error {
+		for _, r := range rows {
+			item, err := txn.Get(r.k)
+			if err == nil {
+				have, err := item.ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(have, r.v) {
+					return fmt.Errorf("the destination holds a different token record under %q", r.k)
+				}
+				continue
+			}
+			if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			if err := txn.Set(r.k, r.v); err != nil {
+				return err
+			}
+			if strings.HasPrefix(string(r.k), prefixToken) {
+				copied++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("copying tokens: %w", err)
+	}
+	return copied, nil
+}
+
+// CopyKeys gives the data directory dir the log key pair (log.key and
+// log.pub) of the ledger in src, creating dir, for a copy of that ledger.
+// A dir that already has the same pair, a store and nothing else (a copy
+// under way, its marker not yet written) is accepted as it is; any other
+// non-empty dir is refused with ErrExists.
+func CopyKeys(dir, src string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("preparing %s: %w", dir, err)
+	}
+	keys := []struct {
+		name string
+		mode os.FileMode
+	}{{PrivateKeyFile, 0o600}, {PublicKeyFile, 0o644}}
+	if len(ents) > 0 {
+		for _, e := range ents {
+			if n := e.Name(); n != PrivateKeyFile && n != PublicKeyFile && n != dbDir {
+				return fmt.Errorf("preparing %s: %w: %s is in it; choose a new or empty directory", dir, ErrExists, n)
+			}
+		}
+		for _, k := range keys {
+			have, err := os.ReadFile(filepath.Join(dir, k.name))
+			want, werr := os.ReadFile(filepath.Join(src, k.name))
+			if werr != nil {
+				return fmt.Errorf("preparing %s: %w", dir, werr)
+			}
+			if err != nil || !bytes.Equal(have, want) {
+				return fmt.Errorf("preparing %s: %w: its %s is not the one in %s, so it is no interrupted copy of that ledger; choose a new or empty directory", dir, ErrExists, k.name, src)
+			}
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("preparing %s: %w", dir, err)
+	}
+	for _, k := range keys {
+		b, err := os.ReadFile(filepath.Join(src, k.name))
+		if err != nil {
+			return fmt.Errorf("preparing %s: reading %s: %w", dir, k.name, err)
+		}
+		if err := writeNew(filepath.Join(dir, k.name), string(b), k.mode); err != nil {
+			return fmt.Errorf("preparing %s: %w", dir, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,350 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/proofs"
+)
+
+// entryChunk is how many entries Prove reads at a time from each log.
+const entryChunk = 4096
+
+// Prove checks that to holds the log of tree size size that from holds,
+// reading both (see the package comment for what it checks), and, given
+// blob stores, copies the blobs the destination lacks and re-hashes them.
+// It adds what it checked to r and returns an error wrapping ErrMismatch
+// for the first difference it finds.
+func Prove(ctx context.Context, to, from ledger.Storage, size uint64, opts Options, r *Report) error {
+	opts.fill()
+	head, err := to.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the destination log's head: %w", err)
+	}
+	if head.Size != size {
+		return fmt.Errorf("%w: the destination's tree size is %d, want %d", ErrMismatch, head.Size, size)
+	}
+	if err := proveCheckpoints(ctx, to, from, size, opts, r); err != nil {
+		return err
+	}
+	blobs, err := proveEntries(ctx, to, from, size, opts, r)
+	if err != nil {
+		return err
+	}
+	if opts.FromBlobs == nil || opts.ToBlobs == nil {
+		return nil
+	}
+	return proveBlobs(ctx, blobs, opts, r)
+}
+
+type checkpoint struct {
+	size   uint64
+	signed []byte
+}
+
+// checkpointsFrom returns up to checkpointChunk checkpoints of s from tree
+// size from.
+func checkpointsFrom(ctx context.Context, s ledger.Storage, from uint64) ([]checkpoint, error) {
+	errFull := errors.New("chunk full")
+	var cps []checkpoint
+	err := s.Checkpoints(ctx, from, func(size uint64, signed []byte) error {
+		cps = append(cps, checkpoint{size, signed})
+		if len(cps) == checkpointChunk {
+			return errFull
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return nil, err
+	}
+	return cps, nil
+}
+
+// proveCheckpoints compares the two checkpoint histories up to size and
+// checks each destination checkpoint against the destination's tree.
+func proveCheckpoints(ctx context.Context, to, from ledger.Storage, size uint64, opts Options, r *Report) error {
+	var prev *proofs.Checkpoint
+	next := uint64(0)
+	for {
+		src, err := checkpointsFrom(ctx, from, next)
+		if err != nil {
+			return fmt.Errorf("reading the source's checkpoints: %w", err)
+		}
+		dst, err := checkpointsFrom(ctx, to, next)
+		if err != nil {
+			return fmt.Errorf("reading the destination's checkpoints: %w", err)
+		}
+		// The source may have grown since the copy: compare up to size.
+		if i := slices.IndexFunc(src, func(c checkpoint) bool { return c.size > size }); i >= 0 {
+			src = src[:i]
+		}
+		last := len(src) < checkpointChunk
+		opened := make([]proofs.Checkpoint, len(src))
+		for i, s := range src {
+			if i >= len(dst) || dst[i].size != s.size {
+				return fmt.Errorf("%w: the source has a checkpoint for tree size %d, the destination does not", ErrMismatch, s.size)
+			}
+			if !bytes.Equal(dst[i].signed, s.signed) {
+				return fmt.Errorf("%w: the checkpoints for tree size %d differ", ErrMismatch, s.size)
+			}
+			c, err := parseCheckpoint(dst[i].signed, opts.Verifier)
+			if err != nil || c.Size != s.size {
+				return fmt.Errorf("%w: the checkpoint for tree size %d does not open: %v", ErrCorruptSource, s.size, err)
+			}
+			opened[i] = c
+		}
+		if err := proveTree(ctx, to, prev, opened); err != nil {
+			return err
+		}
+		if len(opened) > 0 {
+			prev = &opened[len(opened)-1]
+		}
+		r.Checkpoints += uint64(len(opened))
+		opts.Progress("verify", r.Checkpoints, 0)
+		if len(dst) > len(src) {
+			return fmt.Errorf("%w: the destination has a checkpoint for tree size %d, the source does not", ErrMismatch, dst[len(src)].size)
+		}
+		if last {
+			break
+		}
+		next = src[len(src)-1].size + 1
+	}
+	if prev == nil || prev.Size != size {
+		return fmt.Errorf("%w: no checkpoint for the tree size %d", ErrMismatch, size)
+	}
+	return nil
+}
+
+// proveWorkers is how many checkpoints Prove checks against the tree at
+// once: each check is a few round trips to a database.
+const proveWorkers = 8
+
+// proveTree checks, proveWorkers at a time, that each checkpoint's root is
+// the root recomputed from to's tree hashes and that each is consistent
+// with the one before it (prev for the first, when not nil).
+func proveTree(ctx context.Context, to ledger.Storage, prev *proofs.Checkpoint, cps []proofs.Checkpoint) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(cps))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(proveWorkers, len(cps)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				before := prev
+				if i > 0 {
+					before = &cps[i-1]
+				}
+				if errs[i] = proveOne(ctx, to, before, cps[i]); errs[i] != nil {
+					cancel()
+				}
+			}
+		}()
+	}
+feed:
+	for i := range cps {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// proveOne checks one checkpoint against to's tree hashes.
+func proveOne(ctx context.Context, to ledger.Storage, prev *proofs.Checkpoint, c proofs.Checkpoint) error {
+	root, err := proofs.TreeRoot(ctx, to, c.Size)
+	if err != nil {
+		return fmt.Errorf("%w: the destination's root at tree size %d: %w", ErrMismatch, c.Size, err)
+	}
+	if !bytes.Equal(root, c.Root) {
+		return fmt.Errorf("%w: the destination's tree hashes give another root than its checkpoint at tree size %d", ErrMismatch, c.Size)
+	}
+	if prev == nil {
+		return nil
+	}
+	p, err := proofs.ProveConsistency(ctx, to, prev.Size, c.Size)
+	if err == nil {
+		err = proofs.VerifyConsistency(p, prev.Root, c.Root)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: the checkpoints for tree sizes %d and %d are not consistent: %w", ErrMismatch, prev.Size, c.Size, err)
+	}
+	return nil
+}
+
+// proveEntries compares the destination's entries with the source's, and
+// rebuilds the tree from them to compare every stored hash; it returns the
+// blobs the entries name when blob stores are given.
+func proveEntries(ctx context.Context, to, from ledger.Storage, size uint64, opts Options, r *Report) (map[cas.Digest]bool, error) {
+	var blobs map[cas.Digest]bool
+	if opts.FromBlobs != nil && opts.ToBlobs != nil {
+		blobs = map[cas.Digest]bool{}
+	}
+	rng := proofs.NewRangeFactory().NewEmptyRange(0)
+	var idx []uint64
+	var want [][]byte
+	visit := func(id compact.NodeID, h []byte) {
+		idx = append(idx, proofs.NodeIndex(id))
+		want = append(want, h)
+	}
+	for start := uint64(0); start < size; start += entryChunk {
+		end := min(start+entryChunk, size)
+		dst, err := to.ReadEntries(ctx, start, end)
+		if err != nil {
+			return nil, fmt.Errorf("%w: reading the destination's entries %d to %d: %w", ErrMismatch, start, end-1, err)
+		}
+		src, err := from.ReadEntries(ctx, start, end)
+		if err != nil {
+			return nil, fmt.Errorf("reading the source's entries %d to %d: %w", start, end-1, err)
+		}
+		claims := make([][32]byte, len(dst))
+		idx, want = idx[:0], want[:0]
+		for i, e := range dst {
+			if !bytes.Equal(e, src[i]) {
+				return nil, fmt.Errorf("%w: entry %d differs", ErrMismatch, start+uint64(i))
+			}
+			x, err := ledger.IndexEntry(e)
+			if err != nil {
+				return nil, fmt.Errorf("%w: entry %d: %v", ErrCorruptSource, start+uint64(i), err)
+			}
+			claims[i] = x.Claim
+			for _, d := range x.Blobs {
+				if blobs != nil {
+					blobs[d] = true
+				}
+			}
+			if err := rng.Append(proofs.LeafHash(e), visit); err != nil {
+				return nil, err
+			}
+		}
+		found, err := to.LookupClaims(ctx, claims)
+		if err != nil {
+			return nil, fmt.Errorf("looking up the destination's claims: %w", err)
+		}
+		for i, c := range claims {
+			if got, ok := found[c]; !ok || got != start+uint64(i) {
+				return nil, fmt.Errorf("%w: the claim of entry %d is not indexed to it", ErrMismatch, start+uint64(i))
+			}
+		}
+		have, err := to.ReadHashes(ctx, idx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: reading the destination's tree hashes for entries %d to %d: %w", ErrMismatch, start, end-1, err)
+		}
+		for i := range idx {
+			if !bytes.Equal(have[i], want[i]) {
+				return nil, fmt.Errorf("%w: the destination's tree hash %d does not match its entries", ErrMismatch, idx[i])
+			}
+		}
+		r.Hashes += uint64(len(idx))
+		opts.Progress("verify", end, size)
+	}
+	if _, err := to.ReadEntries(ctx, size, size+1); !errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("%w: the destination holds an entry beyond tree size %d", ErrMismatch, size)
+	}
+	return blobs, nil
+}
+
+// lister is a blob store that can list its blobs, as *cas.Badger can.
+type lister interface {
+	Blobs(ctx context.Context, fn func(cas.Info) error) error
+}
+
+// proveBlobs copies to opts.ToBlobs what it lacks of the blobs named (and,
+// from a store that lists them, of every blob in opts.FromBlobs), then
+// re-hashes each of them there.
+func proveBlobs(ctx context.Context, named map[cas.Digest]bool, opts Options, r *Report) error {
+	all := make(map[cas.Digest]bool, len(named))
+	for d := range named {
+		all[d] = true
+	}
+	if l, ok := opts.FromBlobs.(lister); ok {
+		if err := l.Blobs(ctx, func(info cas.Info) error {
+			all[info.Digest] = true
+			return nil
+		}); err != nil {
+			return fmt.Errorf("listing the source's blobs: %w", err)
+		}
+	}
+	digests := make([]cas.Digest, 0, len(all))
+	for d := range all {
+		digests = append(digests, d)
+	}
+	slices.SortFunc(digests, func(a, b cas.Digest) int { return bytes.Compare(a[:], b[:]) })
+	same := opts.FromBlobs == opts.ToBlobs
+	for i, d := range digests {
+		ok, err := opts.ToBlobs.Has(ctx, d)
+		if err != nil {
+			return fmt.Errorf("checking the destination for blob %s: %w", d, err)
+		}
+		if !ok && !same {
+			if err := copyBlob(ctx, opts.ToBlobs, opts.FromBlobs, d); err != nil {
+				return err
+			}
+			r.BlobsCopied++
+		} else if !ok {
+			return fmt.Errorf("%w: blob %s, named by an entry, is not stored", ErrMismatch, d)
+		}
+		if err := rehash(ctx, opts.ToBlobs, d); err != nil {
+			return err
+		}
+		r.Blobs++
+		opts.Progress("blobs", uint64(i+1), uint64(len(digests)))
+	}
+	return nil
+}
+
+func copyBlob(ctx context.Context, to, from cas.Store, d cas.Digest) error {
+	rc, _, err := from.Open(ctx, d)
+	if err != nil {
+		return fmt.Errorf("reading blob %s from the source: %w", d, err)
+	}
+	defer rc.Close()
+	if _, err := to.Put(ctx, rc, &d); err != nil {
+		return fmt.Errorf("copying blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// rehash reads blob d from s and checks its SHA-256 here, besides what the
+// store checks on reading.
+func rehash(ctx context.Context, s cas.Store, d cas.Digest) error {
+	rc, _, err := s.Open(ctx, d)
+	if err != nil {
+		return fmt.Errorf("%w: blob %s in the destination: %w", ErrMismatch, d, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return fmt.Errorf("%w: blob %s in the destination: %w", ErrMismatch, d, err)
+	}
+	if !bytes.Equal(h.Sum(nil), d[:]) {
+		return fmt.Errorf("%w: blob %s in the destination hashes to something else", ErrMismatch, d)
+	}
+	return nil
+}
