@@ -119,13 +119,25 @@ func (l *Ledger) auditBlobs(ctx context.Context, r *AuditReport, progress AuditP
 		r.Blobs++
 		progress("blobs", uint64(i+1), uint64(len(digests)))
 	}
-	n, err := l.Blobs.OrphanChunks(ctx)
-	if err != nil {
-		r.problem("blob store: counting unreferenced chunks: %v", err)
+	if oc, ok := l.Blobs.(chunkCounter); ok {
+		n, err := oc.OrphanChunks(ctx)
+		if err != nil {
+			r.problem("blob store: counting unreferenced chunks: %v", err)
+		}
+		r.OrphanChunks = n
 	}
-	r.OrphanChunks = n
 	return nil
 }
+
+// chunkCounter is a blob store that keeps blobs in shared chunks, such as
+// *cas.Badger, and can count the chunks no blob uses. Stores that keep each
+// blob whole (cas/s3) have none to count.
+type chunkCounter interface {
+	// OrphanChunks returns how many stored chunks no blob refers to.
+	OrphanChunks(ctx context.Context) (int, error)
+}
+
+var _ chunkCounter = (*cas.Badger)(nil)
 
 type auditCheckpoint struct {
 	size uint64

@@ -51,15 +51,70 @@ func ValidateOrigin(origin string) error {
 	return nil
 }
 
-// A marker of format 1 is a ledger whose log is in its badger store; format
-// 2 adds Log, the URL of the log's storage elsewhere, without its password.
-// A program that knows only format 1 refuses format 2 rather than start an
-// empty log in the directory.
+// A marker of format 1 is a ledger whose log and blobs are in its badger
+// store; format 2 adds Log, the URL of the log's storage elsewhere, without
+// its password; format 3 adds Blobs, where the blobs are kept instead of
+// the badger store, with Log optional. A program that knows only the older
+// formats refuses the newer ones rather than start an empty log, or store
+// blobs, in the directory.
 type marker struct {
-	Format int    `json:"format"`
-	Origin string `json:"origin"`
-	Log    string `json:"log,omitempty"`
+	Format int          `json:"format"`
+	Origin string       `json:"origin"`
+	Log    string       `json:"log,omitempty"`
+	Blobs  *BlobsConfig `json:"blobs,omitempty"`
 }
+
+// valid reports whether m is a marker of a format this program knows.
+func (m marker) valid() bool {
+	switch m.Format {
+	case 1:
+		return m.Log == "" && m.Blobs == nil
+	case 2:
+		return m.Log != "" && m.Blobs == nil
+	case 3:
+		return m.Blobs != nil && m.Blobs.URL != ""
+	}
+	return false
+}
+
+// BlobStore is a blob store a ledger keeps its blobs in: a cas.Store that
+// can also list its blobs and re-hash one, for Audit. *cas.Badger and the
+// S3 store (cas/s3) are both.
+type BlobStore interface {
+	cas.Store
+	// Blobs calls fn with the Info of every stored blob until fn returns
+	// an error, which it returns. Blobs stored meanwhile may be missed.
+	Blobs(ctx context.Context, fn func(cas.Info) error) error
+	// Verify reads the blob with digest d and checks that it hashes to d:
+	// nil if intact, an error wrapping cas.ErrNotFound if absent, and one
+	// wrapping cas.ErrCorrupt if damaged.
+	Verify(ctx context.Context, d cas.Digest) error
+}
+
+var _ BlobStore = (*cas.Badger)(nil)
+
+// BlobsConfig locates the blob store of a ledger whose blobs are kept
+// outside its data directory, and how they are kept, as ledger.json records
+// it. It holds no secret: credentials and the store's endpoint come at run
+// time.
+type BlobsConfig struct {
+	// URL names the store, such as s3://bucket/prefix. It may not hold
+	// credentials.
+	URL string `json:"url"`
+	// Retention is how long each blob is locked against deletion from
+	// when it is stored, in the syntax the BlobOpener reads (such as
+	// "15y"); empty means the opener's default.
+	Retention string `json:"retention,omitempty"`
+	// NoWORM says the blobs are stored without retention, in a store that
+	// need not be able to lock them. For development only.
+	NoWORM bool `json:"no_worm,omitempty"`
+}
+
+// BlobOpener opens the blob store cfg describes, for a ledger whose blobs
+// are kept outside its data directory (s3://... for cas/s3), and fails if
+// it cannot be used as cfg says (unreachable, or unable to lock the blobs).
+// Ledger.Close closes what it returns if that has a Close method.
+type BlobOpener func(ctx context.Context, cfg BlobsConfig, logger *slog.Logger) (BlobStore, error)
 
 // StorageOpener opens the log's storage at url, for a ledger whose log is
 // kept outside its data directory (postgres://... for ledger/postgres).
@@ -77,6 +132,9 @@ func Init(ctx context.Context, dir, origin string) (string, error) {
 // that storage, opened with opts.OpenStorage, rather than in the directory;
 // the storage must hold no log yet. The directory records the URL without
 // its password (see OpenOptions.LogURL) and keeps the blobs and tokens.
+// With opts.Blobs.URL set, the blobs are kept in that store, opened with
+// opts.OpenBlobs, which must find it usable before anything is written; the
+// directory records opts.Blobs. Several ledgers (replicas) may share it.
 func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string, error) {
 	if err := ValidateOrigin(origin); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
@@ -99,6 +157,14 @@ func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string
 			return "", fmt.Errorf("initialising ledger: %w", err)
 		}
 	}
+	var blobsAt *BlobsConfig
+	if opts.Blobs != (BlobsConfig{}) {
+		cfg, err := checkBlobs(ctx, opts)
+		if err != nil {
+			return "", fmt.Errorf("initialising ledger: %w", err)
+		}
+		blobsAt = &cfg
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
@@ -116,7 +182,10 @@ func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string
 	if logAt != nil {
 		m = marker{Format: 2, Origin: origin, Log: logAt.String()}
 	}
-	l, err := openDir(ctx, dir, OpenOptions{Logger: opts.Logger, LogURL: opts.LogURL, OpenStorage: opts.OpenStorage}, m, true)
+	if blobsAt != nil {
+		m.Format, m.Blobs = 3, blobsAt
+	}
+	l, err := openDir(ctx, dir, OpenOptions{Logger: opts.Logger, LogURL: opts.LogURL, OpenStorage: opts.OpenStorage, OpenBlobs: opts.OpenBlobs}, m, true)
 	if err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
@@ -152,6 +221,46 @@ func checkUnused(ctx context.Context, opts OpenOptions, logAt *url.URL) error {
 	}
 	if h.Checkpoint != nil {
 		return fmt.Errorf("%s: %w (%d entries, %s)", logAt, ErrLogInUse, h.Size, checkpointSigner(h.Checkpoint))
+	}
+	return nil
+}
+
+// checkBlobs checks the blob store a new ledger is to keep its blobs in:
+// its URL holds no credentials and the store opens as configured. It
+// returns the configuration to record.
+func checkBlobs(ctx context.Context, opts OpenOptions) (BlobsConfig, error) {
+	cfg := opts.Blobs
+	if err := checkBlobsURL(cfg.URL); err != nil {
+		return cfg, err
+	}
+	if opts.OpenBlobs == nil {
+		return cfg, fmt.Errorf("cannot keep the blobs at %s: this program does not open such a blob store", cfg.URL)
+	}
+	// No logger: opening the ledger next says what there is to say.
+	b, err := opts.OpenBlobs(ctx, cfg, nil)
+	if err != nil {
+		return cfg, fmt.Errorf("the blobs at %s: %w", cfg.URL, err)
+	}
+	return cfg, closeBlobs(b)
+}
+
+// checkBlobsURL refuses a blob store URL that is not one, or that holds
+// credentials, which are never written to the data directory.
+func checkBlobsURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Scheme == "" || u.Host == "":
+		return fmt.Errorf("blob store URL %q: want a URL such as s3://bucket/prefix", redactedText(raw))
+	case u.User != nil:
+		return fmt.Errorf("blob store URL %s: credentials do not belong in it (they would be written to %s); give them at run time, as the store's client reads them", redactedText(raw), MarkerFile)
+	}
+	return nil
+}
+
+// closeBlobs closes a blob store that has a Close method.
+func closeBlobs(b BlobStore) error {
+	if c, ok := b.(io.Closer); ok {
+		return c.Close()
 	}
 	return nil
 }
@@ -254,6 +363,15 @@ type OpenOptions struct {
 	// OpenStorage opens a log kept outside the data directory; Open needs
 	// it only for such a ledger.
 	OpenStorage StorageOpener
+	// Blobs, for InitWith, keeps the new ledger's blobs in the store it
+	// describes, opened with OpenBlobs, rather than in the data directory.
+	// For Open, only Blobs.URL may be set, to the URL the directory
+	// records (a trailing slash aside); retention and NoWORM are fixed when
+	// the ledger is made.
+	Blobs BlobsConfig
+	// OpenBlobs opens a blob store kept outside the data directory; Open
+	// needs it only for such a ledger.
+	OpenBlobs BlobOpener
 	// FollowShared opens a log kept outside the data directory, which
 	// several replicas may share, as a follower (LogOptions.Follower):
 	// the caller promotes it once it holds the sequencer lock. A log in
@@ -261,14 +379,18 @@ type OpenOptions struct {
 	FollowShared bool
 }
 
-// Ledger is an opened data directory: the badger DB, the blob store on it
-// and the log, whose storage is on the same DB or, for a ledger made with
-// a log URL, elsewhere.
+// Ledger is an opened data directory: the badger DB, the blob store and the
+// log. The blob store is on the same DB or, for a ledger made with a blob
+// store URL, elsewhere; so is the log's storage, for one made with a log
+// URL.
 type Ledger struct {
 	Dir     string
 	DB      *badger.DB
-	Blobs   *cas.Badger
+	Blobs   BlobStore
 	Storage AuditStorage
+	// BlobsURL is where the blobs are kept, or empty when they are in the
+	// badger DB.
+	BlobsURL string
 	// LogURL is where the log is kept, without password, or empty when it
 	// is in the badger DB.
 	LogURL   string
@@ -297,8 +419,8 @@ func Open(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
 	var m marker
-	if err := json.Unmarshal(b, &m); err != nil || !(m.Format == 1 && m.Log == "" || m.Format == 2 && m.Log != "") {
-		return nil, fmt.Errorf("opening %s: %w: %s is not a format-1 ledger marker, nor a format-2 one naming its log", dir, ErrNotLedger, MarkerFile)
+	if err := json.Unmarshal(b, &m); err != nil || !m.valid() {
+		return nil, fmt.Errorf("opening %s: %w: %s is not a ledger marker of format 1, 2 (naming its log) or 3 (naming its blob store)", dir, ErrNotLedger, MarkerFile)
 	}
 	l, err := openDir(ctx, dir, opts, m, false)
 	if err != nil {
@@ -315,6 +437,9 @@ func Open(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
 // that Init is making it, so an external log may be empty.
 func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creating bool) (*Ledger, error) {
 	logURL, err := runtimeLogURL(m, opts)
+	if err == nil && !creating {
+		err = checkRuntimeBlobs(m, opts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
@@ -347,15 +472,19 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: opening store: %w", dir, err)
 	}
-	blobs, err := cas.NewBadger(db, cas.BadgerOptions{Logger: opts.Logger})
+	blobs, err := openBlobs(ctx, db, m, opts)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
 	l := &Ledger{Dir: dir, DB: db, Blobs: blobs, LogURL: m.Log, Signer: signer, Verifier: verifier, PublicKey: strings.TrimSpace(string(vkey))}
+	if m.Blobs != nil {
+		l.BlobsURL = m.Blobs.URL
+	}
 	if m.Log == "" {
 		l.Storage = NewBadgerStorage(db)
 	} else if l.Storage, err = opts.OpenStorage(ctx, logURL, opts.Logger); err != nil {
+		l.closeBlobs()
 		db.Close()
 		return nil, fmt.Errorf("opening %s: the log at %s: %w", dir, m.Log, err)
 	}
@@ -379,6 +508,39 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
 	return l, nil
+}
+
+// openBlobs opens the blob store of a ledger with marker m: the badger
+// store on db, or the store the marker names, with opts.OpenBlobs.
+func openBlobs(ctx context.Context, db *badger.DB, m marker, opts OpenOptions) (BlobStore, error) {
+	if m.Blobs == nil {
+		return cas.NewBadger(db, cas.BadgerOptions{Logger: opts.Logger})
+	}
+	if opts.OpenBlobs == nil {
+		return nil, fmt.Errorf("its blobs are at %s, which this program cannot open", m.Blobs.URL)
+	}
+	b, err := opts.OpenBlobs(ctx, *m.Blobs, opts.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("the blobs at %s: %w", m.Blobs.URL, err)
+	}
+	return b, nil
+}
+
+// checkRuntimeBlobs checks the blob store options given to Open against
+// the ledger's marker m.
+func checkRuntimeBlobs(m marker, opts OpenOptions) error {
+	given := opts.Blobs
+	switch {
+	case given.Retention != "" || given.NoWORM:
+		return errors.New("a blob retention and no-WORM are chosen when a ledger is made (`ledger init --blobs URL`), not when it is opened")
+	case given.URL == "":
+		return nil
+	case m.Blobs == nil:
+		return fmt.Errorf("this ledger keeps its blobs in its data directory, so a blob store URL (%s) does not apply (it names where `ledger init --blobs URL` put a ledger's blobs)", redactedText(given.URL))
+	case strings.TrimSuffix(given.URL, "/") != strings.TrimSuffix(m.Blobs.URL, "/"):
+		return fmt.Errorf("this ledger's blobs are at %s, but the blob store URL given names %s: give the same, or none to use the recorded one", m.Blobs.URL, redactedText(given.URL))
+	}
+	return nil
 }
 
 // runtimeLogURL returns the URL to open the log of a ledger with marker m
@@ -440,10 +602,21 @@ func (l *Ledger) Close() error {
 			err = cerr
 		}
 	}
+	if cerr := l.closeBlobs(); err == nil {
+		err = cerr
+	}
 	if cerr := l.DB.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// closeBlobs closes the blob store if it is kept outside the badger DB.
+func (l *Ledger) closeBlobs() error {
+	if l.BlobsURL == "" || l.Blobs == nil {
+		return nil
+	}
+	return closeBlobs(l.Blobs)
 }
 
 // openDB opens the badger store. After a crash, badger replays its

@@ -65,6 +65,10 @@ const (
 	DefaultRegion      = "us-east-1"               // region when neither Options nor the environment name one
 )
 
+// ErrNoObjectLock is returned (wrapped) by Open for a bucket without Object Lock enabled, unless
+// Options.NoWORM.
+var ErrNoObjectLock = errors.New("does not have Object Lock enabled")
+
 // MinPartSize is the smallest part S3 accepts in a multipart upload, except for the last part.
 const MinPartSize = 5 << 20
 
@@ -256,9 +260,9 @@ func (s *Store) check(ctx context.Context) error {
 		}
 	}
 	if !enabled && s.worm {
-		return fmt.Errorf("s3 blob store: bucket %q on %s does not have Object Lock enabled, so blobs could be deleted or overwritten; "+
+		return fmt.Errorf("s3 blob store: bucket %q on %s %w, so blobs could be deleted or overwritten; "+
 			"create a bucket with Object Lock enabled (for example aws s3api create-bucket --object-lock-enabled-for-bucket) "+
-			"and use it, or, for development only, store without retention (--no-worm)", s.bucket, s.endpoint)
+			"and use it, or, for development only, store without retention (--no-worm)", s.bucket, s.endpoint, ErrNoObjectLock)
 	}
 	if !s.worm {
 		s.log.Warn("storing blobs without Object Lock retention", "bucket", s.bucket, "object_lock", enabled)

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tracealm/evidence-ledger/cas"
+	s3store "github.com/tracealm/evidence-ledger/cas/s3"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
@@ -76,6 +77,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	for _, c := range app.Commands {
 		setUsageHandler(c)
 		addLogFlag(c)
+		addBlobFlags(c)
 	}
 	return app
 }
@@ -227,9 +229,15 @@ func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 }
 
 // openOptions are the options every command opens or creates a ledger
-// with: the logger and the log's URL (--log / LEDGER_LOG).
+// with: the logger, the log's URL (--log / LEDGER_LOG) and the blob store's
+// (--blobs / LEDGER_BLOBS, see blobsConfig).
 func openOptions(c *cli.Context, logger *slog.Logger) ledger.OpenOptions {
-	return ledger.OpenOptions{Logger: logger, LogURL: c.String("log"), OpenStorage: openLogStorage}
+	blobs, err := blobsConfig(c)
+	if err != nil {
+		// Open refuses a URL other than the recorded one; init checks first.
+		blobs = ledger.BlobsConfig{URL: c.String("blobs")}
+	}
+	return ledger.OpenOptions{Logger: logger, LogURL: c.String("log"), OpenStorage: openLogStorage, Blobs: blobs, OpenBlobs: blobOpener(c)}
 }
 
 // openLogStorage opens a log kept outside the data directory. PostgreSQL is
@@ -249,6 +257,8 @@ func hint(err error) string {
 		return "create a ledger with `ledger init --data DIR --origin NAME`, or set LEDGER_DATA to an existing one"
 	case errors.Is(err, ledger.ErrLogInUse):
 		return "each ledger's log needs a database of its own: create one (createdb NAME) and pass its URL to --log"
+	case errors.Is(err, s3store.ErrNoObjectLock):
+		return "blobs on S3 must be locked: use a bucket made with Object Lock enabled; only a development ledger does without (`ledger init --blobs URL --no-worm`)"
 	case errors.Is(err, ledger.ErrExists):
 		return "ledger init never overwrites; pick a new directory"
 	case errors.Is(err, cas.ErrDigestMismatch):

@@ -20,10 +20,10 @@ func (e *env) initCommand() *cli.Command {
 		Name:      "init",
 		Usage:     "create a ledger: store, log key (log.key) and public key (log.pub)",
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataFlag(),
 			&cli.StringFlag{Name: "origin", Usage: "the log's name in checkpoints, e.g. ledger.example.com/dhf"},
-		},
+		}, initBlobFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -39,6 +39,10 @@ func (e *env) initCommand() *cli.Command {
 			if err := ledger.ValidateOrigin(origin); err != nil {
 				return usageError{err}
 			}
+			blobs, err := blobsConfig(c)
+			if err != nil {
+				return err
+			}
 			vkey, err := ledger.InitWith(c.Context, dir, origin, openOptions(c, e.logger()))
 			if err != nil {
 				return err
@@ -46,6 +50,9 @@ func (e *env) initCommand() *cli.Command {
 			where := "in " + dir
 			if c.String("log") != "" {
 				where += ", its log on PostgreSQL"
+			}
+			if blobs.URL != "" {
+				where += ", its blobs in " + describeBlobs(blobs)
 			}
 			fmt.Fprintf(e.stderr, "initialised ledger %s %s\nlog public key (give %s to auditors):\n", origin, where, filepath.Join(dir, ledger.PublicKeyFile))
 			fmt.Fprintln(e.stdout, vkey)
