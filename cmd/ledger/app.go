@@ -16,6 +16,7 @@ import (
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
+	"github.com/tracealm/evidence-ledger/ledger/publish"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 )
@@ -61,6 +62,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.serveCommand(),
 			e.tokenCommand(),
 			e.monitorCommand(),
+			e.holdCommand(),
+			e.publishCommand(),
 		},
 		// Action runs only when no command matched: show help for a bare
 		// `ledger`, and make a mistyped command a usage error.
@@ -255,6 +258,8 @@ func hint(err error) string {
 	switch {
 	case errors.Is(err, ledger.ErrNotLedger):
 		return "create a ledger with `ledger init --data DIR --origin NAME`, or set LEDGER_DATA to an existing one"
+	case errors.Is(err, publish.ErrConflict):
+		return "nothing was published over it: the destination holds another log or a fork of this one; publish to an empty destination, or investigate the fork"
 	case errors.Is(err, ledger.ErrLogInUse):
 		return "each ledger's log needs a database of its own: create one (createdb NAME) and pass its URL to --log"
 	case errors.Is(err, s3store.ErrNoObjectLock):
