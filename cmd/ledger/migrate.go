@@ -10,6 +10,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/migrate"
+	"github.com/tracealm/evidence-ledger/proofs"
 )
 
 // migrateCommand copies a ledger's log, and with a data directory its keys,
@@ -39,6 +40,7 @@ copy what it logged since, then serve from NEWDIR.`,
 			&cli.StringFlag{Name: "from", Usage: "the source: a data `DIR`, or the postgres:// URL of a log"},
 			&cli.StringFlag{Name: "to", Usage: "the destination: a postgres:// `URL` or a new data directory"},
 			&cli.StringFlag{Name: "to-data", Usage: "with --to postgres://..., the new data `DIR` to point at the copied log"},
+			&cli.StringFlag{Name: "log-key", Usage: "check every source checkpoint's signature with this public key `FILE` (default: the source directory's log.pub; with --from postgres://... only the roots are checked without it)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -115,6 +117,15 @@ func (e *env) migrate(c *cli.Context) error {
 		dst = s
 	}
 
+	if k := c.String("log-key"); k != "" {
+		vkey, err := readLimited(k, 4<<10)
+		if err != nil {
+			return fmt.Errorf("reading log key: %w", err)
+		}
+		if opts.Verifier, err = proofs.NewVerifier(string(vkey)); err != nil {
+			return usageError{err}
+		}
+	}
 	bar := newProgress(e.stderr, "", 0)
 	opts.Progress = func(phase string, done, total uint64) { bar.set(phase, int64(done), int64(total)) }
 	r, err := migrate.Run(ctx, dst, src, opts)

@@ -124,6 +124,18 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("after the refused migration, checkpoint = %q, want %q", got, want)
 	}
 
+	// The log alone, from one database to another, its checkpoints
+	// checked with the key given.
+	url2 := server.NewDatabase(t)
+	code, _, stderr = runMigrate(t, "--from", url, "--to", url2, "--log-key", filepath.Join(other, ledger.PublicKeyFile))
+	if code != 1 || !strings.Contains(stderr, "wrong log key") {
+		t.Errorf("migrate checked with another ledger's key: exit %d, stderr %q; want 1 and a failed check", code, stderr)
+	}
+	code, stdout, stderr = runMigrate(t, "--from", url, "--to", url2, "--log-key", filepath.Join(src, ledger.PublicKeyFile))
+	if code != 0 || !strings.Contains(stdout, "copied       12 entries") || !strings.Contains(stdout, "run again with --to-data") {
+		t.Errorf("migrate the log alone: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
 	code, _, stderr = runMigrate(t, "--from", src, "--to", back, "--to-data", onPG)
 	if code != 2 {
 		t.Errorf("migrate --to DIR --to-data DIR: exit %d, stderr %q; want 2", code, stderr)

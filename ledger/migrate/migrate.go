@@ -48,8 +48,9 @@ var ErrFork = errors.New("the destination holds a different log")
 var ErrMismatch = errors.New("the copy does not match its source")
 
 // ErrCorruptSource reports a source whose stored checkpoints do not match
-// its entries, or do not verify: nothing past that point is copied.
-var ErrCorruptSource = errors.New("the source log is damaged (run ledger audit on it)")
+// its entries or do not verify with the key given, or whose entries do not
+// parse: nothing past that point is copied.
+var ErrCorruptSource = errors.New("the source log failed a check (a wrong log key, or damage that an audit of it will show)")
 
 // Progress is told how far a migration has got: the phase ("log",
 // "verify", "blobs"), the items done and the total (0 if unknown).
@@ -125,6 +126,12 @@ const checkpointChunk = 1024
 func Copy(ctx context.Context, to, from ledger.Storage, opts Options) (*Report, error) {
 	opts.fill()
 	r := &Report{}
+	// The destination first: the source's head, read after, is at least
+	// as far as any copy made before.
+	dstHead, err := to.Head(ctx)
+	if err != nil {
+		return r, fmt.Errorf("reading the destination log's head: %w", err)
+	}
 	srcHead, err := from.Head(ctx)
 	if err != nil {
 		return r, fmt.Errorf("reading the source log's head: %w", err)
@@ -133,10 +140,6 @@ func Copy(ctx context.Context, to, from ledger.Storage, opts Options) (*Report, 
 		return r, errors.New("the source log is empty: it has no checkpoint, not even for size 0")
 	}
 	r.Size = srcHead.Size
-	dstHead, err := to.Head(ctx)
-	if err != nil {
-		return r, fmt.Errorf("reading the destination log's head: %w", err)
-	}
 	rng := proofs.NewRangeFactory().NewEmptyRange(0)
 	from0 := uint64(0)
 	if dstHead.Checkpoint != nil {

@@ -132,8 +132,8 @@ func finish(t *testing.T, src *ledger.Ledger, dir, logURL string) *ledger.Ledger
 		target.Close()
 		t.Fatalf("Run: %v", err)
 	}
-	if r.Size != src.Log.Size() || r.Entries != r.Size || r.Blobs == 0 || r.BlobsCopied != r.Blobs {
-		t.Errorf("Run() report = %+v; want %d entries copied and every blob copied", r, src.Log.Size())
+	if r.Size != src.Log.Size() || r.Entries != r.Size-r.Resumed || r.Blobs == 0 || r.BlobsCopied != r.Blobs {
+		t.Errorf("Run() report = %+v; want the log copied to size %d and every blob copied", r, src.Log.Size())
 	}
 	if _, err := target.Finish(t.Context(), src); err != nil {
 		t.Fatal(err)
@@ -278,6 +278,35 @@ func TestResume(t *testing.T) {
 	if err != nil || r.Entries != 0 || r.Resumed != 400 {
 		t.Errorf("Run on a finished copy = %+v, %v; want nothing copied", r, err)
 	}
+}
+
+// TestResumeDirectory interrupts a migration into a new data directory:
+// the half-made directory is no ledger, and a second run finishes it.
+func TestResumeDirectory(t *testing.T) {
+	src := newSource(t, 300)
+	dir := filepath.Join(t.TempDir(), "copy")
+	target, err := migrate.OpenTarget(t.Context(), dir, src, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, err = migrate.Run(ctx, target.Storage, src.Storage, migrate.Options{Progress: func(phase string, done, _ uint64) {
+		if phase == "log" && done >= 100 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with its context cancelled midway = %v, want context.Canceled", err)
+	}
+	if err := target.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{}); !errors.Is(err, ledger.ErrNotLedger) {
+		t.Fatalf("opening a half-copied directory = %v, want ErrNotLedger", err)
+	}
+	l := finish(t, src, dir, "")
+	sameCheckpoints(t, checkpoints(t, l.Storage), checkpoints(t, src.Storage))
 }
 
 // TestFork refuses a destination that holds another log, or a copy of the
