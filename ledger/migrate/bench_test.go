@@ -27,7 +27,9 @@ const benchEntriesEnv = "LEDGER_MIGRATE_ENTRIES"
 // source is appended to by 64 concurrent writers, so its commits (and
 // checkpoints, each copied by one destination commit) are as a busy node
 // makes them. It reports the copy's rate and the rate of copy and proof
-// together, in entries/s.
+// together, in entries/s. Each source commit becomes one destination
+// commit, so the rate is about the source's entries per commit divided by
+// the destination's commit latency.
 func BenchmarkMigrate(b *testing.B) {
 	n := 20000
 	if s := os.Getenv(benchEntriesEnv); s != "" {

@@ -52,8 +52,9 @@ var ErrMismatch = errors.New("the copy does not match its source")
 // parse: nothing past that point is copied.
 var ErrCorruptSource = errors.New("the source log failed a check (a wrong log key, or damage that an audit of it will show)")
 
-// Progress is told how far a migration has got: the phase ("log",
-// "verify", "blobs"), the items done and the total (0 if unknown).
+// Progress is told how far a migration has got: the phase ("log" while
+// copying; "checkpoints", "entries" and "blobs" while proving), the items
+// done and the total (0 if unknown).
 type Progress func(phase string, done, total uint64)
 
 // Options configure Run, Copy and Prove. The zero value copies and proves

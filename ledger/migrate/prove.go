@@ -110,7 +110,7 @@ func proveCheckpoints(ctx context.Context, to, from ledger.Storage, size uint64,
 			prev = &opened[len(opened)-1]
 		}
 		r.Checkpoints += uint64(len(opened))
-		opts.Progress("verify", r.Checkpoints, 0)
+		opts.Progress("checkpoints", r.Checkpoints, 0)
 		if len(dst) > len(src) {
 			return fmt.Errorf("%w: the destination has a checkpoint for tree size %d, the source does not", ErrMismatch, dst[len(src)].size)
 		}
@@ -262,7 +262,7 @@ func proveEntries(ctx context.Context, to, from ledger.Storage, size uint64, opt
 			}
 		}
 		r.Hashes += uint64(len(idx))
-		opts.Progress("verify", end, size)
+		opts.Progress("entries", end, size)
 	}
 	if _, err := to.ReadEntries(ctx, size, size+1); !errors.Is(err, ledger.ErrNotFound) {
 		return nil, fmt.Errorf("%w: the destination holds an entry beyond tree size %d", ErrMismatch, size)
