@@ -64,6 +64,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.monitorCommand(),
 			e.holdCommand(),
 			e.publishCommand(),
+			e.migrateCommand(),
 		},
 		// Action runs only when no command matched: show help for a bare
 		// `ledger`, and make a mistyped command a usage error.
