@@ -46,7 +46,9 @@ func TestFollowerNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body struct{ Error struct{ Code, Message string } }
+	var body struct {
+		Error struct{ Code, Message string }
+	}
 	json.NewDecoder(resp.Body).Decode(&body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || body.Error.Code != "not_sequencer" || !strings.Contains(body.Error.Message, `"role": "sequencer"`) || e.l.Log.Size() != size {
