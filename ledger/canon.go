@@ -3,9 +3,9 @@ package ledger
 import (
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/proofs"
 )
 
 // The subject structs are flat: string, integer and digest fields. Their
@@ -97,11 +97,11 @@ func canonicalSubject(v any) (b []byte, ok bool) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, f.key)
+		b = proofs.AppendJSONString(b, f.key, false)
 		b = append(b, ':')
 		switch f.kind {
 		case 's':
-			b = appendJSONString(b, f.s)
+			b = proofs.AppendJSONString(b, f.s, false)
 		case 'i':
 			b = strconv.AppendInt(b, f.i, 10)
 		default:
@@ -109,54 +109,4 @@ func canonicalSubject(v any) (b []byte, ok bool) {
 		}
 	}
 	return append(b, '}'), true
-}
-
-// appendJSONString appends s as an RFC 8785 string: quotation mark and
-// reverse solidus escaped, control characters as \b \t \n \f \r or \u00xx,
-// everything else as UTF-8, an invalid byte becoming U+FFFD as
-// encoding/json makes it.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r != utf8.RuneError || size != 1 {
-				i += size
-				continue
-			}
-			b = append(b, s[start:i]...)
-			b = append(b, "\uFFFD"...)
-			i++
-			start = i
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\r':
-			b = append(b, '\\', 'r')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

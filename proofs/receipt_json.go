@@ -11,13 +11,13 @@ import (
 // A node answers every append with a receipt, so this is on its hot path.
 func (r Receipt) AppendJSON(b []byte) []byte {
 	b = append(b, `{"origin":`...)
-	b = appendString(b, r.Origin)
+	b = AppendJSONString(b, r.Origin, true)
 	b = append(b, `,"index":`...)
 	b = strconv.AppendUint(b, r.Index, 10)
 	b = append(b, `,"entry":`...)
 	b = appendBytes(b, r.Entry)
 	b = append(b, `,"entry_digest":`...)
-	b = appendString(b, r.EntryDigest)
+	b = AppendJSONString(b, r.EntryDigest, true)
 	b = append(b, `,"inclusion":{"tree_size":`...)
 	b = strconv.AppendUint(b, r.Inclusion.TreeSize, 10)
 	b = append(b, `,"hashes":`...)
@@ -34,7 +34,7 @@ func (r Receipt) AppendJSON(b []byte) []byte {
 		b = append(b, ']')
 	}
 	b = append(b, `},"checkpoint":`...)
-	b = appendString(b, r.Checkpoint)
+	b = AppendJSONString(b, r.Checkpoint, true)
 	if r.Duplicate {
 		b = append(b, `,"duplicate":true`...)
 	}
@@ -51,10 +51,13 @@ func appendBytes(dst, b []byte) []byte {
 	return append(dst, '"')
 }
 
-// appendString appends s as a JSON string the way encoding/json does
-// with HTML escaping off: \" \\ \b \f \n \r \t, other control characters
-// as \u00XX, U+2028 and U+2029 escaped, invalid UTF-8 as \ufffd.
-func appendString(dst []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string, in one of two dialects:
+// RFC 8785 (JCS, asEncodingJSON false): quotation mark and reverse solidus
+// escaped, control characters as \b \t \n \f \r or \u00xx, everything
+// else as UTF-8 with an invalid byte as U+FFFD; or what encoding/json
+// writes with HTML escaping off (asEncodingJSON true): the same, but
+// U+2028 and U+2029 escaped and an invalid byte written as \ufffd.
+func AppendJSONString(dst []byte, s string, asEncodingJSON bool) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
@@ -87,21 +90,24 @@ func appendString(dst []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
+		var esc string
+		switch {
+		case r == utf8.RuneError && size == 1 && asEncodingJSON:
+			esc = `\ufffd`
+		case r == utf8.RuneError && size == 1:
+			esc = "\uFFFD"
+		case asEncodingJSON && r == '\u2028':
+			esc = `\u2028`
+		case asEncodingJSON && r == '\u2029':
+			esc = `\u2029`
+		default:
 			i += size
-			start = i
 			continue
 		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
+		dst = append(dst, s[start:i]...)
+		dst = append(dst, esc...)
 		i += size
+		start = i
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
