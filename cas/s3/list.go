@@ -2,12 +2,14 @@ package s3store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/tracealm/evidence-ledger/cas"
 )
@@ -39,15 +41,33 @@ func (s *Store) Blobs(ctx context.Context, fn func(cas.Info) error) error {
 	return nil
 }
 
-// Verify reads the blob with digest d and checks that it hashes to d. It returns nil if the blob
-// is intact, an error wrapping cas.ErrNotFound if it is absent, and a *cas.CorruptError if not.
-// Its cost is one GET of the content.
+// ErrNotLocked reports, from Verify, a blob whose object has no COMPLIANCE
+// retention (nor legal hold) in a store that locks what it writes: intact,
+// but deletable.
+var ErrNotLocked = errors.New("is not under COMPLIANCE retention")
+
+// Verify reads the blob with digest d and checks that it hashes to d and,
+// unless the store is NoWORM, that its object is locked. It returns nil if
+// the blob is intact and locked, an error wrapping cas.ErrNotFound if it is
+// absent, a *cas.CorruptError if its content is wrong, and an error wrapping
+// ErrNotLocked if nothing stops its deletion (as after a crash between
+// writing and locking; putting the blob again locks it). Its cost is one
+// GET of the content and one HEAD.
 func (s *Store) Verify(ctx context.Context, d cas.Digest) error {
 	rc, _, err := s.Open(ctx, d)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	_, err = io.Copy(io.Discard, rc)
-	return err
+	if _, err = io.Copy(io.Discard, rc); err != nil || !s.worm {
+		return err
+	}
+	l, err := s.Lock(ctx, d)
+	if err != nil {
+		return err
+	}
+	if l.Mode != string(types.ObjectLockRetentionModeCompliance) && !l.LegalHold {
+		return fmt.Errorf("object %s %w (its lock mode is %q), so it could be deleted; put the blob again to lock it", s.Key(d), ErrNotLocked, l.Mode)
+	}
+	return nil
 }

@@ -260,11 +260,22 @@ func TestLocksUnlockedBlob(t *testing.T) {
 		}
 		opts.NoWORM = false
 		st := openStore(t, opts)
+		// The audit's check names the unlocked blob...
+		if err := st.Verify(t.Context(), info.Digest); !errors.Is(err, s3store.ErrNotLocked) {
+			t.Errorf("Verify of an unlocked blob in a WORM store = %v, want ErrNotLocked", err)
+		}
+		if err := loose.Verify(t.Context(), info.Digest); err != nil {
+			t.Errorf("Verify in the NoWORM store = %v, want nil", err)
+		}
 		before := time.Now()
 		if _, err := st.Put(t.Context(), bytes.NewReader(content), nil); err != nil {
 			t.Fatal(err)
 		}
 		checkLocked(t, st, info.Digest, before, time.Now(), opts.Retention)
+		// ...and passes once putting it again locked it.
+		if err := st.Verify(t.Context(), info.Digest); err != nil {
+			t.Errorf("Verify after the blob was locked = %v", err)
+		}
 		opts.NoWORM = true
 	}
 }
