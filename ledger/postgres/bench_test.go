@@ -39,23 +39,29 @@ func appendN(tb testing.TB, l *ledger.Log, base ledger.Artefact, writers, n int,
 	return time.Since(start)
 }
 
+// newBadgerLedger makes a ledger on the embedded badger default (a data
+// directory made by ledger.Init), closed when the benchmark ends.
+func newBadgerLedger(b *testing.B) *ledger.Ledger {
+	b.Helper()
+	dir := b.TempDir() + "/ledger"
+	if _, err := ledger.Init(context.Background(), dir, "bench.example.com/log"); err != nil {
+		b.Fatal(err)
+	}
+	l, err := ledger.Open(context.Background(), dir, ledger.OpenOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	return l
+}
+
 // BenchmarkAppendDurable measures durable appends with 64 concurrent
 // writers through ledger.Log on PostgreSQL and, in the same run and for the
 // same number of entries, on the embedded badger default (a data directory
 // made by ledger.Init). It reports entries/s for both and their ratio.
 func BenchmarkAppendDurable(b *testing.B) {
 	const writers = 64
-	ctx := context.Background()
-
-	dir := b.TempDir() + "/ledger"
-	if _, err := ledger.Init(ctx, dir, "bench.example.com/log"); err != nil {
-		b.Fatal(err)
-	}
-	bl, err := ledger.Open(ctx, dir, ledger.OpenOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bl.Close()
+	bl := newBadgerLedger(b)
 	bbase := claimFor(b, bl.Blobs, "benchmark evidence", "x", "v1.0.0").Subject.(ledger.Artefact)
 
 	f := newFixture(b, "bench.example.com/log")
