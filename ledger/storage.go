@@ -16,6 +16,13 @@ var ErrConflict = errors.New("log changed underneath the sequencer")
 // transaction; nothing was written.
 var ErrBatchTooLarge = errors.New("batch too large for one transaction")
 
+// ErrUnavailable reports that the log's storage cannot be reached just now:
+// its database server is down, restarting or cut off. Storage
+// implementations wrap it around such failures so that callers can tell
+// them from a fault in the data: a read that fails with it can be retried
+// as it is, and so can an append, being idempotent.
+var ErrUnavailable = errors.New("the log's storage cannot be reached")
+
 // Head is the durable state of a log: its size, the compact range of the
 // whole tree (the hashes of the perfect subtrees covering [0, Size), left to
 // right) and the signed checkpoint for Size.

@@ -52,7 +52,7 @@ func (s *Storage) Commit(ctx context.Context, b *ledger.Batch) error {
 	}
 	prev, err := s.extends(ctx, b.Start)
 	if err != nil {
-		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, err)
+		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, lost(err))
 	}
 	if prev != nil && len(b.Entries) == 0 {
 		return fmt.Errorf("%w: a commit of no entries at size %d: only the empty log's first checkpoint has none", ledger.ErrConflict, b.Start)
@@ -90,7 +90,7 @@ func (s *Storage) Commit(ctx context.Context, b *ledger.Batch) error {
 	}
 	err = s.pool.SendBatch(ctx, q).Close()
 	if err != nil {
-		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, commitError(err))
+		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, lost(commitError(err)))
 	}
 	s.rooted.Store(true)
 	return nil

@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -176,6 +177,43 @@ func (s *Storage) connectError(err error) error {
 	}
 	return fmt.Errorf("%w at %s: %w; %s", ErrUnreachable, s.where, err, hint)
 }
+
+// lost marks err with ledger.ErrUnavailable when it says that the server
+// could not be reached or the session was cut: a connection refused or
+// broken, closed under a query, a server shutting down or starting up, or
+// one out of connection slots. Those pass once the server is back; the
+// message stays err's. Any other error (a constraint, a malformed row,
+// credentials the server refuses) is returned as it is.
+func lost(err error) error {
+	if err == nil || errors.Is(err, ledger.ErrUnavailable) {
+		return err
+	}
+	var (
+		pe *pgconn.PgError
+		ce *pgconn.ConnectError
+		ne net.Error
+	)
+	switch {
+	case errors.As(err, &pe):
+		// Class 08 is the connection exceptions; 57P01 to 57P03 are an
+		// administrator's or a crash's shutdown and a server that does not
+		// accept connections yet; 53300 is too many connections.
+		if !strings.HasPrefix(pe.Code, "08") && pe.Code != "57P01" && pe.Code != "57P02" && pe.Code != "57P03" && pe.Code != "53300" {
+			return err
+		}
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, pgconn.ErrConnClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	default:
+		return err
+	}
+	return unavailableError{err}
+}
+
+// unavailableError is an error of the server's absence: it reads as the
+// driver's error and matches both it and ledger.ErrUnavailable.
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string   { return e.err.Error() }
+func (e unavailableError) Unwrap() []error { return []error{ledger.ErrUnavailable, e.err} }
 
 // describe names a server and database as a URL without the password, for
 // messages and logs.

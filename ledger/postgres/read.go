@@ -27,7 +27,7 @@ func (s *Storage) Head(ctx context.Context) (ledger.Head, error) {
 		return zeroHead, nil
 	}
 	if err != nil {
-		return zeroHead, fmt.Errorf("reading the log's head: %w", err)
+		return zeroHead, fmt.Errorf("reading the log's head: %w", lost(err))
 	}
 	if size < 0 || len(rng)%32 != 0 {
 		return zeroHead, fmt.Errorf("the head at size %d has a compact range of %d bytes: storage is corrupt", size, len(rng))
@@ -62,7 +62,7 @@ func (s *Storage) ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, e
 	}
 	rows, err := s.pool.Query(ctx, readHashes, want)
 	if err != nil {
-		return nil, fmt.Errorf("reading %d tree hashes: %w", len(indexes), err)
+		return nil, fmt.Errorf("reading %d tree hashes: %w", len(indexes), lost(err))
 	}
 	got := make(map[uint64][]byte, len(want))
 	var (
@@ -77,7 +77,7 @@ func (s *Storage) ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, e
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading %d tree hashes: %w", len(indexes), err)
+		return nil, fmt.Errorf("reading %d tree hashes: %w", len(indexes), lost(err))
 	}
 	out := make([][]byte, len(indexes))
 	for i, x := range indexes {
@@ -100,7 +100,7 @@ func (s *Storage) ReadEntries(ctx context.Context, start, end uint64) ([][]byte,
 	}
 	rows, err := s.pool.Query(ctx, `SELECT idx, body FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(start), int64(end))
 	if err != nil {
-		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, end, err)
+		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, end, lost(err))
 	}
 	out := make([][]byte, 0, min(end-start, 4096))
 	var (
@@ -120,7 +120,7 @@ func (s *Storage) ReadEntries(ctx context.Context, start, end uint64) ([][]byte,
 		if errors.Is(err, ledger.ErrNotFound) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, end, err)
+		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, end, lost(err))
 	}
 	if next < end {
 		return nil, fmt.Errorf("entry %d: %w", next, ledger.ErrNotFound)
@@ -136,7 +136,7 @@ func (s *Storage) Checkpoint(ctx context.Context, size uint64) ([]byte, error) {
 		return nil, fmt.Errorf("checkpoint for tree size %d: %w", size, ledger.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the checkpoint for tree size %d: %w", size, err)
+		return nil, fmt.Errorf("reading the checkpoint for tree size %d: %w", size, lost(err))
 	}
 	return cp, nil
 }
@@ -151,7 +151,7 @@ func (s *Storage) Checkpoints(ctx context.Context, from uint64, fn func(size uin
 	for {
 		rows, err := s.pool.Query(ctx, `SELECT size, checkpoint FROM ledger_checkpoints WHERE size >= $1 ORDER BY size LIMIT $2`, int64(from), pageSize)
 		if err != nil {
-			return fmt.Errorf("reading checkpoints from tree size %d: %w", from, err)
+			return fmt.Errorf("reading checkpoints from tree size %d: %w", from, lost(err))
 		}
 		page, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 			var x row
@@ -159,7 +159,7 @@ func (s *Storage) Checkpoints(ctx context.Context, from uint64, fn func(size uin
 			return x, err
 		})
 		if err != nil {
-			return fmt.Errorf("reading checkpoints from tree size %d: %w", from, err)
+			return fmt.Errorf("reading checkpoints from tree size %d: %w", from, lost(err))
 		}
 		for _, x := range page {
 			if err := ctx.Err(); err != nil {
@@ -188,7 +188,7 @@ func (s *Storage) LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]
 	}
 	rows, err := s.pool.Query(ctx, `SELECT claim, idx FROM ledger_claims WHERE claim = ANY($1::bytea[])`, want)
 	if err != nil {
-		return nil, fmt.Errorf("looking up %d claims: %w", len(claims), err)
+		return nil, fmt.Errorf("looking up %d claims: %w", len(claims), lost(err))
 	}
 	var (
 		claim []byte
@@ -202,7 +202,7 @@ func (s *Storage) LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("looking up %d claims: %w", len(claims), err)
+		return nil, fmt.Errorf("looking up %d claims: %w", len(claims), lost(err))
 	}
 	return found, nil
 }
@@ -215,7 +215,7 @@ func (s *Storage) Search(ctx context.Context, t ledger.Term, start uint64, fn fu
 		rows, err := s.pool.Query(ctx, `SELECT last, idxs FROM ledger_terms WHERE field = $1 AND value = $2 AND last >= $3 ORDER BY last LIMIT $4`,
 			t.Field, t.Value, from, pageSize)
 		if err != nil {
-			return fmt.Errorf("searching for %s=%q: %w", t.Field, t.Value, err)
+			return fmt.Errorf("searching for %s=%q: %w", t.Field, t.Value, lost(err))
 		}
 		type row struct {
 			last int64
@@ -227,7 +227,7 @@ func (s *Storage) Search(ctx context.Context, t ledger.Term, start uint64, fn fu
 			return x, err
 		})
 		if err != nil {
-			return fmt.Errorf("searching for %s=%q: %w", t.Field, t.Value, err)
+			return fmt.Errorf("searching for %s=%q: %w", t.Field, t.Value, lost(err))
 		}
 		for _, x := range page {
 			if err := ctx.Err(); err != nil {
