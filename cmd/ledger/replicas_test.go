@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,19 +16,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
+	"github.com/tracealm/evidence-ledger/ledger/node"
 	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
 // TestServeReplicas runs two `ledger serve` replicas of one ledger whose
-// log is on PostgreSQL: one sequences, the other follows and answers
-// writes with 503; when the sequencer's process is killed (SIGKILL), the
-// follower takes over and the log goes on, consistent with what was
-// acknowledged before.
+// log is on PostgreSQL and whose blobs are in one S3 bucket: one
+// sequences, the other follows, serving what the sequencer logged and
+// forwarding writes to it; when the sequencer's process is killed
+// (SIGKILL), the follower takes over and the log goes on, consistent with
+// what was acknowledged before.
 func TestServeReplicas(t *testing.T) {
 	server := pgtest.ForTest(t)
+	s3env := newS3Env(t)
+	bucket := s3env.srv.NewBucket(t, true)
 	ctx := t.Context()
 	url, err := server.CreateDatabase(ctx)
 	if err != nil {
@@ -34,15 +41,15 @@ func TestServeReplicas(t *testing.T) {
 	}
 	a := filepath.Join(t.TempDir(), "a")
 	var out, errb bytes.Buffer
-	if code := run(ctx, []string{"ledger", "init", "--data", a, "--origin", "replicas.example/dhf", "--log", url}, nil, &out, &errb); code != 0 {
+	if code := run(ctx, []string{"ledger", "init", "--data", a, "--origin", "replicas.example/dhf", "--log", url, "--blobs", "s3://" + bucket + "/evidence", "--retention", "1h"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("init: %s", errb.String())
 	}
 	if code := run(ctx, []string{"ledger", "token", "create", "--data", a, "--name", "ci", "--role", "appender"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("token create: %s", errb.String())
 	}
 	token := strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:])
-	// The second replica: a copy of the directory (keys, tokens, blobs),
-	// the same log.
+	// The second replica: a copy of the directory (keys, tokens), the same
+	// log and bucket.
 	b := filepath.Join(t.TempDir(), "b")
 	if err := exec.Command("cp", "-r", a, b).Run(); err != nil {
 		t.Fatal(err)
@@ -127,17 +134,7 @@ func TestServeReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Until blobs live on shared storage (S3), each replica keeps its own:
-	// the evidence goes to both, as a load balancer's retry would send it.
-	body := []byte("evidence first.txt")
-	if _, err := cb.PutBlob(ctx, bytes.NewReader(body), int64(len(body)), nil); err != nil {
-		t.Fatal(err)
-	}
-	var ce *client.Error
-	if _, err := appendVia(cb, "refused.txt"); err == nil || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable {
-		t.Fatalf("an append to the follower: %v, want 503", err)
-	}
-	// The follower serves what the sequencer appended.
+	// The follower serves what the sequencer appended, its blob included.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := cb.ProveInclusion(ctx, first.Index, first.Index+1); err == nil {
@@ -148,6 +145,41 @@ func TestServeReplicas(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if b, err := readBlob(ctx, cb, "first.txt"); err != nil || string(b) != "evidence first.txt" {
+		t.Errorf("the follower serves the sequencer's blob as %q, %v", b, err)
+	}
+	// Writes sent to the follower are forwarded to the sequencer: the blob
+	// upload and the append both, answered with the sequencer's receipt.
+	forwarded, err := appendVia(cb, "forwarded.txt")
+	if err != nil {
+		t.Fatalf("an append sent to the follower: %v, want it forwarded to the sequencer", err)
+	}
+	if forwarded.Index != first.Index+1 {
+		t.Errorf("the forwarded append is at %d, want %d", forwarded.Index, first.Index+1)
+	}
+	if e, err := getBody(fmt.Sprintf("%s/v1/entries/%d", ua, forwarded.Index)); err != nil || !strings.Contains(e, "forwarded.txt") {
+		t.Errorf("the sequencer's entry %d = %s, %v; want the forwarded append", forwarded.Index, e, err)
+	}
+	// A write already forwarded once is never forwarded again: the
+	// follower answers 503 and stores nothing.
+	again := []byte("evidence forwarded.txt")
+	twice, _ := json.Marshal(map[string]any{"kind": "artefact", "subject": ledger.Artefact{Digest: cas.Sum(again), Size: int64(len(again)), Name: "twice.txt", MediaType: "text/plain"}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ub+"/v1/entries", bytes.NewReader(twice))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set(node.ForwardedHeader, "http://elsewhere.example")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a request forwarded twice: %v %v, want 503", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Without a token the sequencer refuses the forwarded write, as it
+	// would a direct one.
+	anon, _ := client.New(ub, "")
+	var ce *client.Error
+	if _, err := appendVia(anon, "anonymous.txt"); err == nil || !errors.As(err, &ce) || ce.Status != http.StatusUnauthorized {
+		t.Errorf("an anonymous write through the follower: %v, want 401 from the sequencer", err)
+	}
+	first = forwarded
 
 	// The sequencer is killed (SIGKILL: no shutdown, its connections just
 	// drop); the follower takes over.
@@ -186,4 +218,26 @@ func TestServeReplicas(t *testing.T) {
 	if code := run(ctx, []string{"ledger", "audit", "--data", b}, nil, &out, &errb); code != 0 {
 		t.Errorf("audit after failover:\n%s%s", out.String(), errb.String())
 	}
+}
+
+// readBlob reads the blob of the artefact logged under name through c.
+func readBlob(ctx context.Context, c *client.Client, name string) ([]byte, error) {
+	body := []byte("evidence " + name)
+	var b bytes.Buffer
+	err := c.GetBlob(ctx, cas.Sum(body), &b)
+	return b.Bytes(), err
+}
+
+// getBody GETs url and returns its body.
+func getBody(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return string(b), err
 }

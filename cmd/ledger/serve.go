@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/node"
@@ -32,6 +34,7 @@ func (e *env) serveCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-blob-size", Value: node.DefaultMaxBlobSize, Usage: "largest blob upload, in bytes"},
 			&cli.Float64Flag{Name: "rate-limit", Value: 0, Usage: "requests per second per token (0: no limit)"},
 			&cli.IntFlag{Name: "rate-burst", Value: 0, Usage: "burst allowed above --rate-limit (default: one second's worth)"},
+			&cli.StringFlag{Name: "advertise-url", EnvVars: []string{"LEDGER_ADVERTISE_URL"}, Usage: "with a log on PostgreSQL shared by replicas: the `URL` the other replicas forward writes to while this one sequences (default: the listen address)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -52,29 +55,11 @@ func (e *env) serveCommand() *cli.Command {
 				return err
 			}
 			defer l.Close()
-			// A log on PostgreSQL may be shared by several replicas: this
-			// one serves reads as a follower, and sequences once it holds
-			// the sequencer lock.
-			lockErr := make(chan error, 1)
-			if l.LogURL != "" {
-				lockURL := c.String("log")
-				if lockURL == "" {
-					lockURL = l.LogURL
-				}
-				go sequenceWhenLocked(c.Context, l.Log, lockURL, logger, lockErr)
-			}
-			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
-				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
-				RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
-			if err != nil {
-				return err
-			}
 			ln, err := net.Listen("tcp", c.String("listen"))
 			if err != nil {
 				return err
 			}
 			srv := &http.Server{
-				Handler:           h,
 				ReadHeaderTimeout: 10 * time.Second, // slow-loris clients are cut off
 				IdleTimeout:       2 * time.Minute,
 				MaxHeaderBytes:    64 << 10,
@@ -83,6 +68,37 @@ func (e *env) serveCommand() *cli.Command {
 			scheme := "http"
 			if c.String("tls-cert") != "" {
 				scheme = "https"
+			}
+			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
+				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
+				RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			srv.Handler = h
+			// A log on PostgreSQL may be shared by several replicas: this
+			// one serves reads as a follower, forwarding writes to the
+			// sequencer, and sequences once it holds the sequencer lock.
+			lockErr := make(chan error, 1)
+			if l.LogURL != "" {
+				lockURL := c.String("log")
+				if lockURL == "" {
+					lockURL = l.LogURL
+				}
+				self := c.String("advertise-url")
+				if self == "" {
+					self = advertiseURL(scheme, ln.Addr())
+				}
+				if seq, ok := l.Storage.(interface {
+					Sequencer(context.Context) (string, error)
+				}); ok {
+					srv.Handler = node.Forward(h, node.ForwardOptions{Log: l.Log, Sequencer: seq.Sequencer, Self: self, Logger: logger})
+				}
+				if _, local := l.Blobs.(*cas.Badger); local {
+					logger.Warn("the log is shared by replicas but the blobs are in this data directory: a blob uploaded through another replica is not served here; keep the blobs on S3 (ledger init --blobs s3://...)")
+				}
+				go sequenceWhenLocked(c.Context, l.Log, lockURL, self, logger, lockErr)
 			}
 			logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"))
 			fmt.Fprintf(e.stdout, "serving %s at %s://%s\n", l.Log.Origin(), scheme, ln.Addr())
@@ -123,9 +139,9 @@ func (e *env) serveCommand() *cli.Command {
 // Until then appends to this replica answer 503 (ledger.ErrNotSequencer).
 // Two replicas never fork the log even when the lock changes hands: the
 // storage refuses a commit that does not extend its head.
-func sequenceWhenLocked(ctx context.Context, log *ledger.Log, url string, logger *slog.Logger, errc chan<- error) {
-	logger.Info("waiting for the sequencer lock; serving reads meanwhile")
-	lock, err := postgres.AcquireSequencer(ctx, url, postgres.LockOptions{})
+func sequenceWhenLocked(ctx context.Context, log *ledger.Log, url, self string, logger *slog.Logger, errc chan<- error) {
+	logger.Info("waiting for the sequencer lock; serving reads and forwarding writes meanwhile", "advertise_url", self)
+	lock, err := postgres.AcquireSequencer(ctx, url, postgres.LockOptions{Advertise: self})
 	if err != nil {
 		if ctx.Err() == nil {
 			errc <- fmt.Errorf("taking the sequencer lock: %w", err)
@@ -144,6 +160,22 @@ func sequenceWhenLocked(ctx context.Context, log *ledger.Log, url string, logger
 		errc <- errors.New("lost the sequencer lock (its database connection failed); restart this replica, which will follow or sequence")
 	case <-ctx.Done():
 	}
+}
+
+// advertiseURL is the URL other replicas reach this one at when no
+// --advertise-url is given: the listening address, with the host name in
+// place of a wildcard address.
+func advertiseURL(scheme string, addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return scheme + "://" + addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil {
+			host = name
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // tokenAdmin manages tokens on a stopped node's data directory or, with

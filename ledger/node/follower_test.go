@@ -15,15 +15,7 @@ import (
 // "follower", and writes answer 503 naming where to send them.
 func TestFollowerNode(t *testing.T) {
 	e := newEnv(t, Options{PublicReads: true})
-	f, err := ledger.OpenLog(t.Context(), ledger.LogOptions{Storage: e.l.Storage, Blobs: e.l.Blobs, Signer: e.l.Signer, Verifier: e.l.Verifier, Follower: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	s, err := New(Options{Log: f, Blobs: e.l.Blobs, Tokens: ledger.NewTokens(e.l.DB), PublicReads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := newFollower(t, e)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	var health struct{ Role string }
@@ -59,4 +51,20 @@ func TestFollowerNode(t *testing.T) {
 		t.Errorf("a read from the follower: %v %v", resp.StatusCode, err)
 	}
 	resp.Body.Close()
+}
+
+// newFollower opens e's log again as a follower, as a second replica of it
+// does, and serves it with public reads.
+func newFollower(t *testing.T, e *env) (*ledger.Log, *Server) {
+	t.Helper()
+	f, err := ledger.OpenLog(t.Context(), ledger.LogOptions{Storage: e.l.Storage, Blobs: e.l.Blobs, Signer: e.l.Signer, Verifier: e.l.Verifier, Follower: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	s, err := New(Options{Log: f, Blobs: e.l.Blobs, Tokens: ledger.NewTokens(e.l.DB), PublicReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, s
 }

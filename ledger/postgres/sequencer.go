@@ -42,6 +42,10 @@ type LockOptions struct {
 	// lock is noticed within about one heartbeat. Zero means
 	// DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Advertise, when set, is the URL this replica serves at, written
+	// down once it holds the lock so that the other replicas can forward
+	// writes to it (Storage.Sequencer).
+	Advertise string
 }
 
 // AcquireSequencer connects to the database at connString and waits until
@@ -64,6 +68,12 @@ func AcquireSequencer(ctx context.Context, connString string, opts LockOptions) 
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(sequencerLock)); err != nil {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("taking the sequencer lock at %s: %w", where, err)
+	}
+	if opts.Advertise != "" {
+		if err := advertise(ctx, conn, opts.Advertise); err != nil {
+			conn.Close(context.Background())
+			return nil, err
+		}
 	}
 	l := &SequencerLock{conn: conn, lost: make(chan struct{}), stop: make(chan struct{})}
 	l.wg.Go(func() { l.heartbeat(opts.Heartbeat) })

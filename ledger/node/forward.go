@@ -1,0 +1,153 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/tracealm/evidence-ledger/ledger"
+)
+
+// ForwardedHeader marks a write a follower forwarded to the sequencer. A
+// replica that is not the sequencer either never forwards such a request
+// again (the lock moved while it travelled) and answers 503, so a request
+// crosses at most one hop.
+const ForwardedHeader = "Ledger-Forwarded-By"
+
+// ForwardOptions configure Forward.
+type ForwardOptions struct {
+	// Log is this replica's log; writes are forwarded only while it does
+	// not sequence. Required.
+	Log *ledger.Log
+	// Sequencer returns the URL of the replica that holds the sequencer
+	// lock now. Required.
+	Sequencer func(context.Context) (string, error)
+	// Self is this replica's own URL, never forwarded to.
+	Self string
+	// Recheck is how long a sequencer looked up is used before it is
+	// looked up again; zero means a second. A failed forward looks it up
+	// again at once.
+	Recheck time.Duration
+	// Transport carries forwarded requests; nil means
+	// http.DefaultTransport.
+	Transport http.RoundTripper
+	// Logger receives forwarding failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// Forward wraps a replica's handler so that, while its log follows another
+// replica's, the writes it cannot do (blob uploads, appends, release
+// records) are passed on to the sequencer, streamed both ways, and its
+// answer is passed back: a client or load balancer may send any request
+// to any replica. The sequencer authenticates the forwarded request with
+// its own tokens; nothing is stored on the follower. When no sequencer is
+// known (an election in progress) the follower answers as before, 503
+// not_sequencer, and a sequencer that cannot be reached gives 503
+// sequencer_unreachable: a client retries either (appends are idempotent).
+// Token management is not forwarded: tokens are each replica's own.
+func Forward(next http.Handler, opts ForwardOptions) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Recheck <= 0 {
+		opts.Recheck = time.Second
+	}
+	f := &forwarder{next: next, opts: opts}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
+			pr.SetXForwarded()
+			pr.Out.Header.Set(ForwardedHeader, opts.Self)
+		},
+		Transport:     opts.Transport,
+		FlushInterval: -1, // stream answers as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			f.forget()
+			opts.Logger.Warn("forwarding a write to the sequencer failed", "path", r.URL.Path, "err", err)
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				return // the client went away
+			}
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{
+				"code":    "sequencer_unreachable",
+				"message": "this replica forwards writes to the sequencer, which did not answer: retry shortly (appends are idempotent, so a retried one is recorded once)",
+			}})
+		},
+	}
+	return f
+}
+
+type targetKey struct{}
+
+type forwarder struct {
+	next  http.Handler
+	opts  ForwardOptions
+	proxy *httputil.ReverseProxy
+
+	mu      sync.Mutex
+	target  *url.URL
+	checked time.Time
+}
+
+// forwardable reports whether r is a write that only the sequencer can do.
+func forwardable(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	switch r.URL.Path {
+	case "/v1/blobs", "/v1/entries", "/v1/releases":
+		return true
+	}
+	return false
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.opts.Log.Sequencing() || !forwardable(r) || r.Header.Get(ForwardedHeader) != "" {
+		f.next.ServeHTTP(w, r)
+		return
+	}
+	target := f.sequencer(r.Context())
+	if target == nil {
+		f.next.ServeHTTP(w, r) // 503 not_sequencer
+		return
+	}
+	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+}
+
+// sequencer returns the sequencer's URL, looked up at most once per
+// Recheck, or nil when there is none to forward to.
+func (f *forwarder) sequencer(ctx context.Context) *url.URL {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if time.Since(f.checked) < f.opts.Recheck {
+		return f.target
+	}
+	f.checked, f.target = time.Now(), nil
+	s, err := f.opts.Sequencer(ctx)
+	if err != nil {
+		f.opts.Logger.Info("no sequencer to forward writes to", "err", err)
+		return nil
+	}
+	if s == f.opts.Self {
+		return nil // being promoted: this replica will answer itself
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		f.opts.Logger.Error("the sequencer's advertised URL is not an http(s) URL; writes are not forwarded", "url", s)
+		return nil
+	}
+	f.target = u
+	return u
+}
+
+// forget drops the cached sequencer after a failed forward.
+func (f *forwarder) forget() {
+	f.mu.Lock()
+	f.checked, f.target = time.Time{}, nil
+	f.mu.Unlock()
+}
