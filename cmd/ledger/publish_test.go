@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -123,12 +127,21 @@ func TestPublishCommand(t *testing.T) {
 	}
 }
 
-func TestPublishCommandToS3(t *testing.T) {
-	srv := s3test.ForTest(t)
-	bucket := srv.NewBucket(t, true)
+// s3Ledger starts an S3 server with a bucket (with Object Lock if lock
+// is set), puts its credentials in the environment, and creates a ledger
+// with n entries.
+func s3Ledger(t *testing.T, lock bool, n int) (srv *s3test.Server, bucket, data string) {
+	t.Helper()
+	srv = s3test.ForTest(t)
+	bucket = srv.NewBucket(t, lock)
 	t.Setenv("AWS_ACCESS_KEY_ID", srv.User)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Password)
-	data, _ := publishLedger(t, 260)
+	data, _ = publishLedger(t, n)
+	return srv, bucket, data
+}
+
+func TestPublishCommandToS3(t *testing.T) {
+	srv, bucket, data := s3Ledger(t, true, 260)
 	stdout, stderr, code := runPublish(t, "--data", data, "--to", "s3://"+bucket+"/static/log", "--to-endpoint", srv.Endpoint)
 	if code != 0 || !strings.Contains(stdout, "published tree size 260") {
 		t.Fatalf("publish to S3 = %d, %q, %q", code, stdout, stderr)
@@ -145,5 +158,160 @@ func TestPublishCommandToS3(t *testing.T) {
 	}
 	if _, stderr, code := runPublish(t, "--data", data, "--to", "s3://no-such-bucket-here/x", "--to-endpoint", srv.Endpoint); code != 1 || !strings.Contains(stderr, "no-such-bucket-here") {
 		t.Errorf("publish to a missing bucket = %d, %q; want 1 naming it", code, stderr)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger in another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// runPublishing runs, as ledger serve would, startPublishing with args
+// (servePublishFlags and --data) on the ledger in data, calls during while
+// it publishes, then stops it. It returns the log lines and exit status.
+func runPublishing(t *testing.T, during func(l *ledger.Ledger, logs *lockedBuffer), args ...string) (logs string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	lines := &lockedBuffer{}
+	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut}
+	cmd := &cli.Command{Name: "serve", Flags: append([]cli.Flag{dataFlag()}, servePublishFlags()...),
+		Action: func(c *cli.Context) error {
+			l, err := e.open(c)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			stop, err := startPublishing(c, l, slog.New(slog.NewJSONHandler(lines, nil)))
+			if err != nil {
+				return err
+			}
+			defer stop()
+			during(l, lines)
+			return nil
+		}}
+	setUsageHandler(cmd)
+	app := &cli.App{Name: "ledger", Writer: &out, ErrWriter: &errOut, ExitErrHandler: func(*cli.Context, error) {}, Commands: []*cli.Command{cmd}}
+	code = exitCode(app.RunContext(t.Context(), append([]string{"ledger", "serve"}, args...)), &errOut)
+	return lines.String() + errOut.String(), code
+}
+
+// waitPublished waits until read returns the log's latest checkpoint.
+func waitPublished(t *testing.T, l *ledger.Ledger, read func() ([]byte, error)) {
+	t.Helper()
+	want, size := l.Log.Checkpoint()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if got, err := read(); err == nil && bytes.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for tree size %d to be published", size)
+		}
+	}
+}
+
+// appendOne appends an entry to l, as a client of ledger serve would.
+func appendOne(t *testing.T, l *ledger.Ledger, name string) {
+	t.Helper()
+	info, err := l.Blobs.Put(t.Context(), strings.NewReader(name), nil)
+	if err == nil {
+		_, err = l.Log.Append(t.Context(), ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
+			Digest: info.Digest, Size: info.Size, Name: name, MediaType: "text/plain"}}, "ci")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServePublishing(t *testing.T) {
+	data, _ := publishLedger(t, 300)
+	out := filepath.Join(t.TempDir(), "static")
+	read := func() ([]byte, error) { return os.ReadFile(filepath.Join(out, "checkpoint")) }
+	logs, code := runPublishing(t, func(l *ledger.Ledger, _ *lockedBuffer) {
+		waitPublished(t, l, read)
+		for i := range 3 {
+			appendOne(t, l, fmt.Sprintf("served-%d.txt", i))
+			waitPublished(t, l, read)
+		}
+	}, "--data", data, "--publish-to", out, "--publish-interval", "5ms")
+	if code != 0 || !strings.Contains(logs, `"publish_to":"`+out) {
+		t.Errorf("publishing while serving = %d, %s", code, logs)
+	}
+	if size := latestSize(t, data); size != 303 {
+		t.Errorf("log size %d, want 303", size)
+	}
+	if _, err := os.Stat(filepath.Join(out, "tile", "entries", "001.p/47")); err != nil {
+		t.Errorf("the entries appended while serving were not published: %v", err)
+	}
+
+	// Without --publish-to, nothing is published; its companions alone,
+	// or a destination that cannot be one, are usage errors.
+	if logs, code := runPublishing(t, func(*ledger.Ledger, *lockedBuffer) {}, "--data", data); code != 0 || strings.Contains(logs, "publish") {
+		t.Errorf("serving without --publish-to = %d, %s; want no publishing", code, logs)
+	}
+	for _, args := range [][]string{
+		{"--publish-interval", "2s"},
+		{"--publish-to-endpoint", "http://127.0.0.1:9"},
+		{"--publish-to", out, "--publish-interval", "0s"},
+		{"--publish-to", "https://example.com/log"},
+		{"--publish-to", "s3://x"},
+	} {
+		logs, code := runPublishing(t, func(*ledger.Ledger, *lockedBuffer) { t.Error("started with bad flags") }, append([]string{"--data", data}, args...)...)
+		if code != 2 || !strings.Contains(logs, "--publish-") {
+			t.Errorf("serve %q = %d, %q; want usage error 2 naming the flag", args, code, logs)
+		}
+	}
+}
+
+// latestSize returns the tree size of the ledger in dir.
+func latestSize(t *testing.T, dir string) uint64 {
+	t.Helper()
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Log.Size()
+}
+
+// TestServePublishingToS3 starts with the S3 server down: serving goes on,
+// and the log is published once the server is back.
+func TestServePublishingToS3(t *testing.T) {
+	srv, bucket, data := s3Ledger(t, false, 10)
+	read := func() ([]byte, error) {
+		got, err := srv.Admin.GetObject(t.Context(), &s3.GetObjectInput{Bucket: &bucket, Key: aws.String("static/checkpoint")})
+		if err != nil {
+			return nil, err
+		}
+		defer got.Body.Close()
+		return io.ReadAll(got.Body)
+	}
+	srv.Stop()
+	logs, code := runPublishing(t, func(l *ledger.Ledger, logs *lockedBuffer) {
+		for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(logs.String(), "publishing the log failed"); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no failure logged with the S3 server down: %s", logs)
+			}
+		}
+		appendOne(t, l, "while-down.txt")
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitPublished(t, l, read)
+	}, "--data", data, "--publish-to", "s3://"+bucket+"/static", "--publish-to-endpoint", srv.Endpoint, "--publish-interval", "5ms")
+	if code != 0 || !strings.Contains(logs, bucket) {
+		t.Errorf("publishing to S3 while serving = %d, %s", code, logs)
 	}
 }

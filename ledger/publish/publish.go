@@ -21,6 +21,9 @@
 // of earlier checkpoints are kept, as the spec allows, for readers that
 // still hold those checkpoints.
 //
+// A node keeps its published files current with a Watcher, which calls
+// Publish each time the log grows.
+//
 // Publish assumes it is the only writer of the destination; two publishers
 // of the same log write the same files and do no harm, but Publish does not
 // lock against a publisher of another log.
@@ -170,6 +173,9 @@ func Publish(ctx context.Context, src Source, dst Destination, opts Options) (Re
 		return p.res, err
 	}
 	for _, t := range newTiles(from, tree.N) {
+		if err := ctx.Err(); err != nil { // stopped: the checkpoint is not written
+			return p.res, fmt.Errorf("publishing: stopped before %s: %w", filePath(t), err)
+		}
 		if err := p.publishTile(ctx, src, t); err != nil {
 			return p.res, err
 		}

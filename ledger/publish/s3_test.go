@@ -31,14 +31,7 @@ func TestPublishToS3(t *testing.T) {
 				}
 			}
 			const prefix = "logs/dhf/"
-			read := func(p string) ([]byte, error) {
-				out, err := srv.Admin.GetObject(t.Context(), &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(prefix + p)})
-				if err != nil {
-					return nil, err
-				}
-				defer out.Body.Close()
-				return io.ReadAll(out.Body)
-			}
+			read := s3Reader(t, srv, bucket, prefix)
 			l, _ := newLedger(t)
 			v := verifier(t, l)
 			dst := publish.NewS3(srv.Admin, bucket, "/logs/dhf/")
@@ -106,5 +99,17 @@ func TestPublishToS3(t *testing.T) {
 				t.Errorf("checkpoint after a refused publish: %q, %v; want %q", cp, err, p2.signed)
 			}
 		})
+	}
+}
+
+// s3Reader reads the files published under prefix in bucket.
+func s3Reader(t *testing.T, srv *s3test.Server, bucket, prefix string) readFunc {
+	return func(p string) ([]byte, error) {
+		out, err := srv.Admin.GetObject(t.Context(), &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(prefix + p)})
+		if err != nil {
+			return nil, err
+		}
+		defer out.Body.Close()
+		return io.ReadAll(out.Body)
 	}
 }
