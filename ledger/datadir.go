@@ -192,16 +192,46 @@ func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string
 	if err := l.Close(); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)
 	}
+	if err := writeMarker(dir, m); err != nil {
+		return "", fmt.Errorf("initialising ledger: %w", err)
+	}
+	return vkey, nil
+}
+
+// writeMarker writes m as the marker of dir, refusing to replace one.
+func writeMarker(dir string, m marker) error {
 	var buf strings.Builder
 	enc := json.NewEncoder(&buf) // one line, ending in a newline
 	enc.SetEscapeHTML(false)     // a URL's & stays readable
 	if err := enc.Encode(m); err != nil {
-		return "", fmt.Errorf("initialising ledger: %w", err)
+		return err
 	}
-	if err := writeNew(filepath.Join(dir, MarkerFile), buf.String(), 0o644); err != nil {
-		return "", fmt.Errorf("initialising ledger: %w", err)
+	return writeNew(filepath.Join(dir, MarkerFile), buf.String(), 0o644)
+}
+
+// WriteBlobsMarker is WriteMarker for a ledger whose blobs are kept in the
+// store blobs describes rather than in its directory (format 3), such as a
+// copy whose blobs were copied to an S3 bucket. The blobs must already be
+// there; blobs is recorded as given, and its URL may not hold credentials.
+func WriteBlobsMarker(dir, origin, logURL string, blobs BlobsConfig) error {
+	if err := ValidateOrigin(origin); err != nil {
+		return err
 	}
-	return vkey, nil
+	if err := checkBlobsURL(blobs.URL); err != nil {
+		return err
+	}
+	m := marker{Format: 3, Origin: origin, Blobs: &blobs}
+	if logURL != "" {
+		u, err := parseLogURL(logURL)
+		if err != nil {
+			return err
+		}
+		m.Log = u.String()
+	}
+	if err := writeMarker(dir, m); err != nil {
+		return fmt.Errorf("writing the ledger marker in %s: %w", dir, err)
+	}
+	return nil
 }
 
 // checkUnused makes sure the storage at the new ledger's log URL holds no

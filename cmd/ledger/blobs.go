@@ -27,22 +27,32 @@ const maxRetentionYears = 100
 // Credentials come only from the environment, never from a flag that
 // others can read in the process list.
 func blobFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{
 			Name:    "blobs",
 			Usage:   "`s3://BUCKET/PREFIX` keeping the ledger's blobs, given to init, which records it; other commands may omit it or must repeat it",
 			EnvVars: []string{"LEDGER_BLOBS"},
 		},
+	}, s3Flags()...)
+}
+
+// s3Flags say where to reach S3: blobFlags and migrate's.
+func s3Flags() []cli.Flag {
+	return []cli.Flag{
 		&cli.StringFlag{Name: "s3-endpoint", Usage: "`URL` of the S3 service holding the blobs (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else Amazon S3); credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
 		&cli.StringFlag{Name: "s3-region", Usage: "`REGION` of the blobs' bucket (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)"},
 	}
 }
 
 // initBlobFlags are init's flags for how blobs on S3 are kept.
-func initBlobFlags() []cli.Flag {
+func initBlobFlags() []cli.Flag { return lockFlags("blobs") }
+
+// lockFlags are the flags for how blobs on S3 are kept, which go with the
+// flag named with, init's --blobs or migrate's --blobs-to.
+func lockFlags(with string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "retention", Usage: "with --blobs: lock each blob against deletion for `DURATION` from when it is stored: a whole number and one unit, y (365 days plus the leap days any such span can hold), d, h or s, such as 15y, 90d, 36h (default " + defaultRetention + ")"},
-		&cli.BoolFlag{Name: "no-worm", Usage: "with --blobs: store blobs without Object Lock retention, in a bucket that may lack it; for development only, never for records"},
+		&cli.StringFlag{Name: "retention", Usage: "with --" + with + ": lock each blob against deletion for `DURATION` from when it is stored: a whole number and one unit, y (365 days plus the leap days any such span can hold), d, h or s, such as 15y, 90d, 36h (default " + defaultRetention + ")"},
+		&cli.BoolFlag{Name: "no-worm", Usage: "with --" + with + ": store blobs without Object Lock retention, in a bucket that may lack it; for development only, never for records"},
 	}
 }
 
@@ -63,22 +73,29 @@ func addBlobFlags(c *cli.Command) {
 // one form, s3://bucket/prefix, whatever slashes were typed. It is a usage
 // error when the flags do not go together or do not parse.
 func blobsConfig(c *cli.Context) (ledger.BlobsConfig, error) {
-	raw, retention, noWORM := c.String("blobs"), c.String("retention"), c.Bool("no-worm")
+	return blobsFlagConfig(c, "blobs", c.Command.Name == "init")
+}
+
+// blobsFlagConfig is blobsConfig for the blob store URL in flag name,
+// --retention and --no-worm; making says that they choose the blob store
+// of a new ledger (init, or migrate's new data directory).
+func blobsFlagConfig(c *cli.Context, name string, making bool) (ledger.BlobsConfig, error) {
+	raw, retention, noWORM := c.String(name), c.String("retention"), c.Bool("no-worm")
 	if raw == "" {
 		if retention != "" || noWORM {
-			return ledger.BlobsConfig{}, usagef("--retention and --no-worm apply only with --blobs s3://BUCKET/PREFIX")
+			return ledger.BlobsConfig{}, usagef("--retention and --no-worm apply only with --%s s3://BUCKET/PREFIX", name)
 		}
 		return ledger.BlobsConfig{}, nil
 	}
 	opts, err := s3store.ParseURL(raw)
 	if err != nil {
-		return ledger.BlobsConfig{}, usageError{fmt.Errorf("--blobs: %w", err)}
+		return ledger.BlobsConfig{}, usageError{fmt.Errorf("--%s: %w", name, err)}
 	}
 	cfg := ledger.BlobsConfig{URL: "s3://" + opts.Bucket, NoWORM: noWORM}
 	if opts.Prefix != "" {
 		cfg.URL += "/" + opts.Prefix
 	}
-	if c.Command.Name != "init" {
+	if !making {
 		return cfg, nil
 	}
 	switch {

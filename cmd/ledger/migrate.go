@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/migrate"
 	"github.com/tracealm/evidence-ledger/proofs"
@@ -33,16 +34,21 @@ alone, a postgres:// URL. The destination is one of:
   --to postgres://...               the log alone (make a directory for it later by
                                     running again with --to-data: the copy resumes)
 A destination database must be empty or hold an earlier copy of the same log.
+With --blobs-to s3://BUCKET/PREFIX the blobs are copied to that bucket rather
+than into NEWDIR, each locked as ` + "`ledger init --blobs`" + ` locks them (--retention,
+--no-worm), and NEWDIR records the bucket as its blob store. A blob already in
+the bucket is not written again, but re-hashed like every other.
 The source is left as it is: stop the node serving it, run migrate once more to
 copy what it logged since, then serve from NEWDIR.`,
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "from", Usage: "the source: a data `DIR`, or the postgres:// URL of a log"},
 			&cli.StringFlag{Name: "to", Usage: "the destination: a postgres:// `URL` or a new data directory"},
 			&cli.StringFlag{Name: "to-data", Usage: "with --to postgres://..., the new data `DIR` to point at the copied log"},
+			&cli.StringFlag{Name: "blobs-to", Usage: "copy the blobs to `s3://BUCKET/PREFIX`, a bucket with Object Lock, and have the new data directory keep them there"},
 			&cli.StringFlag{Name: "log-key", Usage: "check every source checkpoint's signature with this public key `FILE` (default: the source directory's log.pub; with --from postgres://... only the roots are checked without it)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		},
+		}, lockFlags("blobs-to")...), s3Flags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -61,11 +67,17 @@ func isURL(s string) bool { return strings.Contains(s, "://") }
 
 func (e *env) migrate(c *cli.Context) error {
 	from, to, toData := c.String("from"), c.String("to"), c.String("to-data")
+	blobsTo, err := blobsFlagConfig(c, "blobs-to", true)
+	if err != nil {
+		return err
+	}
 	switch {
 	case toData != "" && !isURL(to):
 		return usagef("--to-data goes with --to postgres://...; --to %s is itself the new data directory", to)
 	case isURL(from) && (!isURL(to) || toData != ""):
 		return usagef("a new data directory needs the ledger's keys: give --from the source's data directory, not its log's URL")
+	case isURL(from) && blobsTo.URL != "":
+		return usagef("--blobs-to copies the blobs of a data directory: give --from the source's data directory, not its log's URL")
 	}
 	ctx := c.Context
 	logger := e.logger()
@@ -102,12 +114,15 @@ func (e *env) migrate(c *cli.Context) error {
 		if toData != "" {
 			dir, logURL = toData, to
 		}
-		var err error
-		if target, err = migrate.OpenTarget(ctx, dir, srcDir, logURL, openLogStorage, logger); err != nil {
+		target, err = migrate.OpenTargetWith(ctx, dir, srcDir, migrate.TargetOptions{
+			LogURL: logURL, OpenStorage: openLogStorage, Blobs: blobsTo, OpenBlobs: blobOpener(c), Logger: logger,
+		})
+		if err != nil {
 			return err
 		}
 		defer target.Close()
 		dst, opts.FromBlobs, opts.ToBlobs = target.Storage, srcDir.Blobs, target.Blobs
+		blobsTo = target.BlobsAt
 	default:
 		s, err := openLogStorage(ctx, to, logger)
 		if err != nil {
@@ -115,6 +130,17 @@ func (e *env) migrate(c *cli.Context) error {
 		}
 		defer closeIfCloser(s)
 		dst = s
+		if blobsTo.URL != "" {
+			// The blobs go ahead of the directory a later run makes.
+			b, err := blobOpener(c)(ctx, blobsTo, logger)
+			if err != nil {
+				return fmt.Errorf("the blobs at %s: %w", blobsTo.URL, err)
+			}
+			if closer, ok := b.(io.Closer); ok {
+				defer closer.Close()
+			}
+			opts.FromBlobs, opts.ToBlobs = srcDir.Blobs, b
+		}
 	}
 
 	if k := c.String("log-key"); k != "" {
@@ -134,6 +160,11 @@ func (e *env) migrate(c *cli.Context) error {
 		if errors.Is(err, migrate.ErrFork) {
 			return fmt.Errorf("%w; nothing was written: migrate into an empty database or a new directory", err)
 		}
+		if blobsTo.URL != "" && errors.Is(err, migrate.ErrMismatch) && errors.Is(err, cas.ErrCorrupt) {
+			// Not damage for `ledger audit` to list, as the usual hint
+			// says: NEWDIR is no ledger, and the object may be locked.
+			return failure{fmt.Errorf("%w; the object under that blob's key is not the blob, and migrate never writes over an object: copy the blobs under another prefix, and find out who wrote it", err)}
+		}
 		if ctx.Err() == nil && !errors.Is(err, migrate.ErrMismatch) && !errors.Is(err, migrate.ErrCorruptSource) {
 			err = fmt.Errorf("%w (what was copied is kept: run the same command again to resume)", err)
 		}
@@ -148,14 +179,17 @@ func (e *env) migrate(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(e.stdout, struct {
 			*migrate.Report
-			Tokens int `json:"tokens_copied"`
-		}{r, tokens})
+			Tokens   int    `json:"tokens_copied"`
+			BlobsURL string `json:"blobs_url,omitempty"`
+		}{r, tokens, blobsTo.URL})
 	}
-	e.printMigration(e.stdout, r, tokens, target, toData != "" || !isURL(to))
+	e.printMigration(e.stdout, r, tokens, target, blobsTo)
 	return nil
 }
 
-func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target *migrate.Target, withDir bool) {
+// printMigration prints what a migration did: into target, a data
+// directory, unless it is nil (the log alone, and with blobsTo its blobs).
+func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target *migrate.Target, blobsTo ledger.BlobsConfig) {
 	if r.Resumed > 0 {
 		fmt.Fprintf(w, "copied       %d entries in %d commits, after the %d already there\n", r.Entries, r.Commits, r.Resumed)
 	} else {
@@ -163,13 +197,22 @@ func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target 
 	}
 	fmt.Fprintf(w, "checkpoints  %d identical to the source's, roots recomputed, each consistent with the next\n", r.Checkpoints)
 	fmt.Fprintf(w, "tree hashes  %d verified\n", r.Hashes)
-	if withDir {
+	switch {
+	case blobsTo.URL != "":
+		fmt.Fprintf(w, "blobs        %d re-hashed (%d copied) in %s\n", r.Blobs, r.BlobsCopied, describeBlobs(blobsTo))
+	case target != nil:
 		fmt.Fprintf(w, "blobs        %d re-hashed in the destination (%d copied)\n", r.Blobs, r.BlobsCopied)
+	}
+	if target != nil {
 		fmt.Fprintf(w, "tokens       %d copied\n", tokens)
 		fmt.Fprintf(w, "%s is a ledger of tree size %d; the source is unchanged\n", target.Dir, r.Size)
 		return
 	}
-	fmt.Fprintf(w, "the log is copied (tree size %d); no data directory uses it yet: run again with --to-data NEWDIR\n", r.Size)
+	again := "--to-data NEWDIR"
+	if blobsTo.URL != "" {
+		again += " --blobs-to " + blobsTo.URL
+	}
+	fmt.Fprintf(w, "the log is copied (tree size %d); no data directory uses it yet: run again with %s\n", r.Size, again)
 }
 
 // closeIfCloser closes storage that has a Close method.

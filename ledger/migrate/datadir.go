@@ -2,8 +2,10 @@ package migrate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,84 +21,146 @@ import (
 var ErrTargetInUse = errors.New("the destination data directory holds another ledger or other files")
 
 // Target is a new data directory that receives a copy of a ledger: its
-// keys, tokens and blobs, and its log, either in the directory's own store
-// or in external storage the directory points at. The directory becomes a
-// ledger (its marker is written) only by Finish, after the copy is proved,
-// so that no one serves, and forks, a half-copied log.
+// keys, tokens and blobs, and its log. The log is kept in the directory's
+// own store or in external storage the directory points at, and so are the
+// blobs. The directory becomes a ledger (its marker is written) only by
+// Finish, after the copy is proved, so that no one serves, and forks, a
+// half-copied log.
 type Target struct {
 	Dir string
 	// Storage is the log: the directory's badger store, or the external
 	// storage opened for it.
 	Storage ledger.Storage
-	Blobs   cas.Store
-	Tokens  *ledger.Tokens
+	// Blobs is the directory's badger store, or the external store opened
+	// for the blobs.
+	Blobs  cas.Store
+	Tokens *ledger.Tokens
+	// BlobsAt is where Blobs is kept, as the directory records it, or the
+	// zero value when the blobs are in the directory's own store.
+	BlobsAt ledger.BlobsConfig
 
-	db     *badger.DB
-	logURL string
-	origin string
-	opened *ledger.Ledger // the target, when a finished copy was reopened
-	closer func() error   // closes external storage Target opened
+	db          *badger.DB
+	logURL      string
+	origin      string
+	opened      *ledger.Ledger // the target, when a finished copy was reopened
+	closer      func() error   // closes external storage Target opened
+	blobsCloser func() error   // closes an external blob store Target opened
 }
 
-// OpenTarget prepares dir to receive a copy of the ledger src, whose
-// directory must be another one. The copy's log is kept in dir's badger
-// store when logURL is empty, else at logURL, opened with open. dir must
-// not exist, be empty, or hold an earlier copy of src: a partial one (the
-// same log.key and log.pub and no marker), or a finished one recording the
-// same place for its log, which a new run brings up to date. Anything else
-// is refused with ErrTargetInUse, changing nothing.
+// TargetOptions say where a Target keeps the copy. The zero value keeps
+// the log and the blobs in the new directory's own store.
+type TargetOptions struct {
+	// LogURL, when set, keeps the copy's log there, opened with
+	// OpenStorage, rather than in the directory.
+	LogURL      string
+	OpenStorage ledger.StorageOpener
+	// Blobs, when its URL is set, keeps the copy's blobs in that store
+	// (such as an S3 bucket with Object Lock), opened with OpenBlobs,
+	// rather than in the directory, and Finish records it in the
+	// directory's marker as `ledger init --blobs` does. Blobs already in
+	// the store stay as they are: being content-addressed, they are
+	// already the copy's, which Prove checks by re-hashing them.
+	Blobs     ledger.BlobsConfig
+	OpenBlobs ledger.BlobOpener
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// OpenTarget prepares dir to receive a copy of the ledger src, its log kept
+// in dir's badger store when logURL is empty, else at logURL, opened with
+// open, and its blobs in dir's store: OpenTargetWith with those options.
 func OpenTarget(ctx context.Context, dir string, src *ledger.Ledger, logURL string, open ledger.StorageOpener, logger *slog.Logger) (*Target, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	return OpenTargetWith(ctx, dir, src, TargetOptions{LogURL: logURL, OpenStorage: open, Logger: logger})
+}
+
+// OpenTargetWith prepares dir to receive a copy of the ledger src, whose
+// directory must be another one, the copy's log and blobs kept where opts
+// say. An external blob store must open as opts.Blobs says (for S3, reach
+// a bucket with Object Lock unless NoWORM) before anything is written. dir
+// must not exist, be empty, or hold an earlier copy of src: a partial one
+// (the same log.key and log.pub and no marker), or a finished one recording
+// the same place for its log and, if opts.Blobs is set, for its blobs,
+// which a new run brings up to date. Anything else is refused with
+// ErrTargetInUse, changing nothing.
+func OpenTargetWith(ctx context.Context, dir string, src *ledger.Ledger, opts TargetOptions) (*Target, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if logURL != "" && open == nil {
+	switch {
+	case opts.LogURL != "" && opts.OpenStorage == nil:
 		return nil, fmt.Errorf("preparing %s: no way to open the log at a URL", dir)
+	case opts.Blobs.URL != "" && opts.OpenBlobs == nil:
+		return nil, fmt.Errorf("preparing %s: no way to open the blob store at %s", dir, opts.Blobs.URL)
 	}
 	if a, b := absPath(dir), absPath(src.Dir); a == b {
 		return nil, fmt.Errorf("preparing %s: %w: it is the source directory; choose a new one", dir, ErrTargetInUse)
 	}
-	origin := src.Signer.Name()
-	t := &Target{Dir: dir, logURL: logURL, origin: origin}
+	t := &Target{Dir: dir, logURL: opts.LogURL, origin: src.Signer.Name(), BlobsAt: opts.Blobs}
 	if _, err := os.Stat(filepath.Join(dir, ledger.MarkerFile)); err == nil {
-		return reopenTarget(ctx, t, src, open, logger)
+		return reopenTarget(ctx, t, src, opts)
 	}
-	if err := ledger.CopyKeys(dir, src.Dir); err != nil {
-		if errors.Is(err, ledger.ErrExists) {
-			err = fmt.Errorf("%w: %w", ErrTargetInUse, err)
+	if opts.Blobs.URL != "" {
+		b, err := opts.OpenBlobs(ctx, opts.Blobs, opts.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("preparing %s: the blobs at %s: %w", dir, opts.Blobs.URL, err)
 		}
+		t.Blobs = b
+		if c, ok := b.(io.Closer); ok {
+			t.blobsCloser = c.Close
+		}
+	}
+	if err := t.openDir(ctx, src, opts); err != nil {
+		t.Close()
 		return nil, err
-	}
-	db, err := ledger.OpenDataStore(dir, logger)
-	if err != nil {
-		return nil, err
-	}
-	t.db = db
-	blobs, err := cas.NewBadger(db, cas.BadgerOptions{Logger: logger})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	t.Blobs = blobs
-	t.Tokens = ledger.NewTokens(db)
-	if logURL == "" {
-		t.Storage = ledger.NewBadgerStorage(db)
-		return t, nil
-	}
-	s, err := open(ctx, logURL, logger)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("preparing %s: opening the log: %w", dir, err)
-	}
-	t.Storage = s
-	if c, ok := s.(interface{ Close() error }); ok {
-		t.closer = c.Close
 	}
 	return t, nil
 }
 
+// openDir makes t.Dir a copy of src in the making, or finds one, and opens
+// its store, the log's storage, and the blob store unless t has one.
+func (t *Target) openDir(ctx context.Context, src *ledger.Ledger, opts TargetOptions) error {
+	if err := ledger.CopyKeys(t.Dir, src.Dir); err != nil {
+		if errors.Is(err, ledger.ErrExists) {
+			err = fmt.Errorf("%w: %w", ErrTargetInUse, err)
+		}
+		return err
+	}
+	db, err := ledger.OpenDataStore(t.Dir, opts.Logger)
+	if err != nil {
+		return err
+	}
+	t.db = db
+	if t.Blobs == nil {
+		if t.Blobs, err = cas.NewBadger(db, cas.BadgerOptions{Logger: opts.Logger}); err != nil {
+			return err
+		}
+	}
+	t.Tokens = ledger.NewTokens(db)
+	if opts.LogURL == "" {
+		t.Storage = ledger.NewBadgerStorage(db)
+		return nil
+	}
+	s, err := opts.OpenStorage(ctx, opts.LogURL, opts.Logger)
+	if err != nil {
+		return fmt.Errorf("preparing %s: opening the log: %w", t.Dir, err)
+	}
+	t.Storage = s
+	if c, ok := s.(io.Closer); ok {
+		t.closer = c.Close
+	}
+	return nil
+}
+
 // reopenTarget opens a finished copy of src for a new run.
-func reopenTarget(ctx context.Context, t *Target, src *ledger.Ledger, open ledger.StorageOpener, logger *slog.Logger) (*Target, error) {
-	l, err := ledger.Open(ctx, t.Dir, ledger.OpenOptions{AuditOnly: true, LogURL: t.logURL, OpenStorage: open, Logger: logger})
+func reopenTarget(ctx context.Context, t *Target, src *ledger.Ledger, opts TargetOptions) (*Target, error) {
+	recorded, err := recordedBlobs(t.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", t.Dir, err)
+	}
+	if given := opts.Blobs; given.URL != "" && given != recorded {
+		return nil, fmt.Errorf("preparing %s: %w: its blobs are kept in %s, not in %s; give the same place as the run that made it, or none", t.Dir, ErrTargetInUse, describeBlobs(recorded), describeBlobs(given))
+	}
+	l, err := ledger.Open(ctx, t.Dir, ledger.OpenOptions{AuditOnly: true, LogURL: t.logURL, OpenStorage: opts.OpenStorage, OpenBlobs: opts.OpenBlobs, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("preparing %s: %w", t.Dir, err)
 	}
@@ -110,9 +174,38 @@ func reopenTarget(ctx context.Context, t *Target, src *ledger.Ledger, open ledge
 		l.Close()
 		return nil, fmt.Errorf("preparing %s: %w: %v", t.Dir, ErrTargetInUse, err)
 	}
-	t.opened, t.db, t.Blobs, t.Storage = l, l.DB, l.Blobs, l.Storage
+	t.opened, t.db, t.Blobs, t.Storage, t.BlobsAt = l, l.DB, l.Blobs, l.Storage, recorded
 	t.Tokens = ledger.NewTokens(l.DB)
 	return t, nil
+}
+
+// recordedBlobs returns where the marker of the ledger in dir says its
+// blobs are kept: the zero value for its own store.
+func recordedBlobs(dir string) (ledger.BlobsConfig, error) {
+	var m struct {
+		Blobs ledger.BlobsConfig `json:"blobs"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ledger.MarkerFile))
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		return m.Blobs, fmt.Errorf("reading its %s: %w", ledger.MarkerFile, err)
+	}
+	return m.Blobs, nil
+}
+
+// describeBlobs says where and how a copy keeps its blobs, for messages.
+func describeBlobs(cfg ledger.BlobsConfig) string {
+	switch {
+	case cfg.URL == "":
+		return "the directory's own store"
+	case cfg.NoWORM:
+		return cfg.URL + " without retention"
+	case cfg.Retention == "":
+		return cfg.URL
+	}
+	return cfg.URL + " locked for " + cfg.Retention
 }
 
 // Finish copies the source's tokens and makes the directory a ledger by
@@ -128,20 +221,30 @@ func (t *Target) Finish(ctx context.Context, src *ledger.Ledger) (tokens int, er
 	if t.opened != nil {
 		return tokens, nil
 	}
+	if t.BlobsAt.URL != "" {
+		return tokens, ledger.WriteBlobsMarker(t.Dir, t.origin, t.logURL, t.BlobsAt)
+	}
 	return tokens, ledger.WriteMarker(t.Dir, t.origin, t.logURL)
 }
 
-// Close closes the directory's store and the log's storage.
+// Close closes the directory's store, the log's storage and the blob store.
 func (t *Target) Close() error {
 	if t.opened != nil {
 		return t.opened.Close()
 	}
 	var err error
-	if t.closer != nil {
-		err = t.closer()
+	for _, c := range []func() error{t.closer, t.blobsCloser} {
+		if c == nil {
+			continue
+		}
+		if cerr := c(); err == nil {
+			err = cerr
+		}
 	}
-	if cerr := t.db.Close(); err == nil {
-		err = cerr
+	if t.db != nil {
+		if cerr := t.db.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
