@@ -55,6 +55,9 @@ func TestServeReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Both replicas publish the log as tiles to one directory while they
+	// sequence.
+	published := filepath.Join(t.TempDir(), "tiles")
 	serve := func(dir string) (string, context.CancelFunc, chan int) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -66,7 +69,7 @@ func TestServeReplicas(t *testing.T) {
 		done := make(chan int, 1)
 		go func() {
 			var o, e bytes.Buffer
-			done <- run(sctx, []string{"ledger", "serve", "--data", dir, "--listen", addr, "--public-reads"}, nil, &o, &e)
+			done <- run(sctx, []string{"ledger", "serve", "--data", dir, "--listen", addr, "--public-reads", "--publish-to", published, "--publish-interval", "50ms"}, nil, &o, &e)
 		}()
 		return "http://" + addr, cancel, done
 	}
@@ -104,7 +107,7 @@ func TestServeReplicas(t *testing.T) {
 	ua := "http://" + ln.Addr().String()
 	ln.Close()
 	var childErr bytes.Buffer
-	child := exec.Command(bin, "serve", "--data", a, "--listen", strings.TrimPrefix(ua, "http://"), "--public-reads")
+	child := exec.Command(bin, "serve", "--data", a, "--listen", strings.TrimPrefix(ua, "http://"), "--public-reads", "--publish-to", published, "--publish-interval", "50ms")
 	child.Stderr = &childErr
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
@@ -210,6 +213,21 @@ func TestServeReplicas(t *testing.T) {
 	}
 	if err1 != nil || err2 != nil || err != nil {
 		t.Errorf("the log after failover is not consistent with before (sizes %d, %d): %v %v %v", c1.Size, c2.Size, err1, err2, err)
+	}
+	// The replica sequencing now has published the tree as far as its
+	// last append.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(published, "checkpoint"))
+		if err == nil {
+			if c, err := proofs.OpenCheckpoint(b, v); err == nil && c.Size >= c2.Size {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the published checkpoint never reached size %d: %s %v", c2.Size, b, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	stopB()
 	<-doneB

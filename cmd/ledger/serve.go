@@ -25,7 +25,7 @@ func (e *env) serveCommand() *cli.Command {
 		Name:      "serve",
 		Usage:     "serve the ledger over HTTP: the JSON API (writes need a token) and read-only pages for auditors",
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataFlag(),
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "`ADDR` to listen on"},
 			&cli.BoolFlag{Name: "public-reads", Usage: "let anyone read (writes always need a token)"},
@@ -35,7 +35,7 @@ func (e *env) serveCommand() *cli.Command {
 			&cli.Float64Flag{Name: "rate-limit", Value: 0, Usage: "requests per second per token (0: no limit)"},
 			&cli.IntFlag{Name: "rate-burst", Value: 0, Usage: "burst allowed above --rate-limit (default: one second's worth)"},
 			&cli.StringFlag{Name: "advertise-url", EnvVars: []string{"LEDGER_ADVERTISE_URL"}, Usage: "with a log on PostgreSQL shared by replicas: the `URL` the other replicas forward writes to while this one sequences (default: the listen address)"},
-		},
+		}, servePublishFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -55,6 +55,13 @@ func (e *env) serveCommand() *cli.Command {
 				return err
 			}
 			defer l.Close()
+			// The log is published as tiles while this replica sequences
+			// (a follower starts once promoted); stopped before l closes.
+			stopPublishing, err := startPublishing(c, l, logger)
+			if err != nil {
+				return err
+			}
+			defer stopPublishing()
 			ln, err := net.Listen("tcp", c.String("listen"))
 			if err != nil {
 				return err
