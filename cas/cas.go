@@ -33,6 +33,11 @@ var ErrNotFound = errors.New("blob not found")
 // what it should or cannot be decoded. It means the store itself is damaged.
 var ErrCorrupt = errors.New("stored data is corrupt")
 
+// ErrUnavailable is returned (wrapped) when a store kept elsewhere (an
+// object store) cannot be reached or answers that it is unavailable: the
+// operation did nothing, and may be retried once the store is back.
+var ErrUnavailable = errors.New("blob store unavailable")
+
 // ErrDigestMismatch is returned (wrapped, by a *MismatchError) when content given to Put does not
 // hash to the digest the caller said to expect.
 var ErrDigestMismatch = errors.New("content does not match expected digest")

@@ -8,6 +8,8 @@ import (
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
+
+	"github.com/tracealm/evidence-ledger/cas"
 )
 
 // errorCode returns the S3 error code of err ("NoSuchKey", "AccessDenied", ...), or "".
@@ -47,7 +49,9 @@ func (s *Store) explain(doing string, err error) error {
 	)
 	switch code := errorCode(err); {
 	case errors.As(err, &dnsErr) || errors.As(err, &opErr):
-		return fmt.Errorf("s3 blob store: %s: cannot reach the S3 endpoint %s: check the endpoint URL and that the server is running and reachable: %w", doing, s.endpoint, err)
+		return fmt.Errorf("s3 blob store: %s: cannot reach the S3 endpoint %s: check the endpoint URL and that the server is running and reachable: %w: %w", doing, s.endpoint, cas.ErrUnavailable, err)
+	case code == "ServiceUnavailable" || code == "SlowDown" || code == "XMinioServerNotInitialized" || httpStatus(err) == http.StatusServiceUnavailable:
+		return fmt.Errorf("s3 blob store: %s: the S3 endpoint %s is unavailable (%s): retry shortly: %w: %w", doing, s.endpoint, code, cas.ErrUnavailable, err)
 	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "InvalidToken" || code == "ExpiredToken":
 		return fmt.Errorf("s3 blob store: %s: %s refused the credentials of access key %q (%s): check the access and secret keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): %w", doing, s.endpoint, s.accessKey, code, err)
 	case code == "AccessDenied" || code == "Forbidden":

@@ -354,13 +354,13 @@ func TestServerLost(t *testing.T) {
 
 	own.Stop()
 	want := "cannot reach the S3 endpoint " + own.Endpoint
-	if _, err := st.Put(t.Context(), bytes.NewReader(castest.Content(101, 3*s3store.MinPartSize)), nil); err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("Put with the server down = %v, want an error saying %q", err, want)
+	if _, err := st.Put(t.Context(), bytes.NewReader(castest.Content(101, 3*s3store.MinPartSize)), nil); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, cas.ErrUnavailable) {
+		t.Errorf("Put with the server down = %v, want cas.ErrUnavailable saying %q", err, want)
 	}
-	if _, err := st.Stat(t.Context(), info.Digest); err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("Stat with the server down = %v, want an error saying %q", err, want)
+	if _, err := st.Stat(t.Context(), info.Digest); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, cas.ErrUnavailable) {
+		t.Errorf("Stat with the server down = %v, want cas.ErrUnavailable saying %q", err, want)
 	}
-	if _, err := readAll(t, st, info.Digest); err == nil || !strings.Contains(err.Error(), want) {
+	if _, err := readAll(t, st, info.Digest); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, cas.ErrUnavailable) {
 		t.Errorf("reading with the server down = %v, want an error saying %q", err, want)
 	}
 
