@@ -151,29 +151,54 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	s.port = port
-	logFile, err := os.Create(filepath.Join(s.dir, "server.log"))
+	return s.run(ctx)
+}
+
+// run starts the server on the cluster and port already chosen and waits
+// until it accepts connections. Its output goes to server.log, appended to
+// across restarts.
+func (s *Server) run(ctx context.Context) error {
+	logFile, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
 	// The server is this process's child, stopped by Stop or, should this
 	// process die first, by the parent-death signal where there is one.
-	s.cmd = s.command(context.Background(), "postgres", "-D", s.data, "-p", strconv.Itoa(port), "-k", s.dir,
+	cmd := s.command(context.Background(), "postgres", "-D", s.data, "-p", strconv.Itoa(s.port), "-k", s.dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200")
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	if err := s.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting PostgreSQL: %w", err)
 	}
-	s.exited = make(chan struct{})
+	exited := make(chan struct{})
+	s.cmd, s.exited = cmd, exited
 	go func() {
-		s.cmd.Wait()
-		close(s.exited)
+		cmd.Wait()
+		close(exited)
 	}()
 	if err := s.ping(ctx); err != nil {
 		log, _ := os.ReadFile(logFile.Name())
 		return fmt.Errorf("%w\n%s", err, log)
 	}
 	return nil
+}
+
+// Kill stops the server at once, as a crash or a lost host would:
+// PostgreSQL's immediate shutdown ends every session without a
+// checkpoint, and the next start recovers from the write-ahead log. The
+// cluster is kept for Restart. Tests that kill the server should have one
+// of their own (ForTest), since its other users lose it too.
+func (s *Server) Kill() error { return s.stop() }
+
+// Restart starts the server again on the same cluster and port, killing
+// it first if it runs, and returns once it accepts connections: its
+// databases are as the last commit before the kill left them.
+func (s *Server) Restart(ctx context.Context) error {
+	if err := s.stop(); err != nil {
+		return err
+	}
+	return s.run(ctx)
 }
 
 // ping waits until the server accepts connections.
