@@ -35,10 +35,32 @@ const (
 // ErrClosed reports an operation on a closed log.
 var ErrClosed = errors.New("log is closed")
 
-// ErrFailed reports that a commit failed in a way that leaves the durable
-// state unknown; the log refuses further appends until it is reopened, which
-// resumes at whatever reached the disk.
-var ErrFailed = errors.New("log stopped after a failed write; reopen it (appends are idempotent, so retrying one that may have been recorded is safe)")
+// ErrFailed reports an append refused or lost to a failed write, whose
+// durable outcome the log cannot know: the append may or may not have been
+// recorded, and retrying it is safe, appends being idempotent. After a
+// failed commit the log refuses appends until it has re-read its stored
+// head, which it tries on the next append, at most once every
+// RecoverInterval, so it goes on by itself once its storage answers again;
+// after a failed sync it refuses them until it is reopened.
+var ErrFailed = errors.New("log stopped after a failed write (appends are idempotent, so retrying one that may have been recorded is safe)")
+
+// errSyncFailed is the refusal of every append after a failed sync.
+var errSyncFailed = fmt.Errorf("%w; a sync failed, after which what reached the disk is unknown: reopen the log", ErrFailed)
+
+// RecoverInterval is how often, at most, a log whose commit failed tries
+// to resume at its stored head: each try costs the storage a few reads,
+// and while the storage is down every append would make one.
+const RecoverInterval = time.Second
+
+// recoverTimeout bounds one try to resume after a failed commit.
+const recoverTimeout = 30 * time.Second
+
+// The states of a log's sequencer.
+const (
+	running int32 = iota
+	stalled       // a commit failed: resume at the stored head before the next
+	stopped       // a sync failed: only a reopen is safe
+)
 
 // ErrNotSequencer reports an append to a log opened as a follower: another
 // replica sequences, and this one only reads.
@@ -95,8 +117,8 @@ type Log struct {
 	mu        sync.Mutex // guards closed against sends on reqs
 	closed    bool
 
-	head   atomic.Pointer[published]
-	failed atomic.Bool
+	head  atomic.Pointer[published]
+	state atomic.Int32 // running, stalled or stopped
 	// following is set while the log is a follower; stopFollowing ends
 	// its refresher.
 	following     atomic.Bool
@@ -108,6 +130,10 @@ type Log struct {
 	// Sequencer state, owned by the sequencer goroutine.
 	rng      *compact.Range // the committed tree, possibly ahead of head
 	lastTime time.Time
+	// While stalled: the failure that stalled the log, or the last try
+	// to resume, and when to try again.
+	stallErr error
+	retryAt  time.Time
 }
 
 // published is the durable state readers see.
@@ -186,6 +212,10 @@ func openFollower(ctx context.Context, l *Log) (*Log, error) {
 		defer l.wg.Done()
 		t := time.NewTicker(l.opts.Refresh)
 		defer t.Stop()
+		// While the storage cannot be read (its server restarts, say),
+		// reads fail with their own errors and the follower keeps trying;
+		// it says so once a minute rather than every refresh.
+		var failingSince, warned time.Time
 		for {
 			select {
 			case <-l.stopFollowing:
@@ -193,10 +223,19 @@ func openFollower(ctx context.Context, l *Log) (*Log, error) {
 			case <-t.C:
 			}
 			rctx, cancel := context.WithTimeout(context.Background(), 10*l.opts.Refresh+5*time.Second)
-			if err := l.Refresh(rctx); err != nil {
-				l.opts.Logger.Warn("following the log", "err", err)
-			}
+			err := l.Refresh(rctx)
 			cancel()
+			switch {
+			case err != nil && time.Since(warned) >= time.Minute:
+				if failingSince.IsZero() {
+					failingSince = time.Now()
+				}
+				warned = time.Now()
+				l.opts.Logger.Warn("following the log: cannot read its head; still trying", "failing_for", time.Since(failingSince).Round(time.Second), "err", err)
+			case err == nil && !failingSince.IsZero():
+				l.opts.Logger.Info("following the log again", "tree_size", l.Size(), "after", time.Since(failingSince).Round(time.Second))
+				failingSince, warned = time.Time{}, time.Time{}
+			}
 		}
 	}()
 	l.opts.Logger.Info("log open as a follower", "origin", l.origin, "tree_size", l.Size())
@@ -257,8 +296,10 @@ func (l *Log) Promote(ctx context.Context) error {
 }
 
 // resume loads the stored head into the sequencer's state, checking it: the
-// compact range, the checkpoint's key and root, nothing stored beyond it;
-// a new, empty log gets its checkpoint for size 0.
+// compact range, the checkpoint's key and root, nothing stored beyond it,
+// and, if this log has served a head already, that the stored one is it or
+// extends it; a new, empty log gets its checkpoint for size 0. It changes
+// the sequencer's state only once every check has passed.
 func (l *Log) resume(ctx context.Context) error {
 	opts := l.opts
 	head, err := opts.Storage.Head(ctx)
@@ -269,41 +310,67 @@ func (l *Log) resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening log: stored compact range for size %d: %w", head.Size, err)
 	}
-	l.rng = rng
+	served := l.head.Load()
 	if head.Checkpoint == nil {
-		if err := l.commitEmpty(ctx); err != nil {
-			return err
+		if served != nil {
+			return fmt.Errorf("opening log: the storage holds no log, and this one served a tree of size %d: the database was replaced; run ledger audit", served.size)
 		}
-	} else {
-		c, err := proofs.OpenCheckpoint(head.Checkpoint, opts.Verifier)
+		l.rng = rng
+		return l.commitEmpty(ctx)
+	}
+	c, err := proofs.OpenCheckpoint(head.Checkpoint, opts.Verifier)
+	if err != nil {
+		return fmt.Errorf("opening log: latest stored checkpoint does not verify with log key %s (wrong log.key or log.pub?): %w", opts.Verifier.Name(), err)
+	}
+	root, err := rootOf(rng)
+	if err != nil {
+		return err
+	}
+	if c.Size != head.Size || !bytes.Equal(c.Root, root) {
+		return fmt.Errorf("opening log: latest checkpoint (size %d) does not match the stored tree (size %d): storage is corrupt; run ledger audit", c.Size, head.Size)
+	}
+	if served != nil {
+		// The checkpoint this log served must be the stored one for its
+		// size (Ed25519 signs the same note to the same bytes), or a
+		// database restored from an older copy would fork the log.
+		cp := head.Checkpoint
+		if head.Size != served.size {
+			if head.Size < served.size {
+				cp = nil
+			} else if cp, err = opts.Storage.Checkpoint(ctx, served.size); err != nil && !errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("opening log: %w", err)
+			}
+		}
+		if !bytes.Equal(cp, served.checkpoint) {
+			return fmt.Errorf("opening log: the stored log (size %d) does not extend the tree of size %d this log served: the database was replaced or restored from an older copy; run ledger audit", head.Size, served.size)
+		}
+	}
+	switch _, err := opts.Storage.ReadEntries(ctx, head.Size, head.Size+1); {
+	case err == nil:
+		return fmt.Errorf("opening log: an entry is stored beyond the last checkpoint (size %d): storage is corrupt; run ledger audit", head.Size)
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("opening log: %w", err)
+	}
+	// logged_at never goes backwards, across restarts too.
+	lastTime := l.lastTime
+	if head.Size > 0 {
+		entries, err := opts.Storage.ReadEntries(ctx, head.Size-1, head.Size)
 		if err != nil {
-			return fmt.Errorf("opening log: latest stored checkpoint does not verify with log key %s (wrong log.key or log.pub?): %w", opts.Verifier.Name(), err)
+			return fmt.Errorf("opening log: reading the last entry: %w", err)
 		}
-		root, err := rootOf(rng)
-		if err != nil {
-			return err
-		}
-		if c.Size != head.Size || !bytes.Equal(c.Root, root) {
-			return fmt.Errorf("opening log: latest checkpoint (size %d) does not match the stored tree (size %d): storage is corrupt; run ledger audit", c.Size, head.Size)
-		}
-		if _, err := opts.Storage.ReadEntries(ctx, head.Size, head.Size+1); !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("opening log: an entry is stored beyond the last checkpoint (size %d): storage is corrupt; run ledger audit", head.Size)
-		}
-		// What a crashed process committed may be readable but not yet on
-		// disk: make it durable before serving its checkpoint.
-		if err := opts.Storage.Sync(ctx); err != nil {
-			return fmt.Errorf("opening log: %w", err)
-		}
-		l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: root})
-		if head.Size > 0 {
-			// logged_at never goes backwards, across restarts too.
-			if entries, err := opts.Storage.ReadEntries(ctx, head.Size-1, head.Size); err == nil {
-				if e, err := ParseEntry(entries[0]); err == nil {
-					l.lastTime, _ = time.Parse(TimeFormat, e.LoggedAt)
-				}
+		if e, err := ParseEntry(entries[0]); err == nil {
+			if t, err := time.Parse(TimeFormat, e.LoggedAt); err == nil && t.After(lastTime) {
+				lastTime = t
 			}
 		}
 	}
+	// What a crashed process committed may be readable but not yet on
+	// disk: make it durable before serving its checkpoint.
+	if err := opts.Storage.Sync(ctx); err != nil {
+		return fmt.Errorf("opening log: %w", err)
+	}
+	l.rng, l.lastTime = rng, lastTime
+	l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: root})
 	return nil
 }
 
@@ -401,8 +468,8 @@ func (l *Log) Append(ctx context.Context, c Claim, by string) (proofs.Receipt, e
 			return proofs.Receipt{}, fmt.Errorf("%w: %s subject says blob %s has %d bytes, the store has %d", ErrInvalidEntry, p.kind, b.digest, b.size, info.Size)
 		}
 	}
-	if l.failed.Load() {
-		return proofs.Receipt{}, ErrFailed
+	if l.state.Load() == stopped {
+		return proofs.Receipt{}, errSyncFailed
 	}
 	req := &request{p: p, resp: make(chan response, 1)}
 	l.mu.Lock()
@@ -469,6 +536,10 @@ func (l *Log) sequence() {
 				break fill
 			}
 		}
+		if err := l.recover(synced); err != nil {
+			refuse(batch, err)
+			continue
+		}
 		start := time.Now()
 		p := l.commit(batch)
 		l.batches.Add(1)
@@ -479,8 +550,65 @@ func (l *Log) sequence() {
 	}
 }
 
+// refuse answers every request of a batch with err.
+func refuse(reqs []*request, err error) {
+	for _, r := range reqs {
+		r.resp <- response{err: err}
+	}
+}
+
+// recover readies a stalled sequencer for the next batch. A failed commit
+// (the storage's server went away, say) may or may not have landed; the
+// stored head is the truth either way, so the sequencer resumes at it, as
+// OpenLog does, once the storage answers again: what landed is in the head
+// and the tree goes on from it, and a retried append of its claim gets the
+// entry already stored. It tries at most once every RecoverInterval and
+// refuses the batches in between.
+//
+// A failed sync is different: after a failed fsync the kernel may have
+// dropped the dirty pages and cleared the error, so a later sync can
+// succeed without what was written reaching the disk, and what the storage
+// reads back now need not be what a restart would find. Only reopening
+// the log, which reads what is on disk, is safe; the log stays stopped.
+func (l *Log) recover(synced chan<- *pending) error {
+	switch l.state.Load() {
+	case running:
+		return nil
+	case stopped:
+		return errSyncFailed
+	}
+	if wait := time.Until(l.retryAt); wait > 0 {
+		return fmt.Errorf("%w; the log resumes at its stored head once the storage answers again (next try in %v): %w", ErrFailed, wait.Round(time.Millisecond), l.stallErr)
+	}
+	l.retryAt = time.Now().Add(RecoverInterval)
+	// The batches committed before the failure are synced and answered
+	// first, so that no head they publish comes after the stored one.
+	flushed := make(chan struct{})
+	synced <- &pending{flushed: flushed}
+	<-flushed
+	if l.state.Load() == stopped {
+		return errSyncFailed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+	defer cancel()
+	if err := l.resume(ctx); err != nil {
+		l.stallErr = err
+		l.opts.Logger.Warn("the log cannot resume after its failed commit yet", "retry_in", RecoverInterval, "err", err)
+		return fmt.Errorf("%w; the log resumes at its stored head once the storage answers again: %w", ErrFailed, err)
+	}
+	// Only the sequencer leaves the stalled state, and only the syncer,
+	// now idle, enters the stopped one.
+	l.state.Store(running)
+	l.stallErr = nil
+	l.opts.Logger.Info("log resumed at its stored head after a failed commit", "tree_size", l.rng.End())
+	return nil
+}
+
 // pending is a committed batch waiting for its fsync.
 type pending struct {
+	// flushed, when not nil, is closed once every batch before it is
+	// synced and answered; such a pending holds no batch.
+	flushed chan struct{}
 	reqs    []*request
 	slots   []slot
 	start   uint64
@@ -504,13 +632,8 @@ func (l *Log) commit(batch []*request) *pending {
 	ctx := context.Background()
 	reqs := append([]*request(nil), batch...)
 	fail := func(err error) *pending {
-		for _, r := range reqs {
-			r.resp <- response{err: err}
-		}
+		refuse(reqs, err)
 		return nil
-	}
-	if l.failed.Load() {
-		return fail(ErrFailed)
 	}
 	start := l.rng.End()
 
@@ -597,9 +720,12 @@ func (l *Log) commit(batch []*request) *pending {
 			// Nothing was written: the log goes on from where it was.
 			return fail(err)
 		}
-		l.failed.Store(true)
-		l.opts.Logger.Error("commit failed; log stopped", "tree_size", start, "entries", len(fresh), "err", err)
-		return fail(fmt.Errorf("%w: committing: %v", ErrFailed, err))
+		// The outcome is unknown: l.rng stays as it was, and recover
+		// resumes at whatever the storage holds.
+		l.state.CompareAndSwap(running, stalled) // a failed sync stops it for good
+		l.stallErr, l.retryAt = err, time.Now().Add(RecoverInterval)
+		l.opts.Logger.Error("commit failed; appends are refused until the log resumes at its stored head", "tree_size", start, "entries", len(fresh), "err", err)
+		return fail(fmt.Errorf("%w: committing: %w", ErrFailed, err))
 	}
 	l.rng = rng
 	l.lastTime = now
@@ -632,23 +758,27 @@ func (l *Log) sync(in <-chan *pending) {
 		// Batches committed before a failed one still get their sync.
 		err := l.opts.Storage.Sync(ctx)
 		if err != nil {
-			l.failed.Store(true)
-			l.opts.Logger.Error("sync failed; log stopped", "err", err)
-			err = fmt.Errorf("%w: syncing: %v", ErrFailed, err)
+			l.state.Store(stopped)
+			l.opts.Logger.Error("sync failed; log stopped until it is reopened", "err", err)
+			err = fmt.Errorf("%w: syncing: %w; reopen the log", ErrFailed, err)
 		}
 		for _, p := range group {
-			if err != nil {
+			switch {
+			case err != nil:
 				for i, r := range p.reqs {
 					if p.slots[i].index != noSlot {
 						r.resp <- response{err: err}
 					}
 				}
-				continue
+			default:
+				if p.head != nil {
+					l.head.Store(p.head)
+				}
+				l.answer(ctx, p)
 			}
-			if p.head != nil {
-				l.head.Store(p.head)
+			if p.flushed != nil {
+				close(p.flushed)
 			}
-			l.answer(ctx, p)
 		}
 	}
 }

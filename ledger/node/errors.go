@@ -49,6 +49,11 @@ func toAPIError(err error) *apiError {
 		return &apiError{se.Status, code, se.Message}
 	case errors.As(err, &mb):
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is over this node's limit of %d bytes", mb.Limit)}
+	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, ledger.ErrFailed):
+		// Ahead of the request's own faults: a connection to the database
+		// lost mid-read can also say unexpected EOF or deadline exceeded.
+		// The details (which name the database) go to the node's log.
+		return &apiError{http.StatusServiceUnavailable, "unavailable", unavailableMessage}
 	case errors.Is(err, cas.ErrInvalidDigest), errors.Is(err, ledger.ErrInvalidEntry), errors.Is(err, proofs.ErrInvalidProof):
 		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, cas.ErrDigestMismatch):
@@ -72,16 +77,29 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusConflict, "conflict", err.Error()}
 	case errors.Is(err, ledger.ErrNotSequencer):
 		return &apiError{http.StatusServiceUnavailable, "not_sequencer", "this replica serves reads only; send writes to the replica whose /healthz says \"role\": \"sequencer\" (nothing was stored here)"}
-	case errors.Is(err, ledger.ErrClosed), errors.Is(err, ledger.ErrFailed):
+	case errors.Is(err, ledger.ErrClosed):
 		return &apiError{http.StatusServiceUnavailable, "unavailable", err.Error()}
 	}
 	return &apiError{http.StatusInternalServerError, "internal", "internal error; the node's log has the details"}
 }
 
+// unavailableMessage answers a request the log's storage could not serve:
+// its database is down or restarting, or a write failed and the log has
+// not yet resumed.
+const unavailableMessage = "the log's storage is not answering just now; retry shortly " +
+	"(appends are idempotent, so retrying one that may have been recorded is safe); the node's log has the details"
+
+// retryAfter is the Retry-After, in seconds, of an "unavailable" answer:
+// a log whose commit failed tries to resume about once a second.
+const retryAfter = "2"
+
 func writeError(w http.ResponseWriter, err error) {
 	ae := toAPIError(err)
 	if ae.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="evidence-ledger"`)
+	}
+	if ae.code == "unavailable" {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
 }
