@@ -54,6 +54,8 @@ func toAPIError(err error) *apiError {
 		// lost mid-read can also say unexpected EOF or deadline exceeded.
 		// The details (which name the database) go to the node's log.
 		return &apiError{http.StatusServiceUnavailable, "unavailable", unavailableMessage}
+	case errors.Is(err, cas.ErrUnavailable):
+		return &apiError{http.StatusServiceUnavailable, "unavailable", blobsUnavailableMessage}
 	case errors.Is(err, cas.ErrInvalidDigest), errors.Is(err, ledger.ErrInvalidEntry), errors.Is(err, proofs.ErrInvalidProof):
 		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, cas.ErrDigestMismatch):
@@ -88,6 +90,11 @@ func toAPIError(err error) *apiError {
 // not yet resumed.
 const unavailableMessage = "the log's storage is not answering just now; retry shortly " +
 	"(appends are idempotent, so retrying one that may have been recorded is safe); the node's log has the details"
+
+// blobsUnavailableMessage answers a request the blob store (an object
+// store) could not serve.
+const blobsUnavailableMessage = "the blob store is not answering just now; retry shortly " +
+	"(nothing was stored; a blob upload or an append retried later is recorded once); the node's log has the details"
 
 // retryAfter is the Retry-After, in seconds, of an "unavailable" answer:
 // a log whose commit failed tries to resume about once a second.

@@ -126,6 +126,7 @@ func TestUnavailableErrors(t *testing.T) {
 		gone,
 		fmt.Errorf("%w: committing: %w", ledger.ErrFailed, gone),
 		fmt.Errorf("%w: syncing: input/output error", ledger.ErrFailed),
+		fmt.Errorf("s3 blob store: reading entries: cannot reach the S3 endpoint: %w: %w", cas.ErrUnavailable, io.ErrUnexpectedEOF),
 	} {
 		w := httptest.NewRecorder()
 		writeError(w, err)
