@@ -73,25 +73,9 @@ func TestServeReplicas(t *testing.T) {
 		}()
 		return "http://" + addr, cancel, done
 	}
-	role := func(u string) string {
-		resp, err := http.Get(u + "/healthz")
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		var h struct{ Role string }
-		json.NewDecoder(resp.Body).Decode(&h)
-		return h.Role
-	}
 	waitRole := func(u, want string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for role(u) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not become %s (is %q)", u, want, role(u))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitFor(t, 20*time.Second, u+" to be "+want, func() bool { return healthRole(u) == want })
 	}
 	// The first replica is a process of its own, to be killed: the test
 	// binary, run as the ledger command (TestMain) through a link named

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -43,106 +46,204 @@ func (e *env) serveCommand() *cli.Command {
 			if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 				return usagef("--tls-cert and --tls-key go together")
 			}
-			logger := slog.New(quietBadger{slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
-			dir, err := dataDir(c)
-			if err != nil {
-				return err
-			}
-			oo := openOptions(c, logger)
-			oo.FollowShared = true
-			l, err := ledger.Open(c.Context, dir, oo)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			// The log is published as tiles while this replica sequences
-			// (a follower starts once promoted); stopped before l closes.
-			stopPublishing, err := startPublishing(c, l, logger)
-			if err != nil {
-				return err
-			}
-			defer stopPublishing()
-			ln, err := net.Listen("tcp", c.String("listen"))
-			if err != nil {
-				return err
-			}
-			srv := &http.Server{
-				ReadHeaderTimeout: 10 * time.Second, // slow-loris clients are cut off
-				IdleTimeout:       2 * time.Minute,
-				MaxHeaderBytes:    64 << 10,
-				ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-			}
-			scheme := "http"
-			if c.String("tls-cert") != "" {
-				scheme = "https"
-			}
-			h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
-				PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
-				RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
-			if err != nil {
-				ln.Close()
-				return err
-			}
-			srv.Handler = h
-			// A log on PostgreSQL may be shared by several replicas: this
-			// one serves reads as a follower, forwarding writes to the
-			// sequencer, and sequences once it holds the sequencer lock.
-			lockErr := make(chan error, 1)
-			if l.LogURL != "" {
-				lockURL := c.String("log")
-				if lockURL == "" {
-					lockURL = l.LogURL
-				}
-				self := c.String("advertise-url")
-				if self == "" {
-					self = advertiseURL(scheme, ln.Addr())
-				}
-				if seq, ok := l.Storage.(interface {
-					Sequencer(context.Context) (string, error)
-				}); ok {
-					srv.Handler = node.Forward(h, node.ForwardOptions{Log: l.Log, Sequencer: seq.Sequencer, Self: self, Logger: logger})
-				}
-				if _, local := l.Blobs.(*cas.Badger); local {
-					logger.Warn("the log is shared by replicas but the blobs are in this data directory: a blob uploaded through another replica is not served here; keep the blobs on S3 (ledger init --blobs s3://...)")
-				}
-				go sequenceWhenLocked(c.Context, l.Log, lockURL, self, logger, lockErr)
-			}
-			logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"))
-			fmt.Fprintf(e.stdout, "serving %s at %s://%s\n", l.Log.Origin(), scheme, ln.Addr())
-			errc := make(chan error, 1)
-			go func() {
-				if scheme == "https" {
-					errc <- srv.ServeTLS(ln, c.String("tls-cert"), c.String("tls-key"))
-				} else {
-					errc <- srv.Serve(ln)
-				}
-			}()
-			select {
-			case err := <-errc:
-				return err
-			case err := <-lockErr:
-				// Stop serving at once: another replica sequences now, and
-				// a supervisor restarts this one as a follower.
-				srv.Close()
-				return err
-			case <-c.Context.Done():
-			}
-			// Graceful shutdown: stop accepting, let requests in flight
-			// (and so the batch they wait on) finish, then close the log,
-			// which acknowledges nothing it did not make durable.
-			logger.Info("shutting down")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return e.serve(c)
 		},
 	}
 }
 
+// serve runs the node until it is told to stop. A ledger that cannot be
+// opened at the start is an error and no node starts. Once serving, a
+// replica of a shared log that loses the sequencer lock (its database
+// restarted, or its connection failed) stops sequencing at once, closes
+// its ledger and opens it again as a follower, answering 503 meanwhile,
+// until it can: it never exits for an outage it can outlive.
+func (e *env) serve(c *cli.Context) error {
+	logger := slog.New(quietBadger{slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
+	dir, err := dataDir(c)
+	if err != nil {
+		return err
+	}
+	oo := openOptions(c, logger)
+	oo.FollowShared = true
+	l, err := ledger.Open(c.Context, dir, oo)
+	if err != nil {
+		return err
+	}
+	// The flags are checked once, before anything is served.
+	stopPublishing, err := startPublishing(c, l, logger)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	stopPublishing()
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	scheme := "http"
+	if c.String("tls-cert") != "" {
+		scheme = "https"
+	}
+	self := c.String("advertise-url")
+	if self == "" {
+		self = advertiseURL(scheme, ln.Addr())
+	}
+	if _, local := l.Blobs.(*cas.Badger); local && l.LogURL != "" {
+		logger.Warn("the log is on PostgreSQL but the blobs are in this data directory: if other replicas share the log, a blob uploaded through one of them is not served here; keep the blobs on S3 (ledger init --blobs s3://...)")
+	}
+	var current atomic.Pointer[http.Handler]
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveCurrent(w, r, current.Load()) }),
+		ReadHeaderTimeout: 10 * time.Second, // slow-loris clients are cut off
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"))
+	fmt.Fprintf(e.stdout, "serving %s at %s://%s\n", l.Log.Origin(), scheme, ln.Addr())
+	errc := make(chan error, 1)
+	go func() {
+		if scheme == "https" {
+			errc <- srv.ServeTLS(ln, c.String("tls-cert"), c.String("tls-key"))
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	pause := time.Duration(0) // before opening again, growing while runs end quickly
+	for {
+		began := time.Now()
+		lost, err := e.runLedger(c, l, self, &current, errc, logger)
+		if err != nil {
+			current.Store(nil)
+			srv.Close()
+			l.Close()
+			return err
+		}
+		if lost == nil {
+			break // told to stop
+		}
+		current.Store(nil)
+		l.Close()
+		if time.Since(began) > time.Minute {
+			pause = 0
+		}
+		logger.Warn("stopped sequencing; opening the ledger again as a follower", "err", lost, "in", pause.String())
+		select {
+		case <-c.Context.Done():
+		case <-time.After(pause):
+		}
+		pause = min(max(2*pause, 250*time.Millisecond), 10*time.Second)
+		if l = reopen(c.Context, dir, oo, logger); l == nil {
+			break
+		}
+	}
+	// Graceful shutdown: stop accepting, let requests in flight (and so
+	// the batch they wait on) finish, then close the log, which
+	// acknowledges nothing it did not make durable.
+	logger.Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = srv.Shutdown(ctx)
+	if l != nil {
+		l.Close()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// runLedger serves the open ledger l through current until the command
+// is told to stop (nil, nil), the server fails (nil, err), or this replica
+// stops sequencing a shared log (lost, nil). It does not close l.
+func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *atomic.Pointer[http.Handler], errc <-chan error, logger *slog.Logger) (lost, err error) {
+	// The log is published as tiles while this replica sequences (a
+	// follower starts once promoted); stopped before l closes.
+	stopPublishing, err := startPublishing(c, l, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer stopPublishing()
+	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
+		PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
+		RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	var handler http.Handler = h
+	// A log on PostgreSQL may be shared by several replicas: this one
+	// serves reads as a follower, forwarding writes to the sequencer, and
+	// sequences once it holds the sequencer lock.
+	lockErr := make(chan error, 1)
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	if l.LogURL != "" {
+		lockURL := c.String("log")
+		if lockURL == "" {
+			lockURL = l.LogURL
+		}
+		if seq, ok := l.Storage.(interface {
+			Sequencer(context.Context) (string, error)
+		}); ok {
+			handler = node.Forward(h, node.ForwardOptions{Log: l.Log, Sequencer: seq.Sequencer, Self: self, Logger: logger})
+		}
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer cancel()
+		wg.Go(func() { sequenceWhenLocked(ctx, l.Log, lockURL, self, logger, lockErr) })
+	}
+	current.Store(&handler)
+	select {
+	case err := <-errc:
+		return nil, err
+	case err := <-lockErr:
+		// Stop answering from this ledger at once: another replica may
+		// sequence now.
+		current.Store(nil)
+		return err, nil
+	case <-c.Context.Done():
+		return nil, nil
+	}
+}
+
+// reopen opens the ledger in dir again after this replica stopped
+// sequencing, retrying with a growing pause while its storage cannot be
+// reached. It returns nil once ctx is done.
+func reopen(ctx context.Context, dir string, oo ledger.OpenOptions, logger *slog.Logger) *ledger.Ledger {
+	pause := 250 * time.Millisecond
+	for {
+		l, err := ledger.Open(ctx, dir, oo)
+		if err == nil {
+			logger.Info("ledger open again", "tree_size", l.Log.Size())
+			return l
+		}
+		logger.Warn("opening the ledger again failed; answering 503 until it opens", "err", err, "retry_in", pause.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 10*time.Second)
+	}
+}
+
+// serveCurrent answers r with h, or with 503 while there is none (the
+// ledger is being opened again).
+func serveCurrent(w http.ResponseWriter, r *http.Request, h *http.Handler) {
+	if h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "2")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	io.WriteString(w, `{"error":{"code":"unavailable","message":"this replica is opening its ledger again after losing its storage or the sequencer lock; retry shortly (nothing was stored)"}}`+"\n")
+}
+
 // sequenceWhenLocked waits for the sequencer lock of a shared log, then
-// promotes log to sequencer; losing the lock later is an error on errc.
+// promotes log to sequencer; failing to, or losing the lock later, is an
+// error on errc, and the caller then closes log.
 // Until then appends to this replica answer 503 (ledger.ErrNotSequencer).
 // Two replicas never fork the log even when the lock changes hands: the
 // storage refuses a commit that does not extend its head.
@@ -163,8 +264,8 @@ func sequenceWhenLocked(ctx context.Context, log *ledger.Log, url, self string, 
 	logger.Info("sequencing: this replica holds the sequencer lock", "tree_size", log.Size())
 	select {
 	case <-lock.Lost():
-		logger.Error("lost the sequencer lock: stopping, so that only the replica holding it sequences")
-		errc <- errors.New("lost the sequencer lock (its database connection failed); restart this replica, which will follow or sequence")
+		logger.Error("lost the sequencer lock: this replica stops sequencing at once, so that only the replica holding it sequences")
+		errc <- errors.New("lost the sequencer lock (its database connection failed)")
 	case <-ctx.Done():
 	}
 }
