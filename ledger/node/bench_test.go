@@ -22,24 +22,7 @@ import (
 //	go test ./ledger/node -run '^$' -bench HTTP -benchtime 20000x
 func BenchmarkHTTP(b *testing.B) {
 	const clients = 64
-	dir := filepath.Join(b.TempDir(), "data")
-	if _, err := ledger.Init(b.Context(), dir, "bench.example/dhf"); err != nil {
-		b.Fatal(err)
-	}
-	l, err := ledger.Open(b.Context(), dir, ledger.OpenOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	tokens := ledger.NewTokens(l.DB)
-	secret, _, err := tokens.Create(b.Context(), "bench", ledger.RoleAppender)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := New(Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens})
-	if err != nil {
-		b.Fatal(err)
-	}
+	l, h, secret := benchNode(b)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	c, err := client.New(srv.URL, secret)
@@ -102,4 +85,28 @@ func BenchmarkHTTP(b *testing.B) {
 		return err
 	})
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "proofs/s")
+}
+
+// benchNode makes a node on a new ledger, closed when b ends, with an
+// appender token whose secret it returns.
+func benchNode(b *testing.B) (*ledger.Ledger, *Server, string) {
+	dir := filepath.Join(b.TempDir(), "data")
+	if _, err := ledger.Init(b.Context(), dir, "bench.example/dhf"); err != nil {
+		b.Fatal(err)
+	}
+	l, err := ledger.Open(b.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	tokens := ledger.NewTokens(l.DB)
+	secret, _, err := tokens.Create(b.Context(), "bench", ledger.RoleAppender)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(Options{Log: l.Log, Blobs: l.Blobs, Tokens: tokens})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l, h, secret
 }
