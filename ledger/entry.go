@@ -531,7 +531,7 @@ func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobR
 }
 
 // decodeSubject sets *dst from the typed subject if there is one of its
-// type, or else decodes raw strictly.
+// type, or else decodes raw strictly (quickly, when decodeFlat can).
 func decodeSubject[T any](raw []byte, typed []any, dst *T) error {
 	if len(typed) == 1 {
 		switch t := typed[0].(type) {
@@ -545,6 +545,10 @@ func decodeSubject[T any](raw []byte, typed []any, dst *T) error {
 			}
 		}
 		return fmt.Errorf("subject is a %T, not a %T", typed[0], *dst)
+	}
+	if v := *dst; decodeFlat(raw, &v) {
+		*dst = v
+		return nil
 	}
 	return decodeStrict(raw, dst)
 }

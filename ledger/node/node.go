@@ -13,6 +13,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/internal/flatjson"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/ledger/web"
@@ -493,17 +495,52 @@ func decodeSubject(raw json.RawMessage, v any) error {
 // ParseEntryRequest parses the body of POST /v1/entries strictly: one
 // JSON object with exactly "kind" and "subject".
 func ParseEntryRequest(body []byte) (entryRequest, error) {
+	req, ok := parseEntryFast(body)
+	if !ok {
+		var err error
+		if req, err = parseEntryJSON(body); err != nil {
+			return req, err
+		}
+	}
+	if req.Kind == "" || len(req.Subject) == 0 {
+		return req, badRequest("body must have both \"kind\" and \"subject\"")
+	}
+	return req, nil
+}
+
+// parseEntryFast reads the usual body, {"kind": "...", "subject": {...}}
+// with plain strings and integers, without encoding/json, which cost a
+// sixth of an append's CPU time; ok is false for any other body, which
+// parseEntryJSON then reads (and refuses, if it must, in its words).
+// What it accepts, parseEntryJSON accepts with the same result
+// (FuzzParseEntryRequest checks it).
+func parseEntryFast(body []byte) (req entryRequest, ok bool) {
+	var kind, subject bool
+	ok = flatjson.Members(body, func(k []byte, v flatjson.Value) bool {
+		switch {
+		case string(k) == "kind" && v.Kind == flatjson.String && !kind:
+			req.Kind, kind = ledger.Kind(v.Raw), true
+		case string(k) == "subject" && v.Kind == flatjson.Object && !subject:
+			req.Subject, subject = json.RawMessage(v.Raw), true
+		default:
+			return false // another key, a repeated one, or another type
+		}
+		return true
+	})
+	return req, ok
+}
+
+// parseEntryJSON decodes the body with encoding/json, refusing unknown
+// fields and data after the object.
+func parseEntryJSON(body []byte) (entryRequest, error) {
 	var req entryRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return req, badRequest("body must be {\"kind\": ..., \"subject\": {...}}: %v", err)
 	}
 	if dec.More() {
 		return req, badRequest("body has data after the JSON object")
-	}
-	if req.Kind == "" || len(req.Subject) == 0 {
-		return req, badRequest("body must have both \"kind\" and \"subject\"")
 	}
 	return req, nil
 }
