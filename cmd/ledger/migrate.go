@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -153,7 +154,12 @@ func (e *env) migrate(c *cli.Context) error {
 		}
 	}
 	bar := newProgress(e.stderr, "", 0)
-	opts.Progress = func(phase string, done, total uint64) { bar.set(phase, int64(done), int64(total)) }
+	var barMu sync.Mutex // blobs are proved several at a time
+	opts.Progress = func(phase string, done, total uint64) {
+		barMu.Lock()
+		defer barMu.Unlock()
+		bar.set(phase, int64(done), int64(total))
+	}
 	r, err := migrate.Run(ctx, dst, src, opts)
 	bar.done()
 	if err != nil {

@@ -70,13 +70,24 @@ type Options struct {
 	// *cas.Badger can) has all of them copied, the files a bundle's listing
 	// names included. They may be the same store, then nothing is copied.
 	FromBlobs, ToBlobs cas.Store
-	// Progress, when set, is told how far the work has got.
+	// Progress, when set, is told how far the work has got. It may be
+	// called from several goroutines at once while blobs are proved.
 	Progress Progress
+	// BlobWorkers is how many blobs are copied and re-hashed at once;
+	// zero means DefaultBlobWorkers.
+	BlobWorkers int
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
 
+// DefaultBlobWorkers is how many blobs a migration copies and re-hashes at
+// once by default: enough to keep an object store's round trips busy.
+const DefaultBlobWorkers = 8
+
 func (o *Options) fill() {
+	if o.BlobWorkers <= 0 {
+		o.BlobWorkers = DefaultBlobWorkers
+	}
 	if o.Progress == nil {
 		o.Progress = func(string, uint64, uint64) {}
 	}

@@ -9,8 +9,11 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/transparency-dev/merkle/compact"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -297,26 +300,37 @@ func proveBlobs(ctx context.Context, named map[cas.Digest]bool, opts Options, r 
 	}
 	slices.SortFunc(digests, func(a, b cas.Digest) int { return bytes.Compare(a[:], b[:]) })
 	same := opts.FromBlobs == opts.ToBlobs
-	for i, d := range digests {
-		ok, err := opts.ToBlobs.Has(ctx, d)
-		if err != nil {
-			return fmt.Errorf("checking the destination for blob %s: %w", d, err)
-		}
-		if !ok && !same {
-			if err := copyBlob(ctx, opts.ToBlobs, opts.FromBlobs, d); err != nil {
+	// Blobs are copied and re-hashed several at a time: to or from an
+	// object store each takes a few round trips, most of it waiting.
+	var done, copied, hashed atomic.Uint64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.BlobWorkers)
+	for _, d := range digests {
+		g.Go(func() error {
+			ok, err := opts.ToBlobs.Has(gctx, d)
+			if err != nil {
+				return fmt.Errorf("checking the destination for blob %s: %w", d, err)
+			}
+			if !ok && !same {
+				if err := copyBlob(gctx, opts.ToBlobs, opts.FromBlobs, d); err != nil {
+					return err
+				}
+				copied.Add(1)
+			} else if !ok {
+				return fmt.Errorf("%w: blob %s, named by an entry, is not stored", ErrMismatch, d)
+			}
+			if err := rehash(gctx, opts.ToBlobs, d); err != nil {
 				return err
 			}
-			r.BlobsCopied++
-		} else if !ok {
-			return fmt.Errorf("%w: blob %s, named by an entry, is not stored", ErrMismatch, d)
-		}
-		if err := rehash(ctx, opts.ToBlobs, d); err != nil {
-			return err
-		}
-		r.Blobs++
-		opts.Progress("blobs", uint64(i+1), uint64(len(digests)))
+			hashed.Add(1)
+			opts.Progress("blobs", done.Add(1), uint64(len(digests)))
+			return nil
+		})
 	}
-	return nil
+	err := g.Wait()
+	r.Blobs += hashed.Load()
+	r.BlobsCopied += copied.Load()
+	return err
 }
 
 func copyBlob(ctx context.Context, to, from cas.Store, d cas.Digest) error {
