@@ -35,13 +35,13 @@ func digestField(k string, d *cas.Digest) field {
 	return str(k, d.String())
 }
 
-// subjectFields returns the JSON members of a subject struct, as
+// subjectFields appends to fs the JSON members of a subject struct, as
 // encoding/json would write them, in any order; ok is false for any other
 // value.
-func subjectFields(v any) (fs []field, ok bool) {
+func subjectFields(v any, fs []field) (_ []field, ok bool) {
 	switch s := v.(type) {
 	case Artefact:
-		fs = []field{str("digest", s.Digest.String()), num("size", s.Size), str("name", s.Name), str("media_type", s.MediaType)}
+		fs = append(fs, str("digest", s.Digest.String()), num("size", s.Size), str("name", s.Name), str("media_type", s.MediaType))
 		if s.Release != "" {
 			fs = append(fs, str("release", s.Release))
 		}
@@ -49,12 +49,12 @@ func subjectFields(v any) (fs []field, ok bool) {
 			fs = append(fs, str("build", s.Build))
 		}
 	case Bundle:
-		fs = []field{str("digest", s.Digest.String()), str("listing", s.Listing.String()), num("files", s.Files), num("size", s.Size), str("release", s.Release)}
+		fs = append(fs, str("digest", s.Digest.String()), str("listing", s.Listing.String()), num("files", s.Files), num("size", s.Size), str("release", s.Release))
 	case Stamp:
-		fs = []field{str("uid", s.UID), str("reviewed_hash", s.ReviewedHash), str("document", s.Document), str("document_digest", s.DocumentDigest.String()),
-			str("pr", s.PR), str("commit", s.Commit), str("approver", s.Approver), str("approved_at", s.ApprovedAt)}
+		fs = append(fs, str("uid", s.UID), str("reviewed_hash", s.ReviewedHash), str("document", s.Document), str("document_digest", s.DocumentDigest.String()),
+			str("pr", s.PR), str("commit", s.Commit), str("approver", s.Approver), str("approved_at", s.ApprovedAt))
 	case Signer:
-		fs = []field{str("action", s.Action), str("key_id", s.KeyID)}
+		fs = append(fs, str("action", s.Action), str("key_id", s.KeyID))
 		for _, f := range []field{str("public_key", s.PublicKey), str("name", s.Name), str("email", s.Email),
 			str("role", s.Role), str("valid_until", s.ValidUntil), str("reason", s.Reason)} {
 			if f.s != "" { // omitempty
@@ -62,8 +62,8 @@ func subjectFields(v any) (fs []field, ok bool) {
 			}
 		}
 	case Release:
-		fs = []field{str("version", s.Version), str("bundle", s.Bundle.String()), str("manifest", s.Manifest.String()), str("key_id", s.KeyID),
-			str("meaning", s.Meaning), str("signed_at", s.SignedAt), digestField("previous", s.Previous)}
+		fs = append(fs, str("version", s.Version), str("bundle", s.Bundle.String()), str("manifest", s.Manifest.String()), str("key_id", s.KeyID),
+			str("meaning", s.Meaning), str("signed_at", s.SignedAt), digestField("previous", s.Previous))
 	default:
 		return nil, false
 	}
@@ -73,7 +73,8 @@ func subjectFields(v any) (fs []field, ok bool) {
 // canonicalSubject returns the RFC 8785 canonical JSON of a subject struct;
 // ok is false if v is not one.
 func canonicalSubject(v any) (b []byte, ok bool) {
-	fs, ok := subjectFields(v)
+	var buf [8]field // the most any subject has, kept off the heap
+	fs, ok := subjectFields(v, buf[:0])
 	if !ok {
 		return nil, false
 	}
