@@ -35,13 +35,16 @@ const (
 // off, Sync calls DB.Sync, which covers only the current memtable and so is
 // not power-loss safe if a memtable rotates between Commit and Sync.
 type BadgerStorage struct {
-	db    *badger.DB
-	upper upperCache
+	db     *badger.DB
+	upper  upperCache
+	claims claimFilter
 }
 
 var _ Storage = (*BadgerStorage)(nil)
 
-// NewBadgerStorage returns the log storage on db. It does not own db.
+// NewBadgerStorage returns the log storage on db. It does not own db. It
+// must be the only writer of the log's rows in db: it remembers which
+// claims are stored, so as to look up only those that may be.
 func NewBadgerStorage(db *badger.DB) *BadgerStorage { return &BadgerStorage{db: db} }
 
 func u64key(prefix string, n uint64) []byte {
@@ -96,6 +99,10 @@ func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
 		}
 		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, err)
 	}
+	// Before the claims can be read, so that LookupClaims never misses
+	// one; if the commit fails, the filter only holds a few claims too
+	// many.
+	s.claims.addAll(b.Claims)
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, err)
 	}
@@ -318,9 +325,16 @@ func (s *BadgerStorage) Checkpoints(ctx context.Context, from uint64, fn func(si
 	})
 }
 
-// LookupClaims implements Storage, in one read transaction.
+// LookupClaims implements Storage, in one read transaction for the claims
+// that its filter of stored claims does not rule out.
 func (s *BadgerStorage) LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]byte]uint64, error) {
 	found := make(map[[32]byte]uint64)
+	if err := s.claims.scan(ctx, s.db); err != nil {
+		return nil, fmt.Errorf("looking up claims: %w", err)
+	}
+	if claims = s.claims.mayHold(claims); len(claims) == 0 {
+		return found, nil
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		key := []byte(prefixClaim + string(make([]byte, 32)))
 		for _, c := range claims {
