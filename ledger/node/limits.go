@@ -33,11 +33,16 @@ func newLimiters(perSecond float64, burst int) *limiters {
 	return &limiters{rate: rate.Limit(perSecond), burst: burst, m: map[string]*rate.Limiter{}}
 }
 
-// allow takes one request from key's bucket; if it is empty it returns how
-// long to wait.
-func (l *limiters) allow(key string) (bool, time.Duration) {
+// allow takes one request from the bucket of tok, or of the client's
+// address when there is no token; if it is empty it returns how long to
+// wait. Without limits it costs nothing.
+func (l *limiters) allow(r *http.Request, tok *ledger.Token) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
+	}
+	key := "addr:" + clientAddr(r)
+	if tok != nil {
+		key = "token:" + tok.Name
 	}
 	l.mu.Lock()
 	lim, ok := l.m[key]
@@ -46,9 +51,9 @@ func (l *limiters) allow(key string) (bool, time.Duration) {
 		l.m[key] = lim
 	}
 	l.mu.Unlock()
-	r := lim.Reserve()
-	if d := r.Delay(); d > 0 {
-		r.Cancel()
+	res := lim.Reserve()
+	if d := res.Delay(); d > 0 {
+		res.Cancel()
 		return false, d
 	}
 	return true, 0

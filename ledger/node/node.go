@@ -237,19 +237,18 @@ func (s *Server) route(pattern, role string, h func(http.ResponseWriter, *http.R
 			s.metrics.requests.WithLabelValues(route, strconv.Itoa(w.code)).Inc()
 			s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
-		key := "addr:" + clientAddr(r)
+		var tok *ledger.Token
 		if role != "" {
-			tok, err := s.authenticate(r, role)
-			if err != nil {
+			var err error
+			if tok, err = s.authenticate(r, role); err != nil {
 				fail(w, r, err)
 				return
 			}
 			if tok != nil {
 				r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, *tok))
-				key = "token:" + tok.Name
 			}
 		}
-		if ok, wait := s.limits.allow(key); !ok {
+		if ok, wait := s.limits.allow(r, tok); !ok {
 			fail(w, r, tooMany(w, wait))
 			return
 		}
