@@ -268,6 +268,25 @@ func (l *Log) Refresh(ctx context.Context) error {
 // follower).
 func (l *Log) Sequencing() bool { return !l.following.Load() }
 
+// Healthy reports whether the log can take appends: "ok" and nil when its
+// storage answers and its sequencer runs; "unavailable" when the storage
+// does not answer (reading its head fails); "stalled", with an error
+// wrapping ErrFailed, while a failed commit keeps it from appending until
+// it resumes by itself; and "stopped", with one saying to reopen it, after
+// a failed sync.
+func (l *Log) Healthy(ctx context.Context) (state string, err error) {
+	switch l.state.Load() {
+	case stalled:
+		return "stalled", fmt.Errorf("%w: a commit failed; the log resumes at its stored head once its storage answers", ErrFailed)
+	case stopped:
+		return "stopped", errSyncFailed
+	}
+	if _, err := l.opts.Storage.Head(ctx); err != nil {
+		return "unavailable", fmt.Errorf("reading the log's head: %w", err)
+	}
+	return "ok", nil
+}
+
 // Promote makes a follower the sequencer, resuming at the stored head, once
 // this replica holds the sequencer lock. Promoting a sequencer does
 // nothing.
@@ -716,9 +735,21 @@ func (l *Log) commit(batch []*request) *pending {
 	}
 	b.Head = Head{Size: size, Range: rng.Hashes(), Checkpoint: cp}
 	if err := l.opts.Storage.Commit(ctx, b); err != nil {
-		if errors.Is(err, ErrConflict) || errors.Is(err, ErrBatchTooLarge) {
+		if errors.Is(err, ErrBatchTooLarge) {
 			// Nothing was written: the log goes on from where it was.
 			return fail(err)
+		}
+		if errors.Is(err, ErrConflict) {
+			// Nothing was written, but the stored log is not the one
+			// this sequencer extends: another replica committed (it took
+			// the sequencer lock, or this one lost it). Going on from
+			// l.rng would conflict forever; the next batch resumes at the
+			// stored head instead, which must extend what this log
+			// served. The refused appends may be retried.
+			l.state.CompareAndSwap(running, stalled)
+			l.stallErr, l.retryAt = err, time.Now()
+			l.opts.Logger.Warn("the stored log moved underneath this sequencer; resuming at its head", "tree_size", start, "err", err)
+			return fail(fmt.Errorf("%w: %w", ErrFailed, err))
 		}
 		// The outcome is unknown: l.rng stays as it was, and recover
 		// resumes at whatever the storage holds.

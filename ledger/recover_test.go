@@ -165,6 +165,9 @@ func TestCommitFailureRecovers(t *testing.T) {
 	if !errors.Is(err, ledger.ErrFailed) || !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("Append while commits fail: %v, want ErrFailed and ErrUnavailable", err)
 	}
+	if state, err := log.Healthy(ctx); state != "stalled" || !errors.Is(err, ledger.ErrFailed) {
+		t.Errorf("Healthy after a failed commit = %q, %v; want stalled", state, err)
+	}
 	// Down altogether: refused, whether by the wait between tries or by
 	// a try that cannot read the head.
 	fs.set(func(s *flakyStorage) { s.failCommit, s.down = false, true })
@@ -282,6 +285,9 @@ func TestSyncFailureStops(t *testing.T) {
 		if !errors.Is(err, ledger.ErrFailed) || !strings.Contains(err.Error(), "reopen") {
 			t.Fatalf("Append after a failed sync: %v, want ErrFailed saying to reopen the log", err)
 		}
+	}
+	if state, err := log.Healthy(ctx); state != "stopped" || !strings.Contains(fmt.Sprint(err), "reopen") {
+		t.Errorf("Healthy after a failed sync = %q, %v; want stopped, saying to reopen", state, err)
 	}
 	log.Close()
 

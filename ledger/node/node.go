@@ -305,7 +305,20 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	if !s.opts.Log.Sequencing() {
 		role = "follower"
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "origin": s.opts.Log.Origin(), "tree_size": size, "role": role})
+	// A log that cannot append is unhealthy, so that a load balancer
+	// sends requests elsewhere: while its storage does not answer, until
+	// it resumes by itself after a failed commit, or for good after a
+	// failed sync (restart the node).
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status, err := s.opts.Log.Healthy(ctx)
+	code := http.StatusOK
+	body := map[string]any{"status": status, "origin": s.opts.Log.Origin(), "tree_size": size, "role": role}
+	if err != nil {
+		code = http.StatusServiceUnavailable
+		body["error"] = err.Error()
+	}
+	return writeJSON(w, code, body)
 }
 
 func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {

@@ -90,6 +90,11 @@ func TestDatabaseOutage(t *testing.T) {
 	if log.Size() != 2 {
 		t.Fatalf("the log serves %d entries with the database down, want 2", log.Size())
 	}
+	// /healthz says the log cannot append, for a load balancer to send
+	// requests elsewhere meanwhile.
+	if r := e.do("GET", "/healthz", "", nil); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), `"status":"unavailable"`) && !strings.Contains(string(r.body), `"status":"stalled"`) {
+		t.Errorf("GET /healthz with the database down: %d %s, want 503 unavailable or stalled", r.status, r.body)
+	}
 
 	if err := pg.Restart(ctx); err != nil {
 		t.Fatal(err)
@@ -105,6 +110,9 @@ func TestDatabaseOutage(t *testing.T) {
 			t.Fatalf("append after the database came back: %d %s", r.status, r.body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if r := e.do("GET", "/healthz", "", nil); r.status != http.StatusOK || !strings.Contains(string(r.body), `"status":"ok"`) {
+		t.Errorf("GET /healthz after the log resumed: %d %s, want 200 ok", r.status, r.body)
 	}
 	for _, path := range []string{"/v1/entries/2", "/v1/proofs/inclusion?index=0", "/v1/entries?release=v1.0.0"} {
 		if r := e.do("GET", path, "", nil); r.status != http.StatusOK {

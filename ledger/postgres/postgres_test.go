@@ -277,8 +277,8 @@ func TestTwoWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := b.Append(ctx, claimFor(t, blobs, "from b", "b.txt", ""), "b")
-	if !errors.Is(err, ledger.ErrConflict) {
-		t.Fatalf("the second writer's append: error %v, want ErrConflict", err)
+	if !errors.Is(err, ledger.ErrConflict) || !errors.Is(err, ledger.ErrFailed) {
+		t.Fatalf("the second writer's append: error %v, want ErrConflict and ErrFailed (retry)", err)
 	}
 	s := openStorage(t, url)
 	h, err := s.Head(ctx)
@@ -294,6 +294,15 @@ func TestTwoWriters(t *testing.T) {
 		return nil
 	}); err != nil || !slices.Equal(sizes, []uint64{0, 1}) {
 		t.Fatalf("Checkpoints() sizes = %v, %v; want [0 1]", sizes, err)
+	}
+	// The refused writer does not stay stuck behind the head it missed:
+	// its next append resumes at the stored head and extends it.
+	rc, err := b.Append(ctx, claimFor(t, blobs, "from b again", "b2.txt", ""), "b")
+	if err != nil || rc.Index != 1 {
+		t.Fatalf("the second writer's next append: index %d, %v; want index 1 after resuming at the stored head", rc.Index, err)
+	}
+	if h, err := s.Head(ctx); err != nil || h.Size != 2 {
+		t.Fatalf("Head() = size %d, %v; want 2", h.Size, err)
 	}
 }
 
