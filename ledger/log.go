@@ -98,6 +98,14 @@ type LogOptions struct {
 	// sequencer.
 	Follower bool
 	Refresh  time.Duration
+	// Extends, when set, is a signed checkpoint of this log served
+	// before (by an earlier Log on the same storage): the stored log must
+	// hold that very checkpoint, at its size, or the log refuses to
+	// sequence (open, promote, resume). A replica that opens its log again
+	// passes the last checkpoint it served, so that a database restored
+	// from an older copy, or failed over to a standby that lags, is
+	// refused rather than forked.
+	Extends []byte
 	// Now is the node clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives operational messages; nil discards them.
@@ -180,6 +188,14 @@ func OpenLog(ctx context.Context, opts LogOptions) (*Log, error) {
 		origin: opts.Signer.Name(),
 		reqs:   make(chan *request, 4*opts.MaxBatch),
 		done:   make(chan struct{}),
+	}
+	if opts.Extends != nil {
+		// resume checks the stored log against the head served.
+		c, err := proofs.OpenCheckpoint(opts.Extends, opts.Verifier)
+		if err != nil {
+			return nil, fmt.Errorf("opening log: the checkpoint it must extend: %w", err)
+		}
+		l.head.Store(&published{size: c.Size, checkpoint: opts.Extends, root: c.Root})
 	}
 	if opts.Follower {
 		return openFollower(ctx, l)
@@ -366,6 +382,12 @@ func (l *Log) resume(ctx context.Context) error {
 	}
 	switch _, err := opts.Storage.ReadEntries(ctx, head.Size, head.Size+1); {
 	case err == nil:
+		// Another sequencer may have committed since the head was read
+		// (one that lost the lock and has not noticed yet): that is a
+		// conflict to retry, not damage.
+		if now, err := opts.Storage.Head(ctx); err == nil && now.Size > head.Size {
+			return fmt.Errorf("opening log: %w: another sequencer committed past size %d while this one resumed", ErrConflict, head.Size)
+		}
 		return fmt.Errorf("opening log: an entry is stored beyond the last checkpoint (size %d): storage is corrupt; run ledger audit", head.Size)
 	case !errors.Is(err, ErrNotFound):
 		return fmt.Errorf("opening log: %w", err)

@@ -185,7 +185,9 @@ func servePublishFlags() []cli.Flag {
 // that the destination has one writer. A destination that cannot be
 // reached, at start or later, is retried and logged, and never stops the
 // node; only a --publish-* value that cannot be right is an error.
-func startPublishing(c *cli.Context, l *ledger.Ledger, logger *slog.Logger) (stop func(), err error) {
+// servePublishTarget checks serve's publishing flags and returns where to
+// publish, or nil without --publish-to. It starts nothing.
+func servePublishTarget(c *cli.Context) (*publishTarget, error) {
 	to := c.String("publish-to")
 	if to == "" {
 		for _, f := range []string{"publish-interval", "publish-to-endpoint", "publish-to-region"} {
@@ -193,17 +195,25 @@ func startPublishing(c *cli.Context, l *ledger.Ledger, logger *slog.Logger) (sto
 				return nil, usagef("--%s goes with --publish-to", f)
 			}
 		}
-		return func() {}, nil
+		return nil, nil
 	}
-	interval := c.Duration("publish-interval")
-	if interval <= 0 {
+	if interval := c.Duration("publish-interval"); interval <= 0 {
 		return nil, usagef("--publish-interval %v: want a positive duration, such as 1s", interval)
 	}
-	target, err := parsePublishTarget("--publish-to", to, c.String("publish-to-endpoint"), c.String("publish-to-region"))
+	t, err := parsePublishTarget("--publish-to", to, c.String("publish-to-endpoint"), c.String("publish-to-region"))
 	if err != nil {
 		return nil, err
 	}
-	dst := &openedOnUse{target: target}
+	return &t, nil
+}
+
+func startPublishing(c *cli.Context, l *ledger.Ledger, logger *slog.Logger) (stop func(), err error) {
+	target, err := servePublishTarget(c)
+	if err != nil || target == nil {
+		return func() {}, err
+	}
+	to, interval := c.String("publish-to"), c.Duration("publish-interval")
+	dst := &openedOnUse{target: *target}
 	logger = logger.With("publish_to", to)
 	w, err := publish.NewWatcher(l.Log, dst, publish.WatchOptions{Options: publish.Options{Verifier: l.Verifier, Logger: logger}, Interval: interval})
 	if err != nil {

@@ -8,13 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -63,19 +66,15 @@ func (e *env) serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := servePublishTarget(c); err != nil {
+		return err
+	}
 	oo := openOptions(c, logger)
 	oo.FollowShared = true
 	l, err := ledger.Open(c.Context, dir, oo)
 	if err != nil {
 		return err
 	}
-	// The flags are checked once, before anything is served.
-	stopPublishing, err := startPublishing(c, l, logger)
-	if err != nil {
-		l.Close()
-		return err
-	}
-	stopPublishing()
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		l.Close()
@@ -88,43 +87,63 @@ func (e *env) serve(c *cli.Context) error {
 	self := c.String("advertise-url")
 	if self == "" {
 		self = advertiseURL(scheme, ln.Addr())
+		if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(hostOf(self), "["), "]")); l.LogURL != "" && ip != nil && ip.IsLoopback() {
+			logger.Warn("other replicas forward writes to this one, when it sequences, at a loopback address: only replicas on this host can reach it; set --advertise-url", "advertise_url", self)
+		}
 	}
 	if _, local := l.Blobs.(*cas.Badger); local && l.LogURL != "" {
 		logger.Warn("the log is on PostgreSQL but the blobs are in this data directory: if other replicas share the log, a blob uploaded through one of them is not served here; keep the blobs on S3 (ledger init --blobs s3://...)")
 	}
-	var current atomic.Pointer[http.Handler]
+	var current atomic.Pointer[generation]
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveCurrent(w, r, current.Load()) }),
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { current.Load().serve(w, r) }),
 		ReadHeaderTimeout: 10 * time.Second, // slow-loris clients are cut off
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"))
-	fmt.Fprintf(e.stdout, "serving %s at %s://%s\n", l.Log.Origin(), scheme, ln.Addr())
 	errc := make(chan error, 1)
-	go func() {
-		if scheme == "https" {
-			errc <- srv.ServeTLS(ln, c.String("tls-cert"), c.String("tls-key"))
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
+	var started sync.Once
+	// start serves, once the first ledger's handler is in place.
+	start := func() {
+		started.Do(func() {
+			logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"))
+			fmt.Fprintf(e.stdout, "serving %s at %s://%s\n", l.Log.Origin(), scheme, ln.Addr())
+			go func() {
+				if scheme == "https" {
+					errc <- srv.ServeTLS(ln, c.String("tls-cert"), c.String("tls-key"))
+				} else {
+					errc <- srv.Serve(ln)
+				}
+			}()
+		})
+	}
 	pause := time.Duration(0) // before opening again, growing while runs end quickly
+	var release func()
 	for {
 		began := time.Now()
-		lost, err := e.runLedger(c, l, self, &current, errc, logger)
+		var lost error
+		lost, release, err = e.runLedger(c, l, self, &current, start, errc, logger)
 		if err != nil {
 			current.Store(nil)
 			srv.Close()
+			ln.Close()
 			l.Close()
+			release()
 			return err
 		}
 		if lost == nil {
 			break // told to stop
 		}
-		current.Store(nil)
+		// Stop answering from this ledger at once (another replica may
+		// sequence now), let the requests inside it end, then close it.
+		// It opens again knowing the last checkpoint it served: a
+		// database that lost commits beneath it is refused, not forked.
+		g := current.Swap(nil)
+		g.drain(5 * time.Second)
+		oo.Log.Extends, _ = l.Log.Checkpoint()
 		l.Close()
+		release()
 		if time.Since(began) > time.Minute {
 			pause = 0
 		}
@@ -134,13 +153,19 @@ func (e *env) serve(c *cli.Context) error {
 		case <-time.After(pause):
 		}
 		pause = min(max(2*pause, 250*time.Millisecond), 10*time.Second)
-		if l = reopen(c.Context, dir, oo, logger); l == nil {
+		if l, err = reopen(c.Context, dir, oo, errc, logger); err != nil {
+			srv.Close()
+			return err
+		}
+		if l == nil {
+			release = func() {}
 			break
 		}
 	}
 	// Graceful shutdown: stop accepting, let requests in flight (and so
 	// the batch they wait on) finish, then close the log, which
-	// acknowledges nothing it did not make durable.
+	// acknowledges nothing it did not make durable, and only then give up
+	// the sequencer lock.
 	logger.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -148,97 +173,147 @@ func (e *env) serve(c *cli.Context) error {
 	if l != nil {
 		l.Close()
 	}
+	release()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
-// runLedger serves the open ledger l through current until the command
+// hostOf returns the host of a URL, or "".
+func hostOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Hostname()
+}
+
+// runLedger serves the open ledger l through current (calling start once
+// it is in place) until the command
 // is told to stop (nil, nil), the server fails (nil, err), or this replica
-// stops sequencing a shared log (lost, nil). It does not close l.
-func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *atomic.Pointer[http.Handler], errc <-chan error, logger *slog.Logger) (lost, err error) {
+// stops sequencing a shared log (lost, nil). It does not close l; release
+// gives up the sequencer lock (or stops waiting for it) and must be called
+// once l is closed.
+func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *atomic.Pointer[generation], start func(), errc <-chan error, logger *slog.Logger) (lost error, release func(), err error) {
+	release = func() {}
 	// The log is published as tiles while this replica sequences (a
 	// follower starts once promoted); stopped before l closes.
 	stopPublishing, err := startPublishing(c, l, logger)
 	if err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	defer stopPublishing()
 	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
 		PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
 		RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
 	if err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	var handler http.Handler = h
 	// A log on PostgreSQL may be shared by several replicas: this one
 	// serves reads as a follower, forwarding writes to the sequencer, and
-	// sequences once it holds the sequencer lock.
+	// sequences once it holds the sequencer lock, which it keeps until
+	// release: past a graceful shutdown's last commit.
 	lockErr := make(chan error, 1)
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
 	if l.LogURL != "" {
 		lockURL := c.String("log")
 		if lockURL == "" {
 			lockURL = l.LogURL
 		}
 		if seq, ok := l.Storage.(interface {
-			Sequencer(context.Context) (string, error)
+			Sequencer(context.Context, note.Verifier) (string, error)
 		}); ok {
-			handler = node.Forward(h, node.ForwardOptions{Log: l.Log, Sequencer: seq.Sequencer, Self: self, Logger: logger})
+			handler = node.Forward(h, node.ForwardOptions{Log: l.Log, Self: self, Logger: logger,
+				Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) }})
 		}
+		lockCtx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 		var wg sync.WaitGroup
-		defer wg.Wait()
-		defer cancel()
-		wg.Go(func() { sequenceWhenLocked(ctx, l.Log, lockURL, self, logger, lockErr) })
+		wg.Go(func() { sequenceWhenLocked(lockCtx, l, lockURL, self, logger, lockErr) })
+		release = func() {
+			cancel()
+			wg.Wait()
+		}
 	}
-	current.Store(&handler)
+	current.Store(&generation{h: handler})
+	start()
 	select {
 	case err := <-errc:
-		return nil, err
+		return nil, release, err
 	case err := <-lockErr:
-		// Stop answering from this ledger at once: another replica may
-		// sequence now.
-		current.Store(nil)
-		return err, nil
+		return err, release, nil
 	case <-c.Context.Done():
-		return nil, nil
+		return nil, release, nil
 	}
 }
 
 // reopen opens the ledger in dir again after this replica stopped
 // sequencing, retrying with a growing pause while its storage cannot be
-// reached. It returns nil once ctx is done.
-func reopen(ctx context.Context, dir string, oo ledger.OpenOptions, logger *slog.Logger) *ledger.Ledger {
+// reached. It returns nil, nil once ctx is done, and the server's error if
+// it stops serving meanwhile.
+func reopen(ctx context.Context, dir string, oo ledger.OpenOptions, errc <-chan error, logger *slog.Logger) (*ledger.Ledger, error) {
 	pause := 250 * time.Millisecond
 	for {
 		l, err := ledger.Open(ctx, dir, oo)
 		if err == nil {
 			logger.Info("ledger open again", "tree_size", l.Log.Size())
-			return l
+			return l, nil
 		}
 		logger.Warn("opening the ledger again failed; answering 503 until it opens", "err", err, "retry_in", pause.String())
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
+		case err := <-errc:
+			return nil, err
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, 10*time.Second)
 	}
 }
 
-// serveCurrent answers r with h, or with 503 while there is none (the
+// A generation is the handler of one opened ledger. Requests hold it
+// while they run, so that the ledger is closed only once they are done.
+type generation struct {
+	h      http.Handler
+	mu     sync.RWMutex
+	closed bool
+}
+
+// serve answers r with g's handler, or with 503 while there is none (the
 // ledger is being opened again).
-func serveCurrent(w http.ResponseWriter, r *http.Request, h *http.Handler) {
-	if h != nil {
-		(*h).ServeHTTP(w, r)
-		return
+func (g *generation) serve(w http.ResponseWriter, r *http.Request) {
+	if g != nil {
+		g.mu.RLock()
+		if !g.closed {
+			defer g.mu.RUnlock()
+			g.h.ServeHTTP(w, r)
+			return
+		}
+		g.mu.RUnlock()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Retry-After", "2")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	io.WriteString(w, `{"error":{"code":"unavailable","message":"this replica is opening its ledger again after losing its storage or the sequencer lock; retry shortly (nothing was stored)"}}`+"\n")
+}
+
+// drain waits, up to limit, for the requests g is serving to end, and
+// turns later ones away.
+func (g *generation) drain(limit time.Duration) {
+	if g == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		g.mu.Lock()
+		g.closed = true
+		g.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(limit):
+	}
 }
 
 // sequenceWhenLocked waits for the sequencer lock of a shared log, then
@@ -247,9 +322,10 @@ func serveCurrent(w http.ResponseWriter, r *http.Request, h *http.Handler) {
 // Until then appends to this replica answer 503 (ledger.ErrNotSequencer).
 // Two replicas never fork the log even when the lock changes hands: the
 // storage refuses a commit that does not extend its head.
-func sequenceWhenLocked(ctx context.Context, log *ledger.Log, url, self string, logger *slog.Logger, errc chan<- error) {
+func sequenceWhenLocked(ctx context.Context, l *ledger.Ledger, url, self string, logger *slog.Logger, errc chan<- error) {
+	log := l.Log
 	logger.Info("waiting for the sequencer lock; serving reads and forwarding writes meanwhile", "advertise_url", self)
-	lock, err := postgres.AcquireSequencer(ctx, url, postgres.LockOptions{Advertise: self})
+	lock, err := postgres.AcquireSequencer(ctx, url, postgres.LockOptions{Advertise: self, Signer: l.Signer})
 	if err != nil {
 		if ctx.Err() == nil {
 			errc <- fmt.Errorf("taking the sequencer lock: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -33,8 +34,9 @@ type ForwardOptions struct {
 	// looked up again; zero means a second. A failed forward looks it up
 	// again at once.
 	Recheck time.Duration
-	// Transport carries forwarded requests; nil means
-	// http.DefaultTransport.
+	// Transport carries forwarded requests; nil means one of its own
+	// (see forwardTransport): no proxy from the environment, and time
+	// limits on connecting and on the sequencer's answer.
 	Transport http.RoundTripper
 	// Logger receives forwarding failures; nil discards them.
 	Logger *slog.Logger
@@ -56,6 +58,9 @@ func Forward(next http.Handler, opts ForwardOptions) http.Handler {
 	}
 	if opts.Recheck <= 0 {
 		opts.Recheck = time.Second
+	}
+	if opts.Transport == nil {
+		opts.Transport = forwardTransport()
 	}
 	f := &forwarder{next: next, opts: opts}
 	f.proxy = &httputil.ReverseProxy{
@@ -128,6 +133,10 @@ func (f *forwarder) sequencer(ctx context.Context) *url.URL {
 		return f.target
 	}
 	f.checked, f.target = time.Now(), nil
+	// One look-up at a time, bounded: a database that does not answer
+	// must not hold every forwarded write for long.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+	defer cancel()
 	s, err := f.opts.Sequencer(ctx)
 	if err != nil {
 		f.opts.Logger.Info("no sequencer to forward writes to", "err", err)
@@ -150,4 +159,22 @@ func (f *forwarder) forget() {
 	f.mu.Lock()
 	f.checked, f.target = time.Time{}, nil
 	f.mu.Unlock()
+}
+
+// lookupTimeout bounds one look-up of the sequencer's address.
+const lookupTimeout = 2 * time.Second
+
+// forwardTransport carries forwarded writes: like http.DefaultTransport
+// but never through a proxy named by the environment (the requests carry
+// clients' tokens, and go from one replica to another), with time limits
+// on connecting and on waiting for the sequencer's answer once the
+// request is sent (an append is answered within milliseconds; a blob
+// upload's answer comes once its body is stored).
+func forwardTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = time.Minute
+	t.MaxIdleConnsPerHost = 64
+	return t
 }

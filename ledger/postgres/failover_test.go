@@ -54,7 +54,15 @@ func (r *replica) run(t *testing.T, ctx context.Context) {
 			}
 			return
 		}
-		if err := r.open(ctx); err != nil {
+		// The replica that held the lock before may still be landing
+		// its last commits (it has not noticed the loss yet): opening
+		// then conflicts, and is tried again.
+		err = r.open(ctx)
+		for deadline := time.Now().Add(10 * time.Second); errors.Is(err, ledger.ErrConflict) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			err = r.open(ctx)
+		}
+		if err != nil {
 			t.Errorf("%s: opening the log as sequencer: %v", r.name, err)
 			lock.Release()
 			return

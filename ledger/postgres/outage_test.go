@@ -120,6 +120,7 @@ func TestDatabaseRestart(t *testing.T) {
 		ack(retryAppend(t, l, claim()))
 	}
 	cpBefore, sizeBefore := l.Checkpoint()
+	waitFor(t, "the follower to serve the appends", func() bool { return follower.Size() >= sizeBefore })
 
 	// Down between appends: nothing reaches a commit, and reads fail.
 	if err := srv.Kill(); err != nil {

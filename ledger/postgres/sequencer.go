@@ -2,11 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // DefaultHeartbeat is how often a SequencerLock checks its connection.
@@ -43,9 +45,11 @@ type LockOptions struct {
 	// DefaultHeartbeat.
 	Heartbeat time.Duration
 	// Advertise, when set, is the URL this replica serves at, written
-	// down once it holds the lock so that the other replicas can forward
-	// writes to it (Storage.Sequencer).
+	// down once it holds the lock, signed with Signer (the log's key), so
+	// that the other replicas can forward writes to it
+	// (Storage.Sequencer). Signer is required with it.
 	Advertise string
+	Signer    note.Signer
 }
 
 // AcquireSequencer connects to the database at connString and waits until
@@ -70,7 +74,11 @@ func AcquireSequencer(ctx context.Context, connString string, opts LockOptions) 
 		return nil, fmt.Errorf("taking the sequencer lock at %s: %w", where, err)
 	}
 	if opts.Advertise != "" {
-		if err := advertise(ctx, conn, opts.Advertise); err != nil {
+		if opts.Signer == nil {
+			conn.Close(context.Background())
+			return nil, errors.New("taking the sequencer lock: an address to advertise needs the log's key to sign it")
+		}
+		if err := advertise(ctx, conn, opts.Advertise, opts.Signer); err != nil {
 			conn.Close(context.Background())
 			return nil, err
 		}
