@@ -306,6 +306,9 @@ func proveBlobs(ctx context.Context, named map[cas.Digest]bool, opts Options, r 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.BlobWorkers)
 	for _, d := range digests {
+		if gctx.Err() != nil {
+			break // a blob failed: start no more
+		}
 		g.Go(func() error {
 			ok, err := opts.ToBlobs.Has(gctx, d)
 			if err != nil {
@@ -350,15 +353,25 @@ func copyBlob(ctx context.Context, to, from cas.Store, d cas.Digest) error {
 func rehash(ctx context.Context, s cas.Store, d cas.Digest) error {
 	rc, _, err := s.Open(ctx, d)
 	if err != nil {
-		return fmt.Errorf("%w: blob %s in the destination: %w", ErrMismatch, d, err)
+		return rehashError(ctx, d, err)
 	}
 	defer rc.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, rc); err != nil {
-		return fmt.Errorf("%w: blob %s in the destination: %w", ErrMismatch, d, err)
+		return rehashError(ctx, d, err)
 	}
 	if !bytes.Equal(h.Sum(nil), d[:]) {
 		return fmt.Errorf("%w: blob %s in the destination hashes to something else", ErrMismatch, d)
 	}
 	return nil
+}
+
+// rehashError explains a failure to read blob d back: a mismatch, unless
+// the run was cancelled or the store could not be reached, which running
+// the migration again resumes.
+func rehashError(ctx context.Context, d cas.Digest, err error) error {
+	if ctx.Err() != nil || errors.Is(err, cas.ErrUnavailable) {
+		return fmt.Errorf("reading blob %s back from the destination: %w", d, err)
+	}
+	return fmt.Errorf("%w: blob %s in the destination: %w", ErrMismatch, d, err)
 }
