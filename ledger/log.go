@@ -218,8 +218,20 @@ func openFollower(ctx context.Context, l *Log) (*Log, error) {
 	if l.opts.Refresh <= 0 {
 		l.opts.Refresh = DefaultRefresh
 	}
+	served := l.head.Load() // what Extends says was served, or nil
 	if err := l.Refresh(ctx); err != nil {
 		return nil, err
+	}
+	if served != nil {
+		// As resume checks for a sequencer: the stored log holds what
+		// this replica served before.
+		cp, err := l.opts.Storage.Checkpoint(ctx, served.size)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("opening log: %w", err)
+		}
+		if !bytes.Equal(cp, served.checkpoint) {
+			return nil, fmt.Errorf("opening log: the stored log does not extend the tree of size %d this log served: the database was replaced or restored from an older copy; run ledger audit", served.size)
+		}
 	}
 	l.following.Store(true)
 	l.stopFollowing = make(chan struct{})

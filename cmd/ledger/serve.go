@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,8 +74,18 @@ func (e *env) serve(c *cli.Context) error {
 	}
 	oo := openOptions(c, logger)
 	oo.FollowShared = true
+	served := filepath.Join(dir, servedFile)
+	switch b, err := os.ReadFile(served); {
+	case err == nil:
+		oo.Log.Extends = b
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("reading the last checkpoint this replica served: %w", err)
+	}
 	l, err := ledger.Open(c.Context, dir, oo)
 	if err != nil {
+		if oo.Log.Extends != nil {
+			return fmt.Errorf("%w (the last checkpoint this replica served is in %s)", err, served)
+		}
 		return err
 	}
 	ln, err := net.Listen("tcp", c.String("listen"))
@@ -172,12 +185,59 @@ func (e *env) serve(c *cli.Context) error {
 	err = srv.Shutdown(ctx)
 	if l != nil {
 		l.Close()
+		if l.LogURL != "" {
+			saveServed(dir, l.Log, logger)
+		}
 	}
 	release()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// servedFile, in the data directory of a ledger whose log is on
+// PostgreSQL, holds the last checkpoint the replica served (written about
+// once a second and at shutdown). The replica opens its ledger only if
+// the stored log holds that checkpoint: a database failed over to a
+// standby that lags, or restored from an older backup, is refused rather
+// than forked, across restarts too. Remove the file only when the log's
+// database is known to hold every checkpoint served.
+const servedFile = "served.checkpoint"
+
+// keepServed saves log's checkpoint to dir's servedFile whenever it
+// changes, about once a second, and once more when ctx ends.
+func keepServed(ctx context.Context, dir string, log *ledger.Log, logger *slog.Logger) {
+	var last []byte
+	save := func() {
+		cp, _ := log.Checkpoint()
+		if cp == nil || bytes.Equal(cp, last) {
+			return
+		}
+		if err := writeAtomic(filepath.Join(dir, servedFile), cp); err != nil {
+			logger.Warn("saving the last checkpoint served", "err", err)
+			return
+		}
+		last = cp
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			save()
+			return
+		case <-t.C:
+			save()
+		}
+	}
+}
+
+// saveServed saves log's checkpoint to dir's servedFile now.
+func saveServed(dir string, log *ledger.Log, logger *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	keepServed(ctx, dir, log, logger)
 }
 
 // hostOf returns the host of a URL, or "".
@@ -211,6 +271,17 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 		return nil, release, err
 	}
 	var handler http.Handler = h
+	if l.LogURL != "" {
+		// The database is not in the data directory: the directory keeps
+		// the last checkpoint served, checked when the ledger opens.
+		ctx, stop := context.WithCancel(context.Background())
+		var saver sync.WaitGroup
+		saver.Go(func() { keepServed(ctx, c.String("data"), l.Log, logger) })
+		defer func() {
+			stop()
+			saver.Wait()
+		}()
+	}
 	// A log on PostgreSQL may be shared by several replicas: this one
 	// serves reads as a follower, forwarding writes to the sequencer, and
 	// sequences once it holds the sequencer lock, which it keeps until

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
@@ -131,6 +133,34 @@ func TestServeDatabaseRestart(t *testing.T) {
 	stop()
 	if code := <-done; code != 0 {
 		t.Errorf("serve exited %d after SIGTERM-like stop", code)
+	}
+	// The data directory keeps the last checkpoint the node served.
+	saved, rerr := os.ReadFile(filepath.Join(dir, "served.checkpoint"))
+	if sc, err := proofs.OpenCheckpoint(saved, v); rerr != nil || err != nil || sc.Size != c2.Size {
+		t.Errorf("served.checkpoint after serve stopped: %q %v %v, want the checkpoint of size %d", saved, rerr, err, c2.Size)
+	}
+	// A database that lost what the node served (restored from an older
+	// copy, say) is refused at the next start rather than forked: here,
+	// the node is told it served a larger tree than the database holds.
+	key, err := os.ReadFile(filepath.Join(dir, "log.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead, err := proofs.SignCheckpoint(proofs.Checkpoint{Origin: c2.Origin, Size: c2.Size + 5, Root: c2.Root}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "served.checkpoint"), ahead, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(ctx, []string{"ledger", "serve", "--data", dir, "--listen", addr}, nil, &out, &errb); code == 0 || !strings.Contains(errb.String(), "does not extend") || !strings.Contains(errb.String(), "served.checkpoint") {
+		t.Errorf("serve over a database behind what it served: exit %d, said:\n%s", code, errb.String())
 	}
 	out.Reset()
 	errb.Reset()
