@@ -285,8 +285,21 @@ func (l *Log) Refresh(ctx context.Context) error {
 	if err != nil || c.Size != head.Size {
 		return fmt.Errorf("the stored head (size %d) is not signed by log key %s: %v", head.Size, l.opts.Verifier.Name(), err)
 	}
-	if cur := l.head.Load(); cur != nil && cur.size >= head.Size {
+	cur := l.head.Load()
+	if cur != nil && cur.size >= head.Size {
 		return nil
+	}
+	if cur != nil {
+		// The larger tree must hold the one served so far: a database
+		// rolled back beneath this replica and grown again by another
+		// would otherwise be served as if it were the same log.
+		cp, err := l.opts.Storage.Checkpoint(ctx, cur.size)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("reading the log's checkpoint of size %d: %w", cur.size, err)
+		}
+		if !bytes.Equal(cp, cur.checkpoint) {
+			return fmt.Errorf("the stored log (size %d) does not extend the tree of size %d this replica served: the database was replaced or restored from an older copy; run ledger audit", head.Size, cur.size)
+		}
 	}
 	l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: c.Root})
 	return nil
@@ -308,6 +321,14 @@ func (l *Log) Healthy(ctx context.Context) (state string, err error) {
 		return "stalled", fmt.Errorf("%w: a commit failed; the log resumes at its stored head once its storage answers", ErrFailed)
 	case stopped:
 		return "stopped", errSyncFailed
+	}
+	if l.following.Load() {
+		// A follower is healthy while it can follow: its storage answers
+		// and holds the tree it served.
+		if err := l.Refresh(ctx); err != nil {
+			return "unavailable", err
+		}
+		return "ok", nil
 	}
 	if _, err := l.opts.Storage.Head(ctx); err != nil {
 		return "unavailable", fmt.Errorf("reading the log's head: %w", err)
@@ -339,6 +360,10 @@ func (l *Log) Promote(ctx context.Context) error {
 		l.following.Store(false)
 		l.opts.Logger.Info("log promoted to sequencer", "origin", l.origin, "tree_size", l.Size())
 	})
+	if err == nil && l.following.Load() {
+		// Close, or an earlier Promote that failed, used up the once.
+		err = fmt.Errorf("promoting the log: %w, or an earlier promotion failed", ErrClosed)
+	}
 	return err
 }
 
@@ -397,7 +422,11 @@ func (l *Log) resume(ctx context.Context) error {
 		// Another sequencer may have committed since the head was read
 		// (one that lost the lock and has not noticed yet): that is a
 		// conflict to retry, not damage.
-		if now, err := opts.Storage.Head(ctx); err == nil && now.Size > head.Size {
+		now, err := opts.Storage.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("opening log: %w", err)
+		}
+		if now.Size > head.Size {
 			return fmt.Errorf("opening log: %w: another sequencer committed past size %d while this one resumed", ErrConflict, head.Size)
 		}
 		return fmt.Errorf("opening log: an entry is stored beyond the last checkpoint (size %d): storage is corrupt; run ledger audit", head.Size)
@@ -558,7 +587,11 @@ func (l *Log) sequence() {
 	batch := make([]*request, 0, l.opts.MaxBatch)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	for first := range l.reqs {
+	for {
+		first, ok := l.next(synced)
+		if !ok {
+			return
+		}
 		batch = append(batch[:0], first)
 		n := first.p.cost()
 	fill:
@@ -601,6 +634,25 @@ func (l *Log) sequence() {
 			synced <- p
 		}
 	}
+}
+
+// next waits for the next append. While the log is stalled it also tries
+// to resume every RecoverInterval, so that it recovers (and says so to
+// Healthy) without waiting for an append. It reports false once the log
+// is closed.
+func (l *Log) next(synced chan<- *pending) (*request, bool) {
+	for l.state.Load() == stalled {
+		t := time.NewTimer(time.Until(l.retryAt))
+		select {
+		case r, ok := <-l.reqs:
+			t.Stop()
+			return r, ok
+		case <-t.C:
+			l.recover(synced) // it logs what it finds
+		}
+	}
+	r, ok := <-l.reqs
+	return r, ok
 }
 
 // refuse answers every request of a batch with err.

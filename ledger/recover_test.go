@@ -211,6 +211,17 @@ func TestCommitFailureRecovers(t *testing.T) {
 
 	// Back for real: appends go on at the stored head, without a reopen.
 	fs.set(func(s *flakyStorage) { s.head = nil })
+	// It resumes by itself, with no append to wake it, and says so.
+	for deadline := time.Now().Add(5 * ledger.RecoverInterval); ; {
+		state, err := log.Healthy(ctx)
+		if state == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Healthy with the storage back and no appends = %q, %v; want ok within a few tries", state, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	rc := appendUntil(t, log, claim(1))
 	if rc.Duplicate || rc.Index != size1 {
 		t.Fatalf("first append after recovery: index %d duplicate %v, want new entry %d (the failed commit did not land)", rc.Index, rc.Duplicate, size1)

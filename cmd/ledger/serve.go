@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/mod/sumdb/note"
@@ -98,7 +99,14 @@ func (e *env) serve(c *cli.Context) error {
 		scheme = "https"
 	}
 	self := c.String("advertise-url")
-	if self == "" {
+	if self != "" {
+		u, err := url.Parse(self)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsFunc(self, unicode.IsControl) {
+			l.Close()
+			ln.Close()
+			return usagef("--advertise-url %q: want the http:// or https:// URL the other replicas reach this one at", self)
+		}
+	} else {
 		self = advertiseURL(scheme, ln.Addr())
 		if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(hostOf(self), "["), "]")); l.LogURL != "" && ip != nil && ip.IsLoopback() {
 			logger.Warn("other replicas forward writes to this one, when it sequences, at a loopback address: only replicas on this host can reach it; set --advertise-url", "advertise_url", self)
@@ -142,6 +150,9 @@ func (e *env) serve(c *cli.Context) error {
 			srv.Close()
 			ln.Close()
 			l.Close()
+			if l.LogURL != "" {
+				saveServed(dir, l.Log, logger)
+			}
 			release()
 			return err
 		}
@@ -156,6 +167,7 @@ func (e *env) serve(c *cli.Context) error {
 		g.drain(5 * time.Second)
 		oo.Log.Extends, _ = l.Log.Checkpoint()
 		l.Close()
+		saveServed(dir, l.Log, logger)
 		release()
 		if time.Since(began) > time.Minute {
 			pause = 0
@@ -404,7 +416,18 @@ func sequenceWhenLocked(ctx context.Context, l *ledger.Ledger, url, self string,
 		return
 	}
 	defer lock.Release()
-	if err := log.Promote(ctx); err != nil {
+	// Promoting reads the stored head: bounded, and abandoned if the lock
+	// goes meanwhile.
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	if err := log.Promote(pctx); err != nil {
 		errc <- fmt.Errorf("becoming the sequencer: %w", err)
 		return
 	}

@@ -93,3 +93,22 @@ func TestServeTLSAndShutdown(t *testing.T) {
 		t.Error("audit after shutdown failed")
 	}
 }
+
+// TestServeFlagErrors checks that serve refuses flags it cannot use with
+// a usage error, before it serves anything.
+func TestServeFlagErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	must(t, "", "init", "--data", dir, "--origin", "flags.example/dhf")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--advertise-url", "ftp://replica.example"}, "--advertise-url"},
+		{[]string{"--advertise-url", "replica.example:8080"}, "--advertise-url"},
+		{[]string{"--advertise-url", "http://replica.example\x7f:8080"}, "--advertise-url"},
+		{[]string{"--publish-interval", "5s"}, "--publish-interval goes with --publish-to"},
+	} {
+		fails(t, 2, []string{tc.want}, "", append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, tc.args...)...)
+	}
+}

@@ -97,6 +97,7 @@ type forwarder struct {
 	mu      sync.Mutex
 	target  *url.URL
 	checked time.Time
+	lookup  chan struct{} // closed when the look-up in flight ends
 }
 
 // forwardable reports whether r is a write that only the sequencer can do.
@@ -125,16 +126,42 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // sequencer returns the sequencer's URL, looked up at most once per
-// Recheck, or nil when there is none to forward to.
+// Recheck, or nil when there is none to forward to. One look-up runs at a
+// time; the requests arriving meanwhile wait for its answer, each no
+// longer than its own context allows.
 func (f *forwarder) sequencer(ctx context.Context) *url.URL {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if time.Since(f.checked) < f.opts.Recheck {
+		t := f.target
+		f.mu.Unlock()
+		return t
+	}
+	if wait := f.lookup; wait != nil {
+		f.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		return f.target
 	}
-	f.checked, f.target = time.Now(), nil
-	// One look-up at a time, bounded: a database that does not answer
-	// must not hold every forwarded write for long.
+	done := make(chan struct{})
+	f.lookup = done
+	f.mu.Unlock()
+
+	target := f.lookUp(ctx)
+	f.mu.Lock()
+	f.target, f.checked, f.lookup = target, time.Now(), nil
+	f.mu.Unlock()
+	close(done)
+	return target
+}
+
+// lookUp asks where the sequencer is, bounded: a database that does not
+// answer must not hold forwarded writes for long.
+func (f *forwarder) lookUp(ctx context.Context) *url.URL {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
 	defer cancel()
 	s, err := f.opts.Sequencer(ctx)
@@ -150,7 +177,6 @@ func (f *forwarder) sequencer(ctx context.Context) *url.URL {
 		f.opts.Logger.Error("the sequencer's advertised URL is not an http(s) URL; writes are not forwarded", "url", s)
 		return nil
 	}
-	f.target = u
 	return u
 }
 

@@ -8,6 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,4 +104,44 @@ func TestForward(t *testing.T) {
 	// An advertised URL that is not http(s) is not followed.
 	sequencer = func(context.Context) (string, error) { return "file:///etc/passwd", nil }
 	answer("not_sequencer")
+}
+
+// TestForwardOneLookup has the sequencer's address look-up hang (a
+// database that does not answer): concurrent writes share one bounded
+// look-up rather than queueing one each behind it, and are answered 503.
+func TestForwardOneLookup(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	f, h := newFollower(t, e)
+	var lookups atomic.Int32
+	hang := func(ctx context.Context) (string, error) {
+		lookups.Add(1)
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	follower := httptest.NewServer(Forward(h, ForwardOptions{Log: f, Sequencer: hang, Self: "http://follower.example"}))
+	defer follower.Close()
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", follower.URL+"/v1/entries", strings.NewReader(`{"kind":"artefact","subject":{"digest":"sha256:`+strings.Repeat("1", 64)+`","size":1,"name":"a","media_type":"text/plain"}}`))
+			req.Header.Set("Authorization", "Bearer "+e.tokens[ledger.RoleAppender])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	if n := lookups.Load(); n != 1 {
+		t.Errorf("%d look-ups for 8 concurrent writes, want 1 shared", n)
+	}
+	for i, c := range codes {
+		if c != http.StatusServiceUnavailable {
+			t.Errorf("write %d: %d, want 503 with no sequencer known", i, c)
+		}
+	}
 }
