@@ -108,7 +108,7 @@ func (e *env) serve(c *cli.Context) error {
 		}
 	} else {
 		self = advertiseURL(scheme, ln.Addr())
-		if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(hostOf(self), "["), "]")); l.LogURL != "" && ip != nil && ip.IsLoopback() {
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && l.LogURL != "" && a.IP.IsLoopback() {
 			logger.Warn("other replicas forward writes to this one, when it sequences, at a loopback address: only replicas on this host can reach it; set --advertise-url", "advertise_url", self)
 		}
 	}
@@ -221,49 +221,37 @@ const servedFile = "served.checkpoint"
 // changes, about once a second, and once more when ctx ends.
 func keepServed(ctx context.Context, dir string, log *ledger.Log, logger *slog.Logger) {
 	var last []byte
-	save := func() {
-		cp, _ := log.Checkpoint()
-		if cp == nil || bytes.Equal(cp, last) {
-			return
-		}
-		if err := writeAtomic(filepath.Join(dir, servedFile), cp); err != nil {
-			logger.Warn("saving the last checkpoint served", "err", err)
-			return
-		}
-		last = cp
-	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			save()
+			saveServed(dir, log, logger)
 			return
 		case <-t.C:
-			save()
+			if cp, _ := log.Checkpoint(); !bytes.Equal(cp, last) && saveServed(dir, log, logger) {
+				last = cp
+			}
 		}
 	}
 }
 
-// saveServed saves log's checkpoint to dir's servedFile now.
-func saveServed(dir string, log *ledger.Log, logger *slog.Logger) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	keepServed(ctx, dir, log, logger)
-}
-
-// hostOf returns the host of a URL, or "".
-func hostOf(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return ""
+// saveServed saves log's checkpoint to dir's servedFile now, reporting
+// whether it did.
+func saveServed(dir string, log *ledger.Log, logger *slog.Logger) bool {
+	cp, _ := log.Checkpoint()
+	if cp == nil {
+		return false
 	}
-	return p.Hostname()
+	if err := writeAtomic(filepath.Join(dir, servedFile), cp); err != nil {
+		logger.Warn("saving the last checkpoint served", "err", err)
+		return false
+	}
+	return true
 }
 
 // runLedger serves the open ledger l through current (calling start once
-// it is in place) until the command
-// is told to stop (nil, nil), the server fails (nil, err), or this replica
+// it is in place) until the command is told to stop (nil, nil), the server fails (nil, err), or this replica
 // stops sequencing a shared log (lost, nil). It does not close l; release
 // gives up the sequencer lock (or stops waiting for it) and must be called
 // once l is closed.
