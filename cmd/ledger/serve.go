@@ -66,6 +66,7 @@ func (e *env) serveCommand() *cli.Command {
 // until it can: it never exits for an outage it can outlive.
 func (e *env) serve(c *cli.Context) error {
 	logger := slog.New(quietBadger{slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
+	procs := raiseProcs()
 	dir, err := dataDir(c)
 	if err != nil {
 		return err
@@ -128,7 +129,7 @@ func (e *env) serve(c *cli.Context) error {
 	// start serves, once the first ledger's handler is in place.
 	start := func() {
 		started.Do(func() {
-			logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"))
+			logger.Info("serving", "origin", l.Log.Origin(), "url", scheme+"://"+ln.Addr().String(), "tree_size", l.Log.Size(), "public_reads", c.Bool("public-reads"), "gomaxprocs", procs)
 			fmt.Fprintf(e.stdout, "serving %s at %s://%s\n", l.Log.Origin(), scheme, ln.Addr())
 			go func() {
 				if scheme == "https" {
