@@ -197,7 +197,10 @@ func freePorts(n int) ([]string, error) {
 	return addrs, nil
 }
 
-// waitReady polls MinIO's readiness endpoint for up to a minute.
+// waitReady polls MinIO for up to a minute until its readiness endpoint
+// says ready and its S3 API answers. The readiness endpoint can say ready
+// while the S3 API still answers 503 (XMinioServerNotInitialized), so an
+// anonymous ListBuckets must get its usual 403 too.
 func waitReady(endpoint string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -206,16 +209,22 @@ func waitReady(endpoint string, exited <-chan struct{}) error {
 			return errors.New("the server exited")
 		default:
 		}
-		resp, err := http.Get(endpoint + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if status(endpoint+"/minio/health/ready") == http.StatusOK && status(endpoint+"/") == http.StatusForbidden {
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.New("not ready after a minute")
+}
+
+// status returns the status code of a GET of url, or 0 if there is none.
+func status(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // Need returns s, the server Main started; when s is nil (no binary) it skips tb, or fails it
