@@ -5,8 +5,9 @@ import (
 	"runtime"
 )
 
-// serveProcs is the GOMAXPROCS a node runs with: twice the CPUs it may use,
-// unless the GOMAXPROCS variable sets it or a CPU quota already lowered it.
+// serveProcs is the GOMAXPROCS a node runs with: twice the CPUs it may use
+// when Go's default is in force, that is unless the GOMAXPROCS variable sets
+// it, a CPU quota lowered it, or it was already raised.
 //
 // A node's latency is set by two goroutines that do little work each time:
 // the sequencer and the handler answering an append. Badger's compactions
@@ -23,10 +24,10 @@ import (
 // throttled for the rest of each period, far worse for latency, so the
 // default is kept.
 func serveProcs(env string, procs, cpus int) int {
-	if env != "" || procs < cpus {
+	if env != "" || procs != cpus {
 		return procs
 	}
-	return 2 * procs
+	return 2 * cpus
 }
 
 // raiseProcs applies serveProcs to the running process and returns the
