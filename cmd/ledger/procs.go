@@ -16,8 +16,9 @@ import (
 // compaction can hold every one of them while a commit waits behind it.
 // With more schedulers than CPUs the kernel, which switches threads far more
 // often, interleaves them. On the project's two-core machine this took the
-// p99 of appends over HTTP on a log past a million entries from 20–100 ms to
-// 15–36 ms, at the same throughput (BENCHMARKS.md).
+// p99 of appends over HTTP, on logs growing to 700,000 entries, from 19–91 ms
+// (9 runs of 24 over 50 ms) to 15–47 ms, at the same throughput
+// (BENCHMARKS.md).
 //
 // Under a CPU quota (a container's cgroup limit, which Go's default
 // GOMAXPROCS already follows) more threads than the quota allows would be
