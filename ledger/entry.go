@@ -22,6 +22,7 @@ import (
 	"github.com/gowebpki/jcs"
 
 	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger/internal/strictjson"
 )
 
 // MaxEntrySize is the largest entry, in canonical JSON bytes, the log accepts:
@@ -572,7 +573,7 @@ func decodeSubject[T any](raw []byte, typed []any, dst *T) error {
 		*dst = v
 		return nil
 	}
-	return decodeStrict(raw, dst)
+	return strictjson.Decode(raw, dst)
 }
 
 // plainMediaType reports whether t is a media type that parsing and

@@ -1043,8 +1043,11 @@ func (l *Log) ProveConsistency(ctx context.Context, from, to uint64) (proofs.Con
 	if to == 0 {
 		to = cur
 	}
-	if to > cur || from > to {
-		return proofs.ConsistencyProof{}, fmt.Errorf("consistency proof from %d to %d: the log holds %d entries and from must not exceed to: %w", from, to, cur, ErrNotFound)
+	if to > cur {
+		return proofs.ConsistencyProof{}, fmt.Errorf("consistency proof from %d to %d: tree size %d is beyond the log's %d: %w", from, to, to, cur, ErrNotFound)
+	}
+	if from > to {
+		return proofs.ConsistencyProof{}, fmt.Errorf("consistency proof from %d to %d: from must not exceed to: %w", from, to, ErrNotFound)
 	}
 	return proofs.ProveConsistency(ctx, l.opts.Storage, from, to)
 }

@@ -13,8 +13,8 @@ import (
 // strings and integers, which decodeFlat reads directly; for anything
 // else (escapes, another spelling of a key, a repeated key, null, a
 // value of the wrong type, a malformed digest) it declines, and
-// decodeStrict decodes as before and gives its error. Where decodeFlat
-// succeeds, the result is what decodeStrict gives (FuzzDecodeSubject
+// strictjson.Decode decodes it strictly and gives its error. Where decodeFlat
+// succeeds, the result is what strictjson.Decode gives (FuzzDecodeSubject
 // checks it).
 
 // flatRef is a field decodeFlat may fill: its JSON name and a pointer to
@@ -24,7 +24,7 @@ type flatRef struct {
 	p    any
 }
 
-// decodeFlat sets the fields of *dst named in raw, as decodeStrict would,
+// decodeFlat sets the fields of *dst named in raw, as strictjson.Decode would,
 // and reports true; or reports false when raw is not a flat object of the
 // fields of *dst, or dst not a subject it knows, having perhaps set some
 // of them.

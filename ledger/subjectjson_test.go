@@ -11,12 +11,13 @@ import (
 	"testing"
 
 	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger/internal/strictjson"
 )
 
 // checkDecodeFlat fails unless decodeSubject, with its fast path, gives
-// for raw exactly what decodeStrict gives, value and error alike, for
+// for raw exactly what strictjson.Decode gives, value and error alike, for
 // every subject type, starting from a zero or from a filled-in value; and
-// unless whatever decodeFlat accepts, decodeStrict accepts too. It
+// unless whatever decodeFlat accepts, strictjson.Decode accepts too. It
 // reports how many types decodeFlat accepted raw for.
 func checkDecodeFlat(t *testing.T, raw []byte) int {
 	t.Helper()
@@ -34,15 +35,15 @@ func checkDecodeFlatInto[T any](t *testing.T, raw []byte, starts ...T) int {
 	for _, start := range starts {
 		fast, strict := start, start
 		err := decodeSubject(raw, nil, &fast)
-		serr := decodeStrict(raw, &strict)
+		serr := strictjson.Decode(raw, &strict)
 		if fmt.Sprint(err) != fmt.Sprint(serr) || !reflect.DeepEqual(fast, strict) {
-			t.Fatalf("decodeSubject(%q) into %T = %+v, %v; decodeStrict gives %+v, %v", raw, start, fast, err, strict, serr)
+			t.Fatalf("decodeSubject(%q) into %T = %+v, %v; strictjson.Decode gives %+v, %v", raw, start, fast, err, strict, serr)
 		}
 		flat := start
 		if decodeFlat(raw, &flat) {
 			accepted++
 			if serr != nil || !reflect.DeepEqual(flat, strict) {
-				t.Fatalf("decodeFlat(%q) into %T accepted %+v; decodeStrict gives %+v, %v", raw, start, flat, strict, serr)
+				t.Fatalf("decodeFlat(%q) into %T accepted %+v; strictjson.Decode gives %+v, %v", raw, start, flat, strict, serr)
 			}
 		}
 	}

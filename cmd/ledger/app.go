@@ -82,8 +82,31 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		setUsageHandler(c)
 		addLogFlag(c)
 		addBlobFlags(c)
+		refuseTwoLedgers(c)
 	}
 	return app
+}
+
+// refuseTwoLedgers makes every command that works on a data directory or
+// a node refuse to be given both: it would otherwise work on the node,
+// and an exported LEDGER_NODE would silently win over a --data typed on
+// the command line.
+func refuseTwoLedgers(c *cli.Command) {
+	if lookupFlag(c, "node") != nil && lookupFlag(c, "data") != nil {
+		before := c.Before
+		c.Before = func(ctx *cli.Context) error {
+			if node, data := ctx.String("node"), ctx.String("data"); node != "" && data != "" {
+				return usagef("both a node (%s, from --node or LEDGER_NODE) and a data directory (%s, from --data or LEDGER_DATA) are given; a command works on one ledger: give one, and unset the other's variable", node, data)
+			}
+			if before != nil {
+				return before(ctx)
+			}
+			return nil
+		}
+	}
+	for _, s := range c.Subcommands {
+		refuseTwoLedgers(s)
+	}
 }
 
 // addLogFlag gives every command that takes --data the --log flag too: a

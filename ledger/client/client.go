@@ -65,9 +65,71 @@ func New(baseURL, token string) (*Client, error) {
 	}}}, nil
 }
 
+// do sends a request. path is escaped (url.PathEscape each segment). An
+// answer of 429 is retried after its Retry-After, a few times, when the
+// body can be sent again.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64) (*http.Response, error) {
+	// A body that can seek back to where it starts can be sent again.
+	rewind := func() error { return nil }
+	if body != nil {
+		rewind = nil
+		if s, ok := body.(io.Seeker); ok {
+			if pos, err := s.Seek(0, io.SeekCurrent); err == nil {
+				rewind = func() error { _, err := s.Seek(pos, io.SeekStart); return err }
+			}
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		resp, err := c.send(ctx, method, path, q, body, size)
+		if err != nil {
+			return nil, err
+		}
+		wait, again := retryAfter(resp, attempt)
+		if !again || rewind == nil {
+			return answer(resp)
+		}
+		resp.Body.Close()
+		if err := rewind(); err != nil {
+			return nil, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Retries of a rate-limited request: at most maxRetries, each waiting the
+// node's Retry-After up to maxRetryWait.
+const (
+	maxRetries   = 5
+	maxRetryWait = 30 * time.Second
+)
+
+// retryAfter reports whether resp, the answer to the given attempt, is a
+// rate limit to wait out, and for how long.
+func retryAfter(resp *http.Response, attempt int) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests || attempt > maxRetries {
+		return 0, false
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs < 0 {
+		secs = 1
+	}
+	return min(time.Duration(secs)*time.Second, maxRetryWait), true
+}
+
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64) (*http.Response, error) {
 	u := *c.base
-	u.Path += path
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return nil, fmt.Errorf("request path %q: %w", path, err)
+	}
+	u.RawPath = c.base.EscapedPath() + path
+	u.Path += unescaped
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
@@ -79,10 +141,11 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
+	return c.hc.Do(req)
+}
+
+// answer turns an error answer into an *Error.
+func answer(resp *http.Response) (*http.Response, error) {
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
 		var e struct {

@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
+
+	"github.com/tracealm/evidence-ledger/ledger/internal/strictjson"
 )
 
 // ErrInvalidIndex is wrapped by every ParseIndex error.
@@ -63,7 +64,7 @@ func ParseIndex(b []byte) (Index, error) {
 		return Index{}, bad("%d bytes is over the %d-byte limit", len(b), MaxIndexSize)
 	}
 	trimmed := bytes.TrimSpace(b)
-	if err := checkKeys(trimmed); err != nil {
+	if err := strictjson.Check(trimmed); err != nil {
 		return Index{}, bad("%v", err)
 	}
 	var raw []json.RawMessage
@@ -145,57 +146,4 @@ func truncateText(s string) string {
 		return s[:80] + "…"
 	}
 	return s
-}
-
-// checkKeys rejects JSON in which an object repeats a key, counting keys
-// that differ only in case as the same: encoding/json matches keys without
-// regard to case and lets the last win, so {"regulated":true,
-// "Regulated":false} would mean what no reader of the file sees.
-func checkKeys(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		key    bool // the next token in this object is a key
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("not JSON: %v", err)
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if k, isKey := tok.(string); isKey && top != nil && top.object && top.key {
-			lk := strings.ToLower(k)
-			if top.keys[lk] {
-				return fmt.Errorf("key %q appears twice in one object (keys are matched without regard to case)", k)
-			}
-			top.keys[lk] = true
-			top.key = false
-			continue
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{':
-				stack = append(stack, &frame{object: true, keys: map[string]bool{}, key: true})
-				continue
-			case '[':
-				stack = append(stack, &frame{})
-				continue
-			default:
-				stack = stack[:len(stack)-1]
-			}
-		}
-		// A value ended: in an object, a key comes next.
-		if len(stack) > 0 && stack[len(stack)-1].object {
-			stack[len(stack)-1].key = true
-		}
-	}
 }

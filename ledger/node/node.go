@@ -13,7 +13,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ import (
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/internal/flatjson"
+	"github.com/tracealm/evidence-ledger/ledger/internal/strictjson"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/ledger/web"
@@ -46,6 +48,11 @@ const (
 	// stall in a blob transfer.
 	DefaultRequestTimeout = time.Minute
 )
+
+// answerGrace is how long after its read deadline a request may still be
+// answered: a client that stalls gets its 408 rather than a closed
+// connection.
+const answerGrace = 5 * time.Second
 
 // Options configure a Server. The zero value of each field means its
 // default; Log, Blobs and Tokens are required.
@@ -151,6 +158,11 @@ func New(opts Options) (*Server, error) {
 // on any other path is 405: nothing on them writes.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	if isAPIPath(r.URL.Path) {
+		if allow := s.allowed(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))})
+			return
+		}
 		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 		return
 	}
@@ -159,6 +171,19 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.pages.Error(w, r, http.StatusNotFound, "there is no page at this address")
+}
+
+// allowed returns the methods the API serves at r's path, if r's method
+// is not one of them.
+func (s *Server) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // isAPIPath reports whether p belongs to the JSON API or the tlog-tiles
@@ -203,8 +228,28 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	s.pages.Error(w, r, ae.status, ae.message)
 }
 
-// ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the API. An API path with empty, "." or ".." segments
+// is refused in the API's words, where the mux would answer an HTML
+// redirect to the cleaned path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; isAPIPath(p) {
+		if c := cleanPath(p); c != p {
+			writeError(w, badRequest("the path %q has empty, \".\" or \"..\" segments; ask for %q", p, c))
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is p without empty, "." and ".." segments, keeping a final
+// slash.
+func cleanPath(p string) string {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
 
 type ctxKey struct{}
 
@@ -231,7 +276,7 @@ func (s *Server) route(pattern, role string, h func(http.ResponseWriter, *http.R
 		// theirs forward as bytes flow (see progressBody).
 		rc := http.NewResponseController(rw)
 		rc.SetReadDeadline(start.Add(s.opts.RequestTimeout))
-		rc.SetWriteDeadline(start.Add(s.opts.RequestTimeout))
+		rc.SetWriteDeadline(start.Add(s.opts.RequestTimeout + answerGrace))
 		w := &statusRecorder{ResponseWriter: rw}
 		defer func() {
 			s.metrics.requests.WithLabelValues(route, strconv.Itoa(w.code)).Inc()
@@ -268,15 +313,24 @@ const TokenCookie = "ledger_token"
 // pass without a token when reads are public; a read (GET or HEAD) may
 // also carry the token in TokenCookie, from the sign-in page.
 func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, error) {
-	h := r.Header.Get("Authorization")
+	hs := r.Header.Values("Authorization")
+	if len(hs) > 1 {
+		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", fmt.Sprintf("the request has %d Authorization headers; send one, \"Bearer <token>\"", len(hs))}
+	}
+	var h string
+	if len(hs) == 1 {
+		h = hs[0]
+	}
 	read := role == ledger.RoleAuditor && (r.Method == http.MethodGet || r.Method == http.MethodHead)
 	var secret string
 	switch c, err := r.Cookie(TokenCookie); {
 	case h != "":
-		var ok bool
-		if secret, ok = strings.CutPrefix(h, "Bearer "); !ok {
+		// The scheme's name is case-insensitive (RFC 9110, 11.1).
+		scheme, rest, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Bearer") {
 			return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "the Authorization header must be \"Bearer <token>\""}
 		}
+		secret = rest
 	case role == ledger.RoleAuditor && s.opts.PublicReads:
 		return nil, nil
 	case read && err == nil && c.Value != "":
@@ -287,7 +341,7 @@ func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, erro
 	tok, err := s.opts.Tokens.Authenticate(r.Context(), strings.TrimSpace(secret))
 	switch {
 	case errors.Is(err, ledger.ErrUnknownToken):
-		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "unknown token"}
+		return nil, &apiError{http.StatusUnauthorized, "unauthenticated", "unknown token: check LEDGER_TOKEN (or the Authorization header), or ask an admin for a token (ledger token create)"}
 	case errors.Is(err, ledger.ErrTokenRevoked):
 		return nil, &apiError{http.StatusUnauthorized, "token_revoked", "this token was revoked; ask an admin for a new one"}
 	case err != nil:
@@ -322,8 +376,12 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
+	q, err := query(r, "digest")
+	if err != nil {
+		return err
+	}
 	var expect *cas.Digest
-	if v := r.URL.Query().Get("digest"); v != "" {
+	if v := q["digest"]; v != "" {
 		d, err := cas.ParseDigest(v)
 		if err != nil {
 			return badRequest("%v", err)
@@ -333,34 +391,53 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > s.opts.MaxBlobSize {
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("blob of %d bytes is over this node's limit of %d", r.ContentLength, s.opts.MaxBlobSize)}
 	}
-	body := http.MaxBytesReader(w, &progressBody{r: r.Body, rc: http.NewResponseController(w), idle: s.opts.RequestTimeout}, s.opts.MaxBlobSize)
-	// A body shorter than its Content-Length is a cut-off upload: make it
-	// an error, so that nothing is stored.
-	var src io.Reader = body
-	if r.ContentLength >= 0 {
-		src = &exactReader{r: body, want: r.ContentLength}
+	body := &uploadBody{
+		r:    http.MaxBytesReader(w, r.Body, s.opts.MaxBlobSize),
+		rc:   http.NewResponseController(w),
+		idle: s.opts.RequestTimeout,
+		want: r.ContentLength,
 	}
-	info, err := s.opts.Blobs.Put(r.Context(), src, expect)
+	info, err := s.opts.Blobs.Put(r.Context(), body, expect)
 	if err != nil {
+		// A failed read of the body (cut off, stalled, too large) is the
+		// cause; the request's context, which the server cancels when
+		// the connection fails, would only say "canceled".
+		if body.err != nil {
+			return body.err
+		}
 		return err
 	}
 	w.Header().Set("ETag", `"`+info.Digest.String()+`"`)
 	return writeJSON(w, http.StatusCreated, map[string]any{"digest": info.Digest, "size": info.Size})
 }
 
-// progressBody moves the read deadline forward as a blob upload flows.
-type progressBody struct {
-	r    io.ReadCloser
+// uploadBody is a blob upload's body. It moves the connection's deadlines
+// forward as bytes flow, so that a long upload is not cut off while a
+// stalled one is; it makes a body shorter than its Content-Length (want,
+// or -1 for none) an error, so that nothing is stored; and it keeps the
+// first read error, the reason an upload failed.
+type uploadBody struct {
+	r    io.Reader
 	rc   *http.ResponseController
 	idle time.Duration
+	want int64
+	n    int64
+	err  error
 }
 
-func (p *progressBody) Close() error { return p.r.Close() }
-
-func (p *progressBody) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
+func (u *uploadBody) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
 	if n > 0 {
-		p.rc.SetReadDeadline(time.Now().Add(p.idle))
+		now := time.Now()
+		u.rc.SetReadDeadline(now.Add(u.idle))
+		u.rc.SetWriteDeadline(now.Add(u.idle + answerGrace))
+	}
+	u.n += int64(n)
+	if errors.Is(err, io.EOF) && u.want >= 0 && u.n < u.want {
+		err = fmt.Errorf("upload cut off after %d of %d bytes: %w", u.n, u.want, io.ErrUnexpectedEOF)
+	}
+	if err != nil && !errors.Is(err, io.EOF) && u.err == nil {
+		u.err = err
 	}
 	return n, err
 }
@@ -377,21 +454,19 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
-// exactReader fails with io.ErrUnexpectedEOF when the body ends before
-// want bytes.
-type exactReader struct {
-	r    io.Reader
-	want int64
-	n    int64
-}
-
-func (e *exactReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.n += int64(n)
-	if errors.Is(err, io.EOF) && e.n < e.want {
-		return n, fmt.Errorf("upload cut off after %d of %d bytes: %w", e.n, e.want, io.ErrUnexpectedEOF)
+// readBody reads the JSON body of a request that takes no query
+// parameters, of at most limit bytes: one that says in its Content-Length
+// that it is larger is refused before it is read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.URL.RawQuery != "" {
+		if _, err := query(r); err != nil {
+			return nil, err
+		}
 	}
-	return n, err
+	if r.ContentLength > limit {
+		return nil, &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over this node's limit of %d", r.ContentLength, limit)}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
@@ -428,7 +503,7 @@ type entryRequest struct {
 
 func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 	tok, _ := TokenFrom(r.Context())
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxEntryBody))
+	body, err := readBody(w, r, s.opts.MaxEntryBody)
 	if err != nil {
 		return err
 	}
@@ -496,9 +571,7 @@ func (s *Server) append(ctx context.Context, tok ledger.Token, req entryRequest)
 
 // decodeSubject decodes a subject strictly into v.
 func decodeSubject(raw json.RawMessage, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(raw, v); err != nil {
 		return badRequest("subject: %v", err)
 	}
 	return nil
@@ -542,24 +615,19 @@ func parseEntryFast(body []byte) (req entryRequest, ok bool) {
 	return req, ok
 }
 
-// parseEntryJSON decodes the body with encoding/json, refusing unknown
-// fields and data after the object.
+// parseEntryJSON decodes the body with encoding/json, strictly (see
+// strictjson).
 func parseEntryJSON(body []byte) (entryRequest, error) {
 	var req entryRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := strictjson.Decode(body, &req); err != nil {
 		return req, badRequest("body must be {\"kind\": ..., \"subject\": {...}}: %v", err)
-	}
-	if dec.More() {
-		return req, badRequest("body has data after the JSON object")
 	}
 	return req, nil
 }
 
 // createToken makes a token (admin only) and answers its secret, once.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	body, err := readBody(w, r, 4096)
 	if err != nil {
 		return err
 	}
@@ -677,23 +745,9 @@ type tokenRequest struct {
 	Role string `json:"role"`
 }
 
-// decodeStrict decodes one JSON object, refusing unknown fields and
-// trailing data.
-func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("data after the JSON object")
-	}
-	return nil
-}
-
 func parseTokenRequest(body []byte) (tokenRequest, error) {
 	var req tokenRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if err := strictjson.Decode(body, &req); err != nil {
 		return req, badRequest("body must be {\"name\": ..., \"role\": \"appender\"|\"auditor\"|\"admin\"}: %v", err)
 	}
 	return req, nil
@@ -701,8 +755,12 @@ func parseTokenRequest(body []byte) (tokenRequest, error) {
 
 func parseRecordRequest(body []byte) (recordRequest, error) {
 	var req recordRequest
-	if err := decodeStrict(body, &req); err != nil || req.Listing.IsZero() || req.Manifest.IsZero() {
-		return req, badRequest("body must be {\"listing\": \"sha256:...\", \"manifest\": \"sha256:...\"}, both uploaded as blobs first (%v)", err)
+	const want = "body must be {\"listing\": \"sha256:...\", \"manifest\": \"sha256:...\"}, both uploaded as blobs first"
+	if err := strictjson.Decode(body, &req); err != nil {
+		return req, badRequest("%s: %v", want, err)
+	}
+	if req.Listing.IsZero() || req.Manifest.IsZero() {
+		return req, badRequest("%s; this one lacks one or both", want)
 	}
 	return req, nil
 }
@@ -717,7 +775,7 @@ type recordRequest struct {
 
 func (s *Server) recordRelease(w http.ResponseWriter, r *http.Request) error {
 	tok, _ := TokenFrom(r.Context())
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	body, err := readBody(w, r, 4096)
 	if err != nil {
 		return err
 	}
@@ -766,25 +824,56 @@ func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, entryView{i, b, proofs.EntryDigest(b)})
 }
 
-func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	for k := range q {
-		switch k {
-		case "digest", "kind", "uid", "release", "key_id", "start", "limit":
-		default:
-			return badRequest("unknown search parameter %q (want digest, kind, uid, release, key_id, start, limit)", k)
+// query returns the request's query parameters, refusing one that is not
+// among allowed or that is given twice: a misspelt ?digst= must not pass
+// unchecked, nor a second ?digest= be ignored.
+func query(r *http.Request, allowed ...string) (map[string]string, error) {
+	out := make(map[string]string)
+	for k, vs := range r.URL.Query() {
+		if !slices.Contains(allowed, k) {
+			if len(allowed) == 0 {
+				return nil, badRequest("%s takes no query parameters; %q is not one", r.URL.Path, k)
+			}
+			return nil, badRequest("unknown query parameter %q (want %s)", k, strings.Join(allowed, ", "))
 		}
+		if len(vs) > 1 {
+			return nil, badRequest("query parameter %q is given %d times; give it once", k, len(vs))
+		}
+		out[k] = vs[0]
 	}
-	query := ledger.Query{Digest: q.Get("digest"), Kind: ledger.Kind(q.Get("kind")), UID: q.Get("uid"), Release: q.Get("release"), KeyID: q.Get("key_id")}
+	return out, nil
+}
+
+func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
+	q, err := query(r, "digest", "kind", "uid", "release", "key_id", "start", "limit")
+	if err != nil {
+		return err
+	}
+	// The filters are checked as the CLI checks them: a malformed one
+	// would otherwise match nothing, which reads as "not in the log".
+	query := ledger.Query{UID: q["uid"], Release: q["release"], KeyID: q["key_id"]}
+	if v := q["digest"]; v != "" {
+		d, err := cas.ParseDigest(v)
+		if err != nil {
+			return badRequest("digest: %v", err)
+		}
+		query.Digest = d.String()
+	}
+	if v := q["kind"]; v != "" {
+		k, err := ledger.ParseKind(v)
+		if err != nil {
+			return badRequest("kind: %v", err)
+		}
+		query.Kind = k
+	}
 	var start uint64
 	limit := 100
-	if v := q.Get("start"); v != "" {
-		var err error
+	if v := q["start"]; v != "" {
 		if start, err = parseUint(v, "start"); err != nil {
 			return err
 		}
 	}
-	if v := q.Get("limit"); v != "" {
+	if v := q["limit"]; v != "" {
 		n, err := parseUint(v, "limit")
 		if err != nil || n == 0 || n > 1000 {
 			return badRequest("limit must be 1 to 1000")
@@ -814,13 +903,16 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) inclusion(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	i, err := parseUint(q.Get("index"), "index")
+	q, err := query(r, "index", "tree_size")
+	if err != nil {
+		return err
+	}
+	i, err := parseUint(q["index"], "index")
 	if err != nil {
 		return err
 	}
 	size := s.opts.Log.Size()
-	if v := q.Get("tree_size"); v != "" {
+	if v := q["tree_size"]; v != "" {
 		if size, err = parseUint(v, "tree_size"); err != nil {
 			return err
 		}
@@ -833,16 +925,22 @@ func (s *Server) inclusion(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) consistency(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	from, err := parseUint(q.Get("from"), "from")
+	q, err := query(r, "from", "to")
+	if err != nil {
+		return err
+	}
+	from, err := parseUint(q["from"], "from")
 	if err != nil {
 		return err
 	}
 	to := s.opts.Log.Size()
-	if v := q.Get("to"); v != "" {
+	if v := q["to"]; v != "" {
 		if to, err = parseUint(v, "to"); err != nil {
 			return err
 		}
+	}
+	if to != 0 && from > to { // to=0 asks for the current size
+		return badRequest("from %d is past to %d: a consistency proof goes from a smaller tree to a larger one", from, to)
 	}
 	p, err := s.opts.Log.ProveConsistency(r.Context(), from, to)
 	if err != nil {
@@ -852,8 +950,12 @@ func (s *Server) consistency(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
+	q, err := query(r, "size")
+	if err != nil {
+		return err
+	}
 	var cp []byte
-	if v := r.URL.Query().Get("size"); v != "" {
+	if v, ok := q["size"]; ok {
 		size, err := parseUint(v, "size")
 		if err != nil {
 			return err
@@ -866,7 +968,7 @@ func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	_, err := w.Write(cp)
+	_, err = w.Write(cp)
 	return err
 }
 
@@ -884,6 +986,9 @@ func parseUint(s, name string) (uint64, error) {
 		return 0, badRequest("missing %s", name)
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, badRequest("%s %s is too large", name, s)
+	}
 	if err != nil {
 		return 0, badRequest("%s %q is not a non-negative integer", name, s)
 	}

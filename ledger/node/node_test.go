@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -181,6 +182,9 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 	wantError(t, e.do("POST", "/v1/blobs?digest="+cas.Sum([]byte("x")).String(), app, bytes.NewReader(content)), 400, "digest_mismatch")
 	wantError(t, e.do("POST", "/v1/blobs?digest=sha256:nothex", app, bytes.NewReader(content)), 400, "bad_request")
 	wantError(t, e.do("POST", "/v1/blobs", app, bytes.NewReader(make([]byte, 2<<20))), 413, "too_large")
+	// A misspelt or repeated expected digest is refused, not skipped.
+	wantError(t, e.do("POST", "/v1/blobs?digst="+cas.Sum([]byte("x")).String(), app, bytes.NewReader(content)), 400, "bad_request")
+	wantError(t, e.do("POST", "/v1/blobs?digest="+d.String()+"&digest="+cas.Sum([]byte("x")).String(), app, bytes.NewReader(content)), 400, "bad_request")
 	if has() {
 		t.Fatal("a refused upload stored the blob")
 	}
@@ -190,10 +194,9 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 	req.ContentLength = int64(len(content))
 	req.Header.Set("Authorization", "Bearer "+app)
 	if resp, err := http.DefaultClient.Do(req); err == nil {
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode < 400 {
-			t.Errorf("cut-off upload: status %d", resp.StatusCode)
-		}
+		wantError(t, response{resp.StatusCode, resp.Header, b}, 400, "truncated")
 	}
 	if ok, _ := e.l.Blobs.Has(t.Context(), cas.Sum(content[:5])); ok || has() {
 		t.Error("a cut-off upload stored something")
@@ -206,12 +209,51 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		"two objects":   `{"kind":"artefact","subject":{}} {}`,
 		"bad subject":   `{"kind":"artefact","subject":{"digest":"sha256:00"}}`,
 		"unknown kind":  `{"kind":"vibes","subject":{}}`,
+		// encoding/json would keep the last of a repeated key, and turn
+		// bytes that are not UTF-8 into U+FFFD: what was sent would not
+		// be what is logged.
+		"repeated kind":     `{"kind":"stamp","kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a.exe","media_type":"text/plain"}}`,
+		"repeated name":     `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a.exe","name":"b.exe","media_type":"text/plain"}}`,
+		"name in two cases": `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a.exe","Name":"b.exe","media_type":"text/plain"}}`,
+		"not UTF-8":         `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a` + "\xff" + `.exe","media_type":"text/plain"}}`,
 	} {
 		r := e.do("POST", "/v1/entries", app, strings.NewReader(body))
 		if r.status != 400 {
 			t.Errorf("%s: %d %s, want 400", name, r.status, r.body)
 		}
 	}
+	wantError(t, e.do("POST", "/v1/tokens", admin, strings.NewReader(`{"name":"n2","role":"admin","role":"appender"}`)), 400, "bad_request")
+	// The scheme's name is case-insensitive; two Authorization headers
+	// are refused rather than one of them used.
+	for _, auth := range [][]string{{"bearer " + aud}, {"BEARER " + aud}, {"Bearer " + aud, "Bearer " + admin}} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/v1/tokens", nil)
+		for _, a := range auth {
+			req.Header.Add("Authorization", a)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(auth) == 1 {
+			wantError(t, response{resp.StatusCode, resp.Header, b}, 403, "forbidden") // an auditor, recognised
+		} else {
+			wantError(t, response{resp.StatusCode, resp.Header, b}, 401, "unauthenticated")
+		}
+	}
+	wantError(t, e.do("POST", "/v1/entries?kind=artefact", app, strings.NewReader(`{}`)), 400, "bad_request")
+	// A body that says it is too large is refused before it is sent.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/entries HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 999999999999\r\n\r\n{\"k", app)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, _ := bufio.NewReader(conn).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 413") {
+		t.Errorf("entry body over the limit by its Content-Length: answered %q", line)
+	}
+	conn.Close()
 	missing := `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a.exe","media_type":"application/octet-stream"}}`
 	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(missing)), 409, "missing_blob")
 	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(`{"kind":"artefact","subject":{"name":"`+strings.Repeat("x", 300<<10)+`"}}`)), 413, "too_large")
@@ -244,11 +286,25 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		t.Errorf("tree size beyond the log: %d %s", r.status, r.body)
 	}
 	wantError(t, e.do("GET", "/v1/entries?colour=red", aud, nil), 400, "bad_request")
-	// The mux redirects the cleaned path, /etc/passwd, which is no API
-	// path: an HTML 404 page.
-	if r := e.do("GET", "/v1/../../etc/passwd", aud, nil); r.status != 404 || strings.Contains(string(r.body), "root:") {
-		t.Errorf("path climbing out: %d %s", r.status, r.body)
+	// Filters, query parameters and methods are checked, not ignored.
+	for _, q := range []string{"/v1/entries?kind=bogus", "/v1/entries?digest=xyz", "/v1/entries?kind=artefact&kind=stamp",
+		"/v1/checkpoint?sise=5", "/v1/checkpoint?size=", "/v1/checkpoint?size=0&size=1",
+		"/v1/proofs/consistency?from=5&to=3", "/v1/proofs/inclusion?index=0&tree_size=1&index=1",
+		"/v1/proofs/inclusion?index=99999999999999999999999"} {
+		wantError(t, e.do("GET", q, aud, nil), 400, "bad_request")
 	}
+	r = e.do("DELETE", "/v1/entries/0", admin, nil)
+	wantError(t, r, 405, "method_not_allowed")
+	if got := r.header.Get("Allow"); got != "GET, HEAD" {
+		t.Errorf("DELETE /v1/entries/0: Allow %q, want \"GET, HEAD\"", got)
+	}
+	// An API path with ".." segments is refused, not redirected.
+	if r := e.do("GET", "/v1/../../etc/passwd", aud, nil); strings.Contains(string(r.body), "root:") {
+		t.Errorf("path climbing out: %d %s", r.status, r.body)
+	} else {
+		wantError(t, r, 400, "bad_request")
+	}
+	wantError(t, e.do("GET", "/v1//entries/0", aud, nil), 400, "bad_request")
 	wantError(t, e.do("GET", "/v1/blobs/..%2f..%2fetc", aud, nil), 400, "bad_request")
 }
 
@@ -347,12 +403,12 @@ func TestStalledClientsAreCutOff(t *testing.T) {
 		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{\"kind\":", path, e.tokens[ledger.RoleAppender])
 		start := time.Now()
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b, _ := io.ReadAll(conn) // the node answers an error and/or closes
+		b, _ := io.ReadAll(conn) // the node answers 408 and closes
 		if time.Since(start) > 3*time.Second {
 			t.Errorf("%s: a stalled client held the connection for %v", path, time.Since(start))
 		}
-		if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 4") {
-			t.Errorf("%s: answered %q", path, b)
+		if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), `"code":"timeout"`) {
+			t.Errorf("%s: answered %q, want a 408 timeout", path, b)
 		}
 		conn.Close()
 	}

@@ -1,0 +1,81 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tracealm/evidence-ledger/cas"
+)
+
+// A rate-limited request is sent again after the node's Retry-After, with
+// the same body; one whose body cannot be sent again is not.
+func TestRetryOnRateLimit(t *testing.T) {
+	content := []byte("evidence")
+	var bodies []string
+	limited := 2
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+		if limited > 0 {
+			limited--
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"error":{"code":"rate_limited","message":"slow down"}}`)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"digest":"`+cas.Sum(content).String()+`","size":8}`)
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, "elt_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.PutBlob(t.Context(), bytes.NewReader(content), int64(len(content)), nil)
+	if err != nil || d != cas.Sum(content) {
+		t.Fatalf("PutBlob after two 429s = %v, %v", d, err)
+	}
+	if len(bodies) != 3 || bodies[0] != "evidence" || bodies[2] != "evidence" {
+		t.Errorf("the node received %q, want the body three times", bodies)
+	}
+
+	// A stream cannot be sent again: the 429 is the answer.
+	limited, bodies = 1, nil
+	_, err = c.PutBlob(t.Context(), io.MultiReader(bytes.NewReader(content)), int64(len(content)), nil)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusTooManyRequests || len(bodies) != 1 {
+		t.Errorf("PutBlob of a stream after a 429 = %v, with %d requests; want the 429 after one", err, len(bodies))
+	}
+
+	// The retries are bounded.
+	limited, bodies = 100, nil
+	if _, err := c.Checkpoint(t.Context()); err == nil || len(bodies) != maxRetries+1 {
+		t.Errorf("Checkpoint against a node that always limits = %v after %d requests, want an error after %d", err, len(bodies), maxRetries+1)
+	}
+}
+
+// Path segments are escaped once: a token named "ci/main" reaches the
+// node as ci%2Fmain.
+func TestPathEscapedOnce(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.URL.EscapedPath()
+		io.WriteString(w, `{"name":"ci/main","role":"appender"}`)
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL+"/base", "elt_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RevokeToken(t.Context(), "ci/main"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "/base/v1/tokens/ci%2Fmain/revoke"; got != want || strings.Contains(got, "%25") {
+		t.Errorf("the node saw %s, want %s", got, want)
+	}
+}
