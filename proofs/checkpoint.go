@@ -143,9 +143,15 @@ func OpenCheckpoint(signed []byte, verifier note.Verifier) (Checkpoint, error) {
 // NewVerifier parses a log's public key in note verifier form
 // ("<name>+<hash>+<base64 key>"), the contents of log.pub.
 func NewVerifier(vkey string) (note.Verifier, error) {
-	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	vkey = strings.TrimSpace(vkey)
+	// The key's text is never quoted back: given log.key by mistake, an
+	// error message would print the log's private key into a CI log.
+	if strings.HasPrefix(vkey, "PRIVATE+KEY+") {
+		return nil, errors.New("this is a log's private key (log.key), not its public key: pass log.pub, and keep log.key where only the node reads it")
+	}
+	v, err := note.NewVerifier(vkey)
 	if err != nil {
-		return nil, fmt.Errorf("parsing log public key %q: %w (want the note verifier form name+hash+key, as in log.pub)", truncate(strings.TrimSpace(vkey)), err)
+		return nil, fmt.Errorf("parsing log public key: %w (want the note verifier form name+hash+key, as in log.pub)", err)
 	}
 	return v, nil
 }

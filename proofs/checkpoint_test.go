@@ -369,3 +369,28 @@ func TestNewVerifierAndSigner(t *testing.T) {
 		})
 	}
 }
+
+// Given the private key by mistake, NewVerifier says so without quoting
+// it: the message would otherwise put the key into a CI log.
+func TestNewVerifierDoesNotEchoKeys(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, "log.example/dhf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := skey[strings.LastIndex(skey, "+")+1:]
+	for _, in := range []string{skey, "\n" + skey + "\n", strings.Replace(skey, "PRIVATE+KEY+", "PRIVATE+KEY+x", 1), vkey[:len(vkey)-2] + "!!"} {
+		_, err := proofs.NewVerifier(in)
+		if err == nil {
+			t.Fatalf("NewVerifier(%q) accepted it", in)
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), in[len(in)/2:]) {
+			t.Errorf("NewVerifier's error quotes the key: %v", err)
+		}
+	}
+	if _, err := proofs.NewVerifier(skey); err == nil || !strings.Contains(err.Error(), "pass log.pub") {
+		t.Errorf("NewVerifier(a private key) = %v, want it to say to pass log.pub", err)
+	}
+	if _, err := proofs.NewVerifier(vkey); err != nil {
+		t.Error(err)
+	}
+}
