@@ -226,7 +226,7 @@ func stampList(ts release.TraceSource, manifest []byte, rows []release.TraceRow)
 	if err != nil {
 		return nil, err
 	}
-	if d := m.Predicate().Evidence.StampList; d != nil {
+	if d := m.Predicate().StampList(); d != nil {
 		b, err := ts.Blob(*d, MaxProofsSize)
 		if err == nil {
 			return b, nil

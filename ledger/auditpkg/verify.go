@@ -196,7 +196,7 @@ func (p *Package) checkStamps(rep *release.Report, key note.Verifier) {
 	if err != nil {
 		return // the manifest check failed already
 	}
-	signed := m.Predicate().Evidence.StampList
+	signed := m.Predicate().StampList()
 	if signed == nil {
 		rep.Add(name, release.Skipped, "the manifest records no stamp list (it was signed without the release gate)")
 		return

@@ -72,7 +72,7 @@ func (r *Registry) ReleaseBlobs(ctx context.Context, version string) (Blobs, err
 	if err != nil {
 		return Blobs{}, fmt.Errorf("the manifest of %s: %w", version, err)
 	}
-	if d := m.Predicate().Evidence.StampList; d != nil {
+	if d := m.Predicate().StampList(); d != nil {
 		ok, err := r.blobs.Has(ctx, *d)
 		if err != nil {
 			return Blobs{}, fmt.Errorf("looking up the stamp list of %s: %w", version, err)

@@ -87,7 +87,7 @@ func CheckStampList(manifest, list []byte) error {
 	if err != nil {
 		return err
 	}
-	signed := m.Predicate().Evidence.StampList
+	signed := m.Predicate().StampList()
 	switch got := cas.Sum(list); {
 	case signed == nil:
 		return fmt.Errorf("%w: a stamp list was given, but the manifest records none (it was signed without the release gate)", signing.ErrInvalidManifest)

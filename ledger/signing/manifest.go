@@ -72,6 +72,16 @@ type Predicate struct {
 	Evidence        *Evidence   `json:"evidence"`
 }
 
+// StampList returns the digest of the stamp list the release gate matched,
+// or nil when the manifest names none: a release signed without the gate
+// on a bundle with no index.json has no evidence summary at all.
+func (p Predicate) StampList() *cas.Digest {
+	if p.Evidence == nil {
+		return nil
+	}
+	return p.Evidence.StampList
+}
+
 // Signer identifies who signed (21 CFR 11.50(a)(1)).
 type Signer struct {
 	Name  string `json:"name"`
