@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,11 +70,31 @@ func TestVerifyAgainstNode(t *testing.T) {
 		}
 	}
 
-	// A key never enrolled in this log fails the enrolment check.
+	// Without a receipt, the node's record of the release is looked up
+	// and proven.
+	rep = release.Verify(t.Context(), release.VerifyInput{Bundle: bundle, Manifest: manifest, SignerKey: jane.Public(), LogKey: v, Node: c})
+	if !rep.Verified || rep.Record == nil || rep.Record.Index != rec.Receipt.Index || !strings.Contains(rep.Conclusion, fmt.Sprintf("recorded at index %d", rec.Receipt.Index)) {
+		t.Errorf("verify --node without a receipt: %+v", rep)
+	}
+	// A manifest the node never recorded is no release, even when its key
+	// is enrolled: another one for the version, or none at all.
+	checks := func(rep release.Report) string {
+		var out []string
+		for _, ch := range rep.Checks {
+			out = append(out, ch.Name+":"+ch.Status+":"+ch.Detail)
+		}
+		return strings.Join(out, "\n")
+	}
+	jane2 := sign(jane, "Jane Doe", "jane@example.com") // signed again: another signed_at
+	rep = release.Verify(t.Context(), release.VerifyInput{Bundle: bundle, Manifest: jane2, SignerKey: jane.Public(), LogKey: v, Node: c})
+	if got := checks(rep); rep.Verified || !strings.Contains(got, "ledger record:failed:the node's log records v1.0.0 with another manifest") {
+		t.Errorf("an unrecorded manifest for a recorded version verified:\n%s", got)
+	}
+	// A key never enrolled in this log fails the enrolment check too.
 	eve, _ := signing.GenerateKey(signing.Ed25519)
 	rep = release.Verify(t.Context(), release.VerifyInput{Bundle: bundle, Manifest: sign(eve, "Eve", "eve@example.com"), SignerKey: eve.Public(), LogKey: v, Node: c})
-	if ch, failed := rep.FirstFailure(); !failed || ch.Name != "signer enrolment" || !strings.Contains(ch.Detail, "never enrolled") {
-		t.Errorf("unenrolled signer: %+v", ch)
+	if got := checks(rep); rep.Verified || !strings.Contains(got, "signer enrolment:failed:") || !strings.Contains(got, "never enrolled") {
+		t.Errorf("unenrolled signer:\n%s", got)
 	}
 	// A checkpoint from another log with the same origin is a fork, or does not verify.
 	other := filepath.Join(t.TempDir(), "other")

@@ -206,10 +206,20 @@ func verifyRecord(in VerifyInput, m *signing.Manifest, rep *Report, add func(nam
 		add("ledger record", Failed, "the receipt is for a %s entry, not a release", e.Kind)
 		return
 	}
-	var rel ledger.Release
-	if err := e.DecodeSubject(&rel); err != nil {
+	if err := matchRecord(e, m, rep); err != nil {
 		add("ledger record", Failed, "%v", err)
 		return
+	}
+	rep.Record = &RecordReference{Origin: cp.Origin, Index: rc.Index, TreeSize: cp.Size, LoggedAt: e.LoggedAt}
+	add("ledger record", Passed, "release entry %d records this manifest (%s), logged at %s by %s", rc.Index, rep.Manifest, e.LoggedAt, e.LoggedBy)
+}
+
+// matchRecord checks that the release entry e records the manifest m
+// (whose digest is rep.Manifest), field by field.
+func matchRecord(e ledger.Entry, m *signing.Manifest, rep *Report) error {
+	var rel ledger.Release
+	if err := e.DecodeSubject(&rel); err != nil {
+		return err
 	}
 	p := m.Predicate()
 	var diffs []string
@@ -227,11 +237,9 @@ func verifyRecord(in VerifyInput, m *signing.Manifest, rep *Report, add func(nam
 		}
 	}
 	if len(diffs) > 0 {
-		add("ledger record", Failed, "the logged release does not match this manifest: %s", strings.Join(diffs, "; "))
-		return
+		return fmt.Errorf("the logged release does not match this manifest: %s", strings.Join(diffs, "; "))
 	}
-	rep.Record = &RecordReference{Origin: cp.Origin, Index: rc.Index, TreeSize: cp.Size, LoggedAt: e.LoggedAt}
-	add("ledger record", Passed, "release entry %d records this manifest (%s), logged at %s by %s", rc.Index, rep.Manifest, e.LoggedAt, e.LoggedBy)
+	return nil
 }
 
 func digestOrNull(d *cas.Digest) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -117,6 +118,13 @@ func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep
 		}
 	}
 
+	// Without a receipt, the node is asked for the release's record: a
+	// manifest it never recorded is not a release, whatever the manifest
+	// says of when it was signed.
+	if in.Receipt == nil && in.Log == nil {
+		recordOnNode(ctx, nodeView{in.Node}, cur, m, rep, add)
+	}
+
 	// The signer's enrolment at signing time, from proven entries.
 	keyID := m.Predicate().Signer.KeyID
 	found, err := view.SignerEntries(ctx, keyID)
@@ -179,4 +187,50 @@ func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep
 		status = fmt.Sprintf("revoked later, at %s (%s): signatures before then still count", st.RevokedAt.Format(time.RFC3339), st.Revocation.Reason)
 	}
 	add("signer enrolment", Passed, "%s <%s> enrolled as %s at %s (entry %d, proven), %s", st.Enrolment.Name, st.Enrolment.Email, st.Enrolment.Role, st.EnrolledAt.Format(time.RFC3339), st.Index, status)
+}
+
+// recordOnNode finds, among the node's release entries for the manifest's
+// version, the one recording this manifest, proven in the node's
+// checkpoint cur, and makes it the report's record; or adds the failed
+// check.
+func recordOnNode(ctx context.Context, view nodeView, cur proofs.Checkpoint, m *signing.Manifest, rep *Report, add func(name, status, format string, args ...any) bool) bool {
+	version := m.Predicate().Version
+	found, err := view.Search(ctx, client.Query{Kind: string(ledger.KindRelease), Release: version}, 0, 0)
+	if err != nil {
+		return add("ledger record", Failed, "%v", err)
+	}
+	var other []string
+	for _, e := range found {
+		if e.Index >= cur.Size {
+			continue // not yet under the checkpoint we verified
+		}
+		p, err := view.ProveInclusion(ctx, e.Index, cur.Size)
+		if err == nil {
+			err = proofs.VerifyInclusion(p, proofs.LeafHash(e.Entry), cur.Root)
+		}
+		if err != nil {
+			return add("ledger record", Failed, "the node's release entry %d is not proven in its checkpoint: %v", e.Index, err)
+		}
+		ent, err := ledger.ParseEntry(e.Entry)
+		if err != nil || ent.Kind != ledger.KindRelease {
+			return add("ledger record", Failed, "the node's entry %d is not a release entry (%v)", e.Index, err)
+		}
+		var rel ledger.Release
+		if err := ent.DecodeSubject(&rel); err != nil || rel.Version != version {
+			continue
+		}
+		if rel.Manifest != rep.Manifest {
+			other = append(other, fmt.Sprintf("entry %d, manifest %s", e.Index, rel.Manifest))
+			continue
+		}
+		if err := matchRecord(ent, m, rep); err != nil {
+			return add("ledger record", Failed, "%v", err)
+		}
+		rep.Record = &RecordReference{Origin: cur.Origin, Index: e.Index, TreeSize: cur.Size, LoggedAt: ent.LoggedAt}
+		return add("ledger record", Passed, "release entry %d on the node records this manifest (%s), logged at %s by %s, proven in its checkpoint", e.Index, rep.Manifest, ent.LoggedAt, ent.LoggedBy)
+	}
+	if len(other) > 0 {
+		return add("ledger record", Failed, "the node's log records %s with another manifest (%s), not this one (%s)", version, strings.Join(other, "; "), rep.Manifest)
+	}
+	return add("ledger record", Failed, "the node's log (tree size %d) has no record of release %s: this manifest was never recorded (ledger release record)", cur.Size, version)
 }
