@@ -47,6 +47,7 @@ func (e *env) monitorCommand() *cli.Command {
 				return err
 			}
 			state := c.String("state")
+			failed := 0 // checks failed in a row
 			for {
 				prev, err := os.ReadFile(state)
 				if errors.Is(err, os.ErrNotExist) {
@@ -60,15 +61,28 @@ func (e *env) monitorCommand() *cli.Command {
 				case errors.Is(err, client.ErrFork), errors.Is(err, client.ErrRollback):
 					fmt.Fprintf(e.stderr, "!!! %v\n!!! the saved checkpoint (%s) and the node's are both signed by the log key: keep them as evidence\n", err, state)
 					if obs.Checkpoint != nil {
-						os.WriteFile(state+".conflict", obs.Checkpoint, 0o644)
+						if werr := os.WriteFile(state+".conflict", obs.Checkpoint, 0o644); werr == nil {
+							fmt.Fprintf(e.stderr, "!!! the node's conflicting checkpoint is saved in %s\n", state+".conflict")
+						}
 					}
 					return failure{fmt.Errorf("monitor: %v", errors.Unwrap(err))}
+				case errors.Is(err, client.ErrUnverified):
+					// Another log, a wrong --log-key or a tampered state
+					// file: no later check can pass, so stop loudly.
+					fmt.Fprintf(e.stderr, "!!! %v\n!!! check --log-key (%s) and the state file (%s)\n", err, c.String("log-key"), state)
+					return failure{fmt.Errorf("monitor: %v", err)}
 				case err != nil:
-					fmt.Fprintf(e.stderr, "monitor: %v\n", err)
 					if c.Bool("once") {
 						return err
 					}
+					failed++
+					if failed >= 3 {
+						fmt.Fprintf(e.stderr, "!!! monitor: %d checks in a row failed; the node cannot be watched: %v\n", failed, err)
+					} else {
+						fmt.Fprintf(e.stderr, "monitor: %v (retrying in %v)\n", err, c.Duration("interval"))
+					}
 				default:
+					failed = 0
 					if obs.Previous == nil || obs.Grew {
 						if err := writeAtomic(state, obs.Checkpoint); err != nil {
 							return err

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/proofs"
@@ -350,5 +352,27 @@ func TestRemoteAuditPackage(t *testing.T) {
 	b, _ := os.ReadFile(report)
 	if !strings.Contains(string(b), "VERIFIED") || !strings.Contains(string(b), "bioflow_pro.exe") {
 		t.Errorf("the report from a node lacks the outcome or the files")
+	}
+}
+
+// A monitor watching a node with the wrong log key stops at once, loudly,
+// instead of retrying for ever: no later check could pass.
+func TestMonitorStopsOnUnverifiedCheckpoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	if _, err := ledger.Init(t.Context(), dir, "mon.example/dhf"); err != nil {
+		t.Fatal(err)
+	}
+	srv, _, _ := startNode(t, dir, true)
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := ledger.Init(t.Context(), other, "mon.example/dhf"); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"ledger", "monitor", "--node", srv.URL, "--log-key", filepath.Join(other, "log.pub"),
+		"--state", filepath.Join(t.TempDir(), "mon.cp"), "--interval", "10ms"}, strings.NewReader(""), &stdout, &stderr)
+	if code != 1 || ctx.Err() != nil || !strings.Contains(stderr.String(), "!!! the node's checkpoint does not verify with the log key") {
+		t.Errorf("monitor with the wrong key: exit %d (context %v)\n%s", code, ctx.Err(), stderr.String())
 	}
 }

@@ -16,6 +16,10 @@ import (
 var (
 	ErrRollback = errors.New("ROLLBACK: the node's log is smaller than one it signed before")
 	ErrFork     = errors.New("FORK: the node's log is not an extension of the one it signed before")
+	// ErrUnverified is a checkpoint, the node's or the saved one, that
+	// does not verify with the log key: another log, a wrong key, or
+	// tampering. Waiting does not mend it.
+	ErrUnverified = errors.New("does not verify with the log key")
 )
 
 // Observation is one check of a node by a monitor.
@@ -36,7 +40,7 @@ func (c *Client) Observe(ctx context.Context, verifier note.Verifier, prev []byt
 	if prev != nil {
 		p, err := proofs.OpenCheckpoint(prev, verifier)
 		if err != nil {
-			return obs, fmt.Errorf("the saved checkpoint does not verify with the log key: %w", err)
+			return obs, fmt.Errorf("the saved checkpoint %w: %w", ErrUnverified, err)
 		}
 		obs.Previous = &p
 	}
@@ -46,7 +50,7 @@ func (c *Client) Observe(ctx context.Context, verifier note.Verifier, prev []byt
 	}
 	cur, err := proofs.OpenCheckpoint(signed, verifier)
 	if err != nil {
-		return obs, fmt.Errorf("the node's checkpoint does not verify with the log key: %w", err)
+		return obs, fmt.Errorf("the node's checkpoint %w: %w", ErrUnverified, err)
 	}
 	obs.Current, obs.Checkpoint = cur, signed
 	p := obs.Previous

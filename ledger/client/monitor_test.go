@@ -114,7 +114,7 @@ func TestMonitorDetectsRollbackAndFork(t *testing.T) {
 	other := filepath.Join(root, "other")
 	vk, _ := ledger.Init(t.Context(), other, "mon.example/dhf")
 	ov, _ := proofs.NewVerifier(vk)
-	if _, err := cb.Observe(t.Context(), ov, nil); err == nil || !strings.Contains(err.Error(), "does not verify with the log key") {
+	if _, err := cb.Observe(t.Context(), ov, nil); !errors.Is(err, client.ErrUnverified) || !strings.Contains(err.Error(), "does not verify with the log key") {
 		t.Errorf("foreign key: %v", err)
 	}
 }
