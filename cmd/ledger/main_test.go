@@ -10,12 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/release"
 )
 
 // statusEnv names the file the ledger command in a script writes its exit
@@ -229,5 +231,25 @@ func TestRunWriters(t *testing.T) {
 	}
 	if stderr.Len() != 0 {
 		t.Errorf("ledger put - wrote %q to stderr, want nothing", stderr.String())
+	}
+}
+
+func TestSignerStatus(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var s release.SignerState
+	for _, c := range []struct {
+		until   string
+		revoked bool
+		want    string
+	}{
+		{"", false, "active"},
+		{"2027-01-01T00:00:00Z", false, "active until 2027-01-01T00:00:00Z"},
+		{"2026-11-25T12:00:00Z", false, "expired 2026-11-25T12:00:00Z: signatures made before then still count"},
+		{"2026-01-01T00:00:00Z", true, "revoked "},
+	} {
+		s.Enrolment.ValidUntil, s.Revoked = c.until, c.revoked
+		if got := signerStatus(s, now); !strings.HasPrefix(got, c.want) {
+			t.Errorf("signerStatus(valid until %q, revoked %v) = %q, want %q", c.until, c.revoked, got, c.want)
+		}
 	}
 }

@@ -332,19 +332,28 @@ func (e *env) signerCommand() *cli.Command {
 					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "KEY ID\tNAME\tEMAIL\tROLE\tENROLLED\tSTATUS")
 					for _, s := range signers {
-						status := "active"
-						if s.Revoked {
-							status = "revoked " + s.RevokedAt.UTC().Format(time.RFC3339) + ": " + s.Revocation.Reason
-						} else if s.Enrolment.ValidUntil != "" {
-							status = "active until " + s.Enrolment.ValidUntil
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.KeyID, s.Enrolment.Name, s.Enrolment.Email, s.Enrolment.Role, s.EnrolledAt.UTC().Format(time.RFC3339), status)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.KeyID, s.Enrolment.Name, s.Enrolment.Email, s.Enrolment.Role, s.EnrolledAt.UTC().Format(time.RFC3339), signerStatus(s, time.Now()))
 					}
 					return tw.Flush()
 				},
 			},
 		},
 	}
+}
+
+// signerStatus is a signer's STATUS in `signer list` at now: revoked,
+// expired, active until its validity ends, or active.
+func signerStatus(s release.SignerState, now time.Time) string {
+	switch {
+	case s.Revoked:
+		return "revoked " + s.RevokedAt.UTC().Format(time.RFC3339) + ": " + s.Revocation.Reason
+	case s.Enrolment.ValidUntil == "":
+		return "active"
+	}
+	if until, err := time.Parse(time.RFC3339, s.Enrolment.ValidUntil); err == nil && !now.Before(until) {
+		return "expired " + s.Enrolment.ValidUntil + ": signatures made before then still count"
+	}
+	return "active until " + s.Enrolment.ValidUntil
 }
 
 func (e *env) printJSONLine(v any) error {
