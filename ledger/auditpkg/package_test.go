@@ -211,6 +211,33 @@ func TestPackageTampering(t *testing.T) {
 			p.SignerEntries = nil
 		}, "signer enrolment", "never enrolled"},
 		{"a label for another release", func(p *Package, o *VerifyOptions) { p.Meta.ReleaseIndex++ }, "package label", "release index"},
+		{"a label with a garbled date", func(p *Package, o *VerifyOptions) { p.Meta.CreatedAt = "yesterday" }, "package label", "created_at"},
+		// Receipts the release's checks do not need are checked in full
+		// too: each line verifies on its own, as verify-receipt would.
+		{"a signer entry's origin altered", func(p *Package, o *VerifyOptions) {
+			p.SignerEntries = bytes.Replace(p.SignerEntries, []byte(`"origin":"`), []byte(`"origin":"x`), 1)
+		}, "package proofs", "signer-entries.jsonl line 1"},
+		{"a signer entry's checkpoint signature altered", func(p *Package, o *VerifyOptions) {
+			i := bytes.Index(p.SignerEntries, []byte("\u2014 "))
+			if i < 0 {
+				i = bytes.Index(p.SignerEntries, []byte("— "))
+			}
+			if i < 0 {
+				t.Fatalf("no signature line in %s", p.SignerEntries)
+			}
+			j := i + bytes.IndexByte(p.SignerEntries[i:], '\\') - 4 // inside the signature, before its \n
+			b := append([]byte(nil), p.SignerEntries...)
+			b[j] ^= 'A' ^ 'B'
+			if b[j] == p.SignerEntries[j] {
+				b[j] = 'C'
+			}
+			p.SignerEntries = b
+		}, "package proofs", "signer-entries.jsonl line 1"},
+		{"a stamp's entry digest altered", func(p *Package, o *VerifyOptions) {
+			p.Stamps = bytes.Replace(p.Stamps, []byte(`"entry_digest":"sha256:`), []byte(`"entry_digest":"sha256:00`), 1)
+		}, "package proofs", "stamps.jsonl line 1"},
+		{"the consistency proof replaced", func(p *Package, o *VerifyOptions) { p.Consistency = []byte(`{"from":0,"to":0,"hashes":[]}`) }, "package proofs", "consistency.json proves 0 to 0"},
+		{"the consistency proof unreadable", func(p *Package, o *VerifyOptions) { p.Consistency = []byte(`not json`) }, "package proofs", "consistency.json"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

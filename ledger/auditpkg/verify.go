@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
+	"github.com/tracealm/evidence-ledger/ledger/internal/strictjson"
 	"github.com/tracealm/evidence-ledger/ledger/release"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 	"github.com/tracealm/evidence-ledger/proofs"
@@ -71,6 +73,7 @@ func (p *Package) Verify(ctx context.Context, o VerifyOptions) release.Report {
 		Progress:  o.Progress,
 	})
 	p.checkLogKey(&rep, o.LogKey)
+	p.checkProofs(&rep, o.LogKey)
 	p.checkLabel(&rep)
 	p.checkStamps(&rep, o.LogKey)
 	if o.Node != nil {
@@ -95,6 +98,73 @@ func (p *Package) checkLogKey(rep *release.Report, key note.Verifier) {
 	}
 }
 
+// checkProofs checks every proof the package carries, including those the
+// release's checks do not need: each line of the signer entries and the
+// stamps is a receipt that verifies in full, with its checkpoint the
+// package's, and consistency.json proves the receipt's tree a prefix of
+// the package's (even when the two are the same size). A line an auditor
+// cuts out of the package then verifies on its own too
+// (ledger verify-receipt).
+func (p *Package) checkProofs(rep *release.Report, key note.Verifier) {
+	const name = "package proofs"
+	fail := func(format string, args ...any) { rep.Add(name, release.Failed, fmt.Sprintf(format, args...)) }
+	cur, err := proofs.OpenCheckpoint(p.Checkpoint, key)
+	if err != nil {
+		fail("%s does not verify with the log key: %v", fileCheckpoint, err)
+		return
+	}
+	n := 0
+	for _, f := range []struct {
+		name string
+		b    []byte
+	}{{fileSignerEntries, p.SignerEntries}, {fileStamps, p.Stamps}} {
+		for i, line := range bytes.SplitAfter(f.b, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			rc, err := proofs.ParseReceipt(bytes.TrimSuffix(line, []byte("\n")))
+			if err != nil {
+				fail("%s line %d: %v", f.name, i+1, err)
+				return
+			}
+			c, err := proofs.VerifyReceipt(rc, key)
+			if err != nil {
+				fail("%s line %d (entry %d): %v", f.name, i+1, rc.Index, err)
+				return
+			}
+			if c.Size != cur.Size || !bytes.Equal(c.Root, cur.Root) {
+				fail("%s line %d (entry %d): its checkpoint (size %d) is not the package's (size %d)", f.name, i+1, rc.Index, c.Size, cur.Size)
+				return
+			}
+			n++
+		}
+	}
+	rc, err := proofs.ParseReceipt(p.Receipt)
+	if err != nil {
+		fail("the release receipt: %v", err)
+		return
+	}
+	old, err := proofs.VerifyReceipt(rc, key)
+	if err != nil {
+		fail("the release receipt: %v", err)
+		return
+	}
+	var cons proofs.ConsistencyProof
+	if err := strictjson.Decode(p.Consistency, &cons); err != nil {
+		fail("%s: %v", fileConsistency, err)
+		return
+	}
+	if cons.From != old.Size || cons.To != cur.Size {
+		fail("%s proves %d to %d, not the receipt's size %d to the package's %d", fileConsistency, cons.From, cons.To, old.Size, cur.Size)
+		return
+	}
+	if err := proofs.VerifyConsistency(cons, old.Root, cur.Root); err != nil {
+		fail("%s: %v", fileConsistency, err)
+		return
+	}
+	rep.Add(name, release.Passed, fmt.Sprintf("%d signer and stamp receipts each verify in full at the package's checkpoint, and %s proves size %d a prefix of size %d", n, fileConsistency, old.Size, cur.Size))
+}
+
 // checkLabel checks package.json agrees with what the proofs show.
 func (p *Package) checkLabel(rep *release.Report) {
 	var diffs []string
@@ -112,11 +182,14 @@ func (p *Package) checkLabel(rep *release.Report) {
 	if c, err := proofs.ParseCheckpoint(p.Checkpoint); err == nil && c.Size != p.Meta.TreeSize {
 		diffs = append(diffs, fmt.Sprintf("tree size %d, the checkpoint's is %d", p.Meta.TreeSize, c.Size))
 	}
+	if _, err := time.Parse(time.RFC3339, p.Meta.CreatedAt); err != nil {
+		diffs = append(diffs, fmt.Sprintf("created_at %q, which is not an RFC 3339 time", p.Meta.CreatedAt))
+	}
 	if len(diffs) > 0 {
 		rep.Add("package label", release.Failed, fileMeta+" says "+strings.Join(diffs, "; "))
 		return
 	}
-	rep.Add("package label", release.Passed, fmt.Sprintf("%s, release entry %d of %s, packaged at tree size %d on %s", p.Meta.Version, p.Meta.ReleaseIndex, p.Meta.Origin, p.Meta.TreeSize, p.Meta.CreatedAt))
+	rep.Add("package label", release.Passed, fmt.Sprintf("%s, release entry %d of %s, packaged at tree size %d on %s (the date is the packager's word; nothing signs it)", p.Meta.Version, p.Meta.ReleaseIndex, p.Meta.Origin, p.Meta.TreeSize, p.Meta.CreatedAt))
 }
 
 // StampLine is one line of a stamp list.

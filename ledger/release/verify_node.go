@@ -183,6 +183,10 @@ func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep
 		return
 	}
 	status := "not revoked"
+	if what != "node" {
+		// A package shows only the signer entries it carries.
+		status = "no revocation among the " + what + "'s signer entries (add --node URL to check the live log)"
+	}
 	if st.Revoked {
 		status = fmt.Sprintf("revoked later, at %s (%s): signatures before then still count", st.RevokedAt.Format(time.RFC3339), st.Revocation.Reason)
 	}
