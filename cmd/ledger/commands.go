@@ -599,7 +599,7 @@ func (e *env) verifyReceiptCommand() *cli.Command {
 			check := func(name string, err error) error {
 				if err != nil {
 					fmt.Fprintf(e.stdout, "FAIL  %s: %v\n", name, err)
-					return failure{fmt.Errorf("receipt %s does not verify: %s failed", args[0], name)}
+					return failure{fmt.Errorf("receipt %s does not verify; this check failed: %s", args[0], name)}
 				}
 				fmt.Fprintf(e.stdout, "ok    %s\n", name)
 				return nil
@@ -625,7 +625,7 @@ func (e *env) verifyReceiptCommand() *cli.Command {
 				if err == nil {
 					err = checkFile(f, want)
 				}
-				if err := check(fmt.Sprintf("file %q has the entry's digest and size", f), err); err != nil {
+				if err := check(fmt.Sprintf("file %q matches the entry's digest and size", f), err); err != nil {
 					return err
 				}
 			}

@@ -334,7 +334,7 @@ func TestRemoteAuditPackage(t *testing.T) {
 		t.Fatalf("revoking over the node: exit %d\n%s%s", code, out, stderr)
 	}
 	out, stderr, code := cli("verify", "--audit-package", zip, "--bundle", sample.Bundle, "--log-key", logPub, "--node", srv.URL, "--token", secret)
-	for _, want := range []string{"ok    node checkpoint: ", "the log grew from", "(the saved checkpoint)", "revoked later"} {
+	for _, want := range []string{"ok    node checkpoint: ", "the log grew from", "(the package's checkpoint)", "revoked later"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("verify --audit-package --node: exit %d, output lacks %q\n%s%s", code, want, out, stderr)
 		}

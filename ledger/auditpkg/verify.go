@@ -77,7 +77,7 @@ func (p *Package) Verify(ctx context.Context, o VerifyOptions) release.Report {
 	p.checkLabel(&rep)
 	p.checkStamps(&rep, o.LogKey)
 	if o.Node != nil {
-		release.VerifyLog(ctx, release.VerifyInput{Manifest: p.Manifest, SignerKey: *key, LogKey: o.LogKey, Node: o.Node, SinceCheckpoint: p.Checkpoint}, &rep)
+		release.VerifyLog(ctx, release.VerifyInput{Manifest: p.Manifest, SignerKey: *key, LogKey: o.LogKey, Node: o.Node, SinceCheckpoint: p.Checkpoint, SinceName: "the package's checkpoint"}, &rep)
 	}
 	rep.Finish()
 	return rep

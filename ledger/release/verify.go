@@ -35,6 +35,9 @@ type VerifyInput struct {
 	// the signer's enrolment at signing time.
 	Node            *client.Client
 	SinceCheckpoint []byte
+	// SinceName is what the checks call SinceCheckpoint: "the saved
+	// checkpoint" when empty.
+	SinceName string
 	// Log, if set instead of Node, is another view of the log to run the
 	// same checks with, such as an audit package's proofs.
 	Log LogView

@@ -85,10 +85,14 @@ func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep
 		}
 	}
 	if in.SinceCheckpoint != nil {
+		name := in.SinceName
+		if name == "" {
+			name = "the saved checkpoint"
+		}
 		olds = append(olds, struct {
 			name string
 			text []byte
-		}{"the saved checkpoint", in.SinceCheckpoint})
+		}{name, in.SinceCheckpoint})
 	}
 	for _, o := range olds {
 		old, err := proofs.OpenCheckpoint(o.text, in.LogKey)

@@ -148,7 +148,7 @@ func (p Predicate) Check() error {
 		return fmt.Errorf("signed_at: %v", err)
 	}
 	if e := p.Evidence; e != nil && (e.Requirements < 0 || e.Reviewed < 0 || e.Stamps < 0 || e.Reviewed > e.Requirements) {
-		return fmt.Errorf("evidence counts %+v out of range", *e)
+		return fmt.Errorf("evidence counts out of range: %d requirements, %d reviewed, %d stamps (none may be negative, nor more reviewed than there are)", e.Requirements, e.Reviewed, e.Stamps)
 	}
 	return nil
 }
@@ -349,7 +349,10 @@ func (m *Manifest) Verify(key PublicKey, want cas.Digest) error {
 	}
 	d := m.Bundle
 	if _, err := sv.Verify(m.sb, verify.NewPolicy(verify.WithArtifactDigest("sha256", d[:]), verify.WithKey())); err != nil {
-		return fmt.Errorf("%w (%v)", ErrBadSignature, err)
+		// The library's words ("accepted signatures do not match
+		// threshold") go last; the reader needs the keys first.
+		return fmt.Errorf("%w: the manifest names signer key %s, you gave %s; if they differ, pass the signer's own public key, else the manifest was altered after signing (%v)",
+			ErrBadSignature, m.Statement.Predicate.Signer.KeyID, key.id, err)
 	}
 	if m.Bundle != want {
 		return fmt.Errorf("%w: it signs %s, the bundle is %s", ErrWrongBundle, m.Bundle, want)

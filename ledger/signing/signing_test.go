@@ -113,8 +113,9 @@ func TestSignVerify(t *testing.T) {
 			independentVerify(t, b, k.Public())
 
 			other := newKey(t, alg)
-			if err := m.Verify(other.Public(), bundleDigest); !errors.Is(err, ErrBadSignature) {
-				t.Errorf("Verify with another key = %v, want ErrBadSignature", err)
+			if err := m.Verify(other.Public(), bundleDigest); !errors.Is(err, ErrBadSignature) ||
+				!strings.Contains(err.Error(), "names signer key "+k.Public().KeyID()+", you gave "+other.Public().KeyID()) {
+				t.Errorf("Verify with another key = %v, want ErrBadSignature naming both keys", err)
 			}
 			if err := m.Verify(k.Public(), cas.Sum([]byte("other"))); !errors.Is(err, ErrWrongBundle) {
 				t.Errorf("Verify against another bundle = %v, want ErrWrongBundle", err)
