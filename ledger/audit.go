@@ -154,15 +154,29 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 	}
 	size := head.Size
 	r.Size = size
-	if c, err := proofs.OpenCheckpoint(head.Checkpoint, l.Verifier); err != nil {
+	// Checkpoints without a valid signature are reported one by one,
+	// unless none has one: then the key, not the store, is the likely
+	// fault, and one line says so.
+	var unsigned []string
+	verified := 0
+	if c, err := proofs.OpenCheckpoint(head.Checkpoint, l.Verifier); errors.Is(err, proofs.ErrNotSigned) {
+		unsigned = append(unsigned, fmt.Sprintf("latest checkpoint (size %d): %v", size, err))
+	} else if err != nil {
 		r.problem("latest checkpoint (size %d): %v", size, err)
 	} else if c.Size != size {
 		r.problem("latest checkpoint record holds a checkpoint for size %d under size %d", c.Size, size)
 	}
 	var cps []auditCheckpoint
+	stored := make(map[uint64]bool)
 	if err := l.Storage.Checkpoints(ctx, 0, func(sz uint64, signed []byte) error {
+		stored[sz] = true
 		c, err := proofs.OpenCheckpoint(signed, l.Verifier)
+		if err == nil {
+			verified++
+		}
 		switch {
+		case errors.Is(err, proofs.ErrNotSigned):
+			unsigned = append(unsigned, fmt.Sprintf("checkpoint for size %d: %v", sz, err))
 		case err != nil:
 			r.problem("checkpoint for size %d: %v", sz, err)
 		case c.Size != sz:
@@ -179,6 +193,13 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 			return err
 		}
 		r.problem("checkpoints: %v", err)
+	}
+	if verified == 0 && len(unsigned) > 1 {
+		r.problem("none of the %d stored checkpoints verifies with the log key %s+%08x: is it this ledger's log.pub? (with the right key, a checkpoint that does not verify was altered)", len(unsigned), l.Verifier.Name(), l.Verifier.KeyHash())
+	} else {
+		for _, p := range unsigned {
+			r.problem("%s", p)
+		}
 	}
 
 	rng := proofs.NewRangeFactory().NewEmptyRange(0)
@@ -257,12 +278,8 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 	}
 	// Every commit ended in a checkpoint: the start of each commit is the
 	// size of one.
-	have := make(map[uint64]bool, len(cps))
-	for _, c := range cps {
-		have[c.size] = true
-	}
 	if err := l.Storage.CommitStarts(ctx, func(leaf uint64) error {
-		if leaf > 0 && !have[leaf] {
+		if leaf > 0 && !stored[leaf] {
 			r.problem("the checkpoint for tree size %d, where a commit ended, is missing", leaf)
 		}
 		return nil

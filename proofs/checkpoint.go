@@ -107,6 +107,11 @@ func SignCheckpoint(c Checkpoint, signer note.Signer) ([]byte, error) {
 	return b, nil
 }
 
+// ErrNotSigned is wrapped, with ErrInvalidProof, by OpenCheckpoint's error
+// for a checkpoint that bears no valid signature by the log key: signed by
+// another key, or altered.
+var ErrNotSigned = errors.New("no valid signature by log key")
+
 // OpenCheckpoint verifies the signed checkpoint with the log's verifier key
 // and parses it. The key's name must be the checkpoint's origin. Errors say
 // whether the signature or the text was at fault.
@@ -118,7 +123,7 @@ func OpenCheckpoint(signed []byte, verifier note.Verifier) (Checkpoint, error) {
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
 		if errors.As(err, &unverified) {
-			return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: no valid signature by log key %s", ErrInvalidProof, verifier.Name())
+			return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: %w %s", ErrInvalidProof, ErrNotSigned, verifier.Name())
 		}
 		return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: %v", ErrInvalidProof, err)
 	}
