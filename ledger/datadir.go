@@ -500,7 +500,7 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 	}
 	db, err := openDB(filepath.Join(dir, dbDir), opts.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: opening store: %w", dir, err)
+		return nil, fmt.Errorf("opening %s: opening store: %w%s", dir, err, storeAdvice(err))
 	}
 	blobs, err := openBlobs(ctx, db, m, opts)
 	if err != nil {
@@ -653,6 +653,20 @@ func (l *Ledger) closeBlobs() error {
 // write-ahead log into memory, and what it replays may never have reached
 // the disk; opening, closing and reopening flushes it to synced tables, so
 // that the log never serves a checkpoint for data that is not durable.
+// storeAdvice is what to do about a store that does not open: stop the
+// process that holds it, or, when its files are damaged, restore it.
+func storeAdvice(err error) string {
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "lock"):
+		return " (another ledger process, such as ledger serve, has it open: stop it first, or use --node URL)"
+	case strings.Contains(msg, "checksum"), strings.Contains(msg, "corrupt"), strings.Contains(msg, "manifest"),
+		strings.Contains(msg, "truncat"), strings.Contains(msg, "unexpected eof"), strings.Contains(msg, "no such file"):
+		return " (the store's files look damaged: restore the data directory from a backup, then run ledger audit on it; an auditor's saved checkpoint proves whether the restored log is the one they saw)"
+	}
+	return ""
+}
+
 func openDB(path string, logger *slog.Logger) (*badger.DB, error) {
 	opts := cas.DefaultBadgerOptions(path, logger)
 	db, err := badger.Open(opts)
