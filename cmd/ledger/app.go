@@ -314,8 +314,10 @@ func hint(err error) string {
 		return "nothing was signed; fix each requirement listed, then sign again"
 	case errors.Is(err, release.ErrDuplicateUID):
 		return "nothing was appended; give each requirement one UID across all documents"
+	case errors.Is(err, evidence.ErrInvalidBundle) && strings.Contains(err.Error(), evidence.SumsFile+" disagrees"):
+		return "a file changed after " + evidence.SumsFile + " was made, or the sums are stale: regenerate them (sha256sum) if the files are right; nothing was signed or recorded"
 	case errors.Is(err, evidence.ErrInvalidBundle):
-		return "bundles hold regular files with plain relative names; fix the bundle and try again (nothing was stored in the log)"
+		return "a bundle holds regular files under plain relative paths (no links, devices, absolute or .. paths); nothing was signed or recorded"
 	case errors.Is(err, os.ErrPermission):
 		return "check the file permissions of the data directory"
 	}

@@ -3,6 +3,7 @@ package evidence
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	"github.com/tracealm/evidence-ledger/cas"
 )
@@ -81,7 +82,25 @@ func CheckSums(l Listing, sums []byte) ([]Mismatch, error) {
 // whose content changed, files added and files missing. It returns nil
 // when the listings are equal.
 func Diff(signed, got Listing) []string {
-	var out []string
+	// A tarball made with its top folder (tar czf b.tgz bundle) puts
+	// every file under that folder: say so first, and when the folder's
+	// contents are the signed files, say only that.
+	var hint []string
+	if top := topFolder(got); top != "" {
+		inner := Listing{Files: make([]File, len(got.Files))}
+		for i, f := range got.Files {
+			inner.Files[i] = f
+			inner.Files[i].Path = strings.TrimPrefix(f.Path, top)
+		}
+		h := fmt.Sprintf("every file of the bundle is under the folder %s, which the signed listing does not have: archive the folder's contents (tar -C %s -czf BUNDLE.tar.gz .) or give the folder itself", top, strings.TrimSuffix(top, "/"))
+		if len(Diff(signed, inner)) == 0 {
+			return []string{h + "; without it, the files match the signed listing"}
+		}
+		if topFolder(signed) != top {
+			hint = append(hint, h)
+		}
+	}
+	out := hint
 	i, j := 0, 0
 	for i < len(signed.Files) || j < len(got.Files) {
 		switch {
@@ -100,4 +119,21 @@ func Diff(signed, got Listing) []string {
 		}
 	}
 	return out
+}
+
+// topFolder returns "dir/" when every file of l is under that one folder.
+func topFolder(l Listing) string {
+	if len(l.Files) == 0 {
+		return ""
+	}
+	dir, _, ok := strings.Cut(l.Files[0].Path, "/")
+	if !ok {
+		return ""
+	}
+	for _, f := range l.Files[1:] {
+		if !strings.HasPrefix(f.Path, dir+"/") {
+			return ""
+		}
+	}
+	return dir + "/"
 }
