@@ -306,6 +306,8 @@ func hint(err error) string {
 		return "sign the bundle you mean to record, or record the bundle that was signed"
 	case errors.Is(err, signing.ErrBadSignature):
 		return "the manifest was signed by another key or altered after signing"
+	case errors.Is(err, release.ErrNotEnrolled) && strings.Contains(err.Error(), "before the key was enrolled"):
+		return "the key is enrolled now: sign the release again, so that the signature follows the enrolment"
 	case errors.Is(err, release.ErrNotEnrolled):
 		return "an admin enrols the key with `ledger signer enroll --key KEY.pub --name --email --role`"
 	case errors.Is(err, release.ErrVersionTaken):

@@ -268,7 +268,7 @@ func (r *Registry) checkSigner(ctx context.Context, m *signing.Manifest) error {
 	// signed_at is the signer's word; the ledger's clock also bounds the
 	// key's validity, so a late manifest cannot be backdated into it.
 	if until := st.ValidUntil(); !until.IsZero() && r.now().After(until) {
-		return fmt.Errorf("%w: %s was valid until %s; it is now %s by this ledger's clock", ErrExpired, st.KeyID, st.Enrolment.ValidUntil, r.now().UTC().Format(time.RFC3339))
+		return fmt.Errorf("%w: %s was valid until %s, and it is now %s by this ledger's clock: a release is recorded only while its signer's key is valid (an admin enrols a new key; sign again with it)", ErrExpired, st.KeyID, st.Enrolment.ValidUntil, r.now().UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ import (
 var (
 	ErrNotEnrolled    = errors.New("signer key is not enrolled")
 	ErrRevoked        = errors.New("signer key is revoked")
-	ErrExpired        = errors.New("signer key was not valid at signing")
+	ErrExpired        = errors.New("signer key is outside its validity")
 	ErrKeyBound       = errors.New("key id is enrolled to another person")
 	ErrVersionTaken   = errors.New("release version is already recorded with other content")
 	ErrUnknownRelease = errors.New("release not found in the log")
