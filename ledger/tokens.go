@@ -111,6 +111,15 @@ func (s *Tokens) Create(ctx context.Context, name, role string) (string, Token, 
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
+		// Names that differ only in case would make logged_by easy to
+		// misread ("ci-main" and "CI-main"): one of them is refused.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixToken)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if other := strings.TrimPrefix(string(it.Item().Key()), prefixToken); strings.EqualFold(other, name) {
+				return fmt.Errorf("%w: %q differs from the token %q only in case; pick a name that reads differently", ErrTokenExists, name, other)
+			}
+		}
 		if err := txn.Set([]byte(prefixToken+name), b); err != nil {
 			return err
 		}

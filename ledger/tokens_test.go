@@ -35,6 +35,12 @@ func TestTokens(t *testing.T) {
 	if _, _, err := s.Create(t.Context(), "ci-main", RoleAdmin); !errors.Is(err, ErrTokenExists) {
 		t.Errorf("second ci-main: %v", err)
 	}
+	if _, _, err := s.Create(t.Context(), "CI-Main", RoleAdmin); !errors.Is(err, ErrTokenExists) || !strings.Contains(err.Error(), "only in case") {
+		t.Errorf("CI-Main beside ci-main: %v, want it refused", err)
+	}
+	if _, _, err := s.Create(t.Context(), "ci-main2", RoleAppender); err != nil {
+		t.Errorf("ci-main2 beside ci-main: %v", err)
+	}
 	if _, _, err := s.Create(t.Context(), "x", "root"); err == nil || !strings.Contains(err.Error(), "unknown role") {
 		t.Errorf("unknown role: %v", err)
 	}
