@@ -14,6 +14,7 @@ import (
 	"github.com/tracealm/evidence-ledger/cas"
 	s3store "github.com/tracealm/evidence-ledger/cas/s3"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
 	"github.com/tracealm/evidence-ledger/ledger/publish"
@@ -296,6 +297,8 @@ func hint(err error) string {
 		return "the store holds damaged data; run `ledger audit` to list everything affected"
 	case errors.Is(err, cas.ErrNotFound):
 		return "check the digest; `ledger log` lists what the log records"
+	case errors.Is(err, client.ErrNotFound):
+		return "check the digest or index; `ledger log --node URL` lists what the node's log records"
 	case errors.Is(err, cas.ErrInvalidDigest):
 		return "digests look like sha256:<64 lowercase hex digits>"
 	case errors.Is(err, ledger.ErrMissingBlob):

@@ -72,7 +72,10 @@ func toAPIError(err error) *apiError {
 		errors.Is(err, signing.ErrWrongBundle), errors.Is(err, signing.ErrBadSignature), errors.Is(err, evidence.ErrInvalidBundle), errors.Is(err, evidence.ErrInvalidListing):
 		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, cas.ErrNotFound), errors.Is(err, ledger.ErrNotFound):
-		return &apiError{http.StatusNotFound, "not_found", err.Error()}
+		// The status says "not found"; the log's sentinel, a bare "not
+		// found" at the end of the message, would say it twice.
+		msg := strings.TrimSuffix(err.Error(), ": "+ledger.ErrNotFound.Error())
+		return &apiError{http.StatusNotFound, "not_found", msg}
 	case errors.Is(err, ledger.ErrMissingBlob):
 		return &apiError{http.StatusConflict, "missing_blob", err.Error()}
 	case errors.Is(err, ledger.ErrConflict):

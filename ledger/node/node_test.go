@@ -280,6 +280,11 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 	// Reads need a token unless public; sizes beyond the tree are refused.
 	wantError(t, e.do("GET", "/v1/entries/0", "", nil), 401, "unauthenticated")
 	wantError(t, e.do("GET", "/v1/entries/7", aud, nil), 404, "not_found")
+	for _, path := range []string{"/v1/entries/7", "/v1/checkpoint?size=99"} {
+		if r := e.do("GET", path, aud, nil); strings.HasSuffix(strings.TrimSpace(string(r.body)), `: not found"}}`) {
+			t.Errorf("GET %s: %s; the status already says not found", path, r.body)
+		}
+	}
 	wantError(t, e.do("GET", "/v1/entries/x", aud, nil), 400, "bad_request")
 	r := e.do("GET", "/v1/proofs/inclusion?index=0&tree_size=99", aud, nil)
 	if r.status < 400 || r.status >= 500 {

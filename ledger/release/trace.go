@@ -129,7 +129,7 @@ func (src TraceSource) Trace(uid string) (TraceRow, error) {
 		}
 	}
 	if len(stamps) == 0 && len(row.Releases) == 0 {
-		return TraceRow{}, fmt.Errorf("%w: no stamp and no release mentions %s", ErrUnknownRelease, uid)
+		return TraceRow{}, fmt.Errorf("%w: no stamp and no release in the log mentions requirement %s", ledger.ErrNotFound, uid)
 	}
 	return row, nil
 }
