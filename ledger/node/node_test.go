@@ -179,6 +179,7 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 	wantError(t, e.do("POST", "/v1/blobs", "elt_wrong", bytes.NewReader(content)), 401, "unauthenticated")
 	wantError(t, e.do("POST", "/v1/blobs", e.revoked, bytes.NewReader(content)), 401, "token_revoked")
 	wantError(t, e.do("POST", "/v1/blobs", aud, bytes.NewReader(content)), 403, "forbidden")
+	wantError(t, e.do("POST", "/v1/releases", aud, strings.NewReader(`{}`)), 403, "forbidden") // the role before the body
 	wantError(t, e.do("POST", "/v1/blobs?digest="+cas.Sum([]byte("x")).String(), app, bytes.NewReader(content)), 400, "digest_mismatch")
 	wantError(t, e.do("POST", "/v1/blobs?digest=sha256:nothex", app, bytes.NewReader(content)), 400, "bad_request")
 	wantError(t, e.do("POST", "/v1/blobs", app, bytes.NewReader(make([]byte, 2<<20))), 413, "too_large")
