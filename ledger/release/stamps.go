@@ -171,7 +171,8 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 	if s.ApprovedAt == "" {
 		s.ApprovedAt = r.now().UTC().Format(time.RFC3339)
 	}
-	if document != nil {
+	given := document != nil
+	if given {
 		d := cas.Sum(document)
 		if !s.DocumentDigest.IsZero() && s.DocumentDigest != d {
 			return proofs.Receipt{}, fmt.Errorf("document digest %s does not match the document given (%s)", s.DocumentDigest, d)
@@ -179,6 +180,20 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 		s.DocumentDigest = d
 	}
 	if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
+		return proofs.Receipt{}, err
+	}
+	if at, err := time.Parse(time.RFC3339, s.ApprovedAt); err == nil && at.After(r.now().Add(MaxClockSkew)) {
+		return proofs.Receipt{}, fmt.Errorf("%w: %s: approved_at %s is in the future by this ledger's clock", ledger.ErrInvalidEntry, s.UID, s.ApprovedAt)
+	}
+	if !given {
+		// Sent over the API, the stamp names its document by digest: it
+		// must be stored, and say what the stamp says.
+		var err error
+		if document, err = r.getBlob(ctx, s.DocumentDigest, evidence.MaxSDocSize); err != nil {
+			return proofs.Receipt{}, fmt.Errorf("%w: %s: the stamp's document %s: %w (upload the .sdoc first)", ledger.ErrInvalidEntry, s.UID, s.DocumentDigest, err)
+		}
+	}
+	if err := checkStampDocument(s, document); err != nil {
 		return proofs.Receipt{}, err
 	}
 	r.mu.Lock()
@@ -194,12 +209,32 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 			return rc, err
 		}
 	}
-	if document != nil {
+	if given {
 		if _, err := r.putBytes(ctx, document); err != nil {
 			return proofs.Receipt{}, fmt.Errorf("storing %s: %w", s.Document, err)
 		}
 	}
 	return r.log.Append(ctx, ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by)
+}
+
+// checkStampDocument checks that the .sdoc document defines the stamp's
+// UID with the stamp's REVIEWED_HASH: a stamp records what its document
+// says, not what its sender claims.
+func checkStampDocument(s ledger.Stamp, document []byte) error {
+	doc, err := evidence.ParseSDoc(s.Document, document)
+	if err != nil {
+		return fmt.Errorf("%w: %s: the stamp's document is not a valid .sdoc: %w", ledger.ErrInvalidEntry, s.UID, err)
+	}
+	for _, n := range doc.Nodes {
+		if n.UID != s.UID {
+			continue
+		}
+		if n.ReviewedHash != s.ReviewedHash {
+			return fmt.Errorf("%w: %s:%d: %s has REVIEWED_HASH %q, not %s; nothing was appended", ledger.ErrInvalidEntry, s.Document, n.Line, n.UID, n.ReviewedHash, s.ReviewedHash)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s defines no %s; nothing was appended", ledger.ErrInvalidEntry, s.Document, s.UID)
 }
 
 // ScanResult is what a scan did.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/signing"
 )
@@ -164,5 +165,49 @@ func TestScanRefusals(t *testing.T) {
 	// A stamp with a bad approver is refused before anything is appended.
 	if _, err := f.reg.ScanStamps(t.Context(), docs, Approval{PR: "1", Commit: "c", Approver: "bad\nname"}, "ci"); err == nil || f.l.Log.Size() != 0 {
 		t.Errorf("bad approver: %v, log %d", err, f.l.Log.Size())
+	}
+}
+
+// A stamp sent without its document (as over the API) names a stored
+// .sdoc by digest, which must define the UID with the stamp's
+// REVIEWED_HASH; approved_at may not be in the future.
+func TestStampChecksItsDocument(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	hash := strings.Repeat("ab", 32)
+	doc := []byte("[DOCUMENT]\nTITLE: Alarms\n\n[REQUIREMENT]\nUID: REQ-1\nTITLE: Alarm\nSTATEMENT: It rings.\nREVIEWED_HASH: " + hash + "\n")
+	put := func(b []byte) cas.Digest {
+		info, err := f.l.Blobs.Put(ctx, strings.NewReader(string(b)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Digest
+	}
+	sdoc, notSDoc := put(doc), put([]byte("MZ installer"))
+	stamp := func(uid, h string, d cas.Digest, at string) ledger.Stamp {
+		return ledger.Stamp{UID: uid, ReviewedHash: h, Document: "reqs/alarms.sdoc", DocumentDigest: d,
+			PR: "57", Commit: "abc", Approver: "Jane Doe <jane@example.com>", ApprovedAt: at}
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	for _, c := range []struct {
+		name string
+		s    ledger.Stamp
+		want string
+	}{
+		{"a document that is no .sdoc", stamp("REQ-1", hash, notSDoc, now), "not a valid .sdoc"},
+		{"another REVIEWED_HASH", stamp("REQ-1", strings.Repeat("cd", 32), sdoc, now), "has REVIEWED_HASH"},
+		{"a UID the document lacks", stamp("REQ-2", hash, sdoc, now), "defines no REQ-2"},
+		{"a document not stored", stamp("REQ-1", hash, cas.Sum([]byte("absent")), now), "upload the .sdoc first"},
+		{"approved in the future", stamp("REQ-1", hash, sdoc, time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339)), "in the future"},
+	} {
+		if _, err := f.reg.Stamp(ctx, c.s, nil, "ci"); !errors.Is(err, ledger.ErrInvalidEntry) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Stamp = %v, want ErrInvalidEntry saying %q", c.name, err, c.want)
+		}
+	}
+	if f.l.Log.Size() != 0 {
+		t.Fatalf("refused stamps appended %d entries", f.l.Log.Size())
+	}
+	if _, err := f.reg.Stamp(ctx, stamp("REQ-1", hash, sdoc, now), nil, "ci"); err != nil {
+		t.Errorf("a stamp its stored document bears out: %v", err)
 	}
 }

@@ -86,8 +86,16 @@ func newFixture(t *testing.T) *fixture {
 	hash := strings.Repeat("ab", 32)
 	os.WriteFile(filepath.Join(evilBundle, "index.json"),
 		[]byte(`{"requirements":[{"uid":"`+strings.ReplaceAll(evilUID, `"`, `\"`)+`","state":"reviewed","reviewed_hash":"`+hash+`"}]}`), 0o644)
-	if _, err := f.reg.Stamp(ctx, ledger.Stamp{UID: evilUID, ReviewedHash: hash, Document: "<i>evil</i>.sdoc", PR: `<a href="javascript:window.__pwned=5">57</a>`,
-		Commit: "deadbeef", Approver: evilApprover, ApprovedAt: "2026-11-20T09:30:00Z"}, []byte("[DOCUMENT]\nTITLE: evil\n"), "ci:dhf"); err != nil {
+	// The registry refuses a stamp its document does not bear out (this
+	// UID is no StrictDoc UID), so the entry goes in as a raw claim: the
+	// pages must escape whatever a log holds.
+	evilDoc, err := f.l.Blobs.Put(ctx, strings.NewReader("[DOCUMENT]\nTITLE: evil\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.l.Log.Append(ctx, ledger.Claim{Kind: ledger.KindStamp, Subject: ledger.Stamp{UID: evilUID, ReviewedHash: hash, Document: "<i>evil</i>.sdoc",
+		DocumentDigest: evilDoc.Digest, PR: `<a href="javascript:window.__pwned=5">57</a>`,
+		Commit: "deadbeef", Approver: evilApprover, ApprovedAt: "2026-11-20T09:30:00Z"}}, "ci:dhf"); err != nil {
 		t.Fatal(err)
 	}
 	mallory := f.enroll(t, evilName, evilEmail)
