@@ -195,7 +195,7 @@ func Gather(ctx context.Context, src Source, version string) (*Package, error) {
 	if p.StampList, err = stampList(ts, p.Manifest, rows); err != nil {
 		return nil, err
 	}
-	lines, err := ParseStampList(p.StampList)
+	lines, err := release.ParseStampList(p.StampList)
 	if err != nil {
 		return nil, fmt.Errorf("the stamp list of %s: %w", version, err)
 	}

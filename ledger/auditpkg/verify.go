@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -192,38 +191,10 @@ func (p *Package) checkLabel(rep *release.Report) {
 	rep.Add("package label", release.Passed, fmt.Sprintf("%s, release entry %d of %s, packaged at tree size %d on %s (the date is the packager's word; nothing signs it)", p.Meta.Version, p.Meta.ReleaseIndex, p.Meta.Origin, p.Meta.TreeSize, p.Meta.CreatedAt))
 }
 
-// StampLine is one line of a stamp list.
-type StampLine struct {
-	UID          string
-	ReviewedHash string
-	Index        uint64
-	EntryDigest  string
-}
-
-// ParseStampList parses release.StampListText's format.
-func ParseStampList(b []byte) ([]StampLine, error) {
-	var out []StampLine
-	for n, line := range strings.SplitAfter(string(b), "\n") {
-		if line == "" {
-			continue
-		}
-		f := strings.Split(strings.TrimSuffix(line, "\n"), " ")
-		if len(f) != 4 || !strings.HasSuffix(line, "\n") {
-			return nil, fmt.Errorf("line %d: want \"<uid> <reviewed_hash> <index> <entry digest>\\n\"", n+1)
-		}
-		i, err := strconv.ParseUint(f[2], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: index %q: %v", n+1, f[2], err)
-		}
-		out = append(out, StampLine{UID: f[0], ReviewedHash: f[1], Index: i, EntryDigest: f[3]})
-	}
-	return out, nil
-}
-
 // StampEntries returns the stamps of the package, each with its entry, in the
 // order of the stamp list. They are not verified; Verify does that.
 func (p *Package) StampEntries() ([]release.StampedEntry, error) {
-	lines, err := ParseStampList(p.StampList)
+	lines, err := release.ParseStampList(p.StampList)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fileStampList, err)
 	}
@@ -283,7 +254,7 @@ func (p *Package) checkStamps(rep *release.Report, key note.Verifier) {
 		rep.Add(name, release.Failed, err.Error())
 		return
 	}
-	lines, _ := ParseStampList(p.StampList)
+	lines, _ := release.ParseStampList(p.StampList)
 	cur, err := proofs.OpenCheckpoint(p.Checkpoint, key)
 	if err != nil {
 		rep.Add(name, release.Failed, fmt.Sprintf("%s does not verify with the log key: %v", fileCheckpoint, err))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -402,6 +403,34 @@ func StampListText(matched []StampedEntry) []byte {
 		fmt.Fprintf(&b, "%s %s %d %s\n", m.Stamp.UID, m.Stamp.ReviewedHash, m.Index, m.Digest)
 	}
 	return b.Bytes()
+}
+
+// StampLine is one line of a stamp list.
+type StampLine struct {
+	UID          string
+	ReviewedHash string
+	Index        uint64
+	EntryDigest  string
+}
+
+// ParseStampList parses release.StampListText's format.
+func ParseStampList(b []byte) ([]StampLine, error) {
+	var out []StampLine
+	for n, line := range strings.SplitAfter(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(strings.TrimSuffix(line, "\n"), " ")
+		if len(f) != 4 || !strings.HasSuffix(line, "\n") {
+			return nil, fmt.Errorf("line %d: want \"<uid> <reviewed_hash> <index> <entry digest>\\n\"", n+1)
+		}
+		i, err := strconv.ParseUint(f[2], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: index %q: %v", n+1, f[2], err)
+		}
+		out = append(out, StampLine{UID: f[0], ReviewedHash: f[1], Index: i, EntryDigest: f[3]})
+	}
+	return out, nil
 }
 
 // Gate checks, before a release is cut, that every regulated requirement

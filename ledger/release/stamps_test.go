@@ -3,6 +3,7 @@ package release
 import (
 	"errors"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,40 @@ func TestStampsAndGate(t *testing.T) {
 	}
 	if _, err := f.reg.Trace(t.Context(), "REQ-404"); err == nil {
 		t.Error("Trace of an unknown UID succeeded")
+	}
+
+	// A release whose index.json states no REVIEWED_HASH, with a later
+	// approval of REQ-007 (sdoc-changed) logged before it: the trace
+	// shows the stamp the signed stamp list names, not every stamp of
+	// the UID logged before the release.
+	if _, err := f.reg.ScanStamps(t.Context(), changed, Approval{PR: "58", Commit: "def", Approver: "Bob Lee <bob@example.com>"}, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	b2 := copyBundle(t)
+	ib, _ := os.ReadFile(b2 + "/index.json")
+	ib = regexp.MustCompile(`,?\s*"reviewed_hash":\s*"[0-9a-fA-F]+"`).ReplaceAll(ib, nil)
+	os.WriteFile(b2+"/index.json", ib, 0o644)
+	sums, _ := os.ReadFile(b2 + "/SHA256SUMS")
+	sums = regexp.MustCompile(`(?m)^[0-9a-f]{64}  index\.json$`).ReplaceAll(sums, []byte(strings.TrimPrefix(cas.Sum(ib).String(), "sha256:")+"  index.json"))
+	os.WriteFile(b2+"/SHA256SUMS", sums, 0o644)
+	p2, err := Prepare(t.Context(), SignRequest{Bundle: b2, Version: "v0.2.0", Meaning: "approved-for-release",
+		Signer: signing.Signer{Name: f.jane.Name, Email: f.jane.Email, KeyID: f.jane.Public().KeyID()},
+		Gate:   func(x evidence.Index) (GateResult, error) { return f.reg.Gate(t.Context(), x, docs) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := p2.Sign(t.Context(), f.jane)
+	if _, err := f.reg.Record(t.Context(), b2, m2, "ci", RecordOptions{StampList: StampListText(p2.Gate.Matched)}); err != nil {
+		t.Fatal(err)
+	}
+	_, rows, err = f.reg.TraceRelease(t.Context(), "v0.2.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.UID == "REQ-007" && (len(r.Stamps) != 1 || r.Stamps[0].Stamp.PR != approval.PR || !strings.HasPrefix(r.ReviewedHash, "a60b711f")) {
+			t.Errorf("TraceRelease(v0.2.0) REQ-007: hash %s, stamps %+v; want only the signed stamp (PR %s)", r.ReviewedHash, r.Stamps, approval.PR)
+		}
 	}
 }
 

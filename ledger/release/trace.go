@@ -3,11 +3,13 @@ package release
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/evidence"
+	"github.com/tracealm/evidence-ledger/ledger/signing"
 )
 
 // RecordedRelease is a release entry in the log.
@@ -135,8 +137,12 @@ func (src TraceSource) Trace(uid string) (TraceRow, error) {
 }
 
 // TraceRelease returns the traceability table of a recorded release: each
-// regulated UID of its index.json with the stamps logged before the
-// release entry whose REVIEWED_HASH is the one the index states.
+// regulated UID of its index.json with the stamp that stood behind it.
+// That is the stamp the signed stamp list names, when the release was
+// recorded with it (release sign writes it, and record stores it); for a
+// release without one, the stamps logged before the release entry whose
+// REVIEWED_HASH is the one the index states (every stamp of the UID
+// before the release when the index states none).
 func (src TraceSource) TraceRelease(version string) (RecordedRelease, []TraceRow, error) {
 	var rel *RecordedRelease
 	for i := range src.Releases {
@@ -152,17 +158,60 @@ func (src TraceSource) TraceRelease(version string) (RecordedRelease, []TraceRow
 	if err != nil {
 		return *rel, nil, err
 	}
+	signed, err := src.signedStamps(rel.Release)
+	if err != nil {
+		return *rel, nil, err
+	}
 	var rows []TraceRow
 	for _, req := range idx.Regulated() {
 		row := TraceRow{UID: req.UID, State: req.State, ReviewedHash: req.ReviewedHash, Stamps: []StampedEntry{}, Releases: []RecordedRelease{*rel}}
 		for _, s := range src.Stamps[req.UID] {
-			if s.Index < rel.Index && (req.ReviewedHash == "" || s.Stamp.ReviewedHash == req.ReviewedHash) {
+			switch {
+			case signed != nil:
+				if l, ok := signed[req.UID]; ok && l.Index == s.Index {
+					row.Stamps = append(row.Stamps, s)
+					row.ReviewedHash = l.ReviewedHash
+				}
+			case s.Index < rel.Index && (req.ReviewedHash == "" || s.Stamp.ReviewedHash == req.ReviewedHash):
 				row.Stamps = append(row.Stamps, s)
 			}
 		}
 		rows = append(rows, row)
 	}
 	return *rel, rows, nil
+}
+
+// signedStamps returns the signed stamp list of a release by UID, or nil
+// for a release recorded without one.
+func (src TraceSource) signedStamps(rel ledger.Release) (map[string]StampLine, error) {
+	mb, err := src.Blob(rel.Manifest, signing.MaxManifestSize)
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of %s: %w", rel.Version, err)
+	}
+	m, err := signing.ParseManifest(mb)
+	if err != nil {
+		return nil, fmt.Errorf("the manifest of %s: %w", rel.Version, err)
+	}
+	d := m.Predicate().StampList()
+	if d == nil {
+		return nil, nil
+	}
+	b, err := src.Blob(*d, 64<<20)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, nil // recorded before stamp lists were stored
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the stamp list of %s: %w", rel.Version, err)
+	}
+	lines, err := ParseStampList(b)
+	if err != nil {
+		return nil, fmt.Errorf("the stamp list of %s: %w", rel.Version, err)
+	}
+	out := make(map[string]StampLine, len(lines))
+	for _, l := range lines {
+		out[l.UID] = l
+	}
+	return out, nil
 }
 
 // Trace is TraceSource.Trace over the registry's log.
