@@ -2,6 +2,8 @@ package evidence
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"unicode"
@@ -47,6 +49,15 @@ type SDocNode struct {
 	Title        string            // the TITLE field, "" if none
 	Fields       map[string]string // every field, multi-line values joined with "\n"
 	Line         int               // 1-based line of the node's [TYPE] marker
+}
+
+// ContentHash is the REVIEWED_HASH the node's content calls for: the
+// lower-case hex SHA-256 of "UID: <uid>\nTITLE: <title>\nSTATEMENT:
+// <statement>\n", the convention a traceability matrix states (see
+// testdata/sdoc/README.md), with the values as ParseSDoc gives them.
+func (n SDocNode) ContentHash() string {
+	sum := sha256.Sum256([]byte("UID: " + n.UID + "\nTITLE: " + n.Title + "\nSTATEMENT: " + n.Fields["STATEMENT"] + "\n"))
+	return hex.EncodeToString(sum[:])
 }
 
 // SDocDocument is a parsed .sdoc file.

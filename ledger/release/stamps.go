@@ -449,7 +449,7 @@ func (r *Registry) Gate(ctx context.Context, idx evidence.Index, docs []SDocFile
 // Gate is the release gate over stamps already read (StampsByUID), for a
 // log read through a node.
 func Gate(idx evidence.Index, docs []SDocFile, all map[string][]StampedEntry) (GateResult, error) {
-	current := map[string]string{}
+	current := map[string]evidence.SDocNode{}
 	place := map[string]string{}
 	for _, f := range docs {
 		for _, n := range f.Doc.Nodes {
@@ -457,7 +457,7 @@ func Gate(idx evidence.Index, docs []SDocFile, all map[string][]StampedEntry) (G
 				return GateResult{}, fmt.Errorf("%w: %s is in %s and %s:%d", ErrDuplicateUID, n.UID, other, f.Path, n.Line)
 			}
 			place[n.UID] = fmt.Sprintf("%s:%d", f.Path, n.Line)
-			current[n.UID] = n.ReviewedHash
+			current[n.UID] = n
 		}
 	}
 	var g GateResult
@@ -475,7 +475,8 @@ func Gate(idx evidence.Index, docs []SDocFile, all map[string][]StampedEntry) (G
 		}
 		want := req.ReviewedHash
 		if docs != nil {
-			h, ok := current[req.UID]
+			n, ok := current[req.UID]
+			h := n.ReviewedHash
 			switch {
 			case !ok:
 				add(req.UID, "is in index.json but in none of the .sdoc files given", "check the --sdoc directory, or remove the UID from index.json")
@@ -483,6 +484,12 @@ func Gate(idx evidence.Index, docs []SDocFile, all map[string][]StampedEntry) (G
 			case h == "":
 				add(req.UID, fmt.Sprintf("has no REVIEWED_HASH in %s", place[req.UID]), "approve it in a PR, which writes its REVIEWED_HASH")
 				continue
+			case len(h) == 64 && h != n.ContentHash():
+				// A REVIEWED_HASH of SHA-256 length is checked against the
+				// content it approves (evidence.SDocNode.ContentHash); one
+				// of another length follows another convention and is not.
+				add(req.UID, fmt.Sprintf("has REVIEWED_HASH %s in %s, but its UID, TITLE and STATEMENT now hash to %s: it was edited after its review", short(h), place[req.UID], short(n.ContentHash())),
+					"review the change in a PR, which writes the new REVIEWED_HASH, then run `ledger stamp scan`")
 			case want != "" && want != h:
 				add(req.UID, fmt.Sprintf("index.json says REVIEWED_HASH %s but %s has %s", short(want), place[req.UID], short(h)), "regenerate index.json from the current .sdoc files")
 			}

@@ -246,3 +246,51 @@ func TestStampChecksItsDocument(t *testing.T) {
 		t.Errorf("a stamp its stored document bears out: %v", err)
 	}
 }
+
+// A requirement edited after its review, its REVIEWED_HASH left as it
+// was, blocks the gate: the hash no longer matches the content.
+func TestGateChecksContentHash(t *testing.T) {
+	f := newFixture(t)
+	docs := readFixtures(t, "../../testdata/sdoc")
+	if _, err := f.reg.ScanStamps(t.Context(), docs, approval, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := evidence.ParseIndex(mustRead(t, "../../testdata/bundle/index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := f.reg.Gate(t.Context(), idx, docs); err != nil || !g.Passed() {
+		t.Fatalf("Gate on the fixtures = %+v, %v", g.Offenders, err)
+	}
+	edited := append([]SDocFile(nil), docs...)
+	for i, d := range edited {
+		if !strings.HasSuffix(d.Path, "alarms.sdoc") {
+			continue
+		}
+		b := []byte(strings.Replace(string(d.Content), "5 min", "60 min", 1))
+		if string(b) == string(d.Content) {
+			t.Fatal("the fixture has no \"5 min\" to edit")
+		}
+		doc, err := evidence.ParseSDoc(d.Path, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited[i] = SDocFile{Path: d.Path, Content: b, Doc: doc}
+	}
+	g, err := f.reg.Gate(t.Context(), idx, edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Passed() || len(g.Offenders) != 1 || !strings.Contains(g.Offenders[0].Problem, "edited after its review") {
+		t.Errorf("Gate after an edit that kept the REVIEWED_HASH: %+v", g.Offenders)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
