@@ -318,7 +318,7 @@ func hint(err error) string {
 	case errors.Is(err, release.ErrGateFailed):
 		return "nothing was signed; fix each requirement listed, then sign again"
 	case errors.Is(err, release.ErrDuplicateUID):
-		return "nothing was appended; give each requirement one UID across all documents"
+		return "give each requirement one UID across all documents; nothing was appended or signed"
 	case errors.Is(err, evidence.ErrInvalidBundle) && strings.Contains(err.Error(), evidence.SumsFile+" disagrees"):
 		return "a file changed after " + evidence.SumsFile + " was made, or the sums are stale: regenerate them (sha256sum) if the files are right; nothing was signed or recorded"
 	case errors.Is(err, evidence.ErrInvalidBundle):

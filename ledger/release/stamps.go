@@ -254,6 +254,9 @@ func (r *Registry) ScanStamps(ctx context.Context, files []SDocFile, a Approval,
 	if a.ApprovedAt.IsZero() {
 		a.ApprovedAt = r.now()
 	}
+	if a.ApprovedAt.After(r.now().Add(MaxClockSkew)) {
+		return ScanResult{}, fmt.Errorf("%w: approved_at %s is in the future by this ledger's clock", ledger.ErrInvalidEntry, a.ApprovedAt.UTC().Format(time.RFC3339))
+	}
 	stamps, res, err := PlanStamps(files, a, by)
 	if err != nil {
 		return ScanResult{}, err

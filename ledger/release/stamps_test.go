@@ -294,3 +294,13 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+func TestScanRefusesFutureApproval(t *testing.T) {
+	f := newFixture(t)
+	docs := readFixtures(t, "../../testdata/sdoc")
+	a := approval
+	a.ApprovedAt = time.Now().Add(24 * time.Hour)
+	if _, err := f.reg.ScanStamps(t.Context(), docs, a, "ci"); !errors.Is(err, ledger.ErrInvalidEntry) || !strings.Contains(err.Error(), "in the future") || f.l.Log.Size() != 0 {
+		t.Errorf("scan approved tomorrow: %v, log size %d", err, f.l.Log.Size())
+	}
+}

@@ -116,7 +116,7 @@ func (src TraceSource) Index(rel ledger.Release) (evidence.Index, error) {
 // time, log index) and every recorded release whose index.json lists it.
 func (src TraceSource) Trace(uid string) (TraceRow, error) {
 	stamps := src.Stamps[uid]
-	row := TraceRow{UID: uid, Stamps: stamps}
+	row := TraceRow{UID: uid, Stamps: append([]StampedEntry{}, stamps...)} // [] in JSON, as in TraceRelease
 	for _, rel := range src.Releases {
 		idx, err := src.Index(rel.Release)
 		if err != nil {
