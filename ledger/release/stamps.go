@@ -525,6 +525,31 @@ func Gate(idx evidence.Index, docs []SDocFile, all map[string][]StampedEntry) (G
 		g.Stamps++
 		g.Matched = append(g.Matched, *match)
 	}
+	// With the .sdoc files given, what they say of regulation and review
+	// must agree with index.json, which may be stale: a requirement
+	// marked REGULATED: Yes that index.json omits or does not list as
+	// regulated, or a regulated one whose STATUS is not Reviewed.
+	if docs != nil {
+		listed, reviewed := map[string]bool{}, map[string]bool{}
+		for _, req := range idx.Regulated() {
+			listed[req.UID], reviewed[req.UID] = true, req.State == "reviewed"
+		}
+		var uids []string
+		for uid := range current {
+			uids = append(uids, uid)
+		}
+		sort.Strings(uids)
+		for _, uid := range uids {
+			n := current[uid]
+			regulated := strings.EqualFold(n.Fields["REGULATED"], "yes")
+			switch {
+			case regulated && !listed[uid]:
+				add(uid, fmt.Sprintf("is REGULATED: Yes in %s but not a regulated requirement of index.json", place[uid]), "regenerate index.json from the current .sdoc files")
+			case reviewed[uid] && n.Fields["STATUS"] != "" && !strings.EqualFold(n.Fields["STATUS"], "reviewed"):
+				add(uid, fmt.Sprintf("has STATUS: %s in %s, while index.json says it is reviewed", n.Fields["STATUS"], place[uid]), "review and approve it, then regenerate index.json")
+			}
+		}
+	}
 	if g.Requirements == 0 {
 		add("(none)", "index.json lists no regulated requirement", "a release needs its regulated requirements listed; check the index")
 	}

@@ -284,6 +284,34 @@ func TestGateChecksContentHash(t *testing.T) {
 	if g.Passed() || len(g.Offenders) != 1 || !strings.Contains(g.Offenders[0].Problem, "edited after its review") {
 		t.Errorf("Gate after an edit that kept the REVIEWED_HASH: %+v", g.Offenders)
 	}
+
+	// What the .sdoc files say of review and regulation must agree with
+	// index.json: a regulated requirement back in Draft, and a new one
+	// marked REGULATED: Yes that index.json does not list.
+	for i, d := range docs {
+		if !strings.HasSuffix(d.Path, "alarms.sdoc") {
+			continue
+		}
+		b := strings.Replace(string(d.Content), "STATUS: Reviewed", "STATUS: Draft", 1)
+		b += "\n[REQUIREMENT]\nUID: REQ-013\nSTATUS: Draft\nREGULATED: Yes\nTITLE: Split off\nSTATEMENT: New.\n"
+		doc, err := evidence.ParseSDoc(d.Path, []byte(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited[i] = SDocFile{Path: d.Path, Content: []byte(b), Doc: doc}
+	}
+	if g, err = f.reg.Gate(t.Context(), idx, edited); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range g.Offenders {
+		got = append(got, o.UID+" "+o.Problem)
+	}
+	for _, want := range []string{"has STATUS: Draft", "REQ-013 is REGULATED: Yes"} {
+		if !strings.Contains(strings.Join(got, "\n"), want) {
+			t.Errorf("Gate offenders %q lack %q", got, want)
+		}
+	}
 }
 
 func mustRead(t *testing.T, path string) []byte {
