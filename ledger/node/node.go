@@ -170,6 +170,11 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		s.pages.Error(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("these pages are read-only: %s is not allowed, only GET and HEAD", r.Method))
 		return
 	}
+	if allow := s.allowed(r); len(allow) > 0 { // GET /signout, say
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.pages.Error(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed here; use %s", r.Method, strings.Join(allow, " or ")))
+		return
+	}
 	s.pages.Error(w, r, http.StatusNotFound, "there is no page at this address")
 }
 

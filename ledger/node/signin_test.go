@@ -85,6 +85,10 @@ func TestSignIn(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || e.l.Log.Size() != size {
 		t.Errorf("a write with the cookie alone: %d, log %d → %d", resp.StatusCode, size, e.l.Log.Size())
 	}
+	// Signing out is a POST; a GET of it is told so.
+	if status, _ := get("/signout"); status != http.StatusMethodNotAllowed {
+		t.Errorf("GET /signout: %d, want 405", status)
+	}
 	// Signing out forgets the token.
 	post("/signout", nil)
 	if status, _ := get("/v1/checkpoint"); status != http.StatusUnauthorized {
