@@ -240,6 +240,9 @@ func dataDir(c *cli.Context) (string, error) {
 	if d == "" {
 		return "", usagef("no data directory: pass --data DIR or set LEDGER_DATA")
 	}
+	if err := malformedURL("--data", d); err != nil {
+		return "", err
+	}
 	return d, nil
 }
 
@@ -276,6 +279,22 @@ func openLogStorage(ctx context.Context, url string, logger *slog.Logger) (ledge
 		return nil, usagef("--log: a log URL starts with postgres:// (the only log storage besides the data directory), not %s://", scheme)
 	}
 	return postgres.Opener(ctx, url, logger)
+}
+
+// malformedURL reports an error when s, given to flag as a directory or a
+// URL, starts like one of the URLs the ledger takes (s3:, postgres:,
+// postgresql:) but lacks the "//" after the scheme: "s3:/bucket/x" would
+// otherwise be taken for a directory of that name.
+func malformedURL(flag, s string) error {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || strings.Contains(scheme, "/") || strings.HasPrefix(rest, "//") {
+		return nil
+	}
+	switch strings.ToLower(scheme) {
+	case "s3", "postgres", "postgresql":
+		return usagef("%s %q: a %s URL is %s://...; for a directory of that name, write ./%s", flag, s, scheme, scheme, s)
+	}
+	return nil
 }
 
 // hint says what to do about an error, where there is something to say.

@@ -253,3 +253,17 @@ func TestSignerStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestMalformedURL(t *testing.T) {
+	for _, c := range []struct {
+		s   string
+		bad bool
+	}{
+		{"s3:/pub/x", true}, {"S3:pub", true}, {"postgres:/postgres@h:1/db", true}, {"postgresql:mig", true},
+		{"s3://pub/x", false}, {"postgres://u@h/db", false}, {"./s3:/pub", false}, {"data", false}, {"/srv/ledger", false}, {"c:data", false}, {"", false},
+	} {
+		if err := malformedURL("--to", c.s); (err != nil) != c.bad {
+			t.Errorf("malformedURL(%q) = %v, want an error: %v", c.s, err, c.bad)
+		}
+	}
+}

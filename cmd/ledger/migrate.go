@@ -68,6 +68,11 @@ func isURL(s string) bool { return strings.Contains(s, "://") }
 
 func (e *env) migrate(c *cli.Context) error {
 	from, to, toData := c.String("from"), c.String("to"), c.String("to-data")
+	for _, f := range []struct{ name, v string }{{"--from", from}, {"--to", to}, {"--to-data", toData}} {
+		if err := malformedURL(f.name, f.v); err != nil {
+			return err
+		}
+	}
 	blobsTo, err := blobsFlagConfig(c, "blobs-to", true)
 	if err != nil {
 		return err

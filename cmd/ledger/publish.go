@@ -86,6 +86,9 @@ type publishTarget struct {
 // for its default). It contacts nothing; a value that is neither is a
 // usage error naming flag.
 func parsePublishTarget(flag, to, endpoint, region string) (publishTarget, error) {
+	if err := malformedURL(flag, to); err != nil {
+		return publishTarget{}, err
+	}
 	if !strings.HasPrefix(to, "s3://") {
 		if to == "" || strings.Contains(to, "://") {
 			return publishTarget{}, usagef("%s %q: want a directory or s3://BUCKET/PREFIX", flag, to)

@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -88,6 +89,11 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 	if err != nil {
 		// pgx quotes the connection string with its password masked.
 		return nil, fmt.Errorf("opening the log database: %w", err)
+	}
+	if u, err := url.Parse(connString); err == nil && strings.Trim(u.Path, "/") == "" && u.Query().Get("dbname") == "" && os.Getenv("PGDATABASE") == "" {
+		// PostgreSQL would take the user's database, often the
+		// "postgres" one every administrator uses.
+		return nil, fmt.Errorf("opening the log database: the URL names no database: create one for this log (createdb NAME) and give postgres://USER@HOST:PORT/NAME")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

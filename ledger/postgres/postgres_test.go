@@ -503,3 +503,14 @@ func TestConcurrentOpen(t *testing.T) {
 		t.Fatalf("ledger_schema holds %d versions, want %d", versions, postgres.SchemaVersion())
 	}
 }
+
+// A URL that names no database is refused: PostgreSQL would otherwise put
+// the log in the user's default database, often the shared "postgres".
+func TestOpenNeedsADatabase(t *testing.T) {
+	t.Setenv("PGDATABASE", "")
+	for _, u := range []string{"postgres://postgres@127.0.0.1:1/", "postgres://postgres@127.0.0.1:1", "postgresql://u@h:1/?sslmode=disable"} {
+		if _, err := postgres.Open(t.Context(), u, postgres.Options{}); err == nil || !strings.Contains(err.Error(), "names no database") {
+			t.Errorf("Open(%s) = %v, want it refused for naming no database", u, err)
+		}
+	}
+}
