@@ -490,10 +490,23 @@ func (l *Log) Checkpoint() ([]byte, uint64) {
 	return h.checkpoint, h.size
 }
 
+// Latest returns the latest signed checkpoint and its tree size, as
+// Checkpoint does, after a follower has caught up with the stored head:
+// what a client asks for right after an append through this replica
+// includes it.
+func (l *Log) Latest(ctx context.Context) ([]byte, uint64) {
+	if l.following.Load() {
+		if err := l.Refresh(ctx); err != nil {
+			l.opts.Logger.Warn("catching up with the stored head", "err", err)
+		}
+	}
+	return l.Checkpoint()
+}
+
 // CheckpointAt returns the signed checkpoint the log committed for the given
 // tree size; ErrNotFound if no commit ended there.
 func (l *Log) CheckpointAt(ctx context.Context, size uint64) ([]byte, error) {
-	if size > l.Size() {
+	if size > l.sizeFor(ctx, size) {
 		return nil, fmt.Errorf("checkpoint for tree size %d: the log holds %d entries: %w", size, l.Size(), ErrNotFound)
 	}
 	return l.opts.Storage.Checkpoint(ctx, size)
@@ -1001,8 +1014,22 @@ func (l *Log) FirstReceipt(ctx context.Context, index uint64) (proofs.Receipt, e
 }
 
 // Entry returns the bytes of the entry at index.
+// sizeFor returns the durable tree size, first catching up with the
+// stored head when this log follows another replica's and want, a size
+// asked for, is beyond what it has seen: an entry the sequencer has just
+// committed, through this replica perhaps, is not denied by its follower.
+func (l *Log) sizeFor(ctx context.Context, want uint64) uint64 {
+	if size := l.Size(); want <= size || !l.following.Load() {
+		return size
+	}
+	if err := l.Refresh(ctx); err != nil {
+		l.opts.Logger.Warn("catching up with the stored head", "err", err)
+	}
+	return l.Size()
+}
+
 func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
-	if size := l.Size(); index >= size {
+	if size := l.sizeFor(ctx, index+1); index >= size {
 		return nil, fmt.Errorf("entry %d: the log holds %d entries: %w", index, size, ErrNotFound)
 	}
 	e, err := l.opts.Storage.ReadEntries(ctx, index, index+1)
@@ -1014,7 +1041,7 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 
 // Entries returns the entries in [start, end), which must be within the log.
 func (l *Log) Entries(ctx context.Context, start, end uint64) ([][]byte, error) {
-	if size := l.Size(); end > size || start > end {
+	if size := l.sizeFor(ctx, end); end > size || start > end {
 		return nil, fmt.Errorf("entries [%d, %d): the log holds %d entries: %w", start, end, size, ErrNotFound)
 	}
 	return l.opts.Storage.ReadEntries(ctx, start, end)
@@ -1023,7 +1050,7 @@ func (l *Log) Entries(ctx context.Context, start, end uint64) ([][]byte, error) 
 // ProveInclusion returns the proof that entry index is in the tree of the
 // given size (0 means the current size), reading O(log n) stored hashes.
 func (l *Log) ProveInclusion(ctx context.Context, index, size uint64) (proofs.InclusionProof, error) {
-	cur := l.Size()
+	cur := l.sizeFor(ctx, max(size, index+1))
 	if size == 0 {
 		size = cur
 	}
@@ -1039,7 +1066,7 @@ func (l *Log) ProveInclusion(ctx context.Context, index, size uint64) (proofs.In
 // ProveConsistency returns the proof that the tree of size from is a prefix
 // of the tree of size to (0 means the current size).
 func (l *Log) ProveConsistency(ctx context.Context, from, to uint64) (proofs.ConsistencyProof, error) {
-	cur := l.Size()
+	cur := l.sizeFor(ctx, max(from, to))
 	if to == 0 {
 		to = cur
 	}

@@ -969,7 +969,7 @@ func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	} else {
-		cp, _ = s.opts.Log.Checkpoint()
+		cp, _ = s.opts.Log.Latest(r.Context())
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")

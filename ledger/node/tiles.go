@@ -14,7 +14,7 @@ import (
 // and witnesses can follow the log.
 
 func (s *Server) tlogCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	cp, _ := s.opts.Log.Checkpoint()
+	cp, _ := s.opts.Log.Latest(r.Context())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	_, err := w.Write(cp)

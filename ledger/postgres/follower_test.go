@@ -77,3 +77,35 @@ func TestFollowerPromote(t *testing.T) {
 		t.Errorf("re-appending the leader's claim after promotion: %+v, %v", dup, err)
 	}
 }
+
+// A follower asked for what the sequencer has just committed catches up
+// with the stored head first, rather than deny it until its next poll.
+func TestFollowerCatchesUpOnAsk(t *testing.T) {
+	ctx := t.Context()
+	url := server.NewDatabase(t)
+	key := newLogKey(t, "pg.example.com/ask")
+	blobs := newBlobs(t)
+	leader := openLog(t, openStorage(t, url), blobs, key)
+	follower, err := ledger.OpenLog(ctx, ledger.LogOptions{Storage: openStorage(t, url), Blobs: blobs, Signer: key.signer, Verifier: key.verifier, Follower: true, Refresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follower.Close()
+	rc, err := leader.Append(ctx, claimFor(t, blobs, "just now", "a.txt", "v1.0.0"), "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if follower.Size() > rc.Index {
+		t.Fatal("the follower saw the entry already; the test shows nothing")
+	}
+	if _, err := follower.Entry(ctx, rc.Index); err != nil {
+		t.Errorf("the follower's Entry of the entry just committed: %v", err)
+	}
+	if _, err := follower.ProveInclusion(ctx, rc.Index, 0); err != nil {
+		t.Errorf("the follower's inclusion proof of it: %v", err)
+	}
+	leader.Append(ctx, claimFor(t, blobs, "and another", "b.txt", "v1.0.0"), "ci")
+	if _, size := follower.Latest(ctx); size != leader.Size() {
+		t.Errorf("the follower's Latest is at %d, the leader at %d", size, leader.Size())
+	}
+}
