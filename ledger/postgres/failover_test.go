@@ -336,3 +336,25 @@ func TestSequencerLock(t *testing.T) {
 	}
 	third.Release()
 }
+
+// A holder that stops checking its connection, as a frozen process does
+// while its kernel keeps the connection open, loses the lock after its
+// lease, so that another replica can take over.
+func TestSequencerLockLease(t *testing.T) {
+	url := server.NewDatabase(t)
+	// A heartbeat of an hour: no pings, as if frozen.
+	frozen, err := postgres.AcquireSequencer(t.Context(), url, postgres.LockOptions{Heartbeat: time.Hour, Lease: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Release()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	next, err := postgres.AcquireSequencer(ctx, url, postgres.LockOptions{})
+	if err != nil {
+		t.Fatalf("the lock of a frozen holder was not freed: %v", err)
+	}
+	next.Release()
+	t.Logf("taken over after %v", time.Since(start).Round(10*time.Millisecond))
+}

@@ -8,11 +8,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/mod/sumdb/note"
 )
 
 // DefaultHeartbeat is how often a SequencerLock checks its connection.
 const DefaultHeartbeat = time.Second
+
+// DefaultLease is the shortest lease AcquireSequencer takes by default.
+const DefaultLease = 10 * time.Second
 
 // sequencerLock is the advisory lock key of the one active sequencer of the
 // log in a database ("ledgseq" in ASCII).
@@ -44,6 +48,12 @@ type LockOptions struct {
 	// lock is noticed within about one heartbeat. Zero means
 	// DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Lease is how long the database keeps the lock of a holder that
+	// stops checking its connection (a frozen process or machine, whose
+	// kernel still keeps the connection open): the server ends the idle
+	// session, which frees the lock for another replica. Zero means ten
+	// heartbeats, and at least DefaultLease.
+	Lease time.Duration
 	// Advertise, when set, is the URL this replica serves at, written
 	// down once it holds the lock, signed with Signer (the log's key), so
 	// that the other replicas can forward writes to it
@@ -57,6 +67,9 @@ type LockOptions struct {
 func AcquireSequencer(ctx context.Context, connString string, opts LockOptions) (*SequencerLock, error) {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = max(10*opts.Heartbeat, DefaultLease)
 	}
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
@@ -72,6 +85,17 @@ func AcquireSequencer(ctx context.Context, connString string, opts LockOptions) 
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(sequencerLock)); err != nil {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("taking the sequencer lock at %s: %w", where, err)
+	}
+	// The heartbeat's pings keep the session busy; without them the
+	// server ends it after the lease, and the lock with it. A server
+	// without the setting (before PostgreSQL 14, or a compatible one)
+	// keeps the lock until the connection breaks, as before.
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SET idle_session_timeout = %d", opts.Lease.Milliseconds())); err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			conn.Close(context.Background())
+			return nil, fmt.Errorf("taking the sequencer lock at %s: %w", where, err)
+		}
 	}
 	if opts.Advertise != "" {
 		if opts.Signer == nil {
