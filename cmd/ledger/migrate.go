@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 
@@ -113,12 +114,26 @@ func (e *env) migrate(c *cli.Context) error {
 	var (
 		dst    ledger.Storage
 		target *migrate.Target
+		made   string // a directory this run created, to remove if nothing is copied
+		// removeMade is set once nothing was copied into made.
+		removeMade bool
 	)
 	switch {
 	case !isURL(to) || toData != "":
 		dir, logURL := to, ""
 		if toData != "" {
 			dir, logURL = toData, to
+		}
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			made = dir
+			// Deferred ahead of target.Close, so it runs after it.
+			defer func() {
+				if removeMade {
+					if err := os.RemoveAll(made); err != nil {
+						fmt.Fprintf(e.stderr, "ledger: removing %s, which holds a copy of log.key: %v; remove it yourself\n", made, err)
+					}
+				}
+			}()
 		}
 		target, err = migrate.OpenTargetWith(ctx, dir, srcDir, migrate.TargetOptions{
 			LogURL: logURL, OpenStorage: openLogStorage, Blobs: blobsTo, OpenBlobs: blobOpener(c), Logger: logger,
@@ -169,6 +184,8 @@ func (e *env) migrate(c *cli.Context) error {
 	bar.done()
 	if err != nil {
 		if errors.Is(err, migrate.ErrFork) {
+			// Not even the keys it copied are left behind.
+			removeMade = made != ""
 			return fmt.Errorf("%w; nothing was written: migrate into an empty database or a new directory", err)
 		}
 		if blobsTo.URL != "" && errors.Is(err, migrate.ErrMismatch) && errors.Is(err, cas.ErrCorrupt) {

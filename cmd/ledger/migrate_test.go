@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,6 +124,15 @@ func TestMigrate(t *testing.T) {
 	}
 	if got := runLedger(t, "checkpoint", "--data", onPG); got != want {
 		t.Errorf("after the refused migration, checkpoint = %q, want %q", got, want)
+	}
+	// Refused with a new data directory to point at the copy: the
+	// directory, with the copy of log.key it was given, is not left behind.
+	newDir := filepath.Join(t.TempDir(), "refused")
+	if code, _, stderr = runMigrate(t, "--from", other, "--to", url, "--to-data", newDir); code != 1 || !strings.Contains(stderr, "different log") {
+		t.Errorf("migrate --to-data into a database holding another log: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(newDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused migration left %s behind: %v", newDir, err)
 	}
 
 	// The log alone, from one database to another, its checkpoints
