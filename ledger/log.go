@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,7 +277,7 @@ func openFollower(ctx context.Context, l *Log) (*Log, error) {
 func (l *Log) Refresh(ctx context.Context) error {
 	head, err := l.opts.Storage.Head(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the log's head: %w", err)
+		return headError(err)
 	}
 	if head.Checkpoint == nil {
 		return fmt.Errorf("the log is empty: open it once as its sequencer first")
@@ -331,9 +332,19 @@ func (l *Log) Healthy(ctx context.Context) (state string, err error) {
 		return "ok", nil
 	}
 	if _, err := l.opts.Storage.Head(ctx); err != nil {
-		return "unavailable", fmt.Errorf("reading the log's head: %w", err)
+		return "unavailable", headError(err)
 	}
 	return "ok", nil
+}
+
+// headError says that reading the stored head failed, unless err, from a
+// storage that says so itself, does already.
+func headError(err error) error {
+	const what = "reading the log's head"
+	if strings.HasPrefix(err.Error(), what) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // Promote makes a follower the sequencer, resuming at the stored head, once

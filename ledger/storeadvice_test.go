@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,5 +38,13 @@ func TestOpenSaysWhatToDo(t *testing.T) {
 	}
 	if _, err := Open(t.Context(), dir, OpenOptions{AuditOnly: true}); err == nil || !strings.Contains(err.Error(), "restore the data directory from a backup") {
 		t.Errorf("opening a store with a damaged MANIFEST: %v, want advice to restore it", err)
+	}
+}
+
+func TestHeadErrorSaysItOnce(t *testing.T) {
+	for _, err := range []error{errors.New("disk on fire"), fmt.Errorf("reading the log's head: %w", errors.New("connection refused"))} {
+		if got := headError(err).Error(); strings.Count(got, "reading the log's head") != 1 || !errors.Is(headError(err), err) {
+			t.Errorf("headError(%q) = %q", err, got)
+		}
 	}
 }

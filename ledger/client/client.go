@@ -259,6 +259,11 @@ func (c *Client) GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error {
 	defer resp.Body.Close()
 	g := cas.NewDigester()
 	n, err := io.Copy(io.MultiWriter(w, g), resp.Body)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// The node stops a blob that fails its check as it streams: the
+		// status and length were sent before it knew.
+		return fmt.Errorf("blob %s: the node cut it off after %d of %d bytes, as it does when its stored copy fails verification while being served (its log says; ledger audit on the node lists the damage): %w", d, n, resp.ContentLength, cas.ErrCorrupt)
+	}
 	if err != nil {
 		return fmt.Errorf("reading blob %s from the node: %w", d, err)
 	}

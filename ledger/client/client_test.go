@@ -79,3 +79,28 @@ func TestPathEscapedOnce(t *testing.T) {
 		t.Errorf("the node saw %s, want %s", got, want)
 	}
 }
+
+// A blob the node cuts off as it serves it (its copy failed verification)
+// is reported as such, not as a bare unexpected EOF.
+func TestGetBlobCutOff(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nabc")
+		buf.Flush()
+		conn.Close()
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = c.GetBlob(t.Context(), cas.Sum([]byte("hello world")), &out)
+	if !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), "cut it off after 3 of 11 bytes") {
+		t.Errorf("GetBlob of a cut-off blob = %v", err)
+	}
+}
