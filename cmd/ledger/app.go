@@ -26,6 +26,9 @@ import (
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// locks are sequencer locks the command took (see open), released
+	// when it ends.
+	locks []*postgres.SequencerLock
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
@@ -38,6 +41,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		ErrWriter:       stderr,
 		HideHelpCommand: false,
 		ExitErrHandler:  func(*cli.Context, error) {},
+		After:           func(*cli.Context) error { e.releaseLocks(); return nil },
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
@@ -251,12 +255,48 @@ func (e *env) logger() *slog.Logger {
 }
 
 // open opens the ledger named by --data / LEDGER_DATA.
+//
+// A log shared on PostgreSQL is appended to only while this process holds
+// its sequencer lock, as a replica of `ledger serve` does: open takes the
+// lock if it is free (and the command releases it when it ends), and
+// otherwise opens the log as a follower, which reads and refuses appends
+// (ledger.ErrNotSequencer): a replica is sequencing it.
 func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 	dir, err := dataDir(c)
 	if err != nil {
 		return nil, err
 	}
-	return ledger.Open(c.Context, dir, openOptions(c, e.logger()))
+	opts := openOptions(c, e.logger())
+	opts.FollowShared = true
+	l, err := ledger.Open(c.Context, dir, opts)
+	if err != nil || l.LogURL == "" {
+		return l, err
+	}
+	url := c.String("log")
+	if url == "" {
+		url = l.LogURL
+	}
+	lock, err := postgres.AcquireSequencer(c.Context, url, postgres.LockOptions{NoWait: true})
+	if errors.Is(err, postgres.ErrLocked) {
+		return l, nil
+	}
+	if err == nil {
+		e.locks = append(e.locks, lock)
+		err = l.Log.Promote(c.Context)
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// releaseLocks releases the sequencer locks the command took.
+func (e *env) releaseLocks() {
+	for _, l := range e.locks {
+		l.Release()
+	}
+	e.locks = nil
 }
 
 // openOptions are the options every command opens or creates a ledger
@@ -320,6 +360,8 @@ func hint(err error) string {
 		return "check the digest or index; `ledger log --node URL` lists what the node's log records"
 	case errors.Is(err, cas.ErrInvalidDigest):
 		return "digests look like sha256:<64 lowercase hex digits>"
+	case errors.Is(err, ledger.ErrNotSequencer):
+		return "a replica (ledger serve) is sequencing this shared log: append through it with --node URL"
 	case errors.Is(err, ledger.ErrMissingBlob):
 		return "store the blob first with `ledger put FILE`"
 	case errors.Is(err, signing.ErrWrongPassphrase):

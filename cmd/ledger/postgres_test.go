@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/tracealm/evidence-ledger/ledger/postgres"
 	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
 )
 
@@ -44,4 +47,43 @@ func TestPostgres(t *testing.T) {
 			"replace": cmdReplace,
 		},
 	})
+}
+
+// A local command on a data directory whose log is shared on PostgreSQL
+// appends only while it can take the sequencer lock: while a replica holds
+// it, the command reads as a follower and refuses to append.
+func TestLocalAppendWaitsForTheLock(t *testing.T) {
+	server := pgtest.ForTest(t)
+	url, err := server.CreateDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "d")
+	runLedger(t, "init", "--data", dir, "--origin", "lock.example.com/log", "--log", url)
+	file := func(name string) string {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	runLedger(t, "append", "--data", dir, file("a.txt"))
+
+	replica, err := postgres.AcquireSequencer(t.Context(), url, postgres.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"ledger", "append", "--data", dir, file("b.txt")}, strings.NewReader(""), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "append through it with --node URL") {
+		t.Errorf("append while a replica holds the lock: exit %d\n%s", code, stderr.String())
+	}
+	if got := runLedger(t, "checkpoint", "--data", dir); !strings.Contains(got, "\n1\n") {
+		t.Errorf("checkpoint while a replica holds the lock = %q, want size 1", got)
+	}
+	replica.Release()
+	runLedger(t, "append", "--data", dir, file("c.txt"))
+	if got := runLedger(t, "checkpoint", "--data", dir); !strings.Contains(got, "\n2\n") {
+		t.Errorf("checkpoint after the lock was released = %q, want size 2", got)
+	}
 }

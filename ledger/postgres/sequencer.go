@@ -60,7 +60,14 @@ type LockOptions struct {
 	// (Storage.Sequencer). Signer is required with it.
 	Advertise string
 	Signer    note.Signer
+	// NoWait makes AcquireSequencer fail with ErrLocked at once when
+	// another session holds the lock, rather than wait for it.
+	NoWait bool
 }
+
+// ErrLocked is AcquireSequencer's answer, with NoWait, while another
+// session holds the sequencer lock.
+var ErrLocked = errors.New("another replica holds the sequencer lock")
 
 // AcquireSequencer connects to the database at connString and waits until
 // it holds the sequencer lock or ctx is done. The caller must Release it.
@@ -81,8 +88,17 @@ func AcquireSequencer(ctx context.Context, connString string, opts LockOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("taking the sequencer lock: %w at %s: %w", ErrUnreachable, where, err)
 	}
-	// pgx cancels the waiting query on the server when ctx ends.
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(sequencerLock)); err != nil {
+	if opts.NoWait {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(sequencerLock)).Scan(&got); err != nil || !got {
+			conn.Close(context.Background())
+			if err == nil {
+				err = ErrLocked
+			}
+			return nil, fmt.Errorf("taking the sequencer lock at %s: %w", where, err)
+		}
+	} else if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(sequencerLock)); err != nil {
+		// pgx cancels the waiting query on the server when ctx ends.
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("taking the sequencer lock at %s: %w", where, err)
 	}
