@@ -56,6 +56,8 @@ func (s *Store) explain(doing string, err error) error {
 		return fmt.Errorf("s3 blob store: %s: %s refused the credentials of access key %q (%s): check the access and secret keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): %w", doing, s.endpoint, s.accessKey, code, err)
 	case code == "AccessDenied" || code == "Forbidden":
 		return fmt.Errorf("s3 blob store: %s: access key %q may not do this in bucket %q on %s: grant it the object and Object Lock permissions on the bucket: %w", doing, s.accessKey, s.bucket, s.endpoint, err)
+	case code == "NoSuchBucket" && !s.worm:
+		return fmt.Errorf("s3 blob store: %s: bucket %q does not exist on %s: create it, or check its name and region: %w", doing, s.bucket, s.endpoint, err)
 	case code == "NoSuchBucket":
 		return fmt.Errorf("s3 blob store: %s: bucket %q does not exist on %s: create it with Object Lock enabled, or check its name and region: %w", doing, s.bucket, s.endpoint, err)
 	}

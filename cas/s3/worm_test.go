@@ -213,7 +213,10 @@ func TestOpenErrors(t *testing.T) {
 		{"unreachable", func(o *s3store.Options) { o.Endpoint = closed }, []string{"cannot reach the S3 endpoint " + closed, "server is running"}},
 		{"wrong secret", func(o *s3store.Options) { o.SecretKey += "x" }, []string{"refused the credentials", s.User, "SignatureDoesNotMatch"}},
 		{"unknown access key", func(o *s3store.Options) { o.AccessKey = "nobody" }, []string{"refused the credentials", "nobody", "InvalidAccessKeyId"}},
-		{"missing bucket", func(o *s3store.Options) { o.Bucket = "no-such-bucket" }, []string{`bucket "no-such-bucket" does not exist`, s.Endpoint}},
+		{"missing bucket", func(o *s3store.Options) { o.Bucket = "no-such-bucket" }, []string{`bucket "no-such-bucket" does not exist`, s.Endpoint, "create it with Object Lock enabled"}},
+		// Without retention (tiles, a development ledger), Object Lock is
+		// not what the bucket lacks.
+		{"missing bucket, no WORM", func(o *s3store.Options) { o.Bucket = "no-such-bucket"; o.NoWORM = true }, []string{`bucket "no-such-bucket" does not exist`, "create it, or check"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := testOptions(t, bucket)

@@ -113,7 +113,7 @@ func (p publishTarget) open(ctx context.Context) (dst publish.Destination, done 
 	}
 	st, err := s3store.Open(ctx, *p.s3)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("publish destination s3://%s/%s (it needs no Object Lock): %w", p.s3.Bucket, p.s3.Prefix, err)
 	}
 	return publish.NewS3(st.Client(), p.s3.Bucket, p.s3.Prefix), func() { st.Close() }, nil
 }
