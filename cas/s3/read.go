@@ -57,7 +57,7 @@ func (s *Store) Open(ctx context.Context, d cas.Digest) (io.ReadCloser, cas.Info
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.Key(d))})
 	if err != nil {
 		if isNotFound(err) {
-			return nil, cas.Info{}, fmt.Errorf("blob %s: %w", d, cas.ErrNotFound)
+			return nil, cas.Info{}, fmt.Errorf("blob %s%s: %w", d, s.hidden(ctx, d), cas.ErrNotFound)
 		}
 		return nil, cas.Info{}, s.explain(fmt.Sprintf("reading blob %s", d), err)
 	}
@@ -122,4 +122,35 @@ func (r *reader) Close() error {
 		r.err = fmt.Errorf("reading blob %s: reader closed", r.d)
 	}
 	return r.body.Close()
+}
+
+// hidden explains a blob that a GET does not find although the bucket
+// keeps versions of it: on a locked bucket an object's delete only hides
+// it behind a delete marker, and its locked version stays intact. It
+// returns "" when there is nothing to say.
+func (s *Store) hidden(ctx context.Context, d cas.Digest) string {
+	if !s.worm {
+		return ""
+	}
+	key := s.Key(d)
+	out, err := s.client.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &s.bucket, Prefix: &key, MaxKeys: aws.Int32(10)})
+	if err != nil {
+		return ""
+	}
+	var marker string
+	for _, m := range out.DeleteMarkers {
+		if aws.ToString(m.Key) == key && aws.ToBool(m.IsLatest) {
+			marker = aws.ToString(m.VersionId)
+		}
+	}
+	versions := 0
+	for _, v := range out.Versions {
+		if aws.ToString(v.Key) == key {
+			versions++
+		}
+	}
+	if marker == "" || versions == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" is hidden by a delete marker, but %d version(s) of it, the locked one among them, are still in the bucket: remove the marker (aws s3api delete-object --bucket %s --key %s --version-id %s) to make it readable again", versions, s.bucket, key, marker)
 }

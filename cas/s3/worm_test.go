@@ -79,6 +79,10 @@ func TestLockedObjects(t *testing.T) {
 			if got := getVersion(t, bucket, key, version); !bytes.Equal(got, tt.content) {
 				t.Fatalf("locked version %s holds %d bytes that differ from the %d put", version, len(got), len(tt.content))
 			}
+			// Reading it then says what hides it, and how to undo that.
+			if _, err := readAll(t, st, info.Digest); !errors.Is(err, cas.ErrNotFound) || !strings.Contains(err.Error(), "hidden by a delete marker") {
+				t.Errorf("reading a blob behind a delete marker: %v, want not found, saying it is hidden by a delete marker", err)
+			}
 			// Putting the blob again makes it readable under its key again.
 			if _, err := st.Put(t.Context(), bytes.NewReader(tt.content), nil); err != nil {
 				t.Fatal(err)

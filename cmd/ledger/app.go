@@ -354,6 +354,8 @@ func hint(err error) string {
 		return "the content is not what the stated digest names; nothing was stored"
 	case errors.Is(err, cas.ErrCorrupt):
 		return "the store holds damaged data; run `ledger audit` to list everything affected"
+	case errors.Is(err, cas.ErrNotFound) && strings.Contains(err.Error(), "delete marker"):
+		return "" // the error says what to do
 	case errors.Is(err, cas.ErrNotFound):
 		return "check the digest; `ledger log` lists what the log records"
 	case errors.Is(err, client.ErrNotFound):
