@@ -141,11 +141,7 @@ func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep
 		if e.Index >= cur.Size {
 			continue // not yet under the checkpoint we verified
 		}
-		p, err := view.ProveInclusion(ctx, e.Index, cur.Size)
-		if err == nil {
-			err = proofs.VerifyInclusion(p, proofs.LeafHash(e.Entry), cur.Root)
-		}
-		if err != nil {
+		if err := proven(ctx, view, cur, e); err != nil {
 			add("signer enrolment", Failed, "the %s's signer entry %d is not proven in its checkpoint: %v", what, e.Index, err)
 			return
 		}
@@ -212,11 +208,7 @@ func recordOnNode(ctx context.Context, view nodeView, cur proofs.Checkpoint, m *
 		if e.Index >= cur.Size {
 			continue // not yet under the checkpoint we verified
 		}
-		p, err := view.ProveInclusion(ctx, e.Index, cur.Size)
-		if err == nil {
-			err = proofs.VerifyInclusion(p, proofs.LeafHash(e.Entry), cur.Root)
-		}
-		if err != nil {
+		if err := proven(ctx, view, cur, e); err != nil {
 			return add("ledger record", Failed, "the node's release entry %d is not proven in its checkpoint: %v", e.Index, err)
 		}
 		ent, err := ledger.ParseEntry(e.Entry)
@@ -241,4 +233,14 @@ func recordOnNode(ctx context.Context, view nodeView, cur proofs.Checkpoint, m *
 		return add("ledger record", Failed, "the node's log records %s with another manifest (%s), not this one (%s)", version, strings.Join(other, "; "), rep.Manifest)
 	}
 	return add("ledger record", Failed, "the node's log (tree size %d) has no record of release %s: this manifest was never recorded (ledger release record)", cur.Size, version)
+}
+
+// proven checks, with the view's inclusion proof, that entry e is in the
+// tree of the verified checkpoint cur.
+func proven(ctx context.Context, view LogView, cur proofs.Checkpoint, e client.Entry) error {
+	p, err := view.ProveInclusion(ctx, e.Index, cur.Size)
+	if err != nil {
+		return err
+	}
+	return proofs.VerifyInclusion(p, proofs.LeafHash(e.Entry), cur.Root)
 }
