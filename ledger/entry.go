@@ -350,6 +350,10 @@ func (e Entry) DecodeSubject(v any) error {
 	return decodeStrict(e.Subject, v)
 }
 
+// decodeStrict decodes stored entries and their subjects, refusing unknown
+// fields and trailing data. Their text is RFC 8785 canonical (ParseEntry
+// checks it), so it repeats no key and is UTF-8; client input goes
+// through strictjson.Decode instead, which checks both at a cost.
 func decodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
