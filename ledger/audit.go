@@ -348,7 +348,19 @@ func (l *Ledger) auditEntry(ctx context.Context, r *AuditReport, idx uint64, e E
 		if err != nil {
 			r.problem("entry %d: checking blob %s: %v", idx, b.digest, err)
 		} else if !ok {
-			r.problem("entry %d: refers to blob %s, which is not stored", idx, b.digest)
+			// An object store may know why: a delete marker over the
+			// locked version, say (cas/s3).
+			var why string
+			if h, ok := l.Blobs.(interface {
+				Hidden(context.Context, cas.Digest) string
+			}); ok {
+				why = h.Hidden(ctx, b.digest)
+			}
+			if why != "" {
+				r.problem("entry %d: refers to blob %s, which%s", idx, b.digest, why)
+			} else {
+				r.problem("entry %d: refers to blob %s, which is not stored", idx, b.digest)
+			}
 		}
 	}
 }

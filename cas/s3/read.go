@@ -57,7 +57,7 @@ func (s *Store) Open(ctx context.Context, d cas.Digest) (io.ReadCloser, cas.Info
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.Key(d))})
 	if err != nil {
 		if isNotFound(err) {
-			return nil, cas.Info{}, fmt.Errorf("blob %s%s: %w", d, s.hidden(ctx, d), cas.ErrNotFound)
+			return nil, cas.Info{}, fmt.Errorf("blob %s%s: %w", d, s.Hidden(ctx, d), cas.ErrNotFound)
 		}
 		return nil, cas.Info{}, s.explain(fmt.Sprintf("reading blob %s", d), err)
 	}
@@ -124,11 +124,11 @@ func (r *reader) Close() error {
 	return r.body.Close()
 }
 
-// hidden explains a blob that a GET does not find although the bucket
+// Hidden explains a blob that a GET does not find although the bucket
 // keeps versions of it: on a locked bucket an object's delete only hides
 // it behind a delete marker, and its locked version stays intact. It
 // returns "" when there is nothing to say.
-func (s *Store) hidden(ctx context.Context, d cas.Digest) string {
+func (s *Store) Hidden(ctx context.Context, d cas.Digest) string {
 	if !s.worm {
 		return ""
 	}

@@ -371,3 +371,25 @@ func TestS3Tampered(t *testing.T) {
 		t.Errorf("audit reports the intact blob %s as corrupt:\n%s", ds[0], r.stdout)
 	}
 }
+
+// A blob whose object was deleted without a version on a locked bucket is
+// only hidden behind a delete marker: get and audit say so, and how to
+// make its locked version readable again.
+func TestS3DeleteMarker(t *testing.T) {
+	s := newS3Env(t)
+	bucket := s.srv.NewBucket(t, true)
+	dir := filepath.Join(t.TempDir(), "d")
+	must(t, "", "init", "--data", dir, "--origin", "ledger.example.com/s3", "--blobs", "s3://"+bucket+"/p", "--retention", "1h")
+	file := filepath.Join(t.TempDir(), "a.txt")
+	if err := os.WriteFile(file, []byte("evidence\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "", "append", "--data", dir, file)
+	d := cas.Sum([]byte("evidence\n"))
+	key := s.store(t, bucket, "p").Key(d)
+	if _, err := s.srv.Admin.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, 1, []string{d.String(), "hidden by a delete marker", "--version-id"}, "", "get", "--data", dir, d.String())
+	fails(t, 1, []string{"refers to blob " + d.String() + ", which is hidden by a delete marker"}, "", "audit", "--data", dir)
+}
