@@ -153,10 +153,10 @@ func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string
 		if logAt, err = parseLogURL(opts.LogURL); err != nil {
 			return "", fmt.Errorf("initialising ledger: %w", err)
 		}
-		if err := checkUnused(ctx, opts, logAt); err != nil {
-			return "", fmt.Errorf("initialising ledger: %w", err)
-		}
 	}
+	// The blob store is checked first: it writes nothing, while the log's
+	// storage gets its tables when opened, and a refused bucket should
+	// leave the database as it was.
 	var blobsAt *BlobsConfig
 	if opts.Blobs != (BlobsConfig{}) {
 		cfg, err := checkBlobs(ctx, opts)
@@ -164,6 +164,11 @@ func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string
 			return "", fmt.Errorf("initialising ledger: %w", err)
 		}
 		blobsAt = &cfg
+	}
+	if logAt != nil {
+		if err := checkUnused(ctx, opts, logAt); err != nil {
+			return "", fmt.Errorf("initialising ledger: %w", err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("initialising ledger: %w", err)

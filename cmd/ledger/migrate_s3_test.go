@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -249,4 +250,26 @@ func TestMigrateBlobsToS3Refusals(t *testing.T) {
 			fails(t, 2, []string{tt.want}, "", append([]string{"migrate"}, tt.args...)...)
 		})
 	}
+}
+
+// An init refused for its bucket (no Object Lock) leaves the log's
+// database as it was: the bucket is checked before the tables are made.
+func TestInitRefusedLeavesTheDatabase(t *testing.T) {
+	s := newS3Env(t)
+	pg := pgtest.ForTest(t)
+	url := pg.NewDatabase(t)
+	plain := s.srv.NewBucket(t, false)
+	dir := filepath.Join(t.TempDir(), "d")
+	fails(t, 1, []string{"Object Lock"}, "", "init", "--data", dir, "--origin", "ledger.example.com/x", "--log", url, "--blobs", "s3://"+plain+"/p")
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var n int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'ledger%'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("after the refused init the database has %d ledger tables (%v), want none", n, err)
+	}
+	// Given a bucket with Object Lock, the same init succeeds.
+	must(t, "", "init", "--data", dir, "--origin", "ledger.example.com/x", "--log", url, "--blobs", "s3://"+s.srv.NewBucket(t, true)+"/p")
 }
