@@ -9,11 +9,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,5 +112,18 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"--publish-interval", "5s"}, "--publish-interval goes with --publish-to"},
 	} {
 		fails(t, 2, []string{tc.want}, "", append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, tc.args...)...)
+	}
+}
+
+// While a replica opens its ledger again, /healthz keeps its usual shape
+// (status and role), and other requests get the API's error.
+func TestReopeningAnswers(t *testing.T) {
+	var g *generation
+	for path, want := range map[string]string{"/healthz": `"status":"reopening","role":"none"`, "/v1/entries/0": `"code":"unavailable"`} {
+		w := httptest.NewRecorder()
+		g.serve(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), want) || !json.Valid(w.Body.Bytes()) {
+			t.Errorf("GET %s while reopening: %d %s, want 503 with %s", path, w.Code, w.Body, want)
+		}
 	}
 }
