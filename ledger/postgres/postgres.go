@@ -171,6 +171,9 @@ func (s *Storage) String() string { return s.where }
 func (s *Storage) connectError(err error) error {
 	hint := "check that the server is running and accepts connections there, and that the URL's host and port are right"
 	var pe *pgconn.PgError
+	if msg := err.Error(); strings.Contains(msg, "server refused TLS") || strings.Contains(msg, "SSL is not enabled") {
+		hint = "the server does not offer TLS, which the URL's sslmode asks for: enable TLS on the server, or (on a trusted network only) use sslmode=disable"
+	}
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "3D000":

@@ -514,3 +514,16 @@ func TestOpenNeedsADatabase(t *testing.T) {
 		}
 	}
 }
+
+// sslmode=require against a server without TLS says so, not that the
+// server may be down.
+func TestOpenWithoutTLS(t *testing.T) {
+	url := strings.Replace(server.NewDatabase(t), "sslmode=disable", "sslmode=require", 1)
+	if !strings.Contains(url, "sslmode=require") {
+		t.Fatalf("no sslmode in %s", url)
+	}
+	_, err := postgres.Open(t.Context(), url, postgres.Options{})
+	if err == nil || !strings.Contains(err.Error(), "does not offer TLS") {
+		t.Errorf("Open with sslmode=require on a server without TLS = %v", err)
+	}
+}
