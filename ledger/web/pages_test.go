@@ -145,8 +145,8 @@ func TestPages(t *testing.T) {
 			}
 		}
 		for _, path := range []string{"/static/nope.js", "/static/"} {
-			if p := get(t, "GET", f.url+path, ""); p.status != 404 || strings.Contains(p.body, "verify.js") {
-				t.Errorf("%s = %d\n%s", path, p.status, p.body)
+			if p := get(t, "GET", f.url+path, ""); p.status != 404 || strings.Contains(p.body, "verify.js") || !strings.Contains(p.header.Get("Content-Type"), "text/html") {
+				t.Errorf("%s = %d (%s), want the HTML 404 page\n%s", path, p.status, p.header.Get("Content-Type"), p.body)
 			}
 		}
 	})

@@ -153,7 +153,12 @@ const StaticPattern = "GET /static/"
 func (p *Pages) Static() http.Handler {
 	fsrv := http.StripPrefix("/static/", http.FileServerFS(p.static))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") {
+		name := strings.TrimPrefix(r.URL.Path, "/static/")
+		if strings.HasSuffix(r.URL.Path, "/") || !fs.ValidPath(name) {
+			p.Error(w, r, http.StatusNotFound, "there is no page at this address")
+			return
+		}
+		if _, err := fs.Stat(p.static, name); err != nil {
 			p.Error(w, r, http.StatusNotFound, "there is no page at this address")
 			return
 		}
