@@ -122,8 +122,11 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.pages = pages
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	read, write := ledger.RoleAuditor, ledger.RoleAppender
+	// Metrics are a read like any other: public with public reads, else
+	// for a token (Prometheus sends one with bearer_token_file).
+	metrics := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
+	s.handle("GET /metrics", read, func(w http.ResponseWriter, r *http.Request) error { metrics.ServeHTTP(w, r); return nil })
 	s.handle("GET /healthz", "", s.healthz)
 	s.handle("POST /v1/blobs", write, s.putBlob)
 	s.handle("GET /v1/blobs/{digest}", read, s.getBlob)

@@ -342,7 +342,9 @@ func TestRateLimitAndMetrics(t *testing.T) {
 	if r := e.do("GET", "/v1/checkpoint", e.tokens[ledger.RoleAdmin], nil); r.status != 200 {
 		t.Errorf("admin token limited by the auditor's bucket: %d", r.status)
 	}
-	m := e.do("GET", "/metrics", "", nil)
+	// Metrics are a read: on a node whose reads need a token, so do they.
+	wantError(t, e.do("GET", "/metrics", "", nil), 401, "unauthenticated")
+	m := e.do("GET", "/metrics", e.tokens[ledger.RoleAdmin], nil)
 	for _, want := range []string{`ledger_http_requests_total{code="429",route="GET /v1/checkpoint"}`, `ledger_http_requests_total{code="200",route="GET /v1/checkpoint"} 4`, "ledger_tree_size 0", "ledger_http_request_duration_seconds_bucket"} {
 		if !strings.Contains(string(m.body), want) {
 			t.Errorf("/metrics lacks %q", want)
