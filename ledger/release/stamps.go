@@ -183,6 +183,9 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 	if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
 		return proofs.Receipt{}, err
 	}
+	if err := checkStampText(s); err != nil {
+		return proofs.Receipt{}, err
+	}
 	if at, err := time.Parse(time.RFC3339, s.ApprovedAt); err == nil && at.After(r.now().Add(MaxClockSkew)) {
 		return proofs.Receipt{}, fmt.Errorf("%w: %s: approved_at %s is in the future by this ledger's clock", ledger.ErrInvalidEntry, s.UID, s.ApprovedAt)
 	}
@@ -216,6 +219,23 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 		}
 	}
 	return r.log.Append(ctx, ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by)
+}
+
+// checkStampText refuses a stamp whose text fields hold a bidirectional
+// control character (U+202E and its kin), which makes text show as other
+// text: "Eve\u202e>moc.elpmaxe@enaj< eoD enaJ" reads as Jane Doe's name.
+// Other invisible characters (the joiners some scripts need) pass.
+func checkStampText(s ledger.Stamp) error {
+	for _, f := range []struct{ name, v string }{
+		{"uid", s.UID}, {"approver", s.Approver}, {"pr", s.PR}, {"commit", s.Commit}, {"document", s.Document},
+	} {
+		for _, r := range f.v {
+			if r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+				return fmt.Errorf("%w: stamp %s has a bidirectional control character (U+%04X), which could make it read as other text", ledger.ErrInvalidEntry, f.name, r)
+			}
+		}
+	}
+	return nil
 }
 
 // checkStampDocument checks that the .sdoc document defines the stamp's
@@ -357,6 +377,9 @@ func PlanStamps(files []SDocFile, a Approval, by string) ([]ledger.Stamp, ScanRe
 			s := ledger.Stamp{UID: n.UID, ReviewedHash: n.ReviewedHash, Document: f.Path, DocumentDigest: cas.Sum(f.Content),
 				PR: a.PR, Commit: a.Commit, Approver: a.Approver, ApprovedAt: a.ApprovedAt.UTC().Format(time.RFC3339)}
 			if err := ledger.CheckClaim(ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by); err != nil {
+				return nil, ScanResult{}, fmt.Errorf("%s:%d: %w", f.Path, n.Line, err)
+			}
+			if err := checkStampText(s); err != nil {
 				return nil, ScanResult{}, fmt.Errorf("%s:%d: %w", f.Path, n.Line, err)
 			}
 			stamps = append(stamps, s)

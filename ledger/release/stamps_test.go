@@ -197,6 +197,11 @@ func TestScanRefusals(t *testing.T) {
 	if f.l.Log.Size() != 0 {
 		t.Errorf("the log grew to %d", f.l.Log.Size())
 	}
+	// An approver with a right-to-left override, which would show as
+	// another name, is refused too.
+	if _, err := f.reg.ScanStamps(t.Context(), docs, Approval{PR: "1", Commit: "c", Approver: "Eve \u202e>moc.elpmaxe@enaj< eoD enaJ"}, "ci"); !errors.Is(err, ledger.ErrInvalidEntry) || f.l.Log.Size() != 0 {
+		t.Errorf("approver with U+202E: %v, log %d", err, f.l.Log.Size())
+	}
 	// A stamp with a bad approver is refused before anything is appended.
 	if _, err := f.reg.ScanStamps(t.Context(), docs, Approval{PR: "1", Commit: "c", Approver: "bad\nname"}, "ci"); err == nil || f.l.Log.Size() != 0 {
 		t.Errorf("bad approver: %v, log %d", err, f.l.Log.Size())
@@ -234,6 +239,11 @@ func TestStampChecksItsDocument(t *testing.T) {
 		{"a UID the document lacks", stamp("REQ-2", hash, sdoc, now), "defines no REQ-2"},
 		{"a document not stored", stamp("REQ-1", hash, cas.Sum([]byte("absent")), now), "upload the .sdoc first"},
 		{"approved in the future", stamp("REQ-1", hash, sdoc, time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339)), "in the future"},
+		{"an approver that reads as another", func() ledger.Stamp {
+			s := stamp("REQ-1", hash, sdoc, now)
+			s.Approver = "Eve \u202e>moc.elpmaxe@enaj< eoD enaJ"
+			return s
+		}(), "bidirectional control character (U+202E)"},
 	} {
 		if _, err := f.reg.Stamp(ctx, c.s, nil, "ci"); !errors.Is(err, ledger.ErrInvalidEntry) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Stamp = %v, want ErrInvalidEntry saying %q", c.name, err, c.want)
