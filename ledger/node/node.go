@@ -181,8 +181,8 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.pages.Error(w, r, http.StatusNotFound, "there is no page at this address")
 }
 
-// allowed returns the methods the API serves at r's path, if r's method
-// is not one of them.
+// allowed returns the methods served at r's path, API or page (notFound
+// asks only when r's own method is not among them).
 func (s *Server) allowed(r *http.Request) []string {
 	var out []string
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
