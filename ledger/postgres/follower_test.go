@@ -1,10 +1,12 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
@@ -18,11 +20,7 @@ func TestFollowerPromote(t *testing.T) {
 	key := newLogKey(t, "pg.example.com/follow")
 	blobs := newBlobs(t)
 	leader := openLog(t, openStorage(t, url), blobs, key)
-	follower, err := ledger.OpenLog(ctx, ledger.LogOptions{Storage: openStorage(t, url), Blobs: blobs, Signer: key.signer, Verifier: key.verifier, Follower: true, Refresh: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
+	follower := openFollower(t, url, blobs, key, 10*time.Millisecond)
 	if follower.Sequencing() || !leader.Sequencing() {
 		t.Fatal("the follower says it sequences, or the leader says it does not")
 	}
@@ -86,11 +84,7 @@ func TestFollowerCatchesUpOnAsk(t *testing.T) {
 	key := newLogKey(t, "pg.example.com/ask")
 	blobs := newBlobs(t)
 	leader := openLog(t, openStorage(t, url), blobs, key)
-	follower, err := ledger.OpenLog(ctx, ledger.LogOptions{Storage: openStorage(t, url), Blobs: blobs, Signer: key.signer, Verifier: key.verifier, Follower: true, Refresh: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
+	follower := openFollower(t, url, blobs, key, time.Hour)
 	rc, err := leader.Append(ctx, claimFor(t, blobs, "just now", "a.txt", "v1.0.0"), "ci")
 	if err != nil {
 		t.Fatal(err)
@@ -108,4 +102,16 @@ func TestFollowerCatchesUpOnAsk(t *testing.T) {
 	if _, size := follower.Latest(ctx); size != leader.Size() {
 		t.Errorf("the follower's Latest is at %d, the leader at %d", size, leader.Size())
 	}
+}
+
+// openFollower opens a follower of the log in the database at url, which
+// re-reads the stored head every refresh; it is closed with the test.
+func openFollower(tb testing.TB, url string, blobs cas.Store, k logKey, refresh time.Duration) *ledger.Log {
+	tb.Helper()
+	l, err := ledger.OpenLog(context.Background(), ledger.LogOptions{Storage: openStorage(tb, url), Blobs: blobs, Signer: k.signer, Verifier: k.verifier, Follower: true, Refresh: refresh})
+	if err != nil {
+		tb.Fatalf("ledger.OpenLog as a follower: %v", err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
 }
