@@ -57,7 +57,10 @@ func (s *Store) Open(ctx context.Context, d cas.Digest) (io.ReadCloser, cas.Info
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.Key(d))})
 	if err != nil {
 		if isNotFound(err) {
-			return nil, cas.Info{}, fmt.Errorf("blob %s%s: %w", d, s.Hidden(ctx, d), cas.ErrNotFound)
+			if h := s.Hidden(ctx, d); h != "" {
+				return nil, cas.Info{}, fmt.Errorf("blob %s%s: %w", d, h, ErrHidden)
+			}
+			return nil, cas.Info{}, fmt.Errorf("blob %s: %w", d, cas.ErrNotFound)
 		}
 		return nil, cas.Info{}, s.explain(fmt.Sprintf("reading blob %s", d), err)
 	}
@@ -123,6 +126,16 @@ func (r *reader) Close() error {
 	}
 	return r.body.Close()
 }
+
+// ErrHidden is a cas.ErrNotFound for a blob whose object a delete marker
+// hides while its locked version stays in the bucket; the error says how
+// to make it readable again.
+var ErrHidden error = hiddenError{}
+
+type hiddenError struct{}
+
+func (hiddenError) Error() string { return cas.ErrNotFound.Error() }
+func (hiddenError) Unwrap() error { return cas.ErrNotFound }
 
 // Hidden explains a blob that a GET does not find although the bucket
 // keeps versions of it: on a locked bucket an object's delete only hides

@@ -354,7 +354,7 @@ func hint(err error) string {
 		return "the content is not what the stated digest names; nothing was stored"
 	case errors.Is(err, cas.ErrCorrupt):
 		return "the store holds damaged data; run `ledger audit` to list everything affected"
-	case errors.Is(err, cas.ErrNotFound) && strings.Contains(err.Error(), "delete marker"):
+	case errors.Is(err, s3store.ErrHidden):
 		return "" // the error says what to do
 	case errors.Is(err, cas.ErrNotFound):
 		return "check the digest; `ledger log` lists what the log records"
@@ -372,7 +372,7 @@ func hint(err error) string {
 		return "sign the bundle you mean to record, or record the bundle that was signed"
 	case errors.Is(err, signing.ErrBadSignature):
 		return "the manifest was signed by another key or altered after signing"
-	case errors.Is(err, release.ErrNotEnrolled) && strings.Contains(err.Error(), "before the key was enrolled"):
+	case errors.Is(err, release.ErrSignedBeforeEnrolment):
 		return "the key is enrolled now: sign the release again, so that the signature follows the enrolment"
 	case errors.Is(err, release.ErrNotEnrolled):
 		return "an admin enrols the key with `ledger signer enroll --key KEY.pub --name --email --role`"
@@ -382,7 +382,7 @@ func hint(err error) string {
 		return "nothing was signed; fix each requirement listed, then sign again"
 	case errors.Is(err, release.ErrDuplicateUID):
 		return "give each requirement one UID across all documents; nothing was appended or signed"
-	case errors.Is(err, evidence.ErrInvalidBundle) && strings.Contains(err.Error(), evidence.SumsFile+" disagrees"):
+	case errors.Is(err, evidence.ErrSumsMismatch):
 		return "a file changed after " + evidence.SumsFile + " was made, or the sums are stale: regenerate them (sha256sum) if the files are right; nothing was signed or recorded"
 	case errors.Is(err, evidence.ErrInvalidBundle):
 		return "a bundle holds regular files under plain relative paths (no links, devices, absolute or .. paths); nothing was signed or recorded"

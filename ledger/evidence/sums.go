@@ -11,6 +11,10 @@ import (
 // SumsFile is the name of the checksum file a bundle may carry at its root.
 const SumsFile = "SHA256SUMS"
 
+// ErrSumsMismatch is the error of a bundle whose SHA256SUMS disagrees with
+// its files; it is an ErrInvalidBundle.
+var ErrSumsMismatch = fmt.Errorf("%w: %s disagrees with the files", ErrInvalidBundle, SumsFile)
+
 // Mismatch is one way a bundle disagrees with a list of expected hashes.
 type Mismatch struct {
 	Path string

@@ -260,7 +260,7 @@ func (r *Registry) checkSigner(ctx context.Context, m *signing.Manifest) error {
 		return fmt.Errorf("%w: signed_at %s is in the future by this ledger's clock", signing.ErrInvalidManifest, p.SignedAt)
 	}
 	if at.Before(st.EnrolledAt.Add(-MaxClockSkew)) {
-		return fmt.Errorf("%w: signed at %s, before the key was enrolled at %s", ErrNotEnrolled, p.SignedAt, st.EnrolledAt.Format(time.RFC3339))
+		return fmt.Errorf("%w (signed at %s, enrolled at %s)", ErrSignedBeforeEnrolment, p.SignedAt, st.EnrolledAt.Format(time.RFC3339))
 	}
 	if err := st.CheckSignature(at); err != nil {
 		return err
@@ -292,7 +292,7 @@ func checkBundle(m *signing.Manifest, sum evidence.Summary, path string) error {
 		return fmt.Errorf("%w: %v", evidence.ErrInvalidBundle, err)
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%w: %s disagrees with the files: %s", evidence.ErrInvalidBundle, evidence.SumsFile, strings.Join(bad, "; "))
+		return fmt.Errorf("%w: %s", evidence.ErrSumsMismatch, strings.Join(bad, "; "))
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func Prepare(ctx context.Context, req SignRequest) (Prepared, error) {
 		return Prepared{}, fmt.Errorf("%w: %v", evidence.ErrInvalidBundle, err)
 	}
 	if len(bad) > 0 {
-		return Prepared{}, fmt.Errorf("%w: %s disagrees with the files: %s", evidence.ErrInvalidBundle, evidence.SumsFile, strings.Join(bad, "; "))
+		return Prepared{}, fmt.Errorf("%w: %s", evidence.ErrSumsMismatch, strings.Join(bad, "; "))
 	}
 	p.Bundle = signing.BundleInfo{Files: int64(sum.Files), Size: sum.Size}
 	if _, ok := sum.Listing.Lookup(IndexFile); ok {

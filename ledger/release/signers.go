@@ -25,12 +25,15 @@ import (
 // Errors a record or an enrolment is refused with. Each is wrapped with
 // the details.
 var (
-	ErrNotEnrolled    = errors.New("signer key is not enrolled")
-	ErrRevoked        = errors.New("signer key is revoked")
-	ErrExpired        = errors.New("signer key is outside its validity")
-	ErrKeyBound       = errors.New("key id is enrolled to another person")
-	ErrVersionTaken   = errors.New("release version is already recorded with other content")
-	ErrUnknownRelease = errors.New("release not found in the log")
+	ErrNotEnrolled = errors.New("signer key is not enrolled")
+	ErrRevoked     = errors.New("signer key is revoked")
+	ErrExpired     = errors.New("signer key is outside its validity")
+	// ErrSignedBeforeEnrolment is an ErrNotEnrolled: the key is enrolled,
+	// but the manifest is dated before it was.
+	ErrSignedBeforeEnrolment = fmt.Errorf("%w: signed before the key was enrolled", ErrNotEnrolled)
+	ErrKeyBound              = errors.New("key id is enrolled to another person")
+	ErrVersionTaken          = errors.New("release version is already recorded with other content")
+	ErrUnknownRelease        = errors.New("release not found in the log")
 )
 
 // Registry records signers and releases in one log. Its methods are safe
