@@ -255,6 +255,20 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		t.Errorf("entry body over the limit by its Content-Length: answered %q", line)
 	}
 	conn.Close()
+	// A Content-Length that is not a length is refused by net/http itself,
+	// before any handler runs: a 400, and nothing stored (checked below).
+	for _, length := range []string{"-5", "abc", "99999999999999999999999", "5, 6"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /v1/entries HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %s\r\n\r\n{}", app, length)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, _ := bufio.NewReader(conn).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 400") {
+			t.Errorf("Content-Length %q: answered %q", length, line)
+		}
+		conn.Close()
+	}
 	missing := `{"kind":"artefact","subject":{"digest":"` + d.String() + `","size":15,"name":"a.exe","media_type":"application/octet-stream"}}`
 	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(missing)), 409, "missing_blob")
 	wantError(t, e.do("POST", "/v1/entries", app, strings.NewReader(`{"kind":"artefact","subject":{"name":"`+strings.Repeat("x", 300<<10)+`"}}`)), 413, "too_large")
