@@ -51,15 +51,21 @@ func TestSignIn(t *testing.T) {
 			t.Errorf("signing in with %q: %d, want 401 saying %q", bad.token, status, bad.want)
 		}
 	}
-	// A redirect never leaves the node.
-	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).
-		PostForm(e.srv.URL+"/signin", url.Values{"token": {e.tokens[ledger.RoleAuditor]}, "next": {"//evil.example/x"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
-		t.Errorf("next=//evil.example/x redirects %d to %q, want 303 to /", resp.StatusCode, loc)
+	// A redirect never leaves the node, whatever a browser makes of it.
+	var (
+		resp *http.Response
+		err  error
+	)
+	for _, next := range []string{"//evil.example/x", "/\t/evil.example/x", "/\\evil.example/x", "/\n/evil.example", "https://evil.example/"} {
+		resp, err = (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).
+			PostForm(e.srv.URL+"/signin", url.Values{"token": {e.tokens[ledger.RoleAuditor]}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
+			t.Errorf("next=%q redirects %d to %q, want 303 to /", next, resp.StatusCode, loc)
+		}
 	}
 	c := resp.Cookies()
 	if len(c) != 1 || c[0].Name != TokenCookie || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -89,6 +90,9 @@ func ParseTileIndex(p string) (n uint64, width int, err error) {
 		d, _ := strconv.ParseUint(part, 10, 64)
 		if i == 0 && d == 0 && len(parts) > 1 {
 			return 0, 0, fmt.Errorf("index %q has a leading zero element", p)
+		}
+		if n > (math.MaxUint64-d)/1000 {
+			return 0, 0, fmt.Errorf("index %q is beyond any tree", p)
 		}
 		n = n*1000 + d
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -107,7 +108,9 @@ func TestTilesWithAnIndependentClient(t *testing.T) {
 		t.Errorf("partial tile: %q, %d bytes", r.header.Get("Cache-Control"), len(r.body))
 	}
 	// Beyond the tree, or malformed: 404.
-	for _, p := range []string{"/tile/0/002", "/tile/0/002.p/89", "/tile/1/000", "/tile/0/2", "/tile/0/x000/002", "/tile/0/000.p/0", "/tile/0/000.p/256", "/tile/entries/003", "/tile/9/000", "/tile/-1/000"} {
+	for _, p := range []string{"/tile/0/002", "/tile/0/002.p/89", "/tile/1/000", "/tile/0/2", "/tile/0/x000/002", "/tile/0/000.p/0", "/tile/0/000.p/256", "/tile/entries/003", "/tile/9/000", "/tile/-1/000",
+		"/tile/0/x018/x446/x744/x073/x709/x551/616", "/tile/entries/x018/x446/x744/x073/x709/x551/616"} { // 2^64, which must not wrap to 0
+
 		if r := e.do("GET", p, "", nil); r.status != 404 {
 			t.Errorf("GET %s: %d, want 404", p, r.status)
 		}
@@ -131,4 +134,36 @@ func TestTilePath(t *testing.T) {
 			t.Errorf("ParseTileIndex(%q) = %d, %d, %v", c.p, n, w, err)
 		}
 	}
+}
+
+func TestParseTileIndexOverflow(t *testing.T) {
+	max := TilePath(math.MaxUint64, 256) // x018/x446/x744/x073/x709/x551/615
+	if n, _, err := ParseTileIndex(max); err != nil || n != math.MaxUint64 {
+		t.Errorf("ParseTileIndex(%q) = %d, %v", max, n, err)
+	}
+	for _, p := range []string{"x018/x446/x744/x073/x709/x551/616", "x999/x999/x999/x999/x999/x999/999"} {
+		if n, _, err := ParseTileIndex(p); err == nil {
+			t.Errorf("ParseTileIndex(%q) = %d, want an error: it is beyond 2^64-1", p, n)
+		}
+	}
+}
+
+// FuzzParseTileIndex checks that an index is accepted only in the one
+// form TilePath writes for it.
+func FuzzParseTileIndex(f *testing.F) {
+	for _, s := range []string{"000", "x001/x234/067", "x001/000.p/12", "x018/x446/x744/x073/x709/x551/616", "000.p/0", "0", "x000/001"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		n, w, err := ParseTileIndex(p)
+		if err != nil {
+			return
+		}
+		if w < 1 || w > 256 {
+			t.Fatalf("ParseTileIndex(%q): width %d", p, w)
+		}
+		if back := TilePath(n, w); back != p {
+			t.Fatalf("ParseTileIndex(%q) = %d, %d, which is written %q", p, n, w, back)
+		}
+	})
 }

@@ -31,6 +31,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -196,9 +197,21 @@ func (p *Pages) SignIn(w http.ResponseWriter, r *http.Request, status int, messa
 
 // LocalPath returns next if it is a path on this node ("/..." but not
 // "//host/..." or "/\host"), else "/": a redirect after signing in never
-// leaves the node.
+// leaves the node. Browsers drop tabs and newlines from a URL and read a
+// backslash as a slash, so "/\t/evil.example" would become
+// "//evil.example": a path with any control character or backslash is
+// refused outright.
 func LocalPath(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' || (c >= 0x80 && c <= 0x9f) {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
 		return "/"
 	}
 	return next
