@@ -190,15 +190,23 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		t.Fatal("a refused upload stored the blob")
 	}
 
-	// An upload cut off half-way: the body ends before its Content-Length.
-	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/blobs", io.NopCloser(bytes.NewReader(content[:5])))
-	req.ContentLength = int64(len(content))
-	req.Header.Set("Authorization", "Bearer "+app)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		wantError(t, response{resp.StatusCode, resp.Header, b}, 400, "truncated")
+	// An upload cut off half-way: the client sends 5 bytes of the 15 its
+	// Content-Length promised and closes its side (Go's own client refuses
+	// to send such a request, so this goes over a raw connection).
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	fmt.Fprintf(conn, "POST /v1/blobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", app, len(content), content[:5])
+	conn.(*net.TCPConn).CloseWrite()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("a cut-off upload: no answer: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	conn.Close()
+	wantError(t, response{resp.StatusCode, resp.Header, b}, 400, "truncated")
 	if ok, _ := e.l.Blobs.Has(t.Context(), cas.Sum(content[:5])); ok || has() {
 		t.Error("a cut-off upload stored something")
 	}
@@ -245,7 +253,7 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 	}
 	wantError(t, e.do("POST", "/v1/entries?kind=artefact", app, strings.NewReader(`{}`)), 400, "bad_request")
 	// A body that says it is too large is refused before it is sent.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	conn, err = net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,10 +309,12 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		}
 	}
 	wantError(t, e.do("GET", "/v1/entries/x", aud, nil), 400, "bad_request")
-	r := e.do("GET", "/v1/proofs/inclusion?index=0&tree_size=99", aud, nil)
-	if r.status < 400 || r.status >= 500 {
-		t.Errorf("tree size beyond the log: %d %s", r.status, r.body)
+	var r response
+	// A tree size beyond the log's is not found, whatever asks for it.
+	for _, q := range []string{"/v1/checkpoint?size=99", "/v1/proofs/inclusion?index=0&tree_size=99", "/v1/proofs/consistency?from=1&to=99"} {
+		wantError(t, e.do("GET", q, aud, nil), 404, "not_found")
 	}
+	wantError(t, e.do("GET", "/v1/proofs/inclusion?index=5&tree_size=1", aud, nil), 404, "not_found")
 	wantError(t, e.do("GET", "/v1/entries?colour=red", aud, nil), 400, "bad_request")
 	// Filters, query parameters and methods are checked, not ignored.
 	for _, q := range []string{"/v1/entries?kind=bogus", "/v1/entries?digest=xyz", "/v1/entries?kind=artefact&kind=stamp",
@@ -423,12 +433,10 @@ func TestStalledClientsAreCutOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{\"kind\":", path, e.tokens[ledger.RoleAppender])
-		start := time.Now()
+		// The node answers 408 and closes; the read deadline bounds how
+		// long it may take, so a node that held on would fail below.
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b, _ := io.ReadAll(conn) // the node answers 408 and closes
-		if time.Since(start) > 3*time.Second {
-			t.Errorf("%s: a stalled client held the connection for %v", path, time.Since(start))
-		}
+		b, _ := io.ReadAll(conn)
 		if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), `"code":"timeout"`) {
 			t.Errorf("%s: answered %q, want a 408 timeout", path, b)
 		}
