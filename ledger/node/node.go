@@ -533,8 +533,9 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 
 // append appends an entry, through the checks of its kind: signer
 // enrolments and revocations go through the registry's rules (admin only;
-// one key, one person), stamps are deduplicated by UID and REVIEWED_HASH,
-// and release entries only come from recording a release.
+// one key, one person), stamps are deduplicated by UID and REVIEWED_HASH
+// in the same document, and release entries only come from recording a
+// release.
 func (s *Server) append(ctx context.Context, tok ledger.Token, req entryRequest) (proofs.Receipt, error) {
 	switch req.Kind {
 	case ledger.KindSigner:

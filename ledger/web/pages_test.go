@@ -61,7 +61,7 @@ func TestPages(t *testing.T) {
 		{"home", "GET", "/", 200, true, []string{"pages.example/dhf", "v0.1.0", "Jane Doe", "approved-for-release", `href="/log.pub"`,
 			strconv.FormatUint(f.l.Log.Size(), 10) + " entries", `<label for="site-q">`, `<html lang="en">`}, nil},
 		{"release", "GET", "/releases/v0.1.0", 200, true, []string{"Jane Doe", "jane@example.com", f.manifest.Predicate().Signer.KeyID,
-			f.bundle.String(), "bioflow_pro.exe", "REQ-001", "§11.50(a)", "§11.10(b)", "§11.10(e)",
+			f.bundle.String(), "bioflow_pro.exe", "REQ-001", `<td class="path">reqs/pump.sdoc</td>`, "§11.50(a)", "§11.10(b)", "§11.10(e)",
 			"ledger verify --audit-package release-v0.1.0-audit.zip --bundle PATH --log-key log.pub",
 			"ledger verify --bundle PATH --manifest release-v0.1.0.json --signer-key signer.pub --log-key log.pub --receipt release-v0.1.0.receipt.json",
 			`href="/releases/v0.1.0/audit-package.zip"`, `<th scope="col">`}, nil},
