@@ -1093,6 +1093,13 @@ func (l *Log) ProveConsistency(ctx context.Context, from, to uint64) (proofs.Con
 // Search returns the indexes of up to limit entries matching every non-zero
 // field of q, in log order from start. A limit of 0 means no limit.
 func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]uint64, error) {
+	reviewed := strings.ToLower(q.ReviewedHash)
+	if reviewed != "" {
+		if q.Kind != "" && q.Kind != KindStamp {
+			return nil, nil // only stamps have a REVIEWED_HASH
+		}
+		q.Kind = KindStamp // not an index term: read the stamps and compare
+	}
 	var terms []Term
 	for _, t := range []Term{{"digest", q.Digest}, {"uid", q.UID}, {"key_id", q.KeyID}, {"release", q.Release}, {"kind", string(q.Kind)}} {
 		if t.Value != "" {
@@ -1112,7 +1119,7 @@ func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]u
 		if idx >= size {
 			return false
 		}
-		if len(terms) > 1 {
+		if len(terms) > 1 || reviewed != "" {
 			e, err := l.Entry(ctx, idx)
 			if err != nil {
 				ferr = err
@@ -1125,6 +1132,16 @@ func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]u
 			}
 			if !hasTerms(ent.Terms(), terms[1:]) {
 				return true
+			}
+			if reviewed != "" {
+				var s Stamp
+				if err := ent.DecodeSubject(&s); err != nil {
+					ferr = fmt.Errorf("stamp entry %d: %w", idx, err)
+					return false
+				}
+				if s.ReviewedHash != reviewed {
+					return true
+				}
 			}
 		}
 		out = append(out, idx)

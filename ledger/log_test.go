@@ -393,6 +393,51 @@ func TestSearch(t *testing.T) {
 	}
 }
 
+// A REVIEWED_HASH is searched as itself, not as a digest, even when its
+// hex is a blob's digest.
+func TestSearchReviewedHash(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	a := artefact(t, l, "a", "a.txt")
+	d := a.Subject.(ledger.Artefact).Digest
+	doc, err := l.Blobs.Put(ctx, strings.NewReader("[DOCUMENT]\nTITLE: R\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Repeat("ab", 32)
+	stamp := func(uid, h string) ledger.Claim {
+		return ledger.Claim{Kind: ledger.KindStamp, Subject: ledger.Stamp{UID: uid, ReviewedHash: h, Document: "reqs/r.sdoc", DocumentDigest: doc.Digest,
+			PR: "57", Commit: "abc", Approver: "Jane Doe", ApprovedAt: "2026-11-20T09:30:00Z"}}
+	}
+	for _, c := range []ledger.Claim{a, stamp("REQ-1", d.Hex()), stamp("REQ-2", other)} {
+		if _, err := l.Log.Append(ctx, c, "ci"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		q    ledger.Query
+		want []uint64
+	}{
+		{ledger.Query{ReviewedHash: d.Hex()}, []uint64{1}},
+		{ledger.Query{ReviewedHash: strings.ToUpper(d.Hex())}, []uint64{1}},
+		{ledger.Query{Digest: d.String()}, []uint64{0}},
+		{ledger.Query{ReviewedHash: d.Hex(), UID: "REQ-1"}, []uint64{1}},
+		{ledger.Query{ReviewedHash: d.Hex(), UID: "REQ-2"}, nil},
+		{ledger.Query{ReviewedHash: d.Hex(), Kind: ledger.KindArtefact}, nil},
+		{ledger.Query{ReviewedHash: other, Kind: ledger.KindStamp}, []uint64{2}},
+		{ledger.Query{ReviewedHash: strings.Repeat("cd", 32)}, nil},
+	}
+	for _, tt := range tests {
+		got, err := l.Log.Search(ctx, tt.q, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("Search(%+v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}
+
 // TestAuditFindsCorruption flips stored bytes behind the log's back and
 // checks that audit names each problem.
 func TestAuditFindsCorruption(t *testing.T) {

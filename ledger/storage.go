@@ -54,6 +54,11 @@ type Query struct {
 	Release string
 	UID     string
 	KeyID   string
+	// ReviewedHash selects stamps of this REVIEWED_HASH (hex, any case).
+	// The search index has no term for it, so a search reads every stamp
+	// entry the other fields select (all of them, without a UID) and
+	// compares; it is not a digest, and Digest never matches it.
+	ReviewedHash string
 }
 
 // Storage is the log's persistence seam: the embedded badger store now,

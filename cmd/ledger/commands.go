@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -384,7 +386,7 @@ func (e *env) checkpointCommand() *cli.Command {
 func (e *env) logCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "log",
-		Usage:     "list log entries, optionally searching by digest, kind, release or uid",
+		Usage:     "list log entries, optionally searching by digest, kind, release, uid or reviewed hash",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			dataFlag(),
@@ -392,6 +394,7 @@ func (e *env) logCommand() *cli.Command {
 			&cli.StringFlag{Name: "kind", Usage: "entries of this kind (artefact, bundle, stamp, signer, release)"},
 			&cli.StringFlag{Name: "release", Usage: "entries of this release version"},
 			&cli.StringFlag{Name: "uid", Usage: "stamps of this requirement UID"},
+			&cli.StringFlag{Name: "reviewed-hash", Usage: "stamps of this REVIEWED_HASH (reads every stamp entry: the index has no term for it)"},
 			&cli.Uint64Flag{Name: "start", Usage: "first index to consider"},
 			&cli.IntFlag{Name: "limit", Usage: "at most this many entries (0: all)"},
 			&cli.BoolFlag{Name: "json", Usage: "print each entry as a JSON line {index, entry}"},
@@ -408,6 +411,11 @@ func (e *env) logCommand() *cli.Command {
 			if s := c.String("digest"); s != "" {
 				d, err := cas.ParseDigest(s)
 				if err != nil {
+					if _, herr := hex.DecodeString(s); herr == nil && len(s) == 64 {
+						// 64 hex digits may as well be a REVIEWED_HASH,
+						// which names no blob: say how to search for either.
+						return usagef("--digest %s is 64 hex digits without the sha256: prefix: give --digest sha256:<hex> for a blob, or --reviewed-hash <hex> for a REVIEWED_HASH", s)
+					}
 					return usageError{err}
 				}
 				q.Digest = d.String()
@@ -418,6 +426,16 @@ func (e *env) logCommand() *cli.Command {
 					return usageError{err}
 				}
 				q.Kind = k
+			}
+			if s := c.String("reviewed-hash"); s != "" {
+				h, err := evidence.NormaliseReviewedHash(s)
+				if err != nil {
+					return usageError{err}
+				}
+				if q.Kind != "" && q.Kind != ledger.KindStamp {
+					return usagef("--reviewed-hash selects stamp entries; --kind %s has none", q.Kind)
+				}
+				q.ReviewedHash = h
 			}
 			r, done, err := e.reader(c)
 			if err != nil {

@@ -74,7 +74,7 @@ func (r localReader) Entries(ctx context.Context, q ledger.Query, start uint64, 
 type remoteReader struct{ *client.Client }
 
 func (r remoteReader) Entries(ctx context.Context, q ledger.Query, start uint64, limit int) ([]client.Entry, error) {
-	return r.Search(ctx, client.Query{Digest: q.Digest, Kind: string(q.Kind), UID: q.UID, Release: q.Release, KeyID: q.KeyID}, start, limit)
+	return r.Search(ctx, client.Query{Digest: q.Digest, Kind: string(q.Kind), UID: q.UID, Release: q.Release, KeyID: q.KeyID, ReviewedHash: q.ReviewedHash}, start, limit)
 }
 
 // reader returns the node named by --node (LEDGER_NODE), or else the

@@ -47,6 +47,7 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 		{"proof", "inclusion", "--index", "1"}, {"proof", "inclusion", "--index", "0", "--size", "2"},
 		{"proof", "consistency", "--from", "1"}, {"proof", "consistency", "--from", "1", "--to", "2"},
 		{"log"}, {"log", "--json"}, {"log", "--kind", "artefact", "--start", "1", "--limit", "1"},
+		{"log", "--reviewed-hash", strings.Repeat("ab", 32)}, // no stamps: nothing, if the node filters too
 	}
 	local := make([]string, len(reads))
 	for i, r := range reads {

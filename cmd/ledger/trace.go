@@ -178,7 +178,7 @@ func (e *env) stampCommand() *cli.Command {
 		},
 		Subcommands: []*cli.Command{{
 			Name:      "scan",
-			Usage:     "append a stamp for every (UID, REVIEWED_HASH) in .sdoc files not yet in the log",
+			Usage:     "append a stamp for every (UID, REVIEWED_HASH) in .sdoc files not yet in the log in that document",
 			ArgsUsage: "DIR|FILE.sdoc...",
 			Flags:     append(approvalFlags, &cli.StringFlag{Name: "base", Usage: "record document paths relative to `DIR` (default: the current directory)"}),
 			Action: func(c *cli.Context) error {
@@ -228,7 +228,8 @@ func (e *env) stampCommand() *cli.Command {
 
 // scanRemote is stamp scan against a node: the same checks first, then the
 // documents as blobs and each stamp as an entry; the node answers a stamp
-// already logged (same UID and REVIEWED_HASH) with its first receipt.
+// already logged (same UID and REVIEWED_HASH, in the same document) with
+// the logged stamp's receipt.
 func (e *env) scanRemote(c *cli.Context, files []release.SDocFile, a release.Approval) error {
 	cl, err := nodeClient(c)
 	if err != nil {
@@ -387,14 +388,16 @@ func (e *env) traceCommand() *cli.Command {
 				}
 				fmt.Fprintf(e.stdout, "release %s: entry %d, bundle %s, signed by key %s (%s) at %s\n", rel.Release.Version, rel.Index, rel.Release.Bundle, rel.Release.KeyID, rel.Release.Meaning, rel.Release.SignedAt)
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "UID\tSTATE\tREVIEWED_HASH\tSTAMP\tPR\tCOMMIT\tAPPROVER\tAPPROVED AT")
+				fmt.Fprintln(tw, "UID\tSTATE\tREVIEWED_HASH\tDOCUMENT\tSTAMP\tPR\tCOMMIT\tAPPROVER\tAPPROVED AT")
 				for _, r := range rows {
 					if len(r.Stamps) == 0 {
-						fmt.Fprintf(tw, "%s\t%s\t%s\tnone\t\t\t\t\n", r.UID, r.State, short(r.ReviewedHash))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t\tnone\t\t\t\t\n", r.UID, r.State, short(r.ReviewedHash))
 						continue
 					}
+					// Every column after STATE from the one stamp the
+					// release stood on.
 					s := r.Stamps[len(r.Stamps)-1]
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.UID, r.State, short(s.Stamp.ReviewedHash), s.Index, s.Stamp.PR, short(s.Stamp.Commit), s.Stamp.Approver, s.Stamp.ApprovedAt)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.UID, r.State, short(s.Stamp.ReviewedHash), s.Stamp.Document, s.Index, s.Stamp.PR, short(s.Stamp.Commit), s.Stamp.Approver, s.Stamp.ApprovedAt)
 				}
 				return tw.Flush()
 			}
@@ -406,6 +409,9 @@ func (e *env) traceCommand() *cli.Command {
 				return printJSON(e.stdout, row)
 			}
 			fmt.Fprintf(e.stdout, "%s\n", row.UID)
+			if n := len(row.Stamps); n > 0 {
+				fmt.Fprintf(e.stdout, "  document %s (latest stamp, entry %d)\n", row.Document, row.Stamps[n-1].Index)
+			}
 			for _, s := range row.Stamps {
 				fmt.Fprintf(e.stdout, "  stamp    entry %d: REVIEWED_HASH %s in %s, PR %s, commit %s, approved by %s at %s (logged %s by %s)\n",
 					s.Index, short(s.Stamp.ReviewedHash), s.Stamp.Document, s.Stamp.PR, short(s.Stamp.Commit), s.Stamp.Approver, s.Stamp.ApprovedAt, s.LoggedAt, s.LoggedBy)

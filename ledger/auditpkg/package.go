@@ -217,9 +217,10 @@ func Gather(ctx context.Context, src Source, version string) (*Package, error) {
 // release was signed: the one stored at record time (release sign writes
 // it beside the manifest), found by the digest the manifest signs; or,
 // for a release recorded without it, the list rebuilt from the log: for
-// each regulated UID, the one stamp logged before the release with the
-// REVIEWED_HASH its index.json states (stamps are unique per UID and
-// hash), else the latest before the release. A rebuilt list that differs
+// each regulated UID, the latest stamp logged before the release with
+// the REVIEWED_HASH its index.json states (the one the gate picks; a UID
+// has several when its requirement moved between documents), else the
+// latest before the release. A rebuilt list that differs
 // from the signed one fails the package's stamps check, which says so.
 func stampList(ts release.TraceSource, manifest []byte, rows []release.TraceRow) ([]byte, error) {
 	m, err := signing.ParseManifest(manifest)

@@ -277,8 +277,10 @@ func (c *Client) GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error {
 }
 
 // Query selects entries for Search; empty fields match anything.
+// ReviewedHash selects stamps by REVIEWED_HASH (a node before it refuses
+// the parameter).
 type Query struct {
-	Digest, Kind, UID, Release, KeyID string
+	Digest, Kind, UID, Release, KeyID, ReviewedHash string
 }
 
 // Entry is an entry as the node lists it.
@@ -293,7 +295,7 @@ func (c *Client) Search(ctx context.Context, q Query, start uint64, limit int) (
 	var out []Entry
 	for {
 		v := url.Values{"start": {strconv.FormatUint(start, 10)}, "limit": {"1000"}}
-		for k, x := range map[string]string{"digest": q.Digest, "kind": q.Kind, "uid": q.UID, "release": q.Release, "key_id": q.KeyID} {
+		for k, x := range map[string]string{"digest": q.Digest, "kind": q.Kind, "uid": q.UID, "release": q.Release, "key_id": q.KeyID, "reviewed_hash": q.ReviewedHash} {
 			if x != "" {
 				v.Set(k, x)
 			}

@@ -14,6 +14,7 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/ledger/internal/flatjson"
 	"github.com/tracealm/evidence-ledger/ledger/internal/strictjson"
 	"github.com/tracealm/evidence-ledger/ledger/release"
@@ -533,8 +535,9 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 
 // append appends an entry, through the checks of its kind: signer
 // enrolments and revocations go through the registry's rules (admin only;
-// one key, one person), stamps are deduplicated by UID and REVIEWED_HASH,
-// and release entries only come from recording a release.
+// one key, one person), stamps are deduplicated by UID and REVIEWED_HASH
+// in the same document, and release entries only come from recording a
+// release.
 func (s *Server) append(ctx context.Context, tok ledger.Token, req entryRequest) (proofs.Receipt, error) {
 	switch req.Kind {
 	case ledger.KindSigner:
@@ -853,7 +856,7 @@ func query(r *http.Request, allowed ...string) (map[string]string, error) {
 }
 
 func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "digest", "kind", "uid", "release", "key_id", "start", "limit")
+	q, err := query(r, "digest", "kind", "uid", "release", "key_id", "reviewed_hash", "start", "limit")
 	if err != nil {
 		return err
 	}
@@ -863,6 +866,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	if v := q["digest"]; v != "" {
 		d, err := cas.ParseDigest(v)
 		if err != nil {
+			if _, herr := hex.DecodeString(v); herr == nil && len(v) == 64 {
+				// 64 hex digits may as well be a REVIEWED_HASH, which
+				// names no blob: say how to search for either.
+				return badRequest("digest: %s is 64 hex digits without the sha256: prefix: give digest=sha256:<hex> for a blob, or reviewed_hash=<hex> for a REVIEWED_HASH", v)
+			}
 			return badRequest("digest: %v", err)
 		}
 		query.Digest = d.String()
@@ -873,6 +881,16 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("kind: %v", err)
 		}
 		query.Kind = k
+	}
+	if v := q["reviewed_hash"]; v != "" {
+		h, err := evidence.NormaliseReviewedHash(v)
+		if err != nil {
+			return badRequest("reviewed_hash: %v", err)
+		}
+		if query.Kind != "" && query.Kind != ledger.KindStamp {
+			return badRequest("reviewed_hash selects stamp entries; kind=%s has none", query.Kind)
+		}
+		query.ReviewedHash = h
 	}
 	var start uint64
 	limit := 100

@@ -95,6 +95,43 @@ func wantError(t *testing.T, r response, status int, code string) {
 	}
 }
 
+// A REVIEWED_HASH is searched with reviewed_hash=; a bare 64-hex digest=
+// is refused with a hint naming both, not searched as something else.
+func TestSearchReviewedHash(t *testing.T) {
+	e := newEnv(t, Options{})
+	app, aud := e.tokens[ledger.RoleAppender], e.tokens[ledger.RoleAuditor]
+	hash := strings.Repeat("ab", 32)
+	doc := []byte("[DOCUMENT]\nTITLE: Alarms\n\n[REQUIREMENT]\nUID: REQ-1\nTITLE: Alarm\nSTATEMENT: It rings.\nREVIEWED_HASH: " + hash + "\n")
+	d := cas.Sum(doc)
+	if r := e.do("POST", "/v1/blobs?digest="+d.String(), app, bytes.NewReader(doc)); r.status != http.StatusCreated {
+		t.Fatalf("put the .sdoc: %d %s", r.status, r.body)
+	}
+	stamp := `{"kind":"stamp","subject":{"uid":"REQ-1","reviewed_hash":"` + hash + `","document":"reqs/alarms.sdoc","document_digest":"` + d.String() +
+		`","pr":"57","commit":"abc","approver":"Jane Doe","approved_at":"2026-01-02T03:04:05Z"}}`
+	if r := e.do("POST", "/v1/entries", app, strings.NewReader(stamp)); r.status != http.StatusCreated {
+		t.Fatalf("append the stamp: %d %s", r.status, r.body)
+	}
+	for _, q := range []string{"reviewed_hash=" + strings.ToUpper(hash), "reviewed_hash=" + hash + "&kind=stamp", "reviewed_hash=" + hash + "&uid=REQ-1"} {
+		if r := e.do("GET", "/v1/entries?"+q, aud, nil); r.status != 200 || strings.Count(string(r.body), `"index"`) != 1 {
+			t.Errorf("GET /v1/entries?%s: %d %s, want the stamp", q, r.status, r.body)
+		}
+	}
+	if r := e.do("GET", "/v1/entries?reviewed_hash="+strings.Repeat("cd", 32), aud, nil); r.status != 200 || strings.Contains(string(r.body), `"index"`) {
+		t.Errorf("another REVIEWED_HASH: %d %s, want no entry", r.status, r.body)
+	}
+	for q, want := range map[string]string{
+		"digest=" + hash:                         "give digest=sha256:<hex> for a blob, or reviewed_hash=<hex> for a REVIEWED_HASH",
+		"reviewed_hash=xyz":                      "is 3 characters, want 32 to 128 hex digits",
+		"reviewed_hash=" + hash + "&kind=signer": "reviewed_hash selects stamp entries; kind=signer has none",
+	} {
+		r := e.do("GET", "/v1/entries?"+q, aud, nil)
+		wantError(t, r, 400, "bad_request")
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("GET /v1/entries?%s: %s, want it to say %s", q, r.body, want)
+		}
+	}
+}
+
 func TestAppendAndRead(t *testing.T) {
 	e := newEnv(t, Options{})
 	app := e.tokens[ledger.RoleAppender]

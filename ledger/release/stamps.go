@@ -161,8 +161,8 @@ func StampsByUID(entries []IndexedEntry) (map[string][]StampedEntry, error) {
 
 // Stamp appends one stamp, storing the document it came from as a blob
 // (document nil means it is stored already, under s.DocumentDigest),
-// unless a stamp of the same UID and REVIEWED_HASH is in the log already;
-// then it returns that stamp's receipt, marked duplicate.
+// unless the log has it already (see logged); then it returns the logged
+// stamp's receipt, marked duplicate.
 func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, by string) (proofs.Receipt, error) {
 	h, err := evidence.NormaliseReviewedHash(s.ReviewedHash)
 	if err != nil {
@@ -206,12 +206,10 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 	if err != nil {
 		return proofs.Receipt{}, err
 	}
-	for _, st := range have {
-		if st.Stamp.ReviewedHash == s.ReviewedHash {
-			rc, err := r.log.Receipt(ctx, st.Index)
-			rc.Duplicate = true
-			return rc, err
-		}
+	if st := logged(have, s); st != nil {
+		rc, err := r.log.Receipt(ctx, st.Index)
+		rc.Duplicate = true
+		return rc, err
 	}
 	if given {
 		if _, err := r.putBytes(ctx, document); err != nil {
@@ -219,6 +217,25 @@ func (r *Registry) Stamp(ctx context.Context, s ledger.Stamp, document []byte, b
 		}
 	}
 	return r.log.Append(ctx, ledger.Claim{Kind: ledger.KindStamp, Subject: s}, by)
+}
+
+// logged returns the stamp among have (one UID's, in log order) that s
+// repeats, or nil. That is the latest with s's REVIEWED_HASH, if it names
+// s's document: content approved before, in a requirement since moved to
+// another document, is stamped again, so that the latest stamp of a UID
+// says where it is now. Only the path counts, not the document's digest,
+// which changes whenever another requirement in the file does.
+func logged(have []StampedEntry, s ledger.Stamp) *StampedEntry {
+	var last *StampedEntry
+	for i := range have {
+		if have[i].Stamp.ReviewedHash == s.ReviewedHash {
+			last = &have[i]
+		}
+	}
+	if last == nil || last.Stamp.Document != s.Document {
+		return nil
+	}
+	return last
 }
 
 // checkStampText refuses a stamp whose text fields hold a bidirectional
@@ -267,7 +284,8 @@ type ScanResult struct {
 }
 
 // ScanStamps appends a stamp for every (UID, REVIEWED_HASH) in the files
-// not yet in the log, all with the same approval. It checks everything
+// not yet in the log as it is there (in the same document; see logged),
+// all with the same approval. It checks everything
 // first and appends nothing if a UID appears in two documents or a stamp
 // would not be a valid entry. Running it twice appends nothing new.
 func (r *Registry) ScanStamps(ctx context.Context, files []SDocFile, a Approval, by string) (ScanResult, error) {
@@ -289,11 +307,7 @@ func (r *Registry) ScanStamps(ctx context.Context, files []SDocFile, a Approval,
 	}
 	var fresh []ledger.Stamp
 	for _, s := range stamps {
-		dup := false
-		for _, h := range all[s.UID] {
-			dup = dup || h.Stamp.ReviewedHash == s.ReviewedHash
-		}
-		if dup {
+		if logged(all[s.UID], s) != nil {
 			res.Existing++
 			continue
 		}

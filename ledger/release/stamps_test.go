@@ -342,3 +342,118 @@ func TestScanRefusesFutureApproval(t *testing.T) {
 		t.Errorf("scan approved tomorrow: %v, log size %d", err, f.l.Log.Size())
 	}
 }
+
+// moveRequirement returns docs with requirement uid cut out of the
+// document at path from and put, unchanged, into a new document to.
+func moveRequirement(t *testing.T, docs []SDocFile, uid, from, to string) []SDocFile {
+	t.Helper()
+	var out []SDocFile
+	var block string
+	for _, d := range docs {
+		if d.Path != from {
+			out = append(out, d)
+			continue
+		}
+		text := string(d.Content)
+		i := strings.Index(text, "[REQUIREMENT]\nUID: "+uid+"\n")
+		if i < 0 {
+			t.Fatalf("%s defines no %s", from, uid)
+		}
+		n := strings.Index(text[i+1:], "\n[")
+		if n < 0 {
+			t.Fatalf("%s ends with %s", from, uid)
+		}
+		block = text[i : i+1+n+1]
+		out = append(out, parseFixture(t, d.Path, text[:i]+text[i+1+n+1:]))
+	}
+	return append(out, parseFixture(t, to, "[DOCUMENT]\nTITLE: Moved\n\n"+block))
+}
+
+func parseFixture(t *testing.T, path, text string) SDocFile {
+	t.Helper()
+	doc, err := evidence.ParseSDoc(path, []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return SDocFile{Path: path, Content: []byte(text), Doc: doc}
+}
+
+// A requirement moved to another document, its content unchanged, is
+// stamped again where it is now; trace and the release's table show that
+// document, with the provenance of the same stamp.
+func TestMovedRequirement(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	docs := readFixtures(t, "../../testdata/sdoc")
+	if _, err := f.reg.ScanStamps(ctx, docs, approval, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	moved := moveRequirement(t, docs, "REQ-007", "reqs/alarms.sdoc", "reqs/power.sdoc")
+	move := Approval{PR: "59", Commit: "5ca1ab1e", Approver: "Bob Lee <bob@example.com>", ApprovedAt: approval.ApprovedAt.Add(time.Hour)}
+	res, err := f.reg.ScanStamps(ctx, moved, move, "ci")
+	if err != nil || len(res.Appended) != 1 || res.Existing != 11 {
+		t.Fatalf("scan after the move: %d appended, %d existing, %v; want 1 and 11", len(res.Appended), res.Existing, err)
+	}
+	if res, err := f.reg.ScanStamps(ctx, moved, Approval{PR: "60", Commit: "f00d", Approver: "Someone Else"}, "ci"); err != nil || len(res.Appended) != 0 {
+		t.Errorf("scan of the moved documents again: %d appended, %v; want none", len(res.Appended), err)
+	}
+
+	row, err := f.reg.Trace(ctx, "REQ-007")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(row.Stamps) != 2 || row.Document != "reqs/power.sdoc" {
+		t.Fatalf("Trace(REQ-007): document %q, %d stamps; want reqs/power.sdoc, 2", row.Document, len(row.Stamps))
+	}
+	if s := row.Stamps[1].Stamp; s.Document != row.Document || s.PR != move.PR || s.Approver != move.Approver {
+		t.Errorf("Trace(REQ-007) latest stamp %+v, want the move's (PR %s) in %s", s, move.PR, row.Document)
+	}
+	if row, err := f.reg.Trace(ctx, "REQ-012"); err != nil || row.Document != "reqs/alarms.sdoc" || len(row.Stamps) != 1 {
+		t.Errorf("Trace(REQ-012), which stayed = %q, %d stamps, %v", row.Document, len(row.Stamps), err)
+	}
+
+	// A stamp sent alone for the old place, as over the API, is a new
+	// stamp too: the requirement is back where it was.
+	old := row.Stamps[0].Stamp
+	old.PR, old.Commit, old.ApprovedAt = "61", "0ddba11", move.ApprovedAt.Add(time.Hour).Format(time.RFC3339)
+	if rc, err := f.reg.Stamp(ctx, old, nil, "ci"); err != nil || rc.Duplicate {
+		t.Fatalf("stamp back in reqs/alarms.sdoc: duplicate %v, %v", rc.Duplicate, err)
+	}
+	if rc, err := f.reg.Stamp(ctx, old, nil, "ci"); err != nil || !rc.Duplicate {
+		t.Errorf("the same stamp again: duplicate %v, %v; want the first's receipt", rc.Duplicate, err)
+	}
+	back := row.Stamps[1].Stamp
+	back.PR = "62"
+	if rc, err := f.reg.Stamp(ctx, back, nil, "ci"); err != nil || rc.Duplicate {
+		t.Fatalf("stamp in reqs/power.sdoc again: duplicate %v, %v", rc.Duplicate, err)
+	}
+
+	// The release signed on the moved documents stands on the stamp in
+	// reqs/power.sdoc, and its table says so.
+	f.enroll(f.jane)
+	p, err := Prepare(ctx, SignRequest{Bundle: f.bundle, Version: "v0.1.0", Meaning: "approved-for-release",
+		Signer: signing.Signer{Name: f.jane.Name, Email: f.jane.Email, KeyID: f.jane.Public().KeyID()},
+		Gate:   func(x evidence.Index) (GateResult, error) { return f.reg.Gate(ctx, x, moved) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.Sign(ctx, f.jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.Record(ctx, f.bundle, m, "ci", RecordOptions{StampList: StampListText(p.Gate.Matched)}); err != nil {
+		t.Fatal(err)
+	}
+	_, rows, err := f.reg.TraceRelease(ctx, "v0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.UID != "REQ-007" {
+			continue
+		}
+		if len(r.Stamps) != 1 || r.Document != "reqs/power.sdoc" || r.Stamps[0].Stamp.Document != r.Document || r.Stamps[0].Stamp.PR != "62" || r.ReviewedHash != r.Stamps[0].Stamp.ReviewedHash {
+			t.Errorf("TraceRelease REQ-007: document %q, hash %s, stamps %+v; want the one stamp of PR 62 in reqs/power.sdoc", r.Document, r.ReviewedHash, r.Stamps)
+		}
+	}
+}

@@ -62,11 +62,15 @@ func (r *Registry) getBlob(ctx context.Context, d cas.Digest, max int64) ([]byte
 // TraceRow is one requirement's chain: its stamps and the releases whose
 // evidence lists it.
 type TraceRow struct {
-	UID          string            `json:"uid"`
-	State        string            `json:"state,omitempty"`
-	ReviewedHash string            `json:"reviewed_hash,omitempty"` // as the release's index.json states it
-	Stamps       []StampedEntry    `json:"stamps"`
-	Releases     []RecordedRelease `json:"releases"`
+	UID          string `json:"uid"`
+	State        string `json:"state,omitempty"`
+	ReviewedHash string `json:"reviewed_hash,omitempty"` // as the release's index.json states it
+	// Document is the .sdoc file the requirement is in, as its current
+	// stamp records it: the last of Stamps, so that the document and the
+	// approval shown beside it come from one stamp.
+	Document string            `json:"document,omitempty"`
+	Stamps   []StampedEntry    `json:"stamps"`
+	Releases []RecordedRelease `json:"releases"`
 }
 
 // TraceSource is what tracing reads: the log's release and stamp entries
@@ -114,9 +118,13 @@ func (src TraceSource) Index(rel ledger.Release) (evidence.Index, error) {
 
 // Trace returns the chain for one UID: every stamp (PR, commit, approver,
 // time, log index) and every recorded release whose index.json lists it.
+// The row's Document is the latest stamp's: where the requirement is now.
 func (src TraceSource) Trace(uid string) (TraceRow, error) {
 	stamps := src.Stamps[uid]
 	row := TraceRow{UID: uid, Stamps: append([]StampedEntry{}, stamps...)} // [] in JSON, as in TraceRelease
+	if n := len(stamps); n > 0 {
+		row.Document = stamps[n-1].Stamp.Document
+	}
 	for _, rel := range src.Releases {
 		idx, err := src.Index(rel.Release)
 		if err != nil {
@@ -142,7 +150,8 @@ func (src TraceSource) Trace(uid string) (TraceRow, error) {
 // recorded with it (release sign writes it, and record stores it); for a
 // release without one, the stamps logged before the release entry whose
 // REVIEWED_HASH is the one the index states (every stamp of the UID
-// before the release when the index states none).
+// before the release when the index states none). The last of a row's
+// stamps is the one the release stood on, and gives the row's Document.
 func (src TraceSource) TraceRelease(version string) (RecordedRelease, []TraceRow, error) {
 	var rel *RecordedRelease
 	for i := range src.Releases {
@@ -175,6 +184,9 @@ func (src TraceSource) TraceRelease(version string) (RecordedRelease, []TraceRow
 			case s.Index < rel.Index && (req.ReviewedHash == "" || s.Stamp.ReviewedHash == req.ReviewedHash):
 				row.Stamps = append(row.Stamps, s)
 			}
+		}
+		if n := len(row.Stamps); n > 0 {
+			row.Document = row.Stamps[n-1].Stamp.Document
 		}
 		rows = append(rows, row)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/evidence"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -153,8 +153,6 @@ type searchPage struct {
 	Next    string // the next page's address
 }
 
-var hexRE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-
 func (p *Pages) search(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -182,23 +180,33 @@ func (p *Pages) search(w http.ResponseWriter, r *http.Request) error {
 	var queries []ledger.Query
 	switch term := data.Q; {
 	case term == "" && kind == "":
-		data.Message = "Search by a digest (sha256:…), a requirement UID (such as REQ-001) or a release version (such as v0.1.0), or choose a kind of entry."
+		data.Message = "Search by a digest (sha256:…), a REVIEWED_HASH (its hex digits), a requirement UID (such as REQ-001) or a release version (such as v0.1.0), or choose a kind of entry."
 		return p.render(w, http.StatusOK, "search", "Search", data)
 	case term == "":
 		queries = []ledger.Query{{Kind: kind}}
 		data.What = fmt.Sprintf("%s entries", kind)
-	case hexRE.MatchString(term) || strings.HasPrefix(strings.ToLower(term), "sha256:"):
-		text := strings.ToLower(term)
-		if !strings.HasPrefix(text, "sha256:") {
-			text = "sha256:" + text
-		}
-		d, err := cas.ParseDigest(text)
+	case strings.HasPrefix(strings.ToLower(term), "sha256:"):
+		d, err := cas.ParseDigest(strings.ToLower(term))
 		if err != nil {
 			return fail("%q is not a digest: write sha256: and 64 hex digits", truncate(term))
 		}
 		data.Q = d.String()
 		queries = []ledger.Query{{Digest: d.String(), Kind: kind}, {KeyID: d.String(), Kind: kind}}
 		data.What = "entries naming " + d.String()
+	case isReviewedHash(term):
+		// Bare hex digits may be a REVIEWED_HASH (the SHA-256 of a
+		// requirement's text, which names no blob) as well as a digest
+		// without its sha256: prefix, or a UID: search for each it can be.
+		h := strings.ToLower(term)
+		data.Q = h
+		queries = []ledger.Query{{ReviewedHash: h, Kind: kind}}
+		if len(h) == 64 {
+			queries = append(queries, ledger.Query{Digest: "sha256:" + h, Kind: kind}, ledger.Query{KeyID: "sha256:" + h, Kind: kind})
+			data.What = "entries with " + h + " as a blob digest, key id or REVIEWED_HASH"
+		} else {
+			queries = append(queries, ledger.Query{UID: term, Kind: kind})
+			data.What = "entries with " + term + " as a requirement UID or REVIEWED_HASH"
+		}
 	case ledger.ValidateVersion(term) == nil:
 		queries = []ledger.Query{{Release: term, Kind: kind}}
 		data.What = "entries of release " + term
@@ -253,6 +261,13 @@ func (p *Pages) find(ctx context.Context, qs []ledger.Query, start uint64, limit
 		all = all[:limit]
 	}
 	return all, nil
+}
+
+// isReviewedHash reports whether s could be a REVIEWED_HASH: 32 to 128
+// hex digits, of either case.
+func isReviewedHash(s string) bool {
+	_, err := evidence.NormaliseReviewedHash(s)
+	return err == nil
 }
 
 // checkUID refuses a search term no UID could be.

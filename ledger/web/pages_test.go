@@ -51,6 +51,7 @@ func TestPages(t *testing.T) {
 	if err != nil || len(stamps) != 1 {
 		t.Fatalf("finding a stamp entry: %v %v", stamps, err)
 	}
+	const reqHash = "a60b711f64f36f1a09aa48cff12727a08310d0415ed26f053c13b2dea4970dfa" // REQ-007's
 	tests := []struct {
 		name, method, path string
 		status             int
@@ -61,7 +62,7 @@ func TestPages(t *testing.T) {
 		{"home", "GET", "/", 200, true, []string{"pages.example/dhf", "v0.1.0", "Jane Doe", "approved-for-release", `href="/log.pub"`,
 			strconv.FormatUint(f.l.Log.Size(), 10) + " entries", `<label for="site-q">`, `<html lang="en">`}, nil},
 		{"release", "GET", "/releases/v0.1.0", 200, true, []string{"Jane Doe", "jane@example.com", f.manifest.Predicate().Signer.KeyID,
-			f.bundle.String(), "bioflow_pro.exe", "REQ-001", "§11.50(a)", "§11.10(b)", "§11.10(e)",
+			f.bundle.String(), "bioflow_pro.exe", "REQ-001", `<td class="path">reqs/pump.sdoc</td>`, "§11.50(a)", "§11.10(b)", "§11.10(e)",
 			"ledger verify --audit-package release-v0.1.0-audit.zip --bundle PATH --log-key log.pub",
 			"ledger verify --bundle PATH --manifest release-v0.1.0.json --signer-key signer.pub --log-key log.pub --receipt release-v0.1.0.receipt.json",
 			`href="/releases/v0.1.0/audit-package.zip"`, `<th scope="col">`}, nil},
@@ -71,7 +72,11 @@ func TestPages(t *testing.T) {
 		{"search by UID", "GET", "/search?q=REQ-001", 200, true, []string{"REQ-001 approved by Jane Doe", `id="results-table"`}, nil},
 		{"search by version", "GET", "/search?q=v0.1.0", 200, true, []string{`id="release-link"`, "bioflow_pro.exe (release v0.1.0)"}, nil},
 		{"search by digest", "GET", "/search?q=" + f.bundle.String(), 200, true, []string{"bundle of " + strconv.Itoa(len(f.listing.Files)) + " files"}, nil},
-		{"search by bare hex", "GET", "/search?q=" + strings.ToUpper(f.bundle.Hex()), 200, true, []string{"bundle of "}, nil},
+		{"search by bare hex", "GET", "/search?q=" + strings.ToUpper(f.bundle.Hex()), 200, true, []string{"bundle of ", "as a blob digest, key id or REVIEWED_HASH"}, nil},
+		{"search by REVIEWED_HASH", "GET", "/search?q=" + reqHash, 200, true, []string{"REQ-007 approved by Jane Doe", `id="results-table"`}, []string{"No entry matches."}},
+		{"search by REVIEWED_HASH in capitals", "GET", "/search?q=" + strings.ToUpper(reqHash) + "&kind=stamp", 200, true, []string{"REQ-007 approved by Jane Doe"}, nil},
+		{"search by a shorter hex", "GET", "/search?q=" + reqHash[:40], 200, true, []string{"as a requirement UID or REVIEWED_HASH", "No entry matches."}, nil},
+		{"search by a digest that is a REVIEWED_HASH", "GET", "/search?q=sha256:" + reqHash, 200, true, []string{"No entry matches."}, nil},
 		{"search by kind", "GET", "/search?kind=release", 200, true, []string{"release v0.1.0, signed", "release v6.6.6, signed"}, nil},
 		{"search nothing found", "GET", "/search?q=REQ-404", 200, true, []string{"No entry matches."}, nil},
 		{"empty search", "GET", "/search?q=", 200, true, []string{"Search by a digest"}, []string{"results-table"}},
