@@ -225,6 +225,19 @@ func TestBadgerCorruption(t *testing.T) {
 			if _, err := cas.Get(t.Context(), s, info.Digest, io.Discard); !errors.Is(err, cas.ErrCorrupt) {
 				t.Errorf("Get = %v, want ErrCorrupt", err)
 			}
+			if tt.detail == "hashes to" && tt.chunk >= 0 {
+				// Uploading the blob again must not report it stored
+				// while it cannot be read back, nor overwrite the
+				// damaged chunk.
+				key := chunkKey(cas.Sum(chunk(tt.chunk)))
+				damaged := rawGet(t, db, key)
+				if _, err := s.Put(t.Context(), bytes.NewReader(content), nil); !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), "is damaged") {
+					t.Errorf("Put of the damaged blob's content = %v, want ErrCorrupt naming the damaged chunk", err)
+				}
+				if !bytes.Equal(rawGet(t, db, key), damaged) {
+					t.Error("Put overwrote the damaged chunk")
+				}
+			}
 		})
 	}
 }

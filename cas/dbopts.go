@@ -2,9 +2,11 @@ package cas
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -63,7 +65,35 @@ func (b badgerLogger) log(level slog.Level, format string, args []any) {
 	b.l.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "badger")
 }
 
-func (b badgerLogger) Errorf(format string, args ...any)   { b.log(slog.LevelError, format, args) }
+func (b badgerLogger) Errorf(format string, args ...any) {
+	if strings.Contains(format, "sync") {
+		err := fmt.Errorf("%w: %s", ErrSyncFailed, strings.TrimSpace(fmt.Sprintf(format, args...)))
+		syncFailure.CompareAndSwap(nil, &err)
+	}
+	b.log(slog.LevelError, format, args)
+}
+
+// ErrSyncFailed reports that badger failed to sync its value log to disk.
+// Badger does not return that failure to the write that hit it: it only
+// logs it, and the write reports success.
+var ErrSyncFailed = errors.New("badger could not sync its value log to disk")
+
+// syncFailure is the first failed sync badger logged in this process.
+var syncFailure atomic.Pointer[error]
+
+// BadgerSyncFailure returns nil until badger, in any store opened with
+// DefaultBadgerOptions in this process, has logged a failed sync of its
+// value log, and from then on an error wrapping ErrSyncFailed. After a
+// failed fsync, what reached the disk is unknown, even of writes synced
+// later (the kernel may have dropped the pages): every write that
+// commits afterwards reports this error instead of success, until the
+// process restarts and badger reopens what is on disk.
+func BadgerSyncFailure() error {
+	if p := syncFailure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 func (b badgerLogger) Warningf(format string, args ...any) { b.log(slog.LevelWarn, format, args) }
 func (b badgerLogger) Infof(format string, args ...any)    { b.log(slog.LevelInfo, format, args) }
 func (b badgerLogger) Debugf(format string, args ...any)   { b.log(slog.LevelDebug, format, args) }

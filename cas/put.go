@@ -364,9 +364,13 @@ func (s *Badger) writeGroup(group []chunkWrite, settle func(w chunkWrite, writte
 	}
 	for i, w := range group {
 		key := chunkKey(w.ref.digest)
-		_, err := txn.Get(key)
+		item, err := txn.Get(key)
 		if err == nil {
-			settle(w, false, nil) // chunks are content-addressed: never overwrite one
+			// Chunks are content-addressed: never overwrite one. But a
+			// stored copy that no longer hashes right must not pass for
+			// this upload: the put fails, naming the damage, rather than
+			// report a blob stored that cannot be read back.
+			settle(w, false, checkStoredChunk(item, w.ref.digest))
 			continue
 		}
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -388,6 +392,10 @@ func (s *Badger) writeGroup(group []chunkWrite, settle func(w chunkWrite, writte
 	}
 	if err := txn.Commit(); err != nil {
 		fail(err, pending...)
+		return rest
+	}
+	if err := BadgerSyncFailure(); err != nil {
+		fail(err, pending...) // committed, but not known to be on disk
 		return rest
 	}
 	for _, w := range pending {
@@ -419,6 +427,9 @@ func (s *Badger) commitRecord(info Info, rec []byte) (Info, bool, error) {
 		})
 		if errors.Is(err, badger.ErrConflict) && attempt < 10 {
 			continue // a concurrent Put of the same blob committed first; look again
+		}
+		if err == nil {
+			err = BadgerSyncFailure() // committed, but not known to be on disk
 		}
 		if err != nil {
 			return Info{}, false, fmt.Errorf("writing blob record: %w", err)
@@ -466,4 +477,18 @@ func (s *Badger) release(refs []*chunkRef, committed bool) {
 		return
 	}
 	s.log.Debug("deleted chunks of failed put", "chunks", len(dead))
+}
+
+// checkStoredChunk reads the stored chunk item, which should hold the
+// chunk with digest d, and returns an error wrapping ErrCorrupt if it
+// does not.
+func checkStoredChunk(item *badger.Item, d Digest) error {
+	var got Digest
+	if err := item.Value(func(v []byte) error { got = Sum(v); return nil }); err != nil {
+		return fmt.Errorf("%w: chunk %s is stored but cannot be read (%v): the store is damaged; run ledger audit and restore it from a backup", ErrCorrupt, d, err)
+	}
+	if got != d {
+		return fmt.Errorf("%w: chunk %s is stored but its bytes hash to %s: the store is damaged; run ledger audit and restore it from a backup (a damaged chunk is never overwritten)", ErrCorrupt, d, got)
+	}
+	return nil
 }

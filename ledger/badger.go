@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tracealm/evidence-ledger/cas"
 )
 
 // Key layout under the "log/" prefix of the shared badger DB (tree hashes:
@@ -104,10 +106,21 @@ func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
 	// many.
 	s.claims.addAll(b.Claims)
 	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, err)
+		// Badger applies a transaction to its memtable before it syncs
+		// the write-ahead log, and reports a failed sync as a failed
+		// commit: the batch may be readable without being durable.
+		return fmt.Errorf("committing entries %d to %d: %w: %w", b.Start, end, ErrNotDurable, err)
+	}
+	// A failed sync of the value log, where the log's hash tiles go,
+	// badger only logs.
+	if err := badgerSyncFailure(); err != nil {
+		return fmt.Errorf("committing entries %d to %d: %w: %w", b.Start, end, ErrNotDurable, err)
 	}
 	return nil
 }
+
+// badgerSyncFailure is cas.BadgerSyncFailure, a variable for tests.
+var badgerSyncFailure = cas.BadgerSyncFailure
 
 // stage adds a batch's writes to txn, checking first that the batch extends
 // the stored log.

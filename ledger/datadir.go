@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tracealm/evidence-ledger/cas"
+	"github.com/tracealm/evidence-ledger/ledger/internal/badgerwal"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -383,6 +385,11 @@ type OpenOptions struct {
 	// Log tunes the log; its Storage, Blobs, Signer and Verifier are set by
 	// Open.
 	Log LogOptions
+	// DiscardDamagedRecords lets badger open a store whose write-ahead log
+	// or last value-log file has a damaged record followed by intact ones,
+	// cutting them all off (see ErrLogDamaged). Only ledger recover sets
+	// it, after copying the files aside.
+	DiscardDamagedRecords bool
 	// AuditOnly opens the store without starting the log (Ledger.Log is
 	// nil), so that Audit can examine a store whose damage would stop the
 	// log from opening, and report it instead.
@@ -503,7 +510,7 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 	if err != nil || signer.Name() != verifier.Name() {
 		return nil, fmt.Errorf("opening %s: private key %q does not match public key %q: %s and %s are not a pair", dir, signer.Name(), verifier.Name(), PrivateKeyFile, PublicKeyFile)
 	}
-	db, err := openDB(filepath.Join(dir, dbDir), opts.Logger)
+	db, err := openDB(filepath.Join(dir, dbDir), opts.Logger, opts.DiscardDamagedRecords)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: opening store: %w%s", dir, err, storeAdvice(err))
 	}
@@ -654,15 +661,13 @@ func (l *Ledger) closeBlobs() error {
 	return closeBlobs(l.Blobs)
 }
 
-// openDB opens the badger store. After a crash, badger replays its
-// write-ahead log into memory, and what it replays may never have reached
-// the disk; opening, closing and reopening flushes it to synced tables, so
-// that the log never serves a checkpoint for data that is not durable.
 // storeAdvice is what to do about a store that does not open: stop the
 // process that holds it, or, when its files are damaged, restore it.
 func storeAdvice(err error) string {
 	msg := strings.ToLower(err.Error())
 	switch {
+	case errors.Is(err, ErrLogDamaged):
+		return " (restore the data directory from a backup; or, if the machine lost power while writing, so that these records may never have been acknowledged, run ledger recover --discard-damaged-records, which copies the files aside first, then ledger audit)"
 	case strings.Contains(msg, "lock"):
 		return " (another ledger process, such as ledger serve, has it open: stop it first, or use --node URL)"
 	case strings.Contains(msg, "checksum"), strings.Contains(msg, "corrupt"), strings.Contains(msg, "manifest"),
@@ -672,7 +677,30 @@ func storeAdvice(err error) string {
 	return ""
 }
 
-func openDB(path string, logger *slog.Logger) (*badger.DB, error) {
+// ErrLogDamaged marks a store that was not opened because a record in
+// the middle of badger's write-ahead log or last value-log file is
+// damaged (see badgerwal): badger would cut off the intact records after
+// it, and a log so cut short would sign a second checkpoint for sizes it
+// signed before.
+var ErrLogDamaged = errors.New("the store's own write log is damaged")
+
+// openDB opens the badger store. After a crash, badger replays its
+// write-ahead log into memory, and what it replays may never have reached
+// the disk; opening, closing and reopening flushes it to synced tables, so
+// that the log never serves a checkpoint for data that is not durable.
+// Before that, it checks badger's logs, changing nothing, and refuses a
+// store that badger would cut short at a damaged record (ErrLogDamaged),
+// unless discardDamaged is set.
+func openDB(path string, logger *slog.Logger, discardDamaged bool) (*badger.DB, error) {
+	if !discardDamaged {
+		if err := badgerwal.Check(path); err != nil {
+			var d *badgerwal.Damage
+			if errors.As(err, &d) {
+				return nil, fmt.Errorf("%w: %v. Nothing was changed", ErrLogDamaged, err)
+			}
+			return nil, err
+		}
+	}
 	opts := cas.DefaultBadgerOptions(path, logger)
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -682,4 +710,72 @@ func openDB(path string, logger *slog.Logger) (*badger.DB, error) {
 		return nil, err
 	}
 	return badger.Open(opts)
+}
+
+// CheckStore checks, changing nothing, badger's write-ahead log and last
+// value-log file in the data directory dir: it returns an error wrapping
+// ErrLogDamaged if one has a damaged record followed by intact ones,
+// which Open refuses (see DiscardDamagedRecords).
+func CheckStore(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, MarkerFile)); err != nil {
+		return fmt.Errorf("checking %s: %w: no %s in it; point --data at an existing ledger", dir, ErrNotLedger, MarkerFile)
+	}
+	err := badgerwal.Check(filepath.Join(dir, dbDir))
+	var d *badgerwal.Damage
+	if errors.As(err, &d) {
+		return fmt.Errorf("%w: %v", ErrLogDamaged, err)
+	}
+	return err
+}
+
+// SetAsideStoreLogs copies the files CheckStore reads into a new
+// directory in dir, named for the time, synced, and returns its path:
+// what to keep before DiscardDamagedRecords lets badger cut them short.
+func SetAsideStoreLogs(dir string, now time.Time) (string, error) {
+	files, err := badgerwal.Files(filepath.Join(dir, dbDir))
+	if err != nil {
+		return "", err
+	}
+	aside := filepath.Join(dir, "damaged-"+now.UTC().Format("20060102T150405Z"))
+	if err := os.Mkdir(aside, 0o700); err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		if err := copySynced(f, filepath.Join(aside, filepath.Base(f))); err != nil {
+			return "", fmt.Errorf("copying %s aside: %w", f, err)
+		}
+	}
+	return aside, syncDir(aside)
+}
+
+// copySynced copies the file from to a new file to and syncs it.
+func copySynced(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// syncDir syncs the directory dir, so that the files made in it last.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

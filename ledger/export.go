@@ -51,9 +51,9 @@ func IndexEntry(b []byte) (EntryIndex, error) {
 // need not hold a ledger yet (its marker is written last), creating the
 // store if it does not exist. The caller closes it.
 func OpenDataStore(dir string, logger *slog.Logger) (*badger.DB, error) {
-	db, err := openDB(filepath.Join(dir, dbDir), logger)
+	db, err := openDB(filepath.Join(dir, dbDir), logger, false)
 	if err != nil {
-		return nil, fmt.Errorf("opening the store in %s: %w", dir, err)
+		return nil, fmt.Errorf("opening the store in %s: %w%s", dir, err, storeAdvice(err))
 	}
 	return db, nil
 }

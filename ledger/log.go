@@ -231,7 +231,7 @@ func openFollower(ctx context.Context, l *Log) (*Log, error) {
 			return nil, fmt.Errorf("opening log: %w", err)
 		}
 		if !bytes.Equal(cp, served.checkpoint) {
-			return nil, fmt.Errorf("opening log: the stored log does not extend the tree of size %d this log served: the database was replaced or restored from an older copy; run ledger audit", served.size)
+			return nil, fmt.Errorf("opening log: the stored log does not extend the tree of size %d this log served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", served.size)
 		}
 	}
 	l.following.Store(true)
@@ -299,7 +299,7 @@ func (l *Log) Refresh(ctx context.Context) error {
 			return fmt.Errorf("reading the log's checkpoint of size %d: %w", cur.size, err)
 		}
 		if !bytes.Equal(cp, cur.checkpoint) {
-			return fmt.Errorf("the stored log (size %d) does not extend the tree of size %d this replica served: the database was replaced or restored from an older copy; run ledger audit", head.Size, cur.size)
+			return fmt.Errorf("the stored log (size %d) does not extend the tree of size %d this replica served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", head.Size, cur.size)
 		}
 	}
 	l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: c.Root})
@@ -425,7 +425,7 @@ func (l *Log) resume(ctx context.Context) error {
 			}
 		}
 		if !bytes.Equal(cp, served.checkpoint) {
-			return fmt.Errorf("opening log: the stored log (size %d) does not extend the tree of size %d this log served: the database was replaced or restored from an older copy; run ledger audit", head.Size, served.size)
+			return fmt.Errorf("opening log: the stored log (size %d) does not extend the tree of size %d this log served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", head.Size, served.size)
 		}
 	}
 	switch _, err := opts.Storage.ReadEntries(ctx, head.Size, head.Size+1); {
@@ -860,6 +860,13 @@ func (l *Log) commit(batch []*request) *pending {
 			l.stallErr, l.retryAt = err, time.Now()
 			l.opts.Logger.Warn("the stored log moved underneath this sequencer; resuming at its head", "tree_size", start, "err", err)
 			return fail(fmt.Errorf("%w: %w", ErrFailed, err))
+		}
+		if errors.Is(err, ErrNotDurable) {
+			// What the storage holds may not be on disk: resuming at
+			// its head would publish it. Only a reopen is safe.
+			l.state.Store(stopped)
+			l.opts.Logger.Error("commit failed after its writes could be read; log stopped until it is reopened", "tree_size", start, "entries", len(fresh), "err", err)
+			return fail(fmt.Errorf("%w: committing: %w; reopen the log", ErrFailed, err))
 		}
 		// The outcome is unknown: l.rng stays as it was, and recover
 		// resumes at whatever the storage holds.

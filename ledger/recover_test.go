@@ -26,7 +26,10 @@ type flakyStorage struct {
 	// commit); failSync fails syncs; head, when set, is served as the
 	// stored head, as a database restored from an older copy would.
 	down, failCommit, land, failSync bool
-	head                             *ledger.Head
+	// notDurable fails commits after writing them, as ErrNotDurable: as
+	// badger reports a write-ahead log whose sync failed.
+	notDurable bool
+	head       *ledger.Head
 }
 
 func (s *flakyStorage) set(f func(s *flakyStorage)) {
@@ -56,8 +59,14 @@ func (s *flakyStorage) Head(ctx context.Context) (ledger.Head, error) {
 
 func (s *flakyStorage) Commit(ctx context.Context, b *ledger.Batch) error {
 	s.mu.Lock()
-	down, fail, land := s.down, s.failCommit, s.land
+	down, fail, land, notDurable := s.down, s.failCommit, s.land, s.notDurable
 	s.mu.Unlock()
+	if notDurable {
+		if err := s.AuditStorage.Commit(ctx, b); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: fsync: input/output error", ledger.ErrNotDurable)
+	}
 	if fail && land {
 		if err := s.AuditStorage.Commit(ctx, b); err != nil {
 			return err
@@ -310,5 +319,32 @@ func TestSyncFailureStops(t *testing.T) {
 	// The commit landed before its sync failed: it is the stored entry.
 	if !rc.Duplicate {
 		t.Errorf("the claim whose sync failed, appended after reopening: index %d, not a duplicate", rc.Index)
+	}
+}
+
+// TestNotDurableCommitStops fails a commit as badger does when its
+// write-ahead log's sync fails: the batch is readable but may not be on
+// disk. The log must stop, as after a failed sync, rather than resume at
+// the stored head and publish a checkpoint for it.
+func TestNotDurableCommitStops(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	log, fs := flakyLog(t, l)
+	fs.set(func(s *flakyStorage) { s.notDurable = true })
+	if _, err := log.Append(ctx, artefact(t, l, "not durable", "nd.txt"), "ci"); !errors.Is(err, ledger.ErrFailed) || !errors.Is(err, ledger.ErrNotDurable) {
+		t.Fatalf("Append whose commit was not durable: %v, want ErrFailed and ErrNotDurable", err)
+	}
+	fs.set(func(s *flakyStorage) { s.notDurable = false })
+	time.Sleep(2 * ledger.RecoverInterval)
+	if _, err := log.Append(ctx, artefact(t, l, "after", "after.txt"), "ci"); !errors.Is(err, ledger.ErrFailed) || !strings.Contains(err.Error(), "reopen") {
+		t.Fatalf("Append after a commit that was not durable: %v, want ErrFailed saying to reopen the log", err)
+	}
+	if state, _ := log.Healthy(ctx); state != "stopped" {
+		t.Errorf("Healthy = %q, want stopped", state)
+	}
+	if cp, _ := log.Checkpoint(); cp != nil {
+		if c, err := proofs.ParseCheckpoint(cp); err == nil && c.Size != 0 {
+			t.Errorf("the log published a checkpoint of size %d for a commit that may not be durable", c.Size)
+		}
 	}
 }

@@ -16,6 +16,14 @@ var ErrConflict = errors.New("log changed underneath the sequencer")
 // transaction; nothing was written.
 var ErrBatchTooLarge = errors.New("batch too large for one transaction")
 
+// ErrNotDurable marks a failed Commit after which what it wrote may be
+// readable yet not on disk (for badger: its write-ahead log's sync
+// failed after the batch went into memory). The log then stops until it
+// is reopened, as after a failed Sync, instead of resuming at a stored
+// head that holds the batch, which would publish a checkpoint for data
+// that may not be durable.
+var ErrNotDurable = errors.New("the commit failed after its writes could be read: whether they reached the disk is unknown")
+
 // ErrUnavailable reports that the log's storage cannot be reached just now:
 // its database server is down, restarting or cut off. Storage
 // implementations wrap it around such failures so that callers can tell

@@ -55,6 +55,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			e.proofCommand(),
 			e.verifyReceiptCommand(),
 			e.auditCommand(),
+			e.recoverCommand(),
 			e.bundleCommand(),
 			e.keygenCommand(),
 			e.signerCommand(),

@@ -728,6 +728,12 @@ func (e *env) auditCommand() *cli.Command {
 				bar.set(phase, int64(done), int64(total))
 			})
 			bar.done()
+			if p := checkServed(c.Context, dir, l); p != "" {
+				rep.Problems = append(rep.Problems, p)
+				if err == nil {
+					err = fmt.Errorf("the log does not hold the last checkpoint the node served")
+				}
+			}
 			if c.Bool("json") {
 				if perr := printJSON(e.stdout, rep); perr != nil {
 					return perr

@@ -28,6 +28,7 @@ import (
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/node"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
+	"github.com/tracealm/evidence-ledger/proofs"
 )
 
 func (e *env) serveCommand() *cli.Command {
@@ -209,13 +210,14 @@ func (e *env) serve(c *cli.Context) error {
 	return nil
 }
 
-// servedFile, in the data directory of a ledger whose log is on
-// PostgreSQL, holds the last checkpoint the replica served (written about
-// once a second and at shutdown). The replica opens its ledger only if
-// the stored log holds that checkpoint: a database failed over to a
-// standby that lags, or restored from an older backup, is refused rather
-// than forked, across restarts too. Remove the file only when the log's
-// database is known to hold every checkpoint served.
+// servedFile, in the data directory, holds the last checkpoint the node
+// served (written about once a second and at shutdown), outside the
+// log's store. The node opens its ledger only if the stored log holds
+// that checkpoint: a database failed over to a standby that lags, or
+// restored from an older backup, or a store that lost records to damage,
+// is refused rather than forked, across restarts too; ledger audit checks
+// it as well. Remove the file only when the log's store is known to hold
+// every checkpoint served.
 const servedFile = "served.checkpoint"
 
 // keepServed saves log's checkpoint to dir's servedFile whenever it
@@ -272,9 +274,9 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 		return nil, release, err
 	}
 	var handler http.Handler = h
-	if l.LogURL != "" {
-		// The database is not in the data directory: the directory keeps
-		// the last checkpoint served, checked when the ledger opens.
+	{
+		// The data directory keeps the last checkpoint served, apart from
+		// the store, checked when the ledger opens and by ledger audit.
 		ctx, stop := context.WithCancel(context.Background())
 		var saver sync.WaitGroup
 		saver.Go(func() { keepServed(ctx, c.String("data"), l.Log, logger) })
@@ -617,3 +619,25 @@ func (q quietBadger) WithAttrs(as []slog.Attr) slog.Handler {
 	return quietBadger{q.Handler.WithAttrs(as)}
 }
 func (q quietBadger) WithGroup(g string) slog.Handler { return quietBadger{q.Handler.WithGroup(g)} }
+
+// checkServed returns, as an audit problem, that the log in l does not
+// hold the last checkpoint a node served from dir (servedFile), or "" when
+// it does or no node served from dir.
+func checkServed(ctx context.Context, dir string, l *ledger.Ledger) string {
+	path := filepath.Join(dir, servedFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return ""
+	case err != nil:
+		return fmt.Sprintf("%s: %v", path, err)
+	}
+	c, err := proofs.OpenCheckpoint(b, l.Verifier)
+	if err != nil {
+		return fmt.Sprintf("%s, the last checkpoint the node served, does not verify with the log key: %v", path, err)
+	}
+	if cp, err := l.Storage.Checkpoint(ctx, c.Size); err != nil || !bytes.Equal(cp, b) {
+		return fmt.Sprintf("the log does not hold the checkpoint of size %d the node served (%s): the store lost records or was replaced by an older copy; restore it from a backup", c.Size, path)
+	}
+	return ""
+}

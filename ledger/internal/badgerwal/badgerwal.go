@@ -1,0 +1,188 @@
+// Package badgerwal checks badger's logs before badger opens them.
+//
+// When badger opens a store that was not closed cleanly, it replays its
+// write-ahead logs (the memtables' .mem files) and the last value-log file
+// (.vlog) and cuts each off at the first record that does not read back:
+// a record torn by the crash. That is right for a torn tail, whose writes
+// were never acknowledged. It is wrong for a record damaged in the middle
+// of a file (a flipped bit, a bad sector): badger then cuts off every
+// intact record after it, synced and acknowledged ones included, and
+// deletes the write-ahead log once it has flushed what it kept. For a
+// Merkle log that is a silent rollback, after which the log would sign a
+// second checkpoint for a size it signed before.
+//
+// Check reads those files, without changing them, the way badger replays
+// them, and reports a damaged record that has intact records after it. A
+// tail that was only torn (a partial record, then zeros) is no damage.
+package badgerwal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// headerSize is the size of the header badger writes at the start of
+// every .mem and .vlog file (an encryption key id and an IV).
+const headerSize = 20
+
+// maxKey is the longest key badger accepts in a log record.
+const maxKey = 1 << 16
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Damage describes a log file with a record that does not read back
+// followed by records that do.
+type Damage struct {
+	File   string // the file's path
+	Offset int64  // where the first unreadable record starts
+	Intact int    // intact records found after it (at least one)
+	Next   int64  // where the first of them starts
+}
+
+func (d *Damage) Error() string {
+	return fmt.Sprintf("%s: the record at byte %d does not read back, and %d intact records follow it (the first at byte %d): opening the store would discard them", d.File, d.Offset, d.Intact, d.Next)
+}
+
+// Check checks the .mem files and the last .vlog file in the badger
+// directory dir and returns a *Damage for the first damaged one, nil if
+// none is damaged, or another error if a file cannot be read.
+func Check(dir string) error {
+	files, err := Files(dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := checkFile(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Files lists the files Check reads in dir: every .mem file and the
+// .vlog file with the highest number, which are the ones badger replays
+// and may cut short.
+func Files(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var files []string
+	lastVlog, lastFid := "", int64(-1)
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".mem"):
+			files = append(files, filepath.Join(dir, name))
+		case strings.HasSuffix(name, ".vlog"):
+			fid, err := strconv.ParseInt(strings.TrimSuffix(name, ".vlog"), 10, 64)
+			if err == nil && fid > lastFid {
+				lastVlog, lastFid = filepath.Join(dir, name), fid
+			}
+		}
+	}
+	if lastVlog != "" {
+		files = append(files, lastVlog)
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+func checkFile(path string) error {
+	data, release, err := mapFile(path)
+	if err != nil {
+		return fmt.Errorf("checking badger's log %s: %w", path, err)
+	}
+	defer release()
+	if d := Scan(data); d != nil {
+		d.File = path
+		return d
+	}
+	return nil
+}
+
+// Scan reads the records of one log file's contents from the start, as
+// badger does, and, from the first that does not read back, looks for an
+// intact record further on. It returns nil if there is none.
+func Scan(data []byte) *Damage {
+	off := int64(headerSize)
+	for {
+		n, ok := record(data, off)
+		if !ok {
+			break
+		}
+		off += n
+	}
+	if off >= int64(len(data)) {
+		return nil
+	}
+	for next := off + 1; next < int64(len(data)); next++ {
+		if data[next] == 0 && data[next+min(2, int64(len(data))-next-1)] == 0 {
+			// A record starts with meta and user-meta bytes, then a
+			// key length that is never 0: two zeros at next and next+2
+			// rule out a record here (a fast path over zero fill).
+			continue
+		}
+		if _, ok := record(data, next); !ok {
+			continue
+		}
+		d := &Damage{Offset: off, Next: next}
+		for at := next; ; {
+			n, ok := record(data, at)
+			if !ok {
+				break
+			}
+			d.Intact++
+			at += n
+		}
+		return d
+	}
+	return nil
+}
+
+// record reads the record at off and returns its length and whether it
+// reads back: a header, a non-empty key of at most maxKey bytes, a value,
+// and a CRC-32C of all of them that matches.
+func record(data []byte, off int64) (int64, bool) {
+	if off < 0 || off+2 >= int64(len(data)) {
+		return 0, false
+	}
+	p := off + 2 // meta, user meta
+	klen, n := binary.Uvarint(data[p:])
+	if n <= 0 || klen == 0 || klen > maxKey {
+		return 0, false
+	}
+	p += int64(n)
+	if p >= int64(len(data)) {
+		return 0, false
+	}
+	vlen, n := binary.Uvarint(data[p:])
+	if n <= 0 || vlen > uint64(len(data)) {
+		return 0, false
+	}
+	p += int64(n)
+	if p >= int64(len(data)) {
+		return 0, false
+	}
+	if _, n = binary.Uvarint(data[p:]); n <= 0 { // expires at
+		return 0, false
+	}
+	p += int64(n)
+	end := p + int64(klen) + int64(vlen)
+	if end+crc32.Size > int64(len(data)) {
+		return 0, false
+	}
+	if crc32.Checksum(data[off:end], castagnoli) != binary.BigEndian.Uint32(data[end:]) {
+		return 0, false
+	}
+	return end + crc32.Size - off, true
+}

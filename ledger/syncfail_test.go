@@ -1,0 +1,30 @@
+package ledger
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tracealm/evidence-ledger/cas"
+)
+
+// TestBadgerCommitAfterSyncFailure: once badger has logged a failed sync
+// of its value log (which it never returns to the writer), a commit that
+// badger reports as a success is refused as not durable, so that the log
+// stops rather than publish a checkpoint for it.
+func TestBadgerCommitAfterSyncFailure(t *testing.T) {
+	db, err := badger.Open(cas.DefaultBadgerOptions(t.TempDir(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := NewBadgerStorage(db)
+	failed := errors.New("badger could not sync: input/output error")
+	defer func(f func() error) { badgerSyncFailure = f }(badgerSyncFailure)
+	badgerSyncFailure = func() error { return failed }
+	err = s.Commit(t.Context(), &Batch{Start: 0, Head: Head{Size: 0}})
+	if !errors.Is(err, ErrNotDurable) || !errors.Is(err, failed) {
+		t.Errorf("Commit after a failed sync = %v, want ErrNotDurable wrapping the failure", err)
+	}
+}
