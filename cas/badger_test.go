@@ -160,6 +160,12 @@ func TestBadgerCorruption(t *testing.T) {
 		},
 		chunk: 5, detail: "hashes to", handout: 5 * cs,
 	}, {
+		name: "chunk read back empty",
+		damage: func(t *testing.T, db *badger.DB, _ cas.Digest) {
+			rawSet(t, db, chunkKey(cas.Sum(chunk(1))), []byte{})
+		},
+		chunk: 1, detail: "cannot be read", handout: cs,
+	}, {
 		name: "missing chunk",
 		damage: func(t *testing.T, db *badger.DB, _ cas.Digest) {
 			err := db.Update(func(txn *badger.Txn) error { return txn.Delete(chunkKey(cas.Sum(chunk(0)))) })

@@ -147,6 +147,11 @@ func (s *Badger) readChunk(d Digest, i int, cd Digest, dst []byte) ([]byte, erro
 		return nil, fmt.Errorf("reading blob %s: chunk %d (%s): %w", d, i, cd, err)
 	}
 	s.noteMapped(len(data))
+	if len(data) == 0 {
+		// No chunk is empty: badger hands out nothing for a value whose
+		// value-log file was cut short or damaged.
+		return nil, &CorruptError{Digest: d, Chunk: i, Detail: fmt.Sprintf("stored chunk %s cannot be read: badger returns no bytes for it (its value log is damaged or cut short)", cd)}
+	}
 	if got := Sum(data); got != cd {
 		return nil, &CorruptError{Digest: d, Chunk: i, Detail: fmt.Sprintf("stored chunk %s hashes to %s", cd, got)}
 	}
