@@ -129,6 +129,25 @@ func fuzzSeeds(tb testing.TB) map[string]map[string]string {
 		tb.Fatal(err)
 	}
 	add("FuzzVerifyInclusion", "other-size", uint64(5), uint64(6), l.entries[5], bytes.Join(p.Hashes, nil))
+
+	consistency := func(from, to uint64) []byte {
+		p, err := proofs.ProveConsistency(tb.Context(), l, from, to)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return bytes.Join(p.Hashes, nil)
+	}
+	for _, c := range [][2]uint64{{1, fuzzTreeSize}, {5, fuzzTreeSize}, {16, fuzzTreeSize}, {36, fuzzTreeSize}, {7, 8}, {20, 21}} {
+		from, to := c[0], c[1]
+		add("FuzzVerifyConsistency", fmt.Sprintf("valid-%d-to-%d", from, to), from, to, l.root(tb, from), l.root(tb, to), consistency(from, to))
+	}
+	add("FuzzVerifyConsistency", "valid-same-size", uint64(fuzzTreeSize), uint64(fuzzTreeSize), root, root, []byte{})
+	add("FuzzVerifyConsistency", "valid-from-empty", uint64(0), uint64(fuzzTreeSize), proofs.EmptyRoot(), root, []byte{})
+	add("FuzzVerifyConsistency", "valid-empty-to-empty", uint64(0), uint64(0), proofs.EmptyRoot(), proofs.EmptyRoot(), []byte{})
+	add("FuzzVerifyConsistency", "from-empty-with-proof", uint64(0), uint64(fuzzTreeSize), proofs.EmptyRoot(), root, root)
+	add("FuzzVerifyConsistency", "from-after-to", uint64(fuzzTreeSize), uint64(5), root, l.root(tb, 5), consistency(5, fuzzTreeSize))
+	add("FuzzVerifyConsistency", "roots-swapped", uint64(5), uint64(fuzzTreeSize), root, l.root(tb, 5), consistency(5, fuzzTreeSize))
+	add("FuzzVerifyConsistency", "short-proof-hash", uint64(5), uint64(fuzzTreeSize), l.root(tb, 5), root, consistency(5, fuzzTreeSize)[1:])
 	return seeds
 }
 
@@ -266,6 +285,70 @@ func FuzzVerifyReceipt(f *testing.F) {
 		}
 		if !bytes.Equal(r.Entry, l.entries[r.Index]) {
 			t.Fatalf("VerifyReceipt accepted %q: entry %q is not the log's entry %d", b, r.Entry, r.Index)
+		}
+	})
+}
+
+// FuzzVerifyConsistency checks arbitrary consistency proofs between
+// arbitrary roots. VerifyConsistency must never panic, must agree with
+// tlog.CheckTree wherever tlog can judge (1 ≤ from ≤ to ≤ MaxInt64, every
+// hash 32 bytes), must follow its documented rule for proofs from the
+// empty tree, and must never prove a false prefix of the fixed log: given
+// the fixed log's true root at size to, it accepts only the true root at
+// size from.
+func FuzzVerifyConsistency(f *testing.F) {
+	roots := fixedRoots(f)
+	f.Fuzz(func(t *testing.T, from, to uint64, root1, root2, proof []byte) {
+		var hashes [][]byte
+		for len(proof) > 0 {
+			n := min(len(proof), proofs.HashSize)
+			hashes = append(hashes, proof[:n])
+			proof = proof[n:]
+		}
+		p := proofs.ConsistencyProof{From: from, To: to, Hashes: hashes}
+		err := proofs.VerifyConsistency(p, root1, root2)
+		if err != nil && !errors.Is(err, proofs.ErrInvalidProof) {
+			t.Fatalf("VerifyConsistency error %q does not wrap ErrInvalidProof", err)
+		}
+
+		wellFormed := len(root1) == proofs.HashSize && len(root2) == proofs.HashSize &&
+			!slices.ContainsFunc(hashes, func(h []byte) bool { return len(h) != proofs.HashSize })
+		switch {
+		case !wellFormed:
+			if err == nil {
+				t.Fatalf("VerifyConsistency(from %d, to %d) accepted hashes of the wrong length: roots of %d and %d bytes, proof %d bytes", from, to, len(root1), len(root2), len(bytes.Join(hashes, nil)))
+			}
+		case from > to:
+			if err == nil {
+				t.Fatalf("VerifyConsistency accepted a proof from %d to the smaller size %d", from, to)
+			}
+		case from == 0:
+			// Every tree extends the empty one, whose root is fixed; the
+			// empty tree extends only itself.
+			want := bytes.Equal(root1, proofs.EmptyRoot()) && len(hashes) == 0 && (to > 0 || bytes.Equal(root2, root1))
+			if (err == nil) != want {
+				t.Fatalf("VerifyConsistency(from 0, to %d, %d hashes) = %v, want accepted: %v", to, len(hashes), err, want)
+			}
+		case to <= math.MaxInt64:
+			th := make(tlog.TreeProof, len(hashes))
+			for i, h := range hashes {
+				th[i] = tlog.Hash(h)
+			}
+			terr := tlog.CheckTree(th, int64(to), tlog.Hash(root2), int64(from), tlog.Hash(root1))
+			if (err == nil) != (terr == nil) {
+				t.Fatalf("VerifyConsistency(from %d, to %d, %d hashes) = %v, but tlog.CheckTree = %v", from, to, len(hashes), err, terr)
+			}
+		}
+		if err != nil {
+			return
+		}
+		if from == to && !bytes.Equal(root1, root2) {
+			t.Fatalf("VerifyConsistency accepted two different roots for size %d", from)
+		}
+		// A proof that leads to the fixed log's true root at size to
+		// proves its true root at size from, and nothing else.
+		if to <= fuzzTreeSize && bytes.Equal(root2, roots[to]) && !bytes.Equal(root1, roots[from]) {
+			t.Fatalf("VerifyConsistency accepted %x as the root at size %d of the fixed log, whose root there is %x", root1, from, roots[from])
 		}
 	})
 }

@@ -21,14 +21,15 @@ import (
 )
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	l       *ledger.Ledger
+	node    *Server
 	srv     *httptest.Server
 	tokens  map[string]string // role → secret
 	revoked string
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	if _, err := ledger.Init(t.Context(), dir, "node.example/dhf"); err != nil {
@@ -55,6 +56,7 @@ func newEnv(t *testing.T, opts Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.node = s
 	e.srv = httptest.NewServer(s)
 	t.Cleanup(e.srv.Close)
 	return e

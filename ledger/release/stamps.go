@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -434,7 +436,9 @@ func (g GateResult) Blocking() int {
 
 // StampListText is the list the gate's StampList digest is the SHA-256 of:
 // one line per regulated requirement, sorted by UID,
-// "<uid> <reviewed_hash> <log index> <entry digest>\n".
+// "<uid> <reviewed_hash> <log index> <entry digest>\n". A UID may hold
+// spaces (StrictDoc's may, as in "SYS 1"); the other three fields cannot, so
+// a line splits at its last three spaces. ParseStampList reads it back.
 func StampListText(matched []StampedEntry) []byte {
 	sorted := append([]StampedEntry(nil), matched...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Stamp.UID < sorted[j].Stamp.UID })
@@ -453,24 +457,74 @@ type StampLine struct {
 	EntryDigest  string
 }
 
-// ParseStampList parses release.StampListText's format.
+// stampLineForm says what a line of a stamp list is, for errors.
+const stampLineForm = `want "<uid> <reviewed_hash> <index> <entry digest>\n"`
+
+// ParseStampList parses a stamp list as StampListText writes it for the
+// release gate, and nothing else, so that one signed digest names one
+// list: each line ends with "\n"; its UID is UTF-8 without control
+// characters or blanks at either end (as index.json and the stamps
+// require), and the UIDs are in increasing byte order, each once; its
+// REVIEWED_HASH is 32 to 128 lower-case hex digits; its index is decimal
+// without sign or leading zeros; its entry digest is "sha256:" and 64
+// lower-case hex digits. An empty list has no lines.
 func ParseStampList(b []byte) ([]StampLine, error) {
 	var out []StampLine
 	for n, line := range strings.SplitAfter(string(b), "\n") {
 		if line == "" {
-			continue
+			continue // after the final newline
 		}
-		f := strings.Split(strings.TrimSuffix(line, "\n"), " ")
-		if len(f) != 4 || !strings.HasSuffix(line, "\n") {
-			return nil, fmt.Errorf("line %d: want \"<uid> <reviewed_hash> <index> <entry digest>\\n\"", n+1)
-		}
-		i, err := strconv.ParseUint(f[2], 10, 64)
+		l, err := parseStampLine(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: index %q: %v", n+1, f[2], err)
+			return nil, fmt.Errorf("line %d: %w", n+1, err)
 		}
-		out = append(out, StampLine{UID: f[0], ReviewedHash: f[1], Index: i, EntryDigest: f[3]})
+		if k := len(out); k > 0 && out[k-1].UID >= l.UID {
+			return nil, fmt.Errorf("line %d: UID %q is not after %q: the list is sorted by UID, one line each", n+1, short(l.UID), short(out[k-1].UID))
+		}
+		out = append(out, l)
 	}
 	return out, nil
+}
+
+// parseStampLine parses one line of a stamp list, with its newline.
+func parseStampLine(line string) (StampLine, error) {
+	text, ok := strings.CutSuffix(line, "\n")
+	if !ok {
+		return StampLine{}, fmt.Errorf("the last line does not end with a newline; %s", stampLineForm)
+	}
+	// The UID may hold spaces; the three fields after it cannot.
+	var f [4]string
+	rest := text
+	for i := 3; i > 0; i-- {
+		j := strings.LastIndexByte(rest, ' ')
+		if j < 0 {
+			return StampLine{}, fmt.Errorf("too few fields; %s", stampLineForm)
+		}
+		rest, f[i] = rest[:j], rest[j+1:]
+	}
+	f[0] = rest
+	uid, hash, index, digest := f[0], f[1], f[2], f[3]
+	switch {
+	case uid == "":
+		return StampLine{}, fmt.Errorf("no UID; %s", stampLineForm)
+	case !utf8.ValidString(uid):
+		return StampLine{}, fmt.Errorf("UID %q is not UTF-8", short(uid))
+	case strings.TrimSpace(uid) != uid:
+		return StampLine{}, fmt.Errorf("UID %q has blanks around it; %s, one space apart", short(uid), stampLineForm)
+	case strings.ContainsFunc(uid, unicode.IsControl):
+		return StampLine{}, fmt.Errorf("UID %q has a control character", short(uid))
+	}
+	if h, err := evidence.NormaliseReviewedHash(hash); err != nil || h != hash {
+		return StampLine{}, fmt.Errorf("%s: reviewed_hash %q is not 32 to 128 lower-case hex digits", uid, short(hash))
+	}
+	i, err := strconv.ParseUint(index, 10, 64)
+	if err != nil || strconv.FormatUint(i, 10) != index {
+		return StampLine{}, fmt.Errorf("%s: index %q is not a log index in decimal, without sign or leading zeros", uid, short(index))
+	}
+	if _, err := cas.ParseDigest(digest); err != nil {
+		return StampLine{}, fmt.Errorf("%s: entry digest: %w", uid, err)
+	}
+	return StampLine{UID: uid, ReviewedHash: hash, Index: i, EntryDigest: digest}, nil
 }
 
 // Gate checks, before a release is cut, that every regulated requirement

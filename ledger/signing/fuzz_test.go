@@ -3,11 +3,16 @@ package signing
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"reflect"
@@ -207,6 +212,58 @@ func FuzzParseManifest(f *testing.F) {
 			if err := m.Verify(s.key.Public(), m.Bundle); err == nil && !reflect.DeepEqual(st, s.statement) {
 				t.Fatalf("verifies with %s but states %+v, and it signed %+v", s.key.Public().Algorithm(), st, s.statement)
 			}
+		}
+	})
+}
+
+// FuzzParsePublicKey checks that ParsePublicKey refuses with ErrInvalidKey
+// and returns no key, and that a key it accepts is one key under one id:
+// its key id is "sha256:" and the hex SHA-256 of the DER in the block it
+// was given, which is the key's own encoding; its PEM parses back to the
+// same key, id and PEM; and its algorithm is its key's.
+func FuzzParsePublicKey(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := ParsePublicKey(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidKey) {
+				t.Fatalf("ParsePublicKey(%q) error %v does not wrap ErrInvalidKey", b, err)
+			}
+			if k.Key() != nil || k.KeyID() != "" || k.PEM() != nil {
+				t.Fatalf("ParsePublicKey(%q) failed (%v) but returned key %q", b, err, k.KeyID())
+			}
+			return
+		}
+		block, _ := pem.Decode(b)
+		der, err := x509.MarshalPKIXPublicKey(k.Key())
+		if err != nil {
+			t.Fatalf("ParsePublicKey(%q) returned a key that does not marshal: %v", b, err)
+		}
+		if !bytes.Equal(block.Bytes, der) {
+			t.Fatalf("ParsePublicKey(%q) accepted DER %x for the key whose DER is %x", b, block.Bytes, der)
+		}
+		sum := sha256.Sum256(block.Bytes)
+		if want := "sha256:" + hex.EncodeToString(sum[:]); k.KeyID() != want {
+			t.Fatalf("ParsePublicKey(%q).KeyID() = %s, want %s", b, k.KeyID(), want)
+		}
+		k2, err := ParsePublicKey(k.PEM())
+		if err != nil {
+			t.Fatalf("ParsePublicKey(%q).PEM() = %q, which does not parse: %v", b, k.PEM(), err)
+		}
+		same, ok := k.Key().(interface{ Equal(crypto.PublicKey) bool })
+		if !ok || !same.Equal(k2.Key()) || k2.KeyID() != k.KeyID() || !bytes.Equal(k2.PEM(), k.PEM()) {
+			t.Fatalf("ParsePublicKey(%q) = %s, but its PEM %q parses to %s", b, k.KeyID(), k.PEM(), k2.KeyID())
+		}
+		switch k.Key().(type) {
+		case ed25519.PublicKey:
+			if k.Algorithm() != Ed25519 {
+				t.Fatalf("ParsePublicKey(%q): an Ed25519 key of algorithm %s", b, k.Algorithm())
+			}
+		case *ecdsa.PublicKey:
+			if k.Algorithm() != ECDSAP256 || k.Key().(*ecdsa.PublicKey).Curve != elliptic.P256() {
+				t.Fatalf("ParsePublicKey(%q): an ECDSA key of algorithm %s", b, k.Algorithm())
+			}
+		default:
+			t.Fatalf("ParsePublicKey(%q) returned a %T key", b, k.Key())
 		}
 	})
 }
