@@ -1,6 +1,7 @@
 package node
 
 import (
+	"compress/gzip"
 	"fmt"
 	"math"
 	"net/http"
@@ -55,8 +56,37 @@ func (s *Server) tile(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		w.Header().Set("Cache-Control", "public, max-age=60")
 	}
+	if entries {
+		// Entry bundles are JSON text, and compress well; tiles of
+		// hashes do not.
+		w.Header().Set("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			if _, err := zw.Write(b); err != nil {
+				return err
+			}
+			return zw.Close()
+		}
+	}
 	_, err = w.Write(b)
 	return err
+}
+
+// acceptsGzip reports whether r's Accept-Encoding lists gzip with a
+// quality above zero.
+func acceptsGzip(r *http.Request) bool {
+	for _, h := range r.Header.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(h, ",") {
+			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+				continue
+			}
+			q := strings.ReplaceAll(strings.ToLower(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
 }
 
 // ParseTileIndex parses the <N>[.p/<W>] part of a tile path: N as

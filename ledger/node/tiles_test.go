@@ -2,8 +2,10 @@ package node
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -85,6 +87,38 @@ func TestTilesWithAnIndependentClient(t *testing.T) {
 	}
 	if len(entries) != total {
 		t.Fatalf("%d entries in the bundles, want %d", len(entries), total)
+	}
+	// Entry bundles come gzipped to a client that asks (Go's client asks
+	// and decompresses by itself; this one asks and does not).
+	raw := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for _, accept := range []string{"gzip", "br, gzip;q=0.5", "", "gzip;q=0", "identity"} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/tile/entries/000", nil)
+		if accept != "" {
+			req.Header.Set("Accept-Encoding", accept)
+		}
+		resp, err := raw.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		zipped := resp.Header.Get("Content-Encoding") == "gzip"
+		if want := accept == "gzip" || accept == "br, gzip;q=0.5"; zipped != want || resp.Header.Get("Vary") != "Accept-Encoding" {
+			t.Errorf("Accept-Encoding %q: Content-Encoding %q, Vary %q", accept, resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"))
+			continue
+		}
+		if zipped {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := e.do("GET", "/tile/entries/000", "", nil).body; !bytes.Equal(body, want) {
+			t.Errorf("Accept-Encoding %q: the bundle differs from the plain one", accept)
+		}
 	}
 	for _, i := range []int{0, 1, 255, 256, 511, 512, 599} {
 		p, err := tlog.ProveRecord(tree.N, int64(i), hr)
