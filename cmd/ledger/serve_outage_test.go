@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
@@ -195,5 +198,169 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeObjectStoreRestart kills the S3 server that holds a serving
+// node's blobs and starts it again on the same data: meanwhile blob
+// uploads, blob reads and appends that refer to a blob answer 503 with
+// Retry-After (not 500, and not 409 "missing_blob": a blob the store
+// cannot be asked about is not missing) and store nothing; once the
+// server is back the same node uploads and appends again, the blob from
+// before reads back intact, and the ledger audits clean.
+func TestServeObjectStoreRestart(t *testing.T) {
+	s := newS3Env(t) // its own server: the test kills it
+	bucket := s.srv.NewBucket(t, true)
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "d")
+	must(t, "", "init", "--data", dir, "--origin", "outage.example/s3", "--blobs", "s3://"+bucket+"/evidence", "--retention", "1h")
+	token := strings.TrimSpace(must(t, "", "token", "create", "--data", dir, "--name", "ci", "--role", "appender").stdout)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan int, 1)
+	var serveLog lockedBuffer
+	go func() {
+		var o bytes.Buffer
+		done <- run(sctx, []string{"ledger", "serve", "--data", dir, "--listen", addr, "--public-reads"}, nil, &o, &serveLog)
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the node's log:\n%s", serveLog.String())
+		}
+	})
+	u := "http://" + addr
+	waitFor(t, 20*time.Second, "the node to sequence", func() bool { return healthRole(u) == "sequencer" })
+
+	// do sends a request to the node and returns its answer, body read.
+	type answer struct {
+		status int
+		header http.Header
+		body   []byte
+	}
+	do := func(method, path string, body []byte) answer {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, u+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+		}
+		return answer{resp.StatusCode, resp.Header, b}
+	}
+	putBlob := func(content string) answer {
+		return do("POST", "/v1/blobs?digest="+cas.Sum([]byte(content)).String(), []byte(content))
+	}
+	appendBlob := func(content, name string) answer {
+		return do("POST", "/v1/entries", fmt.Appendf(nil, `{"kind":"artefact","subject":{"digest":"%s","size":%d,"name":"%s","media_type":"text/plain"}}`,
+			cas.Sum([]byte(content)), len(content), name))
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "log.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := proofs.NewVerifier(strings.TrimSpace(string(pub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// size returns the size of the tree the node's latest checkpoint signs.
+	size := func() uint64 {
+		t.Helper()
+		a := do("GET", "/v1/checkpoint", nil)
+		c, err := proofs.OpenCheckpoint(a.body, v)
+		if a.status != http.StatusOK || err != nil {
+			t.Fatalf("GET /v1/checkpoint: %d %s: %v", a.status, a.body, err)
+		}
+		return c.Size
+	}
+
+	const before, during, after = "evidence before the outage\n", "evidence during the outage\n", "evidence after the outage\n"
+	if a := putBlob(before); a.status != http.StatusCreated {
+		t.Fatalf("upload before the outage: %d %s", a.status, a.body)
+	}
+	if a := appendBlob(before, "before.txt"); a.status != http.StatusCreated {
+		t.Fatalf("append before the outage: %d %s", a.status, a.body)
+	}
+	sizeBefore := size()
+
+	s.srv.Stop()
+	unavailable := func(what string, a answer) {
+		t.Helper()
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		json.Unmarshal(a.body, &e)
+		if a.status != http.StatusServiceUnavailable || e.Error.Code != "unavailable" || a.header.Get("Retry-After") == "" {
+			t.Errorf("%s with the object store down: %d %v %s, want 503 unavailable with Retry-After", what, a.status, a.header, a.body)
+		}
+		if strings.Contains(e.Error.Message, s.srv.Endpoint) || strings.Contains(e.Error.Message, bucket) {
+			t.Errorf("%s with the object store down: message %q names the store; that is for the node's log", what, e.Error.Message)
+		}
+	}
+	unavailable("POST /v1/blobs", putBlob(during))
+	unavailable("POST /v1/entries of a blob stored before", appendBlob(before, "again.txt"))
+	unavailable("POST /v1/entries of a blob never stored", appendBlob(during, "during.txt"))
+	d := cas.Sum([]byte(before)).String()
+	unavailable("GET /v1/blobs/"+d, do("GET", "/v1/blobs/"+d, nil))
+	if a := do("HEAD", "/v1/blobs/"+d, nil); a.status != http.StatusServiceUnavailable {
+		t.Errorf("HEAD /v1/blobs/%s with the object store down: %d, want 503", d, a.status)
+	}
+	if !strings.Contains(serveLog.String(), "cannot reach the S3 endpoint "+s.srv.Endpoint) {
+		t.Errorf("the node's log does not say which S3 endpoint it cannot reach (%s)", s.srv.Endpoint)
+	}
+	// What does not need the blobs is still served.
+	if a := do("GET", "/v1/entries/0", nil); a.status != http.StatusOK || !bytes.Contains(a.body, []byte(d)) {
+		t.Errorf("GET /v1/entries/0 with the object store down: %d %s, want 200 and the entry", a.status, a.body)
+	}
+	if got := size(); got != sizeBefore {
+		t.Errorf("with the object store down the log grew from %d to %d entries", sizeBefore, got)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("the node exited (%d) when its object store went away", code)
+	default:
+	}
+
+	if err := s.srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "uploads to succeed again", func() bool { return putBlob(after).status == http.StatusCreated })
+	if a := appendBlob(after, "after.txt"); a.status != http.StatusCreated {
+		t.Errorf("append after the outage: %d %s, want 201", a.status, a.body)
+	}
+	// Nothing was stored during the outage: the entry refused then is new now.
+	if a := putBlob(during); a.status != http.StatusCreated {
+		t.Errorf("upload of the blob refused during the outage: %d %s, want 201", a.status, a.body)
+	}
+	if a := appendBlob(during, "during.txt"); a.status != http.StatusCreated || bytes.Contains(a.body, []byte(`"duplicate":true`)) {
+		t.Errorf("append of the entry refused during the outage: %d %s, want 201 and a new entry", a.status, a.body)
+	}
+	if got := size(); got != sizeBefore+2 {
+		t.Errorf("after the outage the log has %d entries, want %d", got, sizeBefore+2)
+	}
+	if a := do("GET", "/v1/blobs/"+d, nil); a.status != http.StatusOK || string(a.body) != before {
+		t.Errorf("GET /v1/blobs/%s after the outage: %d %q, want 200 %q", d, a.status, a.body, before)
+	}
+
+	stop()
+	if code := <-done; code != 0 {
+		t.Errorf("serve exited %d after stop", code)
+	}
+	if r := must(t, "", "audit", "--data", dir); strings.Contains(r.stdout, "CORRUPT") {
+		t.Errorf("audit after the outage:\n%s", r.stdout)
 	}
 }

@@ -8,20 +8,29 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/postgres"
+	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
-// tileClient reads our tiles over HTTP for golang.org/x/mod/sumdb/tlog's
-// tile machinery, an independent implementation of tiled logs.
+// tileClient reads a node's tiles over HTTP for golang.org/x/mod/sumdb/tlog's
+// tile machinery, an independent implementation of tiled logs. It keeps
+// the tiles it read, since the tiles of one tree do not change: tlog reads
+// the same ones again for every proof.
 type tileClient struct {
-	e     *env
-	token string
+	t     testing.TB
+	base  string // the node's URL
+	tiles map[tlog.Tile][]byte
 }
 
 func (c tileClient) Height() int { return ledger.TileHeight }
@@ -29,7 +38,11 @@ func (c tileClient) Height() int { return ledger.TileHeight }
 func (c tileClient) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
-		r := c.e.do("GET", fmt.Sprintf("/tile/%d/%s", t.L, TilePath(uint64(t.N), t.W)), c.token, nil)
+		if b, ok := c.tiles[t]; ok {
+			out[i] = b
+			continue
+		}
+		r := get(c.t, c.base+fmt.Sprintf("/tile/%d/%s", t.L, TilePath(uint64(t.N), t.W)))
 		if r.status != http.StatusOK {
 			return nil, fmt.Errorf("tile %v: %d %s", t, r.status, r.body)
 		}
@@ -38,56 +51,98 @@ func (c tileClient) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	return out, nil
 }
 
-func (tileClient) SaveTiles([]tlog.Tile, [][]byte) {}
+// SaveTiles keeps the tiles tlog has checked against the tree.
+func (c tileClient) SaveTiles(tiles []tlog.Tile, data [][]byte) {
+	for i, t := range tiles {
+		c.tiles[t] = data[i]
+	}
+}
 
-func TestTilesWithAnIndependentClient(t *testing.T) {
-	e := newEnv(t, Options{PublicReads: true})
-	d, err := e.l.Blobs.Put(t.Context(), strings.NewReader("x"), nil)
+// get sends an unauthenticated GET of url and returns the answer.
+func get(t testing.TB, url string) response {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const total = 600 // two full level-0 tiles and a partial one
-	errs := make(chan error, total)
-	for i := range total {
-		go func() {
-			_, err := e.l.Log.Append(t.Context(), ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
-				Digest: d.Digest, Size: 1, Name: fmt.Sprintf("f%04d.txt", i), MediaType: "text/plain"}}, "ci")
-			errs <- err
-		}()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	for range total {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := e.do("GET", "/checkpoint", "", nil)
-	v, _ := proofs.NewVerifier(e.l.PublicKey)
-	cp, err := proofs.OpenCheckpoint(r.body, v)
-	if err != nil || cp.Size != total {
-		t.Fatalf("checkpoint: %v, size %d", err, cp.Size)
-	}
-	var root tlog.Hash
-	copy(root[:], cp.Root)
-	tree := tlog.Tree{N: int64(cp.Size), Hash: root}
-	hr := tlog.TileHashReader(tree, tileClient{e: e})
+	return response{resp.StatusCode, resp.Header, b}
+}
 
-	// Entries from the entry bundles, proofs from the hash tiles alone.
+// checkTiles checks, with tlog as an independent tile client, the tiles
+// of the node at base (public reads): its checkpoint signs a tree of size
+// entries; every entry in its entry bundles proves against that tree from
+// its hash tiles alone; the tree hash computed from its tiles is the
+// signed root; and each of the earlier trees is a prefix of it. It returns
+// the tree.
+func checkTiles(t *testing.T, base string, v note.Verifier, size int64, earlier ...tlog.Tree) tlog.Tree {
+	t.Helper()
+	r := get(t, base+"/checkpoint")
+	cp, err := proofs.OpenCheckpoint(r.body, v)
+	if err != nil || cp.Size != uint64(size) {
+		t.Fatalf("%s/checkpoint: %d %q: %v, want a checkpoint of size %d", base, r.status, r.body, err, size)
+	}
+	tree := tlog.Tree{N: size}
+	copy(tree.Hash[:], cp.Root)
+	hr := tlog.TileHashReader(tree, tileClient{t: t, base: base, tiles: map[tlog.Tile][]byte{}})
+
 	var entries [][]byte
-	for n := uint64(0); n*256 < total; n++ {
-		w := min(256, total-int(n*256))
-		r := e.do("GET", "/tile/entries/"+TilePath(n, w), "", nil)
-		if r.status != 200 {
-			t.Fatalf("entry bundle %d: %d %s", n, r.status, r.body)
+	for n := int64(0); n*ledger.TileWidth < size; n++ {
+		w := min(ledger.TileWidth, size-n*ledger.TileWidth)
+		r := get(t, base+"/tile/entries/"+TilePath(uint64(n), int(w)))
+		if r.status != http.StatusOK {
+			t.Fatalf("entry bundle %d (width %d) of the tree of size %d: %d %s", n, w, size, r.status, r.body)
 		}
 		for b := r.body; len(b) > 0; {
+			if len(b) < 2 || len(b) < 2+int(binary.BigEndian.Uint16(b)) {
+				t.Fatalf("entry bundle %d of the tree of size %d is cut short: %q", n, size, b)
+			}
 			l := int(binary.BigEndian.Uint16(b))
 			entries = append(entries, b[2:2+l])
 			b = b[2+l:]
 		}
 	}
-	if len(entries) != total {
-		t.Fatalf("%d entries in the bundles, want %d", len(entries), total)
+	if int64(len(entries)) != size {
+		t.Fatalf("%d entries in the bundles of the tree of size %d, want %d", len(entries), size, size)
 	}
+	for i, e := range entries {
+		p, err := tlog.ProveRecord(size, int64(i), hr)
+		if err != nil {
+			t.Fatalf("ProveRecord(%d, %d) from the tiles: %v", size, i, err)
+		}
+		if err := tlog.CheckRecord(p, size, tree.Hash, int64(i), tlog.RecordHash(e)); err != nil {
+			t.Errorf("entry %d does not verify in the tree of size %d from the tiles: %v", i, size, err)
+		}
+	}
+	if h, err := tlog.TreeHash(size, hr); err != nil || h != tree.Hash {
+		t.Errorf("TreeHash(%d) from the tiles = %v, %v; want the signed root %v", size, h, err, tree.Hash)
+	}
+	for _, old := range earlier {
+		p, err := tlog.ProveTree(size, old.N, hr)
+		if err == nil {
+			err = tlog.CheckTree(p, size, tree.Hash, old.N, old.Hash)
+		}
+		if err != nil {
+			t.Errorf("the tree of size %d is not a prefix of the one of size %d, from the tiles: %v", old.N, size, err)
+		}
+	}
+	return tree
+}
+
+// TestTilesWithAnIndependentClient checks the tiles of a log on badger
+// with tlog as an independent tile client, and how tiles are cached and
+// refused.
+func TestTilesWithAnIndependentClient(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	const total = 600 // two full level-0 tiles and a partial one
+	appendConcurrently(t, e.l.Log, e.l.Blobs, 0, total)
+	v, _ := proofs.NewVerifier(e.l.PublicKey)
+	checkTiles(t, e.srv.URL, v, total)
+
 	// Entry bundles come gzipped to a client that asks (Go's client asks
 	// and decompresses by itself; this one asks and does not).
 	raw := &http.Client{Transport: &http.Transport{DisableCompression: true}}
@@ -120,20 +175,6 @@ func TestTilesWithAnIndependentClient(t *testing.T) {
 			t.Errorf("Accept-Encoding %q: the bundle differs from the plain one", accept)
 		}
 	}
-	for _, i := range []int{0, 1, 255, 256, 511, 512, 599} {
-		p, err := tlog.ProveRecord(tree.N, int64(i), hr)
-		if err != nil {
-			t.Fatalf("ProveRecord(%d) from our tiles: %v", i, err)
-		}
-		if err := tlog.CheckRecord(p, tree.N, root, int64(i), tlog.RecordHash(entries[i])); err != nil {
-			t.Errorf("entry %d does not verify from our tiles: %v", i, err)
-		}
-	}
-	// Tree hashes of the whole log, from tiles, match the signed root.
-	if h, err := tlog.TreeHash(tree.N, hr); err != nil || h != root {
-		t.Errorf("TreeHash from tiles = %v, %v; want %v", h, err, root)
-	}
-
 	// Caching: full tiles are immutable, partial ones not.
 	if r := e.do("GET", "/tile/0/000", "", nil); !strings.Contains(r.header.Get("Cache-Control"), "immutable") || len(r.body) != 256*32 {
 		t.Errorf("full tile: %q, %d bytes", r.header.Get("Cache-Control"), len(r.body))
@@ -200,4 +241,86 @@ func FuzzParseTileIndex(f *testing.F) {
 			t.Fatalf("ParseTileIndex(%q) = %d, %d, which is written %q", p, n, w, back)
 		}
 	})
+}
+
+// appendConcurrently appends the artefacts numbered [from, to) to log
+// concurrently, as many appenders would, their blob stored in blobs.
+func appendConcurrently(t *testing.T, log *ledger.Log, blobs cas.Store, from, to int) {
+	t.Helper()
+	d, err := blobs.Put(t.Context(), strings.NewReader("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, to-from)
+	for i := from; i < to; i++ {
+		go func() {
+			_, err := log.Append(t.Context(), ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{
+				Digest: d.Digest, Size: 1, Name: fmt.Sprintf("f%04d.txt", i), MediaType: "text/plain"}}, "ci")
+			errs <- err
+		}()
+	}
+	for range to - from {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPostgresTilesWithAnIndependentClient checks the tiles of a log on
+// PostgreSQL, served by its sequencer and by a follower replica on the
+// same database, with tlog as an independent tile client, at sizes on
+// either side of a tile boundary: every entry proves from the tiles, and
+// every tree checked before is a prefix of the next.
+func TestPostgresTilesWithAnIndependentClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server")
+	}
+	ctx := t.Context()
+	url := pgtest.ForTest(t).NewDatabase(t)
+	e := newEnv(t, Options{PublicReads: true}) // the key and the blobs
+	openStorage := func() *postgres.Storage {
+		st, err := postgres.Open(ctx, url, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	serve := func(log *ledger.Log) string {
+		s, err := New(Options{Log: log, Blobs: e.l.Blobs, Tokens: ledger.NewTokens(e.l.DB), PublicReads: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	seq, err := ledger.OpenLog(ctx, ledger.LogOptions{Storage: openStorage(), Blobs: e.l.Blobs, Signer: e.l.Signer, Verifier: e.l.Verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { seq.Close() })
+	seqURL := serve(seq)
+	appendConcurrently(t, seq, e.l.Blobs, 0, 1) // a follower opens a log that has a head
+	fol, err := ledger.OpenLog(ctx, ledger.LogOptions{Storage: openStorage(), Blobs: e.l.Blobs, Signer: e.l.Signer, Verifier: e.l.Verifier, Follower: true, Refresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fol.Close() })
+	folURL := serve(fol)
+
+	var trees []tlog.Tree
+	size := 1
+	for _, next := range []int{1, 256, 257, 600} {
+		appendConcurrently(t, seq, e.l.Blobs, size, next)
+		size = next
+		if err := fol.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tree := checkTiles(t, seqURL, e.l.Verifier, int64(size), trees...)
+		if got := checkTiles(t, folURL, e.l.Verifier, int64(size), trees...); got != tree {
+			t.Errorf("at size %d the follower serves the tree %v, the sequencer %v", size, got, tree)
+		}
+		trees = append(trees, tree)
+	}
 }
