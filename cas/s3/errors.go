@@ -30,6 +30,17 @@ func httpStatus(err error) int {
 	return 0
 }
 
+// transientStatus reports whether an HTTP status is a server's failure
+// that S3 clients retry (AWS asks them to retry 500 InternalError and
+// 503 SlowDown), or a gateway's in front of it.
+func transientStatus(status int) bool {
+	switch status {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
 // isNotFound reports whether err says the object (or the version asked for) does not exist.
 // HEAD responses carry no body, so only their status tells.
 func isNotFound(err error) bool {
@@ -50,7 +61,7 @@ func (s *Store) explain(doing string, err error) error {
 	switch code := errorCode(err); {
 	case errors.As(err, &dnsErr) || errors.As(err, &opErr):
 		return fmt.Errorf("s3 blob store: %s: cannot reach the S3 endpoint %s: check the endpoint URL and that the server is running and reachable: %w: %w", doing, s.endpoint, cas.ErrUnavailable, err)
-	case code == "ServiceUnavailable" || code == "SlowDown" || code == "XMinioServerNotInitialized" || httpStatus(err) == http.StatusServiceUnavailable:
+	case code == "ServiceUnavailable" || code == "SlowDown" || code == "XMinioServerNotInitialized" || code == "InternalError" || transientStatus(httpStatus(err)):
 		return fmt.Errorf("s3 blob store: %s: the S3 endpoint %s is unavailable (%s): retry shortly: %w: %w", doing, s.endpoint, code, cas.ErrUnavailable, err)
 	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "InvalidToken" || code == "ExpiredToken":
 		return fmt.Errorf("s3 blob store: %s: %s refused the credentials of access key %q (%s): check the access and secret keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): %w", doing, s.endpoint, s.accessKey, code, err)
