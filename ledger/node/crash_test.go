@@ -7,10 +7,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,35 +18,6 @@ import (
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
-
-// crashEnv, when set to a ledger directory, makes TestCrashChild a node
-// serving it until it is killed.
-const crashEnv = "LEDGER_NODE_CRASH_CHILD"
-
-// TestCrashChild is the node process of TestCrashOverHTTP.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashEnv)
-	if dir == "" {
-		t.Skip("runs only as the child of TestCrashOverHTTP")
-	}
-	l, err := ledger.Open(context.Background(), dir, ledger.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicReads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "addr.tmp"), []byte(ln.Addr().String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Rename(filepath.Join(dir, "addr.tmp"), filepath.Join(dir, "addr"))
-	http.Serve(ln, h) // until SIGKILL
-}
 
 // TestCrashOverHTTP: appenders hammer a node over HTTP, the node is killed
 // with SIGKILL mid-load, several times, and restarted; every receipt it
@@ -98,7 +65,7 @@ func TestCrashOverHTTP(t *testing.T) {
 	}
 
 	for round := 1; round <= 3; round++ {
-		cmd, c := startCrashChild(t, dir, secret)
+		cmd, c := startNode(t, dir, secret)
 		// The monitor first: it must find the restarted node consistent.
 		monitor(c, fmt.Sprintf("round %d", round))
 
@@ -179,42 +146,9 @@ func TestCrashOverHTTP(t *testing.T) {
 	// The node restarted after the last kill: the monitor must find it
 	// consistent with what it saw at the last round's start, and grown by
 	// that round's appends.
-	_, c := startCrashChild(t, dir, secret)
+	_, c := startNode(t, dir, secret)
 	obs := monitor(c, "after the last restart")
 	if !obs.Grew || obs.Current.Size < newest.Inclusion.TreeSize {
 		t.Errorf("after the last restart the node signs size %d (grown since the last round began: %v); want at least %d, the newest acknowledged receipt's, and grown", obs.Current.Size, obs.Grew, newest.Inclusion.TreeSize)
 	}
-}
-
-// startCrashChild starts TestCrashChild serving the ledger in dir, waits
-// until it listens, and returns it with a client holding token. A node
-// still running at the end of the test is killed.
-func startCrashChild(t *testing.T, dir, token string) (*exec.Cmd, *client.Client) {
-	t.Helper()
-	os.Remove(filepath.Join(dir, "addr"))
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var addr []byte
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if addr, err = os.ReadFile(filepath.Join(dir, "addr")); err == nil {
-			break
-		}
-	}
-	if addr == nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the node did not start: %s", stderr.String())
-	}
-	c, err := client.New("http://"+string(addr), token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cmd, c
 }
