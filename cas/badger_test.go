@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/google/go-cmp/cmp"
@@ -515,7 +514,7 @@ func TestBadgerFailedPutSparesOthers(t *testing.T) {
 				_, err := s.Put(context.Background(), &gatedReader{first: x, gate: gateA, err: io.ErrUnexpectedEOF}, nil)
 				errA <- err
 			}()
-			for !hasKey(t, db, chunkKey(cas.Sum(x))) {
+			for !hasKey(t, db, chunkKey(cas.Sum(x))) || cas.ChunkHolders(s, cas.Sum(x)) != 1 {
 				runtime.Gosched()
 			}
 			// Put B uses chunk x too.
@@ -532,7 +531,10 @@ func TestBadgerFailedPutSparesOthers(t *testing.T) {
 					t.Fatalf("Put B: %v", err)
 				}
 			} else {
-				time.Sleep(50 * time.Millisecond) // let B take chunk x
+				// B has taken chunk x, written by A, and waits for more content.
+				for cas.ChunkHolders(s, cas.Sum(x)) != 2 {
+					runtime.Gosched()
+				}
 			}
 			close(gateA)
 			if err := <-errA; !errors.Is(err, io.ErrUnexpectedEOF) {

@@ -4,10 +4,6 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
-	"os"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,65 +92,4 @@ func BenchmarkGet(b *testing.B) {
 		elapsed += time.Since(start)
 	}
 	b.ReportMetric(float64(benchSize)*float64(b.N)/1e6/elapsed.Seconds(), "MB/s")
-}
-
-// TestLargeBlobMemory puts and gets a blob of CAS_LARGE_BLOB_GB GiB, generated as it streams,
-// and fails if the process's peak resident set exceeds 150 MB.
-func TestLargeBlobMemory(t *testing.T) {
-	env := os.Getenv("CAS_LARGE_BLOB_GB")
-	if env == "" {
-		t.Skip("set CAS_LARGE_BLOB_GB to put and get a blob of that many GiB")
-	}
-	gib, err := strconv.ParseFloat(env, 64)
-	if err != nil || gib <= 0 {
-		t.Fatalf("CAS_LARGE_BLOB_GB=%q: want a positive number of GiB", env)
-	}
-	size := int64(gib * (1 << 30))
-	s, _ := newBadger(t, 0)
-
-	start := time.Now()
-	info, err := s.Put(t.Context(), newStreamReader(7, size), nil)
-	if err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	putTime := time.Since(start)
-	t.Logf("put %d bytes in %d chunks: %.1fs, %.0f MB/s; %s", info.Size, info.Chunks, putTime.Seconds(), float64(size)/1e6/putTime.Seconds(), memory())
-
-	start = time.Now()
-	g := cas.NewDigester()
-	if _, err := cas.Get(t.Context(), s, info.Digest, g); err != nil {
-		t.Fatalf("Get: %v", err)
-	}
-	getTime := time.Since(start)
-	if g.Digest() != info.Digest || g.Size() != size {
-		t.Fatalf("Get returned %d bytes with digest %s, want %d bytes with %s", g.Size(), g.Digest(), size, info.Digest)
-	}
-	t.Logf("get: %.1fs, %.0f MB/s; %s", getTime.Seconds(), float64(size)/1e6/getTime.Seconds(), memory())
-
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
-	}
-	peak := ru.Maxrss * 1024 // KiB on Linux
-	t.Logf("peak RSS (ru_maxrss) %.1f MB", float64(peak)/1e6)
-	if peak > 150e6 {
-		t.Errorf("peak RSS %.1f MB, want < 150 MB", float64(peak)/1e6)
-	}
-}
-
-// memory describes the process's current and peak resident memory from /proc, if available.
-func memory() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return ""
-	}
-	var parts []string
-	for line := range strings.Lines(string(b)) {
-		for _, k := range []string{"VmHWM", "VmRSS", "RssAnon", "RssFile"} {
-			if v, ok := strings.CutPrefix(line, k+":"); ok {
-				parts = append(parts, k+" "+strings.Join(strings.Fields(v), " "))
-			}
-		}
-	}
-	return strings.Join(parts, ", ")
 }

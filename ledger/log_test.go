@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -567,34 +568,69 @@ func TestTiles(t *testing.T) {
 	if err != nil || size != n {
 		t.Fatalf("checkpoint: size %d, %v", size, err)
 	}
+
+	// The same entries in a tree built by golang.org/x/mod/sumdb/tlog, an
+	// independent implementation: its roots are what the proofs must lead
+	// to, and what the checkpoints must sign.
+	entries, err := l.Log.Entries(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := newTlogTree(t, entries)
+	if r := tl.root(t, size); !bytes.Equal(cp.Root, r[:]) {
+		t.Fatalf("checkpoint root %x, tlog's root of the same %d entries %x", cp.Root, size, r)
+	}
+
 	for i := uint64(0); i < size; i++ {
+		leaf := proofs.LeafHash(entries[i])
 		for _, sz := range []uint64{size, i + 1, max(i+1, 256), max(i+1, 513)} {
-			p, err := l.Log.ProveInclusion(ctx, i, min(sz, size))
+			sz = min(sz, size)
+			p, err := l.Log.ProveInclusion(ctx, i, sz)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("ProveInclusion(%d, %d): %v", i, sz, err)
 			}
-			if sz < size {
-				continue // checked against its own checkpoint below
+			root := tl.root(t, sz)
+			if err := proofs.VerifyInclusion(p, leaf, root[:]); err != nil {
+				t.Fatalf("entry %d in tree size %d: %v", i, sz, err)
 			}
-			e, _ := l.Log.Entry(ctx, i)
-			if err := proofs.VerifyInclusion(p, proofs.LeafHash(e), cp.Root); err != nil {
-				t.Fatalf("entry %d: %v", i, err)
+			if err := tlog.CheckRecord(toTlog(t, p.Hashes), int64(sz), root, int64(i), tlog.RecordHash(entries[i])); err != nil {
+				t.Fatalf("entry %d in tree size %d: tlog.CheckRecord: %v", i, sz, err)
 			}
 		}
 	}
-	for _, from := range []uint64{1, 255, 256, 257, 511, 512, 600} {
+
+	// Consistency from every checkpoint the log stored (one per commit)
+	// to the latest: its signature, its root against tlog's, and the proof.
+	// Each of the 8 writers has at most one append in a commit, so there
+	// are at least n/8 of them.
+	var stored []uint64
+	if err := l.Storage.Checkpoints(ctx, 1, func(sz uint64, _ []byte) error {
+		stored = append(stored, sz)
+		return nil
+	}); err != nil {
+		t.Fatalf("listing the stored checkpoints: %v", err)
+	}
+	if len(stored) < n/8 || stored[len(stored)-1] != size {
+		t.Fatalf("stored checkpoints for sizes %v; want at least %d, the last for size %d", stored, n/8, size)
+	}
+	for _, from := range stored {
 		old, err := l.Log.CheckpointAt(ctx, from)
 		if err != nil {
-			continue // no commit ended there
+			t.Fatalf("CheckpointAt(%d), a size with a stored checkpoint: %v", from, err)
 		}
-		oc, _ := proofs.OpenCheckpoint(old, l.Verifier)
-		p, err := l.Log.ProveConsistency(ctx, from, size)
+		oc, err := proofs.OpenCheckpoint(old, l.Verifier)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("checkpoint stored for size %d: %v", from, err)
 		}
-		if err := proofs.VerifyConsistency(p, oc.Root, cp.Root); err != nil {
-			t.Fatalf("consistency %d→%d: %v", from, size, err)
+		if r := tl.root(t, from); oc.Size != from || !bytes.Equal(oc.Root, r[:]) {
+			t.Fatalf("checkpoint stored for size %d has size %d and root %x; tlog's root is %x", from, oc.Size, oc.Root, r)
 		}
+		checkConsistency(t, l, tl, from, size, cp.Root)
+	}
+	t.Logf("checked consistency from %d stored checkpoints", len(stored))
+	// And from sizes around the tile boundaries, committed or not.
+	for _, from := range []uint64{1, 255, 256, 257, 511, 512, 513, 600} {
+		checkConsistency(t, l, tl, from, size, cp.Root)
 	}
 	if _, err := l.Audit(ctx, nil); err != nil {
 		t.Fatalf("Audit: %v", err)
@@ -703,4 +739,75 @@ func TestFirstReceipt(t *testing.T) {
 	if _, err := l.Log.ReceiptAt(ctx, 3, 3); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("ReceiptAt(3, 3): %v", err)
 	}
+}
+
+// tlogTree is a tree built by golang.org/x/mod/sumdb/tlog, to check the
+// log's proofs and checkpoints against: tlog's stored hashes, by its
+// stored-hash index.
+type tlogTree []tlog.Hash
+
+func newTlogTree(t *testing.T, entries [][]byte) *tlogTree {
+	t.Helper()
+	tl := new(tlogTree)
+	for i, e := range entries {
+		hs, err := tlog.StoredHashes(int64(i), e, tl)
+		if err != nil {
+			t.Fatalf("tlog.StoredHashes(%d): %v", i, err)
+		}
+		*tl = append(*tl, hs...)
+	}
+	return tl
+}
+
+// ReadHashes implements tlog.HashReader.
+func (tl *tlogTree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		if x < 0 || x >= int64(len(*tl)) {
+			return nil, fmt.Errorf("tlog hash %d not stored (have %d)", x, len(*tl))
+		}
+		out[i] = (*tl)[x]
+	}
+	return out, nil
+}
+
+// root returns tlog's root hash of the tree of size n.
+func (tl *tlogTree) root(t *testing.T, n uint64) tlog.Hash {
+	t.Helper()
+	h, err := tlog.TreeHash(int64(n), tl)
+	if err != nil {
+		t.Fatalf("tlog.TreeHash(%d): %v", n, err)
+	}
+	return h
+}
+
+// checkConsistency checks the log's proof that the tree of size from is a
+// prefix of the tree of size to, whose root is root, against tlog's root
+// of size from, with this package's verifier and with tlog's.
+func checkConsistency(t *testing.T, l *ledger.Ledger, tl *tlogTree, from, to uint64, root []byte) {
+	t.Helper()
+	p, err := l.Log.ProveConsistency(t.Context(), from, to)
+	if err != nil {
+		t.Fatalf("ProveConsistency(%d, %d): %v", from, to, err)
+	}
+	old := tl.root(t, from)
+	if err := proofs.VerifyConsistency(p, old[:], root); err != nil {
+		t.Fatalf("consistency %d→%d: %v", from, to, err)
+	}
+	if err := tlog.CheckTree(toTlog(t, p.Hashes), int64(to), tlog.Hash(root), int64(from), old); err != nil {
+		t.Fatalf("consistency %d→%d: tlog.CheckTree: %v", from, to, err)
+	}
+}
+
+// toTlog converts proof hashes to tlog's type.
+func toTlog(t *testing.T, hs [][]byte) []tlog.Hash {
+	t.Helper()
+	out := make([]tlog.Hash, len(hs))
+	for i, h := range hs {
+		if len(h) != tlog.HashSize {
+			t.Fatalf("proof hash %d has %d bytes, want %d", i, len(h), tlog.HashSize)
+		}
+		out[i] = tlog.Hash(h)
+	}
+	return out
 }

@@ -7,10 +7,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,39 +19,11 @@ import (
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
-// crashEnv, when set to a ledger directory, makes TestCrashChild a node
-// serving it until it is killed.
-const crashEnv = "LEDGER_NODE_CRASH_CHILD"
-
-// TestCrashChild is the node process of TestCrashOverHTTP.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashEnv)
-	if dir == "" {
-		t.Skip("runs only as the child of TestCrashOverHTTP")
-	}
-	l, err := ledger.Open(context.Background(), dir, ledger.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicReads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "addr.tmp"), []byte(ln.Addr().String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Rename(filepath.Join(dir, "addr.tmp"), filepath.Join(dir, "addr"))
-	http.Serve(ln, h) // until SIGKILL
-}
-
 // TestCrashOverHTTP: appenders hammer a node over HTTP, the node is killed
 // with SIGKILL mid-load, several times, and restarted; every receipt it
 // acknowledged must still verify against the restarted log, the audit must
-// pass, and a monitor following the node must see no fork or rollback.
+// pass, and a monitor following the node must see no fork or rollback, on
+// each restart and once more after the last.
 func TestCrashOverHTTP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts node processes; skipped with -short")
@@ -77,44 +45,40 @@ func TestCrashOverHTTP(t *testing.T) {
 	l.Close()
 
 	var acked []proofs.Receipt
-	var monitorState []byte
-	for round := 1; round <= 3; round++ {
-		os.Remove(filepath.Join(dir, "addr"))
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		var addr []byte
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if addr, err = os.ReadFile(filepath.Join(dir, "addr")); err == nil {
-				break
-			}
-		}
-		if addr == nil {
-			cmd.Process.Kill()
-			t.Fatalf("round %d: the node did not start: %s", round, stderr.String())
-		}
-		c, _ := client.New("http://"+string(addr), secret)
-
-		// The monitor first: it must find the restarted node consistent.
+	var monitorState []byte   // the checkpoint the monitor saw last
+	var newest proofs.Receipt // the acknowledged receipt with the largest tree
+	// monitor checks the node that c reaches against what it signed before:
+	// the checkpoint the monitor saved and the newest acknowledged receipt's.
+	monitor := func(c *client.Client, when string) client.Observation {
+		t.Helper()
 		obs, err := c.Observe(t.Context(), verifier, monitorState)
 		if err != nil {
-			cmd.Process.Kill()
-			t.Fatalf("round %d: monitor: %v", round, err)
+			t.Fatalf("%s: monitor: %v", when, err)
 		}
 		monitorState = obs.Checkpoint
+		if newest.Checkpoint != "" {
+			if _, err := c.Observe(t.Context(), verifier, []byte(newest.Checkpoint)); err != nil {
+				t.Fatalf("%s: monitor from the checkpoint of receipt %d (tree size %d): %v", when, newest.Index, newest.Inclusion.TreeSize, err)
+			}
+		}
+		return obs
+	}
+
+	for round := 1; round <= 3; round++ {
+		cmd, c := startNode(t, dir, secret)
+		// The monitor first: it must find the restarted node consistent.
+		monitor(c, fmt.Sprintf("round %d", round))
 
 		blob, err := c.PutBlob(t.Context(), strings.NewReader(fmt.Sprintf("round %d", round)), -1, nil)
 		if err != nil {
-			cmd.Process.Kill()
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
+		first := make(chan struct{}) // closed at the round's first acknowledgement
+		var firstOnce sync.Once
+		var roundAcked []proofs.Receipt
 		for w := range 32 {
 			wg.Add(1)
 			go func() {
@@ -131,16 +95,32 @@ func TestCrashOverHTTP(t *testing.T) {
 						return // the node died: this append was not acknowledged
 					}
 					mu.Lock()
-					acked = append(acked, rc)
+					roundAcked = append(roundAcked, rc)
 					mu.Unlock()
+					firstOnce.Do(func() { close(first) })
 				}
 			}()
 		}
-		time.Sleep(time.Duration(200+rand.IntN(400)) * time.Millisecond)
+		// Kill the node at a random moment once it is known to be under
+		// load: after it acknowledged an append this round.
+		select {
+		case <-first:
+		case <-time.After(time.Minute): // only so that a node that never answers fails rather than hangs
+		}
+		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		close(stop)
 		wg.Wait()
+		if len(roundAcked) == 0 {
+			t.Fatalf("round %d: no append was acknowledged", round)
+		}
+		for _, rc := range roundAcked {
+			if rc.Inclusion.TreeSize > newest.Inclusion.TreeSize {
+				newest = rc
+			}
+		}
+		acked = append(acked, roundAcked...)
 
 		l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
 		if err != nil {
@@ -160,9 +140,15 @@ func TestCrashOverHTTP(t *testing.T) {
 			t.Fatalf("round %d: audit: %v %q", round, err, rep.Problems)
 		}
 		l.Close()
-		t.Logf("round %d: %d receipts acknowledged so far, log size %d", round, len(acked), size)
+		t.Logf("round %d: %d receipts acknowledged in this round, %d so far, log size %d", round, len(roundAcked), len(acked), size)
 	}
-	if len(acked) == 0 {
-		t.Fatal("no append was acknowledged")
+
+	// The node restarted after the last kill: the monitor must find it
+	// consistent with what it saw at the last round's start, and grown by
+	// that round's appends.
+	_, c := startNode(t, dir, secret)
+	obs := monitor(c, "after the last restart")
+	if !obs.Grew || obs.Current.Size < newest.Inclusion.TreeSize {
+		t.Errorf("after the last restart the node signs size %d (grown since the last round began: %v); want at least %d, the newest acknowledged receipt's, and grown", obs.Current.Size, obs.Grew, newest.Inclusion.TreeSize)
 	}
 }

@@ -77,6 +77,7 @@ type Watcher struct {
 	logger  *slog.Logger
 	status  atomic.Pointer[Status]
 	running atomic.Bool
+	steps   atomic.Uint64 // steps taken, for tests to wait on
 }
 
 // NewWatcher returns a Watcher that publishes log to dst; Run starts it.
@@ -130,6 +131,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		next := w.step(ctx)
+		w.steps.Add(1)
 		if ctx.Err() != nil {
 			return nil
 		}

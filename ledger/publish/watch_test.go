@@ -314,16 +314,20 @@ func TestWatcherWaitsToSequence(t *testing.T) {
 	}
 	t.Cleanup(func() { follower.Close() }) // after the Watchers stop
 	opts := publish.WatchOptions{Options: publish.Options{Verifier: v}, Interval: time.Millisecond}
-	waiting, _ := watch(t, follower, newRecorder(t, v), opts)
+	waitingDst := newRecorder(t, v)
+	waiting, _ := watch(t, follower, waitingDst, opts)
 	opts.WhileFollowing = true
 	anyway, _ := watch(t, follower, newRecorder(t, v), opts)
 
 	caughtUp(t, anyway, follower)
-	// Time for many more steps: none of them publishes while the log
-	// follows.
-	time.Sleep(50 * time.Millisecond)
+	// Many more steps: none of them publishes while the log follows.
+	n := publish.Steps(waiting)
+	waitFor(t, "ten more steps", func() bool { return publish.Steps(waiting) >= n+10 })
 	if st := waiting.Status(); !st.At.IsZero() || st.Err != nil {
 		t.Fatalf("Status() of a follower's Watcher = %+v; want nothing done until it sequences", st)
+	}
+	if n := waitingDst.writtenOnce(t); n != 0 {
+		t.Fatalf("a follower's Watcher wrote %d files; want none until it sequences", n)
 	}
 
 	// The sequencer goes; the follower takes over, and publishes.
