@@ -265,13 +265,32 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 		return nil, release, err
 	}
 	defer stopPublishing()
-	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
+	// A log on PostgreSQL may be shared by several replicas: this one
+	// serves reads as a follower, forwarding writes to the sequencer (and
+	// its /healthz says whether it can), and sequences once it holds the
+	// sequencer lock, which it keeps until release: past a graceful
+	// shutdown's last commit.
+	var fw *node.Forwarder
+	if seq, ok := l.Storage.(interface {
+		Sequencer(context.Context, note.Verifier) (string, error)
+	}); ok && l.LogURL != "" {
+		fw = node.NewForwarder(node.ForwardOptions{Log: l.Log, Self: self, Logger: logger,
+			Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) }})
+	}
+	opts := node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
 		PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
-		RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
+		RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger}
+	if fw != nil {
+		opts.Writes = fw.Writes
+	}
+	h, err := node.New(opts)
 	if err != nil {
 		return nil, release, err
 	}
 	var handler http.Handler = h
+	if fw != nil {
+		handler = fw.Wrap(h)
+	}
 	if l.LogURL != "" {
 		// The database is not in the data directory: the directory keeps
 		// the last checkpoint served, checked when the ledger opens.
@@ -283,21 +302,11 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 			saver.Wait()
 		}()
 	}
-	// A log on PostgreSQL may be shared by several replicas: this one
-	// serves reads as a follower, forwarding writes to the sequencer, and
-	// sequences once it holds the sequencer lock, which it keeps until
-	// release: past a graceful shutdown's last commit.
 	lockErr := make(chan error, 1)
 	if l.LogURL != "" {
 		lockURL := c.String("log")
 		if lockURL == "" {
 			lockURL = l.LogURL
-		}
-		if seq, ok := l.Storage.(interface {
-			Sequencer(context.Context, note.Verifier) (string, error)
-		}); ok {
-			handler = node.Forward(h, node.ForwardOptions{Log: l.Log, Self: self, Logger: logger,
-				Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) }})
 		}
 		lockCtx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 		var wg sync.WaitGroup
@@ -369,7 +378,7 @@ func (g *generation) serve(w http.ResponseWriter, r *http.Request) {
 	const msg = "this replica is opening its ledger again after losing its storage or the sequencer lock; retry shortly (nothing was stored)"
 	if r.URL.Path == "/healthz" {
 		// The shape /healthz always has, for probes that read it.
-		io.WriteString(w, `{"status":"reopening","role":"none","error":"`+msg+`"}`+"\n")
+		io.WriteString(w, `{"status":"reopening","role":"none","writes":"unavailable","error":"`+msg+`","writes_error":"`+msg+`"}`+"\n")
 		return
 	}
 	io.WriteString(w, `{"error":{"code":"unavailable","message":"`+msg+`"}}`+"\n")
