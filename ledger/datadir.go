@@ -42,6 +42,11 @@ var ErrExists = errors.New("data directory is not empty")
 // kept in storage that already holds a log.
 var ErrLogInUse = errors.New("already holds a log")
 
+// ErrNoLog reports storage outside a data directory that holds no log: it
+// was never made a ledger's log by InitWith (a mistyped database name, for
+// one), and it is left as it was rather than made an empty log.
+var ErrNoLog = errors.New("holds no log")
+
 var originRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$`)
 
 // ValidateOrigin checks a log origin: what checkpoints name the log by, and
@@ -120,8 +125,21 @@ type BlobOpener func(ctx context.Context, cfg BlobsConfig, logger *slog.Logger) 
 
 // StorageOpener opens the log's storage at url, for a ledger whose log is
 // kept outside its data directory (postgres://... for ledger/postgres).
-// Ledger.Close closes what it returns if that has a Close method.
-type StorageOpener func(ctx context.Context, url string, logger *slog.Logger) (AuditStorage, error)
+// Storage that holds no log yet (for PostgreSQL, a database without the
+// log's tables) is made one only with opts.Create; without it, it is
+// refused with an error wrapping ErrNoLog and left as it was. Ledger.Close
+// closes what it returns if that has a Close method.
+type StorageOpener func(ctx context.Context, url string, opts StorageOptions) (AuditStorage, error)
+
+// StorageOptions say how a StorageOpener opens a log's storage. The zero
+// value opens storage that already holds a log, quietly.
+type StorageOptions struct {
+	// Create makes the storage a log, empty, where it is not one yet:
+	// for a new ledger (InitWith) or a copy of one (ledger/migrate).
+	Create bool
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+}
 
 // Init creates a ledger in dir, which must not exist or be empty: the badger
 // store, an Ed25519 log key (log.key, mode 0600) and its verifier (log.pub),
@@ -132,7 +150,8 @@ func Init(ctx context.Context, dir, origin string) (string, error) {
 
 // InitWith is Init with options. With opts.LogURL set, the log is kept in
 // that storage, opened with opts.OpenStorage, rather than in the directory;
-// the storage must hold no log yet. The directory records the URL without
+// the storage must hold no log yet, and InitWith is what makes it one
+// (Open never does). The directory records the URL without
 // its password (see OpenOptions.LogURL) and keeps the blobs and tokens.
 // With opts.Blobs.URL set, the blobs are kept in that store, opened with
 // opts.OpenBlobs, which must find it usable before anything is written; the
@@ -157,8 +176,8 @@ func InitWith(ctx context.Context, dir, origin string, opts OpenOptions) (string
 		}
 	}
 	// The blob store is checked first: it writes nothing, while the log's
-	// storage gets its tables when opened, and a refused bucket should
-	// leave the database as it was.
+	// storage gets its tables when the new ledger opens, and a refused
+	// bucket should leave the database as it was.
 	var blobsAt *BlobsConfig
 	if opts.Blobs != (BlobsConfig{}) {
 		cfg, err := checkBlobs(ctx, opts)
@@ -242,12 +261,16 @@ func WriteBlobsMarker(dir, origin, logURL string, blobs BlobsConfig) error {
 }
 
 // checkUnused makes sure the storage at the new ledger's log URL holds no
-// log, before anything is written: a log belongs to one ledger.
+// log, before anything is written: a log belongs to one ledger. It makes
+// nothing in the storage.
 func checkUnused(ctx context.Context, opts OpenOptions, logAt *url.URL) error {
 	if opts.OpenStorage == nil {
 		return fmt.Errorf("cannot keep the log at %s: this program does not open such a log", logAt)
 	}
-	s, err := opts.OpenStorage(ctx, opts.LogURL, opts.Logger)
+	s, err := opts.OpenStorage(ctx, opts.LogURL, StorageOptions{Logger: opts.Logger})
+	if errors.Is(err, ErrNoLog) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -476,7 +499,8 @@ func Open(ctx context.Context, dir string, opts OpenOptions) (*Ledger, error) {
 }
 
 // openDir opens the ledger in dir as its marker m describes; creating says
-// that Init is making it, so an external log may be empty.
+// that Init is making it, so an external log is made one if need be, and
+// may be empty.
 func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creating bool) (*Ledger, error) {
 	logURL, err := runtimeLogURL(m, opts)
 	if err == nil && !creating {
@@ -525,7 +549,7 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 	}
 	if m.Log == "" {
 		l.Storage = NewBadgerStorage(db)
-	} else if l.Storage, err = opts.OpenStorage(ctx, logURL, opts.Logger); err != nil {
+	} else if l.Storage, err = opts.OpenStorage(ctx, logURL, StorageOptions{Create: creating, Logger: opts.Logger}); err != nil {
 		l.closeBlobs()
 		db.Close()
 		return nil, fmt.Errorf("opening %s: the log at %s: %w", dir, m.Log, err)
@@ -621,7 +645,7 @@ func runtimeLogURL(m marker, opts OpenOptions) (string, error) {
 func checkLogKey(ctx context.Context, s Storage, v note.Verifier, where string) error {
 	cp, err := s.Checkpoint(ctx, 0)
 	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("the log at %s is empty, though `ledger init` stored this ledger's first checkpoint there: wrong database, or it was emptied", where)
+		return fmt.Errorf("%s %w: it is empty, though `ledger init` stored this ledger's first checkpoint there: wrong database, or it was emptied", where, ErrNoLog)
 	}
 	if err != nil {
 		return fmt.Errorf("reading the log at %s: %w", where, err)

@@ -313,13 +313,15 @@ func openOptions(c *cli.Context, logger *slog.Logger) ledger.OpenOptions {
 }
 
 // openLogStorage opens a log kept outside the data directory. PostgreSQL is
-// the only such storage so far.
-func openLogStorage(ctx context.Context, url string, logger *slog.Logger) (ledger.AuditStorage, error) {
+// the only such storage so far. Only init and migrate (a copy's
+// destination) make a database a log: every other command refuses one
+// that is not (ledger.ErrNoLog).
+func openLogStorage(ctx context.Context, url string, opts ledger.StorageOptions) (ledger.AuditStorage, error) {
 	scheme, _, _ := strings.Cut(url, "://")
 	if s := strings.ToLower(scheme); s != "postgres" && s != "postgresql" {
 		return nil, usagef("--log: a log URL starts with postgres:// (the only log storage besides the data directory), not %s://", scheme)
 	}
-	return postgres.Opener(ctx, url, logger)
+	return postgres.Opener(ctx, url, opts)
 }
 
 // malformedURL reports an error when s, given to flag as a directory or a
@@ -345,6 +347,8 @@ func hint(err error) string {
 		return "create a ledger with `ledger init --data DIR --origin NAME`, or set LEDGER_DATA to an existing one"
 	case errors.Is(err, publish.ErrConflict):
 		return "nothing was published over it: the destination holds another log or a fork of this one; publish to an empty destination, or investigate the fork"
+	case errors.Is(err, ledger.ErrNoLog):
+		return "check the database name (--log, LEDGER_LOG or the log URL in the data directory's " + ledger.MarkerFile + "); only `ledger init --data DIR --origin NAME --log postgres://...` makes a new log, in an empty database, and `ledger migrate --to postgres://...` a copy of one"
 	case errors.Is(err, ledger.ErrLogInUse):
 		return "each ledger's log needs a database of its own: create one (createdb NAME) and pass its URL to --log"
 	case errors.Is(err, s3store.ErrNoObjectLock):

@@ -94,7 +94,7 @@ func (e *env) migrate(c *cli.Context) error {
 		opts   = migrate.Options{Logger: logger}
 	)
 	if isURL(from) {
-		s, err := openLogStorage(ctx, from, logger)
+		s, err := openLogStorage(ctx, from, ledger.StorageOptions{Logger: logger})
 		if err != nil {
 			return err
 		}
@@ -145,7 +145,8 @@ func (e *env) migrate(c *cli.Context) error {
 		dst, opts.FromBlobs, opts.ToBlobs = target.Storage, srcDir.Blobs, target.Blobs
 		blobsTo = target.BlobsAt
 	default:
-		s, err := openLogStorage(ctx, to, logger)
+		// The destination is a new log, or an earlier copy of this one.
+		s, err := openLogStorage(ctx, to, ledger.StorageOptions{Create: true, Logger: logger})
 		if err != nil {
 			return err
 		}

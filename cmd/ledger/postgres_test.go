@@ -21,6 +21,7 @@ import (
 //	PGURL_PW  the same URL with a password (the server trusts every
 //	          connection, so it is accepted and ignored)
 //	PGURL2    another new database
+//	PGURL3    a third
 func TestPostgres(t *testing.T) {
 	server := pgtest.ForTest(t)
 	testscript.Run(t, testscript.Params{
@@ -37,9 +38,14 @@ func TestPostgres(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			url3, err := server.CreateDatabase(t.Context())
+			if err != nil {
+				return err
+			}
 			e.Setenv("PGURL", url)
 			e.Setenv("PGURL_PW", strings.Replace(url, "postgres@", "postgres:secret-pw@", 1))
 			e.Setenv("PGURL2", url2)
+			e.Setenv("PGURL3", url3)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

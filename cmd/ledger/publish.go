@@ -174,7 +174,7 @@ func (d *openedOnUse) Close() {
 // it grows.
 func servePublishFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "publish-to", Usage: "while this replica sequences, publish the log as C2SP tlog-tiles to a `DIR`ectory or s3://BUCKET/PREFIX each time it grows, as ledger publish --to does"},
+		&cli.StringFlag{Name: "publish-to", Usage: "while this replica sequences, publish the log as C2SP tlog-tiles to a `DIR`ectory or s3://BUCKET/PREFIX each time it grows, as ledger publish --to does; a log that does not hold the checkpoint published there is refused"},
 		&cli.DurationFlag{Name: "publish-interval", Value: publish.DefaultInterval, Usage: "with --publish-to: how often to look for new entries"},
 		&cli.StringFlag{Name: "publish-to-endpoint", Usage: "with --publish-to s3://...: `URL` of the S3 service (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else Amazon S3)"},
 		&cli.StringFlag{Name: "publish-to-region", Usage: "with --publish-to s3://...: `REGION` of the bucket (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)"},

@@ -243,3 +243,77 @@ func getBody(url string) (string, error) {
 	}
 	return string(b), err
 }
+
+// TestServeFollowerHealth runs two replicas of a ledger on PostgreSQL
+// whose sequencer advertises an address the follower cannot reach: the
+// follower serves reads, so its /healthz is 200, but says that it cannot
+// take writes, and ?require=writes answers 503, so that a load balancer
+// sends writes elsewhere. Once the sequencer stops, the follower takes
+// over and takes writes itself.
+func TestServeFollowerHealth(t *testing.T) {
+	server := pgtest.ForTest(t)
+	ctx := t.Context()
+	url, err := server.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := filepath.Join(t.TempDir(), "a")
+	runLedger(t, "init", "--data", a, "--origin", "health.example/dhf", "--log", url)
+	b := filepath.Join(t.TempDir(), "b")
+	if err := exec.Command("cp", "-r", a, b).Run(); err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	serve := func(dir string, args ...string) (string, context.CancelFunc) {
+		addr := freeAddr()
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan int, 1)
+		go func() {
+			var o, e bytes.Buffer
+			done <- run(sctx, append([]string{"ledger", "serve", "--data", dir, "--listen", addr, "--public-reads"}, args...), nil, &o, &e)
+		}()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+		return "http://" + addr, cancel
+	}
+	ua, stopA := serve(a, "--advertise-url", "http://"+freeAddr()) // nothing listens there
+	waitFor(t, 20*time.Second, "the first replica to sequence", func() bool { return healthRole(ua) == "sequencer" })
+	ub, _ := serve(b)
+	waitFor(t, 20*time.Second, "the second replica to follow", func() bool { return healthRole(ub) == "follower" })
+
+	health := func(u, q string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Get(u + "/healthz" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h map[string]any
+		json.NewDecoder(resp.Body).Decode(&h)
+		return resp.StatusCode, h
+	}
+	if code, h := health(ua, "?require=writes"); code != http.StatusOK || h["writes"] != "ok" {
+		t.Errorf("the sequencer's /healthz?require=writes: %d %v, want 200, writes ok", code, h)
+	}
+	if code, h := health(ub, ""); code != http.StatusOK || h["status"] != "ok" || h["writes"] != "unavailable" || !strings.Contains(fmt.Sprint(h["writes_error"]), "does not answer") {
+		t.Errorf("the follower's /healthz with the sequencer out of its reach: %d %v, want 200, writes unavailable as the sequencer does not answer", code, h)
+	}
+	if code, h := health(ub, "?require=writes"); code != http.StatusServiceUnavailable {
+		t.Errorf("the follower's /healthz?require=writes with the sequencer out of its reach: %d %v, want 503", code, h)
+	}
+
+	stopA()
+	waitFor(t, 20*time.Second, "the second replica to sequence", func() bool { return healthRole(ub) == "sequencer" })
+	if code, h := health(ub, "?require=writes"); code != http.StatusOK || h["writes"] != "ok" {
+		t.Errorf("the new sequencer's /healthz?require=writes: %d %v, want 200, writes ok", code, h)
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/tracealm/evidence-ledger/ledger/client"
 	"github.com/tracealm/evidence-ledger/ledger/node"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
+	"github.com/tracealm/evidence-ledger/ledger/publish"
 	"github.com/tracealm/evidence-ledger/proofs"
 )
 
@@ -72,22 +73,30 @@ func (e *env) serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := servePublishTarget(c); err != nil {
+	target, err := servePublishTarget(c)
+	if err != nil {
 		return err
 	}
 	oo := openOptions(c, logger)
 	oo.FollowShared = true
 	served := filepath.Join(dir, servedFile)
+	var last []byte
 	switch b, err := os.ReadFile(served); {
 	case err == nil:
-		oo.Log.Extends = b
+		last = b
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("reading the last checkpoint this replica served: %w", err)
 	}
+	guard := newRollbackGuard(dir, target, c.String("publish-to"), logger)
+	extends, whence, err := guard.extends(c.Context, last, "the last checkpoint this replica served is in "+served)
+	if err != nil {
+		return err
+	}
+	oo.Log.Extends = extends
 	l, err := ledger.Open(c.Context, dir, oo)
 	if err != nil {
 		if oo.Log.Extends != nil {
-			return fmt.Errorf("%w (the last checkpoint this replica served is in %s)", err, served)
+			return fmt.Errorf("%w (%s)", err, whence)
 		}
 		return err
 	}
@@ -167,7 +176,7 @@ func (e *env) serve(c *cli.Context) error {
 		// database that lost commits beneath it is refused, not forked.
 		g := current.Swap(nil)
 		g.drain(5 * time.Second)
-		oo.Log.Extends, _ = l.Log.Checkpoint()
+		last, _ := l.Log.Checkpoint()
 		l.Close()
 		saveServed(dir, l.Log, logger)
 		release()
@@ -180,6 +189,10 @@ func (e *env) serve(c *cli.Context) error {
 		case <-time.After(pause):
 		}
 		pause = min(max(2*pause, 250*time.Millisecond), 10*time.Second)
+		if oo.Log.Extends, _, err = guard.extends(c.Context, last, ""); err != nil {
+			logger.Error("the published checkpoint is not this log's; checking the log against the last checkpoint this replica served alone", "err", err)
+			oo.Log.Extends = last
+		}
 		if l, err = reopen(c.Context, dir, oo, errc, logger); err != nil {
 			srv.Close()
 			return err
@@ -219,6 +232,66 @@ func (e *env) serve(c *cli.Context) error {
 // it as well. Remove the file only when the log's store is known to hold
 // every checkpoint served.
 const servedFile = "served.checkpoint"
+
+// A rollbackGuard finds the checkpoint a replica's stored log must hold
+// before the replica serves it (ledger.LogOptions.Extends): the newer of
+// the last one this replica served and, with --publish-to, the one
+// published there, which whichever replica sequenced wrote. The published
+// one guards the replicas that never saw the later checkpoints (down, or
+// newly copied, while another served them) against a database restored
+// from an older backup or failed over to a standby that lags.
+type rollbackGuard struct {
+	verifier note.Verifier // nil when log.pub does not read: Open says why
+	target   *publishTarget
+	to       string
+	logger   *slog.Logger
+}
+
+// publishedTimeout bounds reading the published checkpoint when a replica
+// opens its ledger.
+const publishedTimeout = 10 * time.Second
+
+func newRollbackGuard(dir string, target *publishTarget, to string, logger *slog.Logger) *rollbackGuard {
+	g := &rollbackGuard{target: target, to: to, logger: logger}
+	if vkey, err := os.ReadFile(filepath.Join(dir, ledger.PublicKeyFile)); err == nil {
+		g.verifier, _ = proofs.NewVerifier(string(vkey))
+	}
+	return g
+}
+
+// extends returns the newer of last (what this replica served, or nil),
+// of which lastWhence says where it is kept, and the published checkpoint,
+// and words saying where the one returned comes from. A destination that
+// cannot be read is logged and passed over: the node opens all the same,
+// guarded by what it served itself. One holding a checkpoint the log's key
+// did not sign is an error wrapping publish.ErrConflict.
+func (g *rollbackGuard) extends(ctx context.Context, last []byte, lastWhence string) ([]byte, string, error) {
+	if g.target == nil || g.verifier == nil {
+		return last, lastWhence, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, publishedTimeout)
+	defer cancel()
+	dst, done, err := g.target.open(ctx)
+	var published []byte
+	var pc proofs.Checkpoint
+	if err == nil {
+		published, pc, err = publish.Published(ctx, dst, g.verifier)
+		done()
+	}
+	switch {
+	case errors.Is(err, publish.ErrConflict):
+		return nil, "", fmt.Errorf("--publish-to %s: %w", g.to, err)
+	case err != nil:
+		g.logger.Warn("cannot read the published checkpoint: the log is checked only against what this replica served", "publish_to", g.to, "err", err)
+		return last, lastWhence, nil
+	case published == nil:
+		return last, lastWhence, nil
+	}
+	if lc, err := proofs.OpenCheckpoint(last, g.verifier); last != nil && (err != nil || lc.Size >= pc.Size) {
+		return last, lastWhence, nil // a last that does not verify is Open's to refuse
+	}
+	return published, fmt.Sprintf("the log's checkpoint of size %d, which a replica served, is published at %s", pc.Size, g.to), nil
+}
 
 // keepServed saves log's checkpoint to dir's servedFile whenever it
 // changes, about once a second, and once more when ctx ends.
@@ -267,13 +340,32 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 		return nil, release, err
 	}
 	defer stopPublishing()
-	h, err := node.New(node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
+	// A log on PostgreSQL may be shared by several replicas: this one
+	// serves reads as a follower, forwarding writes to the sequencer (and
+	// its /healthz says whether it can), and sequences once it holds the
+	// sequencer lock, which it keeps until release: past a graceful
+	// shutdown's last commit.
+	var fw *node.Forwarder
+	if seq, ok := l.Storage.(interface {
+		Sequencer(context.Context, note.Verifier) (string, error)
+	}); ok && l.LogURL != "" {
+		fw = node.NewForwarder(node.ForwardOptions{Log: l.Log, Self: self, Logger: logger,
+			Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) }})
+	}
+	opts := node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
 		PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
-		RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger})
+		RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger}
+	if fw != nil {
+		opts.Writes = fw.Writes
+	}
+	h, err := node.New(opts)
 	if err != nil {
 		return nil, release, err
 	}
 	var handler http.Handler = h
+	if fw != nil {
+		handler = fw.Wrap(h)
+	}
 	{
 		// The data directory keeps the last checkpoint served, apart from
 		// the store, checked when the ledger opens and by ledger audit.
@@ -285,21 +377,11 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 			saver.Wait()
 		}()
 	}
-	// A log on PostgreSQL may be shared by several replicas: this one
-	// serves reads as a follower, forwarding writes to the sequencer, and
-	// sequences once it holds the sequencer lock, which it keeps until
-	// release: past a graceful shutdown's last commit.
 	lockErr := make(chan error, 1)
 	if l.LogURL != "" {
 		lockURL := c.String("log")
 		if lockURL == "" {
 			lockURL = l.LogURL
-		}
-		if seq, ok := l.Storage.(interface {
-			Sequencer(context.Context, note.Verifier) (string, error)
-		}); ok {
-			handler = node.Forward(h, node.ForwardOptions{Log: l.Log, Self: self, Logger: logger,
-				Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) }})
 		}
 		lockCtx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 		var wg sync.WaitGroup
@@ -371,7 +453,7 @@ func (g *generation) serve(w http.ResponseWriter, r *http.Request) {
 	const msg = "this replica is opening its ledger again after losing its storage or the sequencer lock; retry shortly (nothing was stored)"
 	if r.URL.Path == "/healthz" {
 		// The shape /healthz always has, for probes that read it.
-		io.WriteString(w, `{"status":"reopening","role":"none","error":"`+msg+`"}`+"\n")
+		io.WriteString(w, `{"status":"reopening","role":"none","writes":"unavailable","error":"`+msg+`","writes_error":"`+msg+`"}`+"\n")
 		return
 	}
 	io.WriteString(w, `{"error":{"code":"unavailable","message":"`+msg+`"}}`+"\n")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -362,5 +363,80 @@ func TestServeObjectStoreRestart(t *testing.T) {
 	}
 	if r := must(t, "", "audit", "--data", dir); strings.Contains(r.stdout, "CORRUPT") {
 		t.Errorf("audit after the outage:\n%s", r.stdout)
+	}
+}
+
+// TestServePublishedGuard restores a replica's database from an older
+// copy, as a restore from backup would: a replica that never served the
+// later checkpoints (a new copy of the data directory) cannot know them,
+// but with --publish-to it reads the one published there and refuses the
+// database that does not hold it, rather than fork the log. A replica on
+// a database that holds it serves.
+func TestServePublishedGuard(t *testing.T) {
+	pg := pgtest.ForTest(t)
+	ctx := t.Context()
+	url, err := pg.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backupURL, err := pg.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	a, backup, tiles := filepath.Join(work, "a"), filepath.Join(work, "backup"), filepath.Join(work, "tiles")
+	runLedger(t, "init", "--data", a, "--origin", "guard.example/dhf", "--log", url)
+	appendFile := func(name string) {
+		t.Helper()
+		p := filepath.Join(work, name)
+		if err := os.WriteFile(p, []byte("evidence "+name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runLedger(t, "append", "--data", a, p)
+	}
+	appendFile("one.txt")
+	appendFile("two.txt")
+	// The backup: a copy of the log at size 2, and a data directory on it.
+	runLedger(t, "migrate", "--from", a, "--to", backupURL, "--to-data", backup)
+	appendFile("three.txt")
+	appendFile("four.txt")
+	runLedger(t, "publish", "--data", a, "--to", tiles)
+
+	// Refused at once; a replica that served instead is stopped after a
+	// while, failing the test.
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := run(rctx, []string{"ledger", "serve", "--data", backup, "--listen", "127.0.0.1:0", "--publish-to", tiles}, nil, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "does not extend the tree of size 4") || !strings.Contains(errb.String(), "published at "+tiles) || strings.Contains(out.String(), "serving") {
+		t.Errorf("serve on a database behind the published checkpoint: exit %d, stdout %q, stderr:\n%s", code, out.String(), errb.String())
+	}
+	if got := runLedger(t, "checkpoint", "--data", backup); !strings.Contains(got, "\n2\n") {
+		t.Errorf("the refused replica's log = %q, want it left at size 2", got)
+	}
+
+	// A new copy of a's directory, which never served either, on the
+	// database that holds the published checkpoint.
+	fresh := filepath.Join(work, "fresh")
+	if err := exec.Command("cp", "-r", a, fresh).Run(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	var serveLog lockedBuffer
+	go func() {
+		var o bytes.Buffer
+		done <- run(sctx, []string{"ledger", "serve", "--data", fresh, "--listen", addr, "--publish-to", tiles}, nil, &o, &serveLog)
+	}()
+	waitFor(t, 20*time.Second, "the replica on the database holding the published checkpoint to sequence", func() bool { return healthRole("http://"+addr) == "sequencer" })
+	stop()
+	if code := <-done; code != 0 {
+		t.Errorf("serve on the database holding the published checkpoint: exit %d\n%s", code, serveLog.String())
 	}
 }

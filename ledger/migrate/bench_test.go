@@ -52,7 +52,7 @@ func BenchmarkMigrate(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		url := server.NewDatabase(b)
-		dst, err := postgres.Open(b.Context(), url, postgres.Options{})
+		dst, err := postgres.Open(b.Context(), url, postgres.Options{Create: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -51,7 +51,8 @@ type Target struct {
 // the log and the blobs in the new directory's own store.
 type TargetOptions struct {
 	// LogURL, when set, keeps the copy's log there, opened with
-	// OpenStorage, rather than in the directory.
+	// OpenStorage, rather than in the directory. A new copy asks
+	// OpenStorage to make the storage a log where it is not one yet.
 	LogURL      string
 	OpenStorage ledger.StorageOpener
 	// Blobs, when its URL is set, keeps the copy's blobs in that store
@@ -140,7 +141,8 @@ func (t *Target) openDir(ctx context.Context, src *ledger.Ledger, opts TargetOpt
 		t.Storage = ledger.NewBadgerStorage(db)
 		return nil
 	}
-	s, err := opts.OpenStorage(ctx, opts.LogURL, opts.Logger)
+	// A copy is a new log: its storage is made one if need be.
+	s, err := opts.OpenStorage(ctx, opts.LogURL, ledger.StorageOptions{Create: true, Logger: opts.Logger})
 	if err != nil {
 		return fmt.Errorf("preparing %s: opening the log: %w", t.Dir, err)
 	}

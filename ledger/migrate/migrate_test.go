@@ -106,11 +106,12 @@ func sameCheckpoints(t *testing.T, got, want []checkpoint) {
 	}
 }
 
-// openPostgres opens the log storage on a new, empty database.
+// openPostgres opens the log storage on a new, empty database, made a log
+// for a copy.
 func openPostgres(t *testing.T) (*postgres.Storage, string) {
 	t.Helper()
 	url := server.NewDatabase(t)
-	s, err := postgres.Open(t.Context(), url, postgres.Options{})
+	s, err := postgres.Open(t.Context(), url, postgres.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,29 +12,28 @@ import (
 
 // TestFollowerNode serves a log opened as a follower, as a replica does
 // while another holds the sequencer lock: reads work, /healthz says
-// "follower", and writes answer 503 naming where to send them.
+// "follower" and that it takes no writes, and writes answer 503 naming
+// where to send them.
 func TestFollowerNode(t *testing.T) {
 	e := newEnv(t, Options{PublicReads: true})
 	_, s := newFollower(t, e)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
-	var health struct{ Role string }
-	resp, err := http.Get(srv.URL + "/healthz")
-	if err != nil {
-		t.Fatal(err)
+	// It serves reads, so it is healthy; it does not pass writes on (no
+	// Forwarder), and says so.
+	if h := getHealth(t, srv.URL, ""); h.Code != http.StatusOK || h.Role != "follower" || h.Writes != "unavailable" || !strings.Contains(h.WritesError, "serves reads only") {
+		t.Errorf("the follower's /healthz = %+v, want 200, role follower, writes unavailable", h)
 	}
-	json.NewDecoder(resp.Body).Decode(&health)
-	resp.Body.Close()
-	if health.Role != "follower" {
-		t.Errorf("/healthz role %q, want follower", health.Role)
+	if h := getHealth(t, srv.URL, "?require=writes"); h.Code != http.StatusServiceUnavailable {
+		t.Errorf("the follower's /healthz?require=writes = %+v, want 503", h)
 	}
-	if r := e.do("GET", "/healthz", "", nil); !strings.Contains(string(r.body), `"role":"sequencer"`) {
-		t.Errorf("the sequencer's /healthz: %s", r.body)
+	if h := getHealth(t, e.srv.URL, "?require=writes"); h.Code != http.StatusOK || h.Role != "sequencer" || h.Writes != "ok" || h.WritesError != "" {
+		t.Errorf("the sequencer's /healthz?require=writes = %+v, want 200, writes ok", h)
 	}
 	size := e.l.Log.Size()
 	req, _ := http.NewRequest("POST", srv.URL+"/v1/entries", strings.NewReader(`{"kind":"artefact","subject":{"digest":"sha256:`+strings.Repeat("1", 64)+`","size":1,"name":"a","media_type":"text/plain"}}`))
 	req.Header.Set("Authorization", "Bearer "+e.tokens[ledger.RoleAppender])
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

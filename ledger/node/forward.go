@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,7 +23,11 @@ import (
 // crosses at most one hop.
 const ForwardedHeader = "Ledger-Forwarded-By"
 
-// ForwardOptions configure Forward.
+// DefaultProbe is how long the sequencer's last answer stands for
+// Forwarder.Writes when ForwardOptions.Probe is zero.
+const DefaultProbe = 5 * time.Second
+
+// ForwardOptions configure a Forwarder.
 type ForwardOptions struct {
 	// Log is this replica's log; writes are forwarded only while it does
 	// not sequence. Required.
@@ -34,6 +41,11 @@ type ForwardOptions struct {
 	// looked up again; zero means a second. A failed forward looks it up
 	// again at once.
 	Recheck time.Duration
+	// Probe is how long the sequencer's last answer, to a forwarded write
+	// or to a look at its /healthz, tells Writes whether writes can be
+	// forwarded; once it is older, Writes looks at the sequencer's
+	// /healthz again. Zero means DefaultProbe.
+	Probe time.Duration
 	// Transport carries forwarded requests; nil means one of its own
 	// (see forwardTransport): no proxy from the environment, and time
 	// limits on connecting and on the sequencer's answer.
@@ -42,27 +54,61 @@ type ForwardOptions struct {
 	Logger *slog.Logger
 }
 
-// Forward wraps a replica's handler so that, while its log follows another
-// replica's, the writes it cannot do (blob uploads, appends, release
-// records) are passed on to the sequencer, streamed both ways, and its
-// answer is passed back: a client or load balancer may send any request
-// to any replica. The sequencer authenticates the forwarded request with
-// its own tokens; nothing is stored on the follower. When no sequencer is
-// known (an election in progress) the follower answers as before, 503
-// not_sequencer, and a sequencer that cannot be reached gives 503
-// sequencer_unreachable: a client retries either (appends are idempotent).
-// Token management is not forwarded: tokens are each replica's own.
-func Forward(next http.Handler, opts ForwardOptions) http.Handler {
+// A Forwarder passes on to the sequencer the writes a replica cannot do
+// while its log follows another replica's (blob uploads, appends, release
+// records), streamed both ways, and passes its answer back: a client or
+// load balancer may send any request to any replica. The sequencer
+// authenticates the forwarded request with its own tokens; nothing is
+// stored on the follower. When no sequencer is known (an election in
+// progress) the follower answers as before, 503 not_sequencer, and a
+// sequencer that cannot be reached gives 503 sequencer_unreachable: a
+// client retries either (appends are idempotent). Token management is not
+// forwarded: tokens are each replica's own.
+//
+// Its methods are safe for concurrent use.
+type Forwarder struct {
+	opts   ForwardOptions
+	proxy  *httputil.ReverseProxy
+	client *http.Client
+	// found is the sequencer looked up, heard its last answer.
+	found shared[found]
+	heard shared[heard]
+}
+
+// found is the result of looking the sequencer up: its URL, or why there
+// is none to forward to.
+type found struct {
+	target *url.URL
+	err    error
+}
+
+// heard is what the sequencer at target last said about taking writes:
+// nil when it took one, or said it could.
+type heard struct {
+	target string
+	err    error
+}
+
+// NewForwarder checks opts and returns the Forwarder; Wrap puts it in
+// front of a replica's handler.
+func NewForwarder(opts ForwardOptions) *Forwarder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Recheck <= 0 {
 		opts.Recheck = time.Second
 	}
+	if opts.Probe <= 0 {
+		opts.Probe = DefaultProbe
+	}
 	if opts.Transport == nil {
 		opts.Transport = forwardTransport()
 	}
-	f := &forwarder{next: next, opts: opts}
+	f := &Forwarder{opts: opts}
+	f.client = &http.Client{
+		Transport:     opts.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
@@ -71,12 +117,23 @@ func Forward(next http.Handler, opts ForwardOptions) http.Handler {
 		},
 		Transport:     opts.Transport,
 		FlushInterval: -1, // stream answers as they come
+		ModifyResponse: func(resp *http.Response) error {
+			target := resp.Request.Context().Value(targetKey{}).(*url.URL)
+			var err error
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				err = fmt.Errorf("the sequencer at %s answered a forwarded write with %s", target.Redacted(), resp.Status)
+			}
+			f.heard.set(heard{target.String(), err})
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			f.forget()
-			opts.Logger.Warn("forwarding a write to the sequencer failed", "path", r.URL.Path, "err", err)
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				return // the client went away
 			}
+			target := r.Context().Value(targetKey{}).(*url.URL)
+			f.found.forget()
+			f.heard.set(heard{target.String(), fmt.Errorf("the sequencer at %s does not answer: %w", target.Redacted(), err)})
+			opts.Logger.Warn("forwarding a write to the sequencer failed", "path", r.URL.Path, "err", err)
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{
 				"code":    "sequencer_unreachable",
@@ -87,18 +144,84 @@ func Forward(next http.Handler, opts ForwardOptions) http.Handler {
 	return f
 }
 
-type targetKey struct{}
-
-type forwarder struct {
-	next  http.Handler
-	opts  ForwardOptions
-	proxy *httputil.ReverseProxy
-
-	mu      sync.Mutex
-	target  *url.URL
-	checked time.Time
-	lookup  chan struct{} // closed when the look-up in flight ends
+// Wrap returns next with the writes it cannot do, while its log follows,
+// forwarded to the sequencer.
+func (f *Forwarder) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.opts.Log.Sequencing() || !forwardable(r) || r.Header.Get(ForwardedHeader) != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		target, _ := f.sequencer(r.Context())
+		if target == nil {
+			next.ServeHTTP(w, r) // 503 not_sequencer
+			return
+		}
+		f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+	})
 }
+
+// Writes reports whether the writes this replica forwards can be done
+// now: nil while its log sequences (it does them itself), or while the
+// sequencer is known and its last answer, no older than Probe, was to
+// take a write or that it can append. Otherwise it says why not: no
+// replica sequences, or the sequencer does not answer or cannot append.
+//
+// It is cheap enough for every health probe: when the last answer is
+// older than Probe it looks at the sequencer's /healthz, once for all the
+// callers waiting meanwhile, each of which waits no longer than its ctx
+// allows.
+func (f *Forwarder) Writes(ctx context.Context) error {
+	if f.opts.Log.Sequencing() {
+		return nil
+	}
+	target, err := f.sequencer(ctx)
+	if target == nil {
+		return err
+	}
+	probe := func() heard { return heard{target.String(), f.probe(target)} }
+	h, ok := f.heard.get(ctx, f.opts.Probe, probe)
+	if ok && h.target != target.String() {
+		// The answer was another sequencer's.
+		f.heard.forget()
+		h, ok = f.heard.get(ctx, f.opts.Probe, probe)
+	}
+	if !ok {
+		return fmt.Errorf("the sequencer at %s did not answer in time: %w", target.Redacted(), ctx.Err())
+	}
+	return h.err
+}
+
+// probe asks the sequencer at target whether it can append: its /healthz
+// says "ok" as the sequencer.
+func (f *Forwarder) probe(target *url.URL) error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	where := target.Redacted()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.JoinPath("/healthz").String(), nil)
+	if err != nil {
+		return fmt.Errorf("asking the sequencer at %s whether it can append: %w", where, err)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("the sequencer at %s does not answer: %w", where, err)
+	}
+	defer resp.Body.Close()
+	var h struct{ Status, Role, Error string }
+	json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&h)
+	switch {
+	case resp.StatusCode == http.StatusOK && h.Role == "sequencer" && h.Status == "ok":
+		return nil
+	case h.Role != "" && h.Role != "sequencer":
+		f.found.forget()
+		return fmt.Errorf("the replica at %s no longer sequences (its /healthz says role %q)", where, h.Role)
+	case h.Error != "":
+		return fmt.Errorf("the sequencer at %s cannot append: %s", where, h.Error)
+	}
+	return fmt.Errorf("the sequencer at %s answers /healthz with %s", where, resp.Status)
+}
+
+type targetKey struct{}
 
 // forwardable reports whether r is a write that only the sequencer can do.
 func forwardable(r *http.Request) bool {
@@ -112,83 +235,109 @@ func forwardable(r *http.Request) bool {
 	return false
 }
 
-func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if f.opts.Log.Sequencing() || !forwardable(r) || r.Header.Get(ForwardedHeader) != "" {
-		f.next.ServeHTTP(w, r)
-		return
-	}
-	target := f.sequencer(r.Context())
-	if target == nil {
-		f.next.ServeHTTP(w, r) // 503 not_sequencer
-		return
-	}
-	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
-}
-
 // sequencer returns the sequencer's URL, looked up at most once per
-// Recheck, or nil when there is none to forward to. One look-up runs at a
-// time; the requests arriving meanwhile wait for its answer, each no
+// Recheck, or nil and why there is none to forward to. One look-up runs at
+// a time; the requests arriving meanwhile wait for its answer, each no
 // longer than its own context allows.
-func (f *forwarder) sequencer(ctx context.Context) *url.URL {
-	f.mu.Lock()
-	if time.Since(f.checked) < f.opts.Recheck {
-		t := f.target
-		f.mu.Unlock()
-		return t
+func (f *Forwarder) sequencer(ctx context.Context) (*url.URL, error) {
+	s, ok := f.found.get(ctx, f.opts.Recheck, f.lookUp)
+	if !ok {
+		return nil, fmt.Errorf("looking up the sequencer: %w", ctx.Err())
 	}
-	if wait := f.lookup; wait != nil {
-		f.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.target
-	}
-	done := make(chan struct{})
-	f.lookup = done
-	f.mu.Unlock()
-
-	target := f.lookUp(ctx)
-	f.mu.Lock()
-	f.target, f.checked, f.lookup = target, time.Now(), nil
-	f.mu.Unlock()
-	close(done)
-	return target
+	return s.target, s.err
 }
 
 // lookUp asks where the sequencer is, bounded: a database that does not
 // answer must not hold forwarded writes for long.
-func (f *forwarder) lookUp(ctx context.Context) *url.URL {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+func (f *Forwarder) lookUp() found {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
 	s, err := f.opts.Sequencer(ctx)
 	if err != nil {
 		f.opts.Logger.Info("no sequencer to forward writes to", "err", err)
-		return nil
+		return found{err: fmt.Errorf("no sequencer to forward writes to: %w", err)}
 	}
 	if s == f.opts.Self {
-		return nil // being promoted: this replica will answer itself
+		// Being promoted: this replica will answer itself.
+		return found{err: errors.New("this replica holds the sequencer lock and is becoming the sequencer")}
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		f.opts.Logger.Error("the sequencer's advertised URL is not an http(s) URL; writes are not forwarded", "url", s)
-		return nil
+		return found{err: fmt.Errorf("the sequencer's advertised URL %q is not an http(s) URL", s)}
 	}
-	return u
+	return found{target: u}
 }
 
-// forget drops the cached sequencer after a failed forward.
-func (f *forwarder) forget() {
-	f.mu.Lock()
-	f.checked, f.target = time.Time{}, nil
-	f.mu.Unlock()
+// Bounds on one look-up of the sequencer's address, and on one look at
+// its /healthz.
+const (
+	lookupTimeout = 2 * time.Second
+	probeTimeout  = 2 * time.Second
+)
+
+// A shared value is worked out by one caller at a time and then kept for a
+// while: the callers arriving while it is worked out wait for that answer.
+type shared[T any] struct {
+	mu     sync.Mutex
+	val    T
+	at     time.Time // when val was set; zero when there is none
+	flight *work[T]  // the work in flight, if any
 }
 
-// lookupTimeout bounds one look-up of the sequencer's address.
-const lookupTimeout = 2 * time.Second
+// work is one working out of a shared value.
+type work[T any] struct {
+	done chan struct{} // closed once val is set
+	val  T
+}
+
+// get returns the value if it was set less than fresh ago, and otherwise
+// works it out with do, which must bound its own time, or waits for the
+// caller already doing so. It waits no longer than ctx allows, reporting
+// false if ctx ends first; do then goes on, and its value is kept.
+func (s *shared[T]) get(ctx context.Context, fresh time.Duration, do func() T) (T, bool) {
+	s.mu.Lock()
+	if !s.at.IsZero() && time.Since(s.at) < fresh {
+		v := s.val
+		s.mu.Unlock()
+		return v, true
+	}
+	w := s.flight
+	if w == nil {
+		w = &work[T]{done: make(chan struct{})}
+		s.flight = w
+		go func() {
+			w.val = do()
+			s.mu.Lock()
+			s.val, s.at, s.flight = w.val, time.Now(), nil
+			s.mu.Unlock()
+			close(w.done)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.val, true
+	case <-ctx.Done():
+		var zero T
+		return zero, false
+	}
+}
+
+// set keeps v as the value, worked out now.
+func (s *shared[T]) set(v T) {
+	s.mu.Lock()
+	s.val, s.at = v, time.Now()
+	s.mu.Unlock()
+}
+
+// forget drops the value, so that the next get works it out again.
+func (s *shared[T]) forget() {
+	s.mu.Lock()
+	var zero T
+	s.val, s.at = zero, time.Time{}
+	s.mu.Unlock()
+}
 
 // forwardTransport carries forwarded writes: like http.DefaultTransport
 // but never through a proxy named by the environment (the requests carry

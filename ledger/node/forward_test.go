@@ -34,7 +34,7 @@ func TestForward(t *testing.T) {
 		}
 		h.ServeHTTP(w, r)
 	})
-	follower := httptest.NewServer(Forward(counted, ForwardOptions{Log: f, Sequencer: func(ctx context.Context) (string, error) { return sequencer(ctx) }, Self: "http://follower.example", Recheck: time.Nanosecond}))
+	follower := httptest.NewServer(NewForwarder(ForwardOptions{Log: f, Sequencer: func(ctx context.Context) (string, error) { return sequencer(ctx) }, Self: "http://follower.example", Recheck: time.Nanosecond}).Wrap(counted))
 	defer follower.Close()
 
 	post := func(path, token string, body []byte) (int, []byte) {
@@ -118,7 +118,7 @@ func TestForwardOneLookup(t *testing.T) {
 		<-ctx.Done()
 		return "", ctx.Err()
 	}
-	follower := httptest.NewServer(Forward(h, ForwardOptions{Log: f, Sequencer: hang, Self: "http://follower.example"}))
+	follower := httptest.NewServer(NewForwarder(ForwardOptions{Log: f, Sequencer: hang, Self: "http://follower.example"}).Wrap(h))
 	defer follower.Close()
 	var wg sync.WaitGroup
 	codes := make([]int, 8)
@@ -144,4 +144,132 @@ func TestForwardOneLookup(t *testing.T) {
 			t.Errorf("write %d: %d, want 503 with no sequencer known", i, c)
 		}
 	}
+}
+
+// health is what a node's /healthz says.
+type health struct {
+	Code                              int
+	Status, Role, Writes, WritesError string
+}
+
+// getHealth GETs u's /healthz with the query q ("" for none).
+func getHealth(t *testing.T, u, q string) health {
+	t.Helper()
+	resp, err := http.Get(u + "/healthz" + q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Status, Role, Writes string
+		WritesError          string `json:"writes_error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatalf("GET %s/healthz%s: %v", u, q, err)
+	}
+	return health{resp.StatusCode, h.Status, h.Role, h.Writes, h.WritesError}
+}
+
+// TestFollowerHealth checks what a follower's /healthz says about its
+// writes, which it forwards: "ok" while the sequencer answers, and
+// "unavailable", with the reason, while no replica sequences or the
+// sequencer does not answer, or says it cannot append. The follower's
+// reads go on, so its /healthz stays 200 unless asked ?require=writes.
+func TestFollowerHealth(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	f, _ := newFollower(t, e)
+	var probes atomic.Int32
+	sequencerHandler := e.srv.Config.Handler
+	seq := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			probes.Add(1)
+		}
+		sequencerHandler.ServeHTTP(w, r)
+	}))
+	defer seq.Close()
+	var mu sync.Mutex
+	at, lookupErr := seq.URL, error(nil)
+	setSequencer := func(u string, err error) {
+		mu.Lock()
+		at, lookupErr = u, err
+		mu.Unlock()
+	}
+	serveFollower := func(probe time.Duration) *httptest.Server {
+		fw := NewForwarder(ForwardOptions{Log: f, Self: "http://follower.example", Recheck: time.Nanosecond, Probe: probe,
+			Sequencer: func(context.Context) (string, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return at, lookupErr
+			}})
+		s, err := New(Options{Log: f, Blobs: e.l.Blobs, Tokens: ledger.NewTokens(e.l.DB), PublicReads: true, Writes: fw.Writes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(fw.Wrap(s))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	follower := serveFollower(time.Nanosecond)
+	check := func(what string, wantWrites, wantError string) {
+		t.Helper()
+		h := getHealth(t, follower.URL, "")
+		if h.Code != http.StatusOK || h.Status != "ok" || h.Role != "follower" || h.Writes != wantWrites || !strings.Contains(h.WritesError, wantError) || (wantError == "") != (h.WritesError == "") {
+			t.Errorf("%s: /healthz = %+v, want 200 ok follower, writes %q, writes_error %q", what, h, wantWrites, wantError)
+		}
+		wantCode := http.StatusOK
+		if wantWrites != "ok" {
+			wantCode = http.StatusServiceUnavailable
+		}
+		if h := getHealth(t, follower.URL, "?require=writes"); h.Code != wantCode || h.Writes != wantWrites {
+			t.Errorf("%s: /healthz?require=writes = %+v, want %d, writes %q", what, h, wantCode, wantWrites)
+		}
+	}
+
+	check("the sequencer answers", "ok", "")
+	setSequencer("", errors.New("no replica holds the lock"))
+	check("no sequencer", "unavailable", "no replica holds the lock")
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	setSequencer(dead.URL, nil)
+	check("the sequencer is gone", "unavailable", "does not answer")
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "role": "sequencer", "error": "its database is down"})
+	}))
+	defer down.Close()
+	setSequencer(down.URL, nil)
+	check("the sequencer cannot append", "unavailable", "its database is down")
+	moved := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "role": "follower"})
+	}))
+	defer moved.Close()
+	setSequencer(moved.URL, nil)
+	check("the lock moved", "unavailable", "no longer sequences")
+	setSequencer(seq.URL, nil)
+	check("the sequencer is back", "ok", "")
+	if r := e.do("GET", "/healthz?require=reads", "", nil); r.status != http.StatusBadRequest {
+		t.Errorf("/healthz?require=reads: %d %s, want 400", r.status, r.body)
+	}
+
+	// Probes are cheap: the sequencer's answer stands for Probe, and a
+	// forwarded write that fails counts as its answer at once.
+	follower = serveFollower(time.Hour)
+	probes.Store(0)
+	for range 5 {
+		check("asked again and again", "ok", "")
+	}
+	if n := probes.Load(); n != 1 {
+		t.Errorf("the sequencer's /healthz was asked %d times for 10 probes of the follower's, want once", n)
+	}
+	seq.Close()
+	req, _ := http.NewRequest("POST", follower.URL+"/v1/entries", strings.NewReader(`{"kind":"artefact","subject":{"digest":"sha256:`+strings.Repeat("1", 64)+`","size":1,"name":"a","media_type":"text/plain"}}`))
+	req.Header.Set("Authorization", "Bearer "+e.tokens[ledger.RoleAppender])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a write forwarded to a sequencer that is gone: %d, want 503", resp.StatusCode)
+	}
+	check("a forwarded write failed", "unavailable", "does not answer")
 }

@@ -78,6 +78,11 @@ type Options struct {
 	// no limit.
 	RateLimit float64
 	RateBurst int
+	// Writes, for a replica whose log may follow another replica's,
+	// reports whether the writes it passes on to the sequencer can be
+	// done now (Forwarder.Writes): nil if so, else why not. /healthz says
+	// so while the log follows. Nil means a follower passes no writes on.
+	Writes func(context.Context) error
 	// Registry receives the node's Prometheus metrics, served at
 	// /metrics; nil means a registry of the Server's own.
 	Registry *prometheus.Registry
@@ -363,26 +368,68 @@ func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, erro
 	return &tok, nil
 }
 
+// healthz answers whether this node serves: 200 while its log can append
+// or, on a follower, follow the stored log and serve reads; 503 while it
+// cannot. "writes" says whether it takes writes now, itself or by passing
+// them on to the sequencer, with "writes_error" saying why not; with
+// ?require=writes that too must hold for a 200, for a load balancer that
+// sends writes only where they can be done.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	q, err := query(r, "require")
+	if err != nil {
+		return err
+	}
+	switch q["require"] {
+	case "", "writes":
+	default:
+		return badRequest("require=%q: the only requirement /healthz takes is writes (503 while this replica cannot take writes)", q["require"])
+	}
 	size := s.opts.Log.Size()
+	following := !s.opts.Log.Sequencing()
 	role := "sequencer"
-	if !s.opts.Log.Sequencing() {
+	if following {
 		role = "follower"
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	// A follower's writes go to the sequencer: asked meanwhile, within
+	// the same time.
+	writes := make(chan error, 1)
+	if following {
+		go func() { writes <- s.followerWrites(ctx) }()
 	}
 	// A log that cannot append is unhealthy, so that a load balancer
 	// sends requests elsewhere: while its storage does not answer, until
 	// it resumes by itself after a failed commit, or for good after a
 	// failed sync (restart the node).
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
 	status, err := s.opts.Log.Healthy(ctx)
+	werr := err
+	if following {
+		werr = <-writes
+	}
 	code := http.StatusOK
-	body := map[string]any{"status": status, "origin": s.opts.Log.Origin(), "tree_size": size, "role": role}
+	body := map[string]any{"status": status, "origin": s.opts.Log.Origin(), "tree_size": size, "role": role, "writes": "ok"}
 	if err != nil {
 		code = http.StatusServiceUnavailable
 		body["error"] = err.Error()
 	}
+	if werr != nil {
+		if q["require"] == "writes" {
+			code = http.StatusServiceUnavailable
+		}
+		body["writes"] = "unavailable"
+		body["writes_error"] = werr.Error()
+	}
 	return writeJSON(w, code, body)
+}
+
+// followerWrites says whether the writes of this replica, while its log
+// follows, can be passed on to the sequencer.
+func (s *Server) followerWrites(ctx context.Context) error {
+	if s.opts.Writes == nil {
+		return errors.New("this replica serves reads only and passes no writes on to the sequencer")
+	}
+	return s.opts.Writes(ctx)
 }
 
 func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {

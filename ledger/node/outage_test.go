@@ -43,7 +43,7 @@ func TestDatabaseOutage(t *testing.T) {
 	url := pg.NewDatabase(t)
 	database := url[strings.LastIndex(url, "/")+1 : strings.Index(url, "?")]
 	e := newEnv(t, Options{PublicReads: true}) // tokens and blobs
-	storage, err := postgres.Open(ctx, url, postgres.Options{})
+	storage, err := postgres.Open(ctx, url, postgres.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

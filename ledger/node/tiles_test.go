@@ -279,7 +279,7 @@ func TestPostgresTilesWithAnIndependentClient(t *testing.T) {
 	url := pgtest.ForTest(t).NewDatabase(t)
 	e := newEnv(t, Options{PublicReads: true}) // the key and the blobs
 	openStorage := func() *postgres.Storage {
-		st, err := postgres.Open(ctx, url, postgres.Options{})
+		st, err := postgres.Open(ctx, url, postgres.Options{Create: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -161,9 +161,9 @@ func TestAudit(t *testing.T) {
 }
 
 // TestInitOpen checks what a data directory records about a log on
-// PostgreSQL and what Open refuses: a log that is not this directory's, an
-// empty database, a URL naming another database, and init on a database
-// that already holds a log.
+// PostgreSQL and what Open refuses: a log that is not this directory's, a
+// database that holds no log (left without tables), a URL naming another
+// database, and init on a database that already holds a log.
 func TestInitOpen(t *testing.T) {
 	ctx := t.Context()
 	opts := func(url string) ledger.OpenOptions {
@@ -230,20 +230,42 @@ func TestInitOpen(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name, url, want string
+		noLog           bool
 	}{
-		{"OtherLedgersLog", a.url, "is not this ledger's"},
-		{"EmptyDatabase", server.NewDatabase(t), "is empty"},
+		{"OtherLedgersLog", a.url, "is not this ledger's", false},
+		{"EmptyDatabase", server.NewDatabase(t), "holds no log", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := initLedger(t, "pg.example.com/b", 2)
 			pointAt(t, b, tt.url)
-			l, err := ledger.Open(ctx, b.dir, opts(""))
-			if err == nil {
-				l.Close()
-				t.Fatalf("Open of a directory whose marker names %s succeeded", tt.url)
+			// Opening for audit alone reads whatever log is there (the
+			// audit says whose it is), but there must be one.
+			modes := []bool{false}
+			if tt.noLog {
+				modes = append(modes, true)
 			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Open: error %q, want it to say %q", err, tt.want)
+			for _, auditOnly := range modes {
+				l, err := ledger.Open(ctx, b.dir, ledger.OpenOptions{OpenStorage: postgres.Opener, AuditOnly: auditOnly})
+				if err == nil {
+					l.Close()
+					t.Fatalf("Open (audit only: %v) of a directory whose marker names %s succeeded", auditOnly, tt.url)
+				}
+				if !strings.Contains(err.Error(), tt.want) || errors.Is(err, ledger.ErrNoLog) != tt.noLog {
+					t.Fatalf("Open (audit only: %v): error %q, want it to say %q (ErrNoLog: %v)", auditOnly, err, tt.want, tt.noLog)
+				}
+			}
+			if tt.noLog {
+				// Nothing was created there: the database stays one
+				// that ledger init can make a log.
+				conn, err := pgx.Connect(ctx, tt.url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close(ctx)
+				var n int
+				if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename LIKE 'ledger\_%'`).Scan(&n); err != nil || n != 0 {
+					t.Errorf("after the refused opens the database holds %d ledger tables (%v), want none", n, err)
+				}
 			}
 		})
 	}

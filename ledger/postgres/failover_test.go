@@ -159,6 +159,7 @@ func TestFailover(t *testing.T) {
 	}
 	ctx := t.Context()
 	url := server.NewDatabase(t)
+	openStorage(t, url).Close() // what ledger init does: the log's tables
 	key := newLogKey(t, "pg.example.com/failover")
 	blobs := newBlobs(t) // shared, as the S3 store will be
 	a := startReplica(t, "a", url, key, blobs)

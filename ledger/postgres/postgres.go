@@ -4,8 +4,11 @@
 // What it stores is what the badger storage stores — entries, claims, the
 // RFC 6962 tree hashes at their tlog stored-hash indexes, every signed C2SP
 // tlog-checkpoint with the compact range it commits to, and the search
-// index — in plain tables (see the schema in schema.go), created or brought
-// up to date by Open. Every table carries a statement trigger that refuses
+// index — in plain tables (see the schema in schema.go), created by Open
+// only when asked to (Options.Create, for a new log) and brought up to date
+// by every Open. A database without them is refused, not made an empty
+// log: a mistyped database name must not look like a log that lost
+// everything. Every table carries a statement trigger that refuses
 // UPDATE, DELETE and TRUNCATE, so the database itself keeps the log
 // append-only against a mistaken query or a compromised ledger role. A
 // superuser can still disable triggers; what such a person changes is
@@ -62,6 +65,10 @@ type Options struct {
 	// ConnectTimeout bounds each connection attempt (connect_timeout in the
 	// URL wins).
 	ConnectTimeout time.Duration
+	// Create makes the log's tables in a database that has none, for a
+	// new log. Without it, Open refuses such a database with an error
+	// wrapping ledger.ErrNoLog and creates nothing in it.
+	Create bool
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -81,9 +88,11 @@ type Storage struct {
 var _ ledger.Storage = (*Storage)(nil)
 
 // Open connects to the PostgreSQL database at connString (a postgres:// URL
-// or key=value DSN, as libpq takes), creates or upgrades the schema, and
-// returns the storage. A database it cannot reach fails with ErrUnreachable,
-// naming the server without the password and what to check.
+// or key=value DSN, as libpq takes), upgrades the schema (or, with
+// opts.Create, creates it where there is none), and returns the storage. A
+// database it cannot reach fails with ErrUnreachable, naming the server
+// without the password and what to check; one without the log's tables,
+// when not told to create them, fails with ledger.ErrNoLog.
 func Open(ctx context.Context, connString string, opts Options) (*Storage, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -119,7 +128,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the log database %s: %w", s.where, err)
 	}
-	if err := s.prepare(ctx, opts.Logger); err != nil {
+	if err := s.prepare(ctx, opts.Create, opts.Logger); err != nil {
 		s.pool.Close()
 		return nil, err
 	}
@@ -127,11 +136,11 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 	return s, nil
 }
 
-// Opener opens the storage at url with the default options and logger; it
-// is the ledger.StorageOpener that ledger.InitWith and ledger.Open take for
-// a ledger whose log is on PostgreSQL.
-func Opener(ctx context.Context, url string, logger *slog.Logger) (ledger.AuditStorage, error) {
-	s, err := Open(ctx, url, Options{Logger: logger})
+// Opener opens the storage at url with the default options but those opts
+// give; it is the ledger.StorageOpener that ledger.InitWith and ledger.Open
+// take for a ledger whose log is on PostgreSQL.
+func Opener(ctx context.Context, url string, opts ledger.StorageOptions) (ledger.AuditStorage, error) {
+	s, err := Open(ctx, url, Options{Create: opts.Create, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -140,15 +149,18 @@ func Opener(ctx context.Context, url string, logger *slog.Logger) (ledger.AuditS
 
 var _ ledger.StorageOpener = Opener
 
-// prepare checks the connection, brings the schema up to date and warns
-// about a server that does not keep its commits.
-func (s *Storage) prepare(ctx context.Context, logger *slog.Logger) error {
+// prepare checks the connection, brings the schema up to date (creating it
+// only if told to) and warns about a server that does not keep its
+// commits.
+func (s *Storage) prepare(ctx context.Context, create bool, logger *slog.Logger) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.connectError(err)
 	}
 	defer conn.Release()
-	if err := migrate(ctx, conn.Conn()); err != nil {
+	if err := migrate(ctx, conn.Conn(), create); errors.Is(err, errNoSchema) {
+		return fmt.Errorf("the database %s %w: it has none of the log's tables (is its name right?); nothing was created in it", s.where, ledger.ErrNoLog)
+	} else if err != nil {
 		return fmt.Errorf("opening the log database %s: %w", s.where, err)
 	}
 	var fsync string

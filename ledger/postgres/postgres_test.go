@@ -32,11 +32,12 @@ var server *pgtest.Server
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &server)) }
 
-// openStorage opens the storage on the database at url, closed at the end
-// of the test.
+// openStorage opens the storage on the database at url, making the log's
+// tables there if it has none, as ledger init does; closed at the end of
+// the test.
 func openStorage(tb testing.TB, url string) *postgres.Storage {
 	tb.Helper()
-	s, err := postgres.Open(context.Background(), url, postgres.Options{})
+	s, err := postgres.Open(context.Background(), url, postgres.Options{Create: true})
 	if err != nil {
 		tb.Fatalf("postgres.Open(%s): %v", url, err)
 	}
@@ -473,15 +474,15 @@ func TestNewerSchema(t *testing.T) {
 	}
 }
 
-// TestConcurrentOpen opens one new database from several processes' worth
-// of pools at once, as replicas starting together would: the schema is
-// made once and every one of them opens.
+// TestConcurrentOpen opens one new database to create its log from
+// several processes' worth of pools at once: the schema is made once and
+// every one of them opens.
 func TestConcurrentOpen(t *testing.T) {
 	url := server.NewDatabase(t)
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Go(func() {
-			s, err := postgres.Open(t.Context(), url, postgres.Options{})
+			s, err := postgres.Open(t.Context(), url, postgres.Options{Create: true})
 			if err != nil {
 				t.Errorf("Open %d: %v", i, err)
 				return
@@ -526,4 +527,50 @@ func TestOpenWithoutTLS(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "does not offer TLS") {
 		t.Errorf("Open with sslmode=require on a server without TLS = %v", err)
 	}
+}
+
+// TestOpenNeedsALog opens a database that holds no log, as a mistyped
+// database name would: Open refuses it, naming it, and creates nothing
+// in it, unless told to create the log, after which it opens as it is.
+func TestOpenNeedsALog(t *testing.T) {
+	ctx := t.Context()
+	url := server.NewDatabase(t)
+	tables := func() int {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename LIKE 'ledger\_%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	database := url[strings.LastIndex(url, "/")+1 : strings.Index(url, "?")]
+	s, err := postgres.Open(ctx, url, postgres.Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a database without the log's tables succeeded")
+	}
+	if !errors.Is(err, ledger.ErrNoLog) || !strings.Contains(err.Error(), "/"+database) {
+		t.Errorf("Open of a database without the log's tables: error %q, want ErrNoLog naming %s", err, database)
+	}
+	if n := tables(); n != 0 {
+		t.Fatalf("the refused Open left %d ledger tables behind", n)
+	}
+	s, err = postgres.Open(ctx, url, postgres.Options{Create: true})
+	if err != nil {
+		t.Fatalf("Open with Create: %v", err)
+	}
+	s.Close()
+	if n := tables(); n != len(postgres.Tables()) {
+		t.Fatalf("Open with Create made %d ledger tables, want %d", n, len(postgres.Tables()))
+	}
+	s, err = postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		t.Fatalf("Open of the log made: %v", err)
+	}
+	s.Close()
 }

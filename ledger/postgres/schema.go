@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -100,10 +101,16 @@ func SchemaVersion() int { return len(migrations) }
 // processes opening the same database ("ledgsch" in ASCII).
 const schemaLock = 0x6c6564677363680
 
+// errNoSchema is migrate's answer, when not told to create the schema, for
+// a database that has none.
+var errNoSchema = errors.New("no schema")
+
 // migrate brings the database's schema to SchemaVersion, in one transaction
-// under an advisory lock so that replicas opening at once do not race. It
-// refuses a database whose schema is newer than this package.
-func migrate(ctx context.Context, conn *pgx.Conn) error {
+// under an advisory lock so that replicas opening at once do not race. A
+// database without the schema gets it only with create, and otherwise
+// fails with errNoSchema, unchanged. It refuses a database whose schema is
+// newer than this package.
+func migrate(ctx context.Context, conn *pgx.Conn, create bool) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -111,6 +118,15 @@ func migrate(ctx context.Context, conn *pgx.Conn) error {
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
 		return fmt.Errorf("locking the schema: %w", err)
+	}
+	// to_regclass looks the table up along the search path, as the
+	// queries that read it do.
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('ledger_schema') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("looking for the schema version table: %w", err)
+	}
+	if !exists && !create {
+		return errNoSchema
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS ledger_schema (
 	version    integer PRIMARY KEY,

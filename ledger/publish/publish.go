@@ -198,19 +198,35 @@ type publisher struct {
 	res    Result
 }
 
+// Published returns the checkpoint dst holds, as signed and as read, once
+// it verifies with v, the log's key; nil signed when dst holds none. A
+// checkpoint that does not verify is an error wrapping ErrConflict: dst
+// belongs to another log. A log whose storage is behind what was
+// published lost commits, and must not grow again from there
+// (ledger.LogOptions.Extends refuses it).
+func Published(ctx context.Context, dst Destination, v note.Verifier) (signed []byte, cp proofs.Checkpoint, err error) {
+	signed, err = dst.Read(ctx, CheckpointPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, cp, nil
+	}
+	if err != nil {
+		return nil, cp, fmt.Errorf("reading the published checkpoint: %w", err)
+	}
+	if cp, err = proofs.OpenCheckpoint(signed, v); err != nil {
+		return nil, cp, fmt.Errorf("%w: the published checkpoint is not this log's (%v)", ErrConflict, err)
+	}
+	return signed, cp, nil
+}
+
 // previous reads dst's checkpoint and checks that cp extends it. It returns
 // the tree size whose files dst already holds (0 if it holds none).
 func (p *publisher) previous(ctx context.Context, v note.Verifier, cp proofs.Checkpoint) (int64, error) {
-	signed, err := p.dst.Read(ctx, CheckpointPath)
-	if errors.Is(err, fs.ErrNotExist) {
+	signed, old, err := Published(ctx, p.dst, v)
+	if err != nil {
+		return 0, fmt.Errorf("publishing: %w", err)
+	}
+	if signed == nil {
 		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("publishing: reading the destination's checkpoint: %w", err)
-	}
-	old, err := proofs.OpenCheckpoint(signed, v)
-	if err != nil {
-		return 0, fmt.Errorf("publishing: %w: the destination's checkpoint is not this log's (%v)", ErrConflict, err)
 	}
 	p.res.Previous, p.res.HadCheckpoint = old.Size, true
 	switch {

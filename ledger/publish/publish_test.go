@@ -466,3 +466,28 @@ func TestPublishVerifiesTheSource(t *testing.T) {
 		t.Error("Publish accepted a checkpoint the verifier's key did not sign")
 	}
 }
+
+// TestPublished reads a destination's checkpoint as a replica does before
+// it opens its log: none from an empty destination, the checkpoint last
+// published, verified, and a conflict for another log's.
+func TestPublished(t *testing.T) {
+	l, _ := newLedger(t)
+	v := verifier(t, l)
+	dst := publish.Dir(t.TempDir())
+	if signed, _, err := publish.Published(t.Context(), dst, v); signed != nil || err != nil {
+		t.Fatalf("Published of an empty destination = %q, %v; want nothing", signed, err)
+	}
+	grow(t, l, "a", 5)
+	if _, err := publish.Publish(t.Context(), publish.LogSource(l.Log), dst, publish.Options{Verifier: v}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := l.Log.Checkpoint()
+	signed, cp, err := publish.Published(t.Context(), dst, v)
+	if err != nil || !bytes.Equal(signed, want) || cp.Size != 5 {
+		t.Fatalf("Published = %q (size %d), %v; want the log's checkpoint of size 5", signed, cp.Size, err)
+	}
+	other, _ := newLedger(t)
+	if signed, _, err := publish.Published(t.Context(), dst, verifier(t, other)); !errors.Is(err, publish.ErrConflict) || signed != nil {
+		t.Errorf("Published with another log's key = %q, %v; want ErrConflict", signed, err)
+	}
+}
