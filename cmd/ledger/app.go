@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -269,7 +271,19 @@ func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 	}
 	opts := openOptions(c, e.logger())
 	opts.FollowShared = true
+	// As ledger serve does: the stored log must hold the last checkpoint
+	// a node served from this directory, or no command uses it.
+	served := filepath.Join(dir, servedFile)
+	switch b, err := os.ReadFile(served); {
+	case err == nil:
+		opts.Log.Extends = b
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("reading the last checkpoint a node served from %s: %w", dir, err)
+	}
 	l, err := ledger.Open(c.Context, dir, opts)
+	if err != nil && opts.Log.Extends != nil {
+		return nil, fmt.Errorf("%w (the last checkpoint a node served from this directory is in %s)", err, served)
+	}
 	if err != nil || l.LogURL == "" {
 		return l, err
 	}

@@ -155,4 +155,11 @@ func TestDamagedWriteLog(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "does not hold the checkpoint of size 1500 the node served") {
 		t.Errorf("audit after the damaged records were discarded: exit %d\n%s", code, out)
 	}
+	// Nor does any other command use a log behind what a node served.
+	for _, args := range [][]string{{"log"}, {"append", filepath.Join(dir, "ledger.json")}} {
+		code, _, errOut := runCode(t, append(args, "--data", dir)...)
+		if code == 0 || !strings.Contains(errOut, "does not extend the tree of size 1500") || !strings.Contains(errOut, servedFile) {
+			t.Errorf("ledger %s on a log behind what a node served: exit %d\n%s", args[0], code, errOut)
+		}
+	}
 }
