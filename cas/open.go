@@ -147,15 +147,24 @@ func (s *Badger) readChunk(d Digest, i int, cd Digest, dst []byte) ([]byte, erro
 		return nil, fmt.Errorf("reading blob %s: chunk %d (%s): %w", d, i, cd, err)
 	}
 	s.noteMapped(len(data))
+	if fault := chunkFault(data, cd); fault != "" {
+		return nil, &CorruptError{Digest: d, Chunk: i, Detail: fault}
+	}
+	return data, nil
+}
+
+// chunkFault returns what is wrong with data, read back as the chunk with
+// digest cd, or "" if nothing is.
+func chunkFault(data []byte, cd Digest) string {
 	if len(data) == 0 {
 		// No chunk is empty: badger hands out nothing for a value whose
 		// value-log file was cut short or damaged.
-		return nil, &CorruptError{Digest: d, Chunk: i, Detail: fmt.Sprintf("stored chunk %s cannot be read: badger returns no bytes for it (its value log is damaged or cut short)", cd)}
+		return fmt.Sprintf("stored chunk %s cannot be read: badger returns no bytes for it (its value log is damaged or cut short)", cd)
 	}
 	if got := Sum(data); got != cd {
-		return nil, &CorruptError{Digest: d, Chunk: i, Detail: fmt.Sprintf("stored chunk %s hashes to %s", cd, got)}
+		return fmt.Sprintf("stored chunk %s hashes to %s", cd, got)
 	}
-	return data, nil
+	return ""
 }
 
 // recycle makes buf available to fetch again. It never blocks: there are never more buffers

@@ -394,7 +394,7 @@ func (s *Badger) writeGroup(group []chunkWrite, settle func(w chunkWrite, writte
 		fail(err, pending...)
 		return rest
 	}
-	if err := BadgerSyncFailure(); err != nil {
+	if err := BadgerSyncFailure(s.db); err != nil {
 		fail(err, pending...) // committed, but not known to be on disk
 		return rest
 	}
@@ -429,7 +429,7 @@ func (s *Badger) commitRecord(info Info, rec []byte) (Info, bool, error) {
 			continue // a concurrent Put of the same blob committed first; look again
 		}
 		if err == nil {
-			err = BadgerSyncFailure() // committed, but not known to be on disk
+			err = BadgerSyncFailure(s.db) // committed, but not known to be on disk
 		}
 		if err != nil {
 			return Info{}, false, fmt.Errorf("writing blob record: %w", err)
@@ -481,14 +481,14 @@ func (s *Badger) release(refs []*chunkRef, committed bool) {
 
 // checkStoredChunk reads the stored chunk item, which should hold the
 // chunk with digest d, and returns an error wrapping ErrCorrupt if it
-// does not.
+// does not. A damaged chunk is never overwritten.
 func checkStoredChunk(item *badger.Item, d Digest) error {
-	var got Digest
-	if err := item.Value(func(v []byte) error { got = Sum(v); return nil }); err != nil {
-		return fmt.Errorf("%w: chunk %s is stored but cannot be read (%v): the store is damaged; run ledger audit and restore it from a backup", ErrCorrupt, d, err)
+	var fault string
+	if err := item.Value(func(v []byte) error { fault = chunkFault(v, d); return nil }); err != nil {
+		fault = fmt.Sprintf("stored chunk %s cannot be read: %v", d, err)
 	}
-	if got != d {
-		return fmt.Errorf("%w: chunk %s is stored but its bytes hash to %s: the store is damaged; run ledger audit and restore it from a backup (a damaged chunk is never overwritten)", ErrCorrupt, d, got)
+	if fault != "" {
+		return fmt.Errorf("%w: %s: the stored copy is damaged, and is not overwritten", ErrCorrupt, fault)
 	}
 	return nil
 }

@@ -113,14 +113,11 @@ func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
 	}
 	// A failed sync of the value log, where the log's hash tiles go,
 	// badger only logs.
-	if err := badgerSyncFailure(); err != nil {
+	if err := cas.BadgerSyncFailure(s.db); err != nil {
 		return fmt.Errorf("committing entries %d to %d: %w: %w", b.Start, end, ErrNotDurable, err)
 	}
 	return nil
 }
-
-// badgerSyncFailure is cas.BadgerSyncFailure, a variable for tests.
-var badgerSyncFailure = cas.BadgerSyncFailure
 
 // stage adds a batch's writes to txn, checking first that the batch extends
 // the stored log.

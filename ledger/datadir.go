@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -411,7 +412,7 @@ type OpenOptions struct {
 	// DiscardDamagedRecords lets badger open a store whose write-ahead log
 	// or last value-log file has a damaged record followed by intact ones,
 	// cutting them all off (see ErrLogDamaged). Only ledger recover sets
-	// it, after copying the files aside.
+	// it, after keeping a copy of the store as it was.
 	DiscardDamagedRecords bool
 	// AuditOnly opens the store without starting the log (Ledger.Log is
 	// nil), so that Audit can examine a store whose damage would stop the
@@ -691,7 +692,7 @@ func storeAdvice(err error) string {
 	msg := strings.ToLower(err.Error())
 	switch {
 	case errors.Is(err, ErrLogDamaged):
-		return " (restore the data directory from a backup; or, if the machine lost power while writing, so that these records may never have been acknowledged, run ledger recover --discard-damaged-records, which copies the files aside first, then ledger audit)"
+		return " (restore the data directory from a backup; or, if the machine lost power while writing, so that these records may never have been acknowledged, run ledger recover --discard-damaged-records, which keeps a copy of the store as it was, then ledger audit)"
 	case strings.Contains(msg, "lock"):
 		return " (another ledger process, such as ledger serve, has it open: stop it first, or use --node URL)"
 	case strings.Contains(msg, "checksum"), strings.Contains(msg, "corrupt"), strings.Contains(msg, "manifest"),
@@ -720,7 +721,7 @@ func openDB(path string, logger *slog.Logger, discardDamaged bool) (*badger.DB, 
 		if err := badgerwal.Check(path); err != nil {
 			var d *badgerwal.Damage
 			if errors.As(err, &d) {
-				return nil, fmt.Errorf("%w: %v. Nothing was changed", ErrLogDamaged, err)
+				return nil, fmt.Errorf("%w: %v; nothing was changed", ErrLogDamaged, err)
 			}
 			return nil, err
 		}
@@ -752,22 +753,43 @@ func CheckStore(dir string) error {
 	return err
 }
 
-// SetAsideStoreLogs copies the files CheckStore reads into a new
-// directory in dir, named for the time, synced, and returns its path:
-// what to keep before DiscardDamagedRecords lets badger cut them short.
-func SetAsideStoreLogs(dir string, now time.Time) (string, error) {
-	files, err := badgerwal.Files(filepath.Join(dir, dbDir))
+// SetAsideStore keeps a copy of the whole badger store of the data
+// directory dir, as it is, in a new directory in dir named for the time,
+// synced, and returns its path: what to put back, in place of DIR/db, to
+// undo what DiscardDamagedRecords then does (badger cuts its logs short,
+// flushes them into new tables and rewrites its manifest). Files badger
+// never changes once written (its tables and all but the last value-log
+// file) are hard-linked; the others are copied.
+func SetAsideStore(dir string, now time.Time) (string, error) {
+	db := filepath.Join(dir, dbDir)
+	logs, err := badgerwal.Files(db)
+	if err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(db)
 	if err != nil {
 		return "", err
 	}
 	aside := filepath.Join(dir, "damaged-"+now.UTC().Format("20060102T150405Z"))
-	if err := os.Mkdir(aside, 0o700); err != nil {
+	to := filepath.Join(aside, dbDir)
+	if err := os.MkdirAll(to, 0o700); err != nil {
 		return "", err
 	}
-	for _, f := range files {
-		if err := copySynced(f, filepath.Join(aside, filepath.Base(f))); err != nil {
-			return "", fmt.Errorf("copying %s aside: %w", f, err)
+	for _, e := range entries {
+		from, name := filepath.Join(db, e.Name()), e.Name()
+		if e.IsDir() || name == "LOCK" {
+			continue
 		}
+		immutable := strings.HasSuffix(name, ".sst") || (strings.HasSuffix(name, ".vlog") && !slices.Contains(logs, from))
+		if immutable && os.Link(from, filepath.Join(to, name)) == nil {
+			continue
+		}
+		if err := copySynced(from, filepath.Join(to, name)); err != nil {
+			return "", fmt.Errorf("copying %s aside: %w", from, err)
+		}
+	}
+	if err := syncDir(to); err != nil {
+		return "", err
 	}
 	return aside, syncDir(aside)
 }

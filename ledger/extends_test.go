@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -55,13 +56,13 @@ func TestExtends(t *testing.T) {
 		}
 		l.Close()
 	}
-	if l, err := open(older, ledger.LogOptions{Extends: cp2}); err == nil || !strings.Contains(err.Error(), "does not extend") {
+	if l, err := open(older, ledger.LogOptions{Extends: cp2}); !errors.Is(err, ledger.ErrBehindServed) || !strings.Contains(err.Error(), "does not extend") {
 		if l != nil {
 			l.Close()
 		}
 		t.Fatalf("opening a rolled-back copy with the checkpoint served since: %v, want a refusal", err)
 	}
-	if f, err := open(older, ledger.LogOptions{Extends: cp2, Follower: true}); err == nil || !strings.Contains(err.Error(), "does not extend") {
+	if f, err := open(older, ledger.LogOptions{Extends: cp2, Follower: true}); !errors.Is(err, ledger.ErrBehindServed) || !strings.Contains(err.Error(), "does not extend") {
 		if f != nil {
 			f.Close()
 		}

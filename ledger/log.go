@@ -63,6 +63,11 @@ const (
 	stopped       // a sync failed: only a reopen is safe
 )
 
+// ErrBehindServed reports a stored log that does not hold the checkpoint
+// it must extend (LogOptions.Extends): it was replaced, restored from an
+// older copy, or lost records, and serving it would fork the log.
+var ErrBehindServed = errors.New("the stored log is behind a checkpoint already served")
+
 // ErrNotSequencer reports an append to a log opened as a follower: another
 // replica sequences, and this one only reads.
 var ErrNotSequencer = errors.New("this replica does not sequence the log; appends go to the replica that holds the sequencer lock")
@@ -231,7 +236,7 @@ func openFollower(ctx context.Context, l *Log) (*Log, error) {
 			return nil, fmt.Errorf("opening log: %w", err)
 		}
 		if !bytes.Equal(cp, served.checkpoint) {
-			return nil, fmt.Errorf("opening log: the stored log does not extend the tree of size %d this log served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", served.size)
+			return nil, fmt.Errorf("opening log: %w: the stored log does not extend the tree of size %d this log served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", ErrBehindServed, served.size)
 		}
 	}
 	l.following.Store(true)
@@ -299,7 +304,7 @@ func (l *Log) Refresh(ctx context.Context) error {
 			return fmt.Errorf("reading the log's checkpoint of size %d: %w", cur.size, err)
 		}
 		if !bytes.Equal(cp, cur.checkpoint) {
-			return fmt.Errorf("the stored log (size %d) does not extend the tree of size %d this replica served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", head.Size, cur.size)
+			return fmt.Errorf("%w: the stored log (size %d) does not extend the tree of size %d this replica served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", ErrBehindServed, head.Size, cur.size)
 		}
 	}
 	l.head.Store(&published{size: head.Size, checkpoint: head.Checkpoint, root: c.Root})
@@ -425,7 +430,7 @@ func (l *Log) resume(ctx context.Context) error {
 			}
 		}
 		if !bytes.Equal(cp, served.checkpoint) {
-			return fmt.Errorf("opening log: the stored log (size %d) does not extend the tree of size %d this log served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", head.Size, served.size)
+			return fmt.Errorf("opening log: %w: the stored log (size %d) does not extend the tree of size %d this log served: the store was replaced, restored from an older copy or lost records to damage; run ledger audit", ErrBehindServed, head.Size, served.size)
 		}
 	}
 	switch _, err := opts.Storage.ReadEntries(ctx, head.Size, head.Size+1); {
@@ -725,8 +730,9 @@ func (l *Log) recover(synced chan<- *pending) error {
 		l.opts.Logger.Warn("the log cannot resume after its failed commit yet", "retry_in", RecoverInterval, "err", err)
 		return fmt.Errorf("%w; the log resumes at its stored head once the storage answers again: %w", ErrFailed, err)
 	}
-	// Only the sequencer leaves the stalled state, and only the syncer,
-	// now idle, enters the stopped one.
+	// Only the sequencer leaves the stalled state; the stopped one is
+	// entered by the syncer (a failed sync) or by a commit that may not
+	// be durable (ErrNotDurable), and left by none.
 	l.state.Store(running)
 	l.stallErr = nil
 	l.opts.Logger.Info("log resumed at its stored head after a failed commit", "tree_size", l.rng.End())

@@ -20,11 +20,12 @@ func TestBadgerCommitAfterSyncFailure(t *testing.T) {
 	}
 	defer db.Close()
 	s := NewBadgerStorage(db)
-	failed := errors.New("badger could not sync: input/output error")
-	defer func(f func() error) { badgerSyncFailure = f }(badgerSyncFailure)
-	badgerSyncFailure = func() error { return failed }
+	if err := s.Commit(t.Context(), &Batch{Start: 0, Head: Head{Size: 0}}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	db.Opts().Logger.Errorf("Error while curlf sync: %v\n", errors.New("input/output error"))
 	err = s.Commit(t.Context(), &Batch{Start: 0, Head: Head{Size: 0}})
-	if !errors.Is(err, ErrNotDurable) || !errors.Is(err, failed) {
-		t.Errorf("Commit after a failed sync = %v, want ErrNotDurable wrapping the failure", err)
+	if !errors.Is(err, ErrNotDurable) || !errors.Is(err, cas.ErrSyncFailed) {
+		t.Errorf("Commit after a failed sync = %v, want ErrNotDurable wrapping cas.ErrSyncFailed", err)
 	}
 }

@@ -281,7 +281,7 @@ func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 		return nil, fmt.Errorf("reading the last checkpoint a node served from %s: %w", dir, err)
 	}
 	l, err := ledger.Open(c.Context, dir, opts)
-	if err != nil && opts.Log.Extends != nil {
+	if errors.Is(err, ledger.ErrBehindServed) {
 		return nil, fmt.Errorf("%w (the last checkpoint a node served from this directory is in %s)", err, served)
 	}
 	if err != nil || l.LogURL == "" {

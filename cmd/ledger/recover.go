@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -13,8 +14,8 @@ import (
 // recoverCommand checks badger's own logs in a data directory and, when
 // told to, lets badger open a store it would otherwise refuse: one whose
 // write-ahead log or last value-log file has a damaged record followed by
-// intact ones (ledger.ErrLogDamaged). The files are copied aside first, so
-// nothing is lost for good.
+// intact ones (ledger.ErrLogDamaged). A copy of the store as it was is
+// kept first, which undoes the command if put back.
 func (e *env) recoverCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "recover",
@@ -23,12 +24,12 @@ func (e *env) recoverCommand() *cli.Command {
 			"A record damaged in the middle of that log (a flipped bit, a bad sector) would make badger cut off every record after it, " +
 			"acknowledged ones included, so every command refuses such a store. Restoring the data directory from a backup is the safe repair. " +
 			"If the machine lost power while writing, the records after the damage may never have been acknowledged: " +
-			"--discard-damaged-records then copies the files aside (into DIR/damaged-TIME) and opens the store without them. " +
+			"--discard-damaged-records then keeps a copy of the store as it was (in DIR/damaged-TIME/db) and opens the store without them. " +
 			"Run ledger audit afterwards: it fails if the log no longer holds the last checkpoint the node served.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			dataFlag(),
-			&cli.BoolFlag{Name: "discard-damaged-records", Usage: "copy the damaged files aside, then open the store without the records after the damage"},
+			&cli.BoolFlag{Name: "discard-damaged-records", Usage: "keep a copy of the store as it is, then open it without the records after the damage"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -50,11 +51,12 @@ func (e *env) recoverCommand() *cli.Command {
 				return failure{fmt.Errorf("the store is damaged; nothing was changed: restore the data directory from a backup, or, if the machine lost power while writing, run ledger recover --discard-damaged-records")}
 			}
 			fmt.Fprintf(e.stdout, "DAMAGED  %v\n", err)
-			aside, err := ledger.SetAsideStoreLogs(dir, time.Now())
+			aside, err := ledger.SetAsideStore(dir, time.Now())
 			if err != nil {
-				return fmt.Errorf("setting the damaged files aside: %w; nothing was changed", err)
+				return fmt.Errorf("setting the damaged store aside: %w; nothing was changed", err)
 			}
-			fmt.Fprintf(e.stdout, "copied   the store's write logs to %s\n", aside)
+			fmt.Fprintf(e.stdout, "copied   the store as it was to %s (to undo what follows, with no ledger process running, put %s in place of %s)\n",
+				aside, filepath.Join(aside, "db"), filepath.Join(dir, "db"))
 			opts := openOptions(c, e.logger())
 			opts.AuditOnly, opts.DiscardDamagedRecords = true, true
 			l, err := ledger.Open(c.Context, dir, opts)

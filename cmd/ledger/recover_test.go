@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -109,7 +110,7 @@ func runCode(t *testing.T, args ...string) (int, string, string) {
 // write-ahead log. Badger would replay it only up to the damage and
 // discard the rest, acknowledged entries included; every command refuses
 // the store instead and changes nothing, until ledger recover
-// --discard-damaged-records copies the files aside and lets badger cut
+// --discard-damaged-records keeps a copy of the store as it was and lets badger cut
 // it short, after which ledger audit and ledger serve refuse a log that
 // no longer holds the checkpoint the node served.
 func TestDamagedWriteLog(t *testing.T) {
@@ -147,9 +148,24 @@ func TestDamagedWriteLog(t *testing.T) {
 	}
 
 	out := runLedger(t, "recover", "--data", dir, "--discard-damaged-records")
-	asides, _ := filepath.Glob(filepath.Join(dir, "damaged-*", filepath.Base(mem)))
+	asides, _ := filepath.Glob(filepath.Join(dir, "damaged-*", "db", filepath.Base(mem)))
 	if len(asides) != 1 || fileSum(t, asides[0]) != damaged || !strings.Contains(out, "now run  ledger audit") {
 		t.Fatalf("recover --discard-damaged-records: %s; copies aside %v", out, asides)
+	}
+	// The copy undoes it: put back, the store is refused as before.
+	cut := filepath.Join(t.TempDir(), "cut")
+	if err := os.Rename(filepath.Join(dir, "db"), cut); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("cp", "-a", filepath.Dir(asides[0]), filepath.Join(dir, "db")).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCode(t, "log", "--data", dir); code == 0 || !strings.Contains(errOut, "write log is damaged") {
+		t.Errorf("the store put back from the copy: exit %d\n%s", code, errOut)
+	}
+	os.RemoveAll(filepath.Join(dir, "db"))
+	if err := os.Rename(cut, filepath.Join(dir, "db")); err != nil {
+		t.Fatal(err)
 	}
 	code, out, _ := runCode(t, "audit", "--data", dir)
 	if code == 0 || !strings.Contains(out, "does not hold the checkpoint of size 1500 the node served") {

@@ -94,10 +94,10 @@ func (e *env) serve(c *cli.Context) error {
 	}
 	oo.Log.Extends = extends
 	l, err := ledger.Open(c.Context, dir, oo)
+	if errors.Is(err, ledger.ErrBehindServed) {
+		return fmt.Errorf("%w (%s)", err, whence)
+	}
 	if err != nil {
-		if oo.Log.Extends != nil {
-			return fmt.Errorf("%w (%s)", err, whence)
-		}
 		return err
 	}
 	ln, err := net.Listen("tcp", c.String("listen"))
@@ -287,7 +287,11 @@ func (g *rollbackGuard) extends(ctx context.Context, last []byte, lastWhence str
 	case published == nil:
 		return last, lastWhence, nil
 	}
-	if lc, err := proofs.OpenCheckpoint(last, g.verifier); last != nil && (err != nil || lc.Size >= pc.Size) {
+	lc, err := proofs.OpenCheckpoint(last, g.verifier)
+	if last != nil && err == nil && lc.Size == pc.Size && !bytes.Equal(lc.Root, pc.Root) {
+		return nil, "", fmt.Errorf("--publish-to %s: the checkpoint published there and the one this replica served (%s) are both of size %d but have different roots: the log has forked; run ledger audit and compare with your monitors before serving", g.to, lastWhence, pc.Size)
+	}
+	if last != nil && (err != nil || lc.Size >= pc.Size) {
 		return last, lastWhence, nil // a last that does not verify is Open's to refuse
 	}
 	return published, fmt.Sprintf("the log's checkpoint of size %d, which a replica served, is published at %s", pc.Size, g.to), nil

@@ -14,10 +14,19 @@
 // Check reads those files, without changing them, the way badger replays
 // them, and reports a damaged record that has intact records after it. A
 // tail that was only torn (a partial record, then zeros) is no damage.
+// Nor is a gap of zeros in whole disk sectors before intact records:
+// after a power loss, sectors written since the last sync may reach the
+// disk out of order, so some of a write group can land while an earlier
+// part of it never did. Every record of such a group is after the last
+// completed sync, so none was acknowledged, and badger is right to drop
+// them. (A sector that reads back as zeros for another reason is passed
+// over too; the log's guard against serving less than it served, and
+// ledger audit, catch what that loses.)
 package badgerwal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -49,13 +58,28 @@ func (d *Damage) Error() string {
 	return fmt.Sprintf("%s: the record at byte %d does not read back, and %d intact records follow it (the first at byte %d): opening the store would discard them", d.File, d.Offset, d.Intact, d.Next)
 }
 
+// ErrInUse reports a badger directory that another process (or another
+// open store in this one) holds: its files are being written, and Check
+// does not read them.
+var ErrInUse = errors.New("another process is using the store: its lock is held")
+
 // Check checks the .mem files and the last .vlog file in the badger
-// directory dir and returns a *Damage for the first damaged one, nil if
-// none is damaged, or another error if a file cannot be read.
+// directory dir, holding badger's directory lock meanwhile, and returns a
+// *Damage for the first damaged one, nil if none is damaged (or dir does
+// not exist), an error wrapping ErrInUse if the lock is held, or another
+// error if a file cannot be read.
 func Check(dir string) error {
-	files, err := Files(dir)
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return nil
+	}
+	release, err := lockDir(dir)
 	if err != nil {
 		return err
+	}
+	defer release()
+	files, err := Files(dir)
+	if err != nil {
+		return fmt.Errorf("listing badger's logs in %s: %w", dir, err)
 	}
 	for _, f := range files {
 		if err := checkFile(f); err != nil {
@@ -135,6 +159,9 @@ func Scan(data []byte) *Damage {
 		if _, ok := record(data, next); !ok {
 			continue
 		}
+		if unwritten(data, off, next) {
+			return nil
+		}
 		d := &Damage{Offset: off, Next: next}
 		for at := next; ; {
 			n, ok := record(data, at)
@@ -147,6 +174,33 @@ func Scan(data []byte) *Damage {
 		return d
 	}
 	return nil
+}
+
+// sectorSize is the unit a disk writes whole, or not at all.
+const sectorSize = 512
+
+// unwritten reports whether the bytes from off to next hold a gap a lost
+// write leaves: the rest of off's sector all zeros, or some whole sector
+// all zeros.
+func unwritten(data []byte, off, next int64) bool {
+	zero := func(from, to int64) bool {
+		for _, b := range data[from:to] {
+			if b != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	end := min((off/sectorSize+1)*sectorSize, next)
+	if zero(off, end) {
+		return true
+	}
+	for s := end; s+sectorSize <= next; s += sectorSize {
+		if zero(s, s+sectorSize) {
+			return true
+		}
+	}
+	return false
 }
 
 // record reads the record at off and returns its length and whether it
