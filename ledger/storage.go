@@ -2,7 +2,11 @@ package ledger
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
+
+	"github.com/tracealm/evidence-ledger/cas"
 )
 
 // ErrNotFound reports that an entry, hash or checkpoint is not stored.
@@ -67,6 +71,25 @@ type Query struct {
 	// entry the other fields select (all of them, without a UID) and
 	// compares; it is not a digest, and Digest never matches it.
 	ReviewedHash string
+}
+
+// ErrBareHex reports a digest filter of 64 hex digits without the
+// "sha256:" prefix: it may name a blob, or be a REVIEWED_HASH, which
+// names none, so the filter is refused rather than guessed.
+var ErrBareHex = errors.New("64 hex digits without the sha256: prefix")
+
+// ParseQueryDigest parses the digest filter of a search, "sha256:<hex>",
+// returning it normalised; 64 bare hex digits are an error wrapping
+// ErrBareHex.
+func ParseQueryDigest(s string) (string, error) {
+	d, err := cas.ParseDigest(s)
+	if err == nil {
+		return d.String(), nil
+	}
+	if _, herr := hex.DecodeString(s); herr == nil && len(s) == 64 {
+		return "", fmt.Errorf("%s is %w", s, ErrBareHex)
+	}
+	return "", err
 }
 
 // Storage is the log's persistence seam: the embedded badger store now,

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -409,16 +409,14 @@ func (e *env) logCommand() *cli.Command {
 			}
 			q := ledger.Query{Release: c.String("release"), UID: c.String("uid")}
 			if s := c.String("digest"); s != "" {
-				d, err := cas.ParseDigest(s)
+				d, err := ledger.ParseQueryDigest(s)
+				if errors.Is(err, ledger.ErrBareHex) {
+					return usagef("--digest %v: give --digest sha256:<hex> for a blob, or --reviewed-hash <hex> for a REVIEWED_HASH", err)
+				}
 				if err != nil {
-					if _, herr := hex.DecodeString(s); herr == nil && len(s) == 64 {
-						// 64 hex digits may as well be a REVIEWED_HASH,
-						// which names no blob: say how to search for either.
-						return usagef("--digest %s is 64 hex digits without the sha256: prefix: give --digest sha256:<hex> for a blob, or --reviewed-hash <hex> for a REVIEWED_HASH", s)
-					}
 					return usageError{err}
 				}
-				q.Digest = d.String()
+				q.Digest = d
 			}
 			if s := c.String("kind"); s != "" {
 				k, err := ledger.ParseKind(s)

@@ -14,7 +14,6 @@ package node
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -911,16 +910,14 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	// would otherwise match nothing, which reads as "not in the log".
 	query := ledger.Query{UID: q["uid"], Release: q["release"], KeyID: q["key_id"]}
 	if v := q["digest"]; v != "" {
-		d, err := cas.ParseDigest(v)
+		d, err := ledger.ParseQueryDigest(v)
+		if errors.Is(err, ledger.ErrBareHex) {
+			return badRequest("digest: %v: give digest=sha256:<hex> for a blob, or reviewed_hash=<hex> for a REVIEWED_HASH", err)
+		}
 		if err != nil {
-			if _, herr := hex.DecodeString(v); herr == nil && len(v) == 64 {
-				// 64 hex digits may as well be a REVIEWED_HASH, which
-				// names no blob: say how to search for either.
-				return badRequest("digest: %s is 64 hex digits without the sha256: prefix: give digest=sha256:<hex> for a blob, or reviewed_hash=<hex> for a REVIEWED_HASH", v)
-			}
 			return badRequest("digest: %v", err)
 		}
-		query.Digest = d.String()
+		query.Digest = d
 	}
 	if v := q["kind"]; v != "" {
 		k, err := ledger.ParseKind(v)
