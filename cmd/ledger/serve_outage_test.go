@@ -48,27 +48,9 @@ func TestServeDatabaseRestart(t *testing.T) {
 	}
 	token := strings.TrimSpace(out.String())
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	sctx, stop := context.WithCancel(ctx)
+	addr, stop, done, _ := serveInProcess(t, ctx, dir)
 	defer stop()
-	done := make(chan int, 1)
-	var serveLog lockedBuffer
-	go func() {
-		var o bytes.Buffer
-		done <- run(sctx, []string{"ledger", "serve", "--data", dir, "--listen", addr, "--public-reads"}, nil, &o, &serveLog)
-	}()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the node's log:\n%s", serveLog.String())
-		}
-	})
 	u := "http://" + addr
-	waitFor(t, 20*time.Second, "the node to sequence", func() bool { return healthRole(u) == "sequencer" })
 	c, _ := client.New(u, token)
 	appendOne := func(name string) (proofs.Receipt, error) {
 		body := []byte("evidence " + name)
@@ -217,27 +199,9 @@ func TestServeObjectStoreRestart(t *testing.T) {
 	must(t, "", "init", "--data", dir, "--origin", "outage.example/s3", "--blobs", "s3://"+bucket+"/evidence", "--retention", "1h")
 	token := strings.TrimSpace(must(t, "", "token", "create", "--data", dir, "--name", "ci", "--role", "appender").stdout)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	sctx, stop := context.WithCancel(ctx)
+	addr, stop, done, serveLog := serveInProcess(t, ctx, dir)
 	defer stop()
-	done := make(chan int, 1)
-	var serveLog lockedBuffer
-	go func() {
-		var o bytes.Buffer
-		done <- run(sctx, []string{"ledger", "serve", "--data", dir, "--listen", addr, "--public-reads"}, nil, &o, &serveLog)
-	}()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the node's log:\n%s", serveLog.String())
-		}
-	})
 	u := "http://" + addr
-	waitFor(t, 20*time.Second, "the node to sequence", func() bool { return healthRole(u) == "sequencer" })
 
 	// do sends a request to the node and returns its answer, body read.
 	type answer struct {
@@ -439,4 +403,32 @@ func TestServePublishedGuard(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Errorf("serve on the database holding the published checkpoint: exit %d\n%s", code, serveLog.String())
 	}
+}
+
+// serveInProcess runs `ledger serve --public-reads` on the data directory
+// dir, on a free loopback port, until stop is called; done receives its
+// exit status, and log what it writes to standard error. It returns once
+// the node sequences, and logs the node's output if t fails.
+func serveInProcess(t *testing.T, ctx context.Context, dir string) (addr string, stop func(), done <-chan int, log *lockedBuffer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	sctx, stop := context.WithCancel(ctx)
+	exit := make(chan int, 1)
+	serveLog := new(lockedBuffer)
+	go func() {
+		var o bytes.Buffer
+		exit <- run(sctx, []string{"ledger", "serve", "--data", dir, "--listen", addr, "--public-reads"}, nil, &o, serveLog)
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the node's log:\n%s", serveLog.String())
+		}
+	})
+	waitFor(t, 20*time.Second, "the node to sequence", func() bool { return healthRole("http://"+addr) == "sequencer" })
+	return addr, stop, exit, serveLog
 }
