@@ -432,3 +432,35 @@ func serveInProcess(t *testing.T, ctx context.Context, dir string) (addr string,
 	waitFor(t, 20*time.Second, "the node to sequence", func() bool { return healthRole("http://"+addr) == "sequencer" })
 	return addr, stop, exit, serveLog
 }
+
+// TestServePublishedFork: two copies of one log (same key) that grew
+// apart to the same size have forked. A node whose own last served
+// checkpoint is one of them, asked to serve with --publish-to where the
+// other was published, refuses, saying so, rather than pick either.
+func TestServePublishedFork(t *testing.T) {
+	work := t.TempDir()
+	a, b, tiles := filepath.Join(work, "a"), filepath.Join(work, "b"), filepath.Join(work, "tiles")
+	runLedger(t, "init", "--data", a, "--origin", "fork.example/dhf")
+	if err := exec.Command("cp", "-r", a, b).Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{a, b} {
+		f := filepath.Join(work, filepath.Base(dir)+".txt")
+		if err := os.WriteFile(f, []byte("evidence only in "+dir), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runLedger(t, "append", "--data", dir, f)
+	}
+	runLedger(t, "publish", "--data", a, "--to", tiles)
+	cp := runLedger(t, "checkpoint", "--data", b)
+	if err := os.WriteFile(filepath.Join(b, servedFile), []byte(cp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := run(rctx, []string{"ledger", "serve", "--data", b, "--listen", "127.0.0.1:0", "--publish-to", tiles}, nil, &out, &errb); code == 0 ||
+		!strings.Contains(errb.String(), "both of size 1 but have different roots: the log has forked") || strings.Contains(out.String(), "serving") {
+		t.Errorf("serve on a fork of the published log: exit %d, stdout %q, stderr:\n%s", code, out.String(), errb.String())
+	}
+}
