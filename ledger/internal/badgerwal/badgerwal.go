@@ -149,11 +149,13 @@ func Scan(data []byte) *Damage {
 	if off >= int64(len(data)) {
 		return nil
 	}
-	for next := off + 1; next < int64(len(data)); next++ {
-		if data[next] == 0 && data[next+min(2, int64(len(data))-next-1)] == 0 {
-			// A record starts with meta and user-meta bytes, then a
-			// key length that is never 0: two zeros at next and next+2
-			// rule out a record here (a fast path over zero fill).
+	for next := off + 1; next+2 < int64(len(data)); next++ {
+		if data[next+2] == 0 {
+			// A record starts with meta and user-meta bytes, then a key
+			// length that is never 0, whose first byte is not 0 either:
+			// skip to the next place where that byte is not 0 (a fast
+			// path over the zeros badger preallocates).
+			next = nextNonZero(data, next+2) - 3 // the loop's next++ makes it nonzero-2
 			continue
 		}
 		if _, ok := record(data, next); !ok {
@@ -174,6 +176,25 @@ func Scan(data []byte) *Damage {
 		return d
 	}
 	return nil
+}
+
+// nextNonZero returns the index of the first byte of data at or after i
+// that is not 0, or len(data), comparing eight bytes at a time.
+func nextNonZero(data []byte, i int64) int64 {
+	n := int64(len(data))
+	for ; i < n && i%8 != 0; i++ {
+		if data[i] != 0 {
+			return i
+		}
+	}
+	for ; i+8 <= n && binary.LittleEndian.Uint64(data[i:]) == 0; i += 8 {
+	}
+	for ; i < n; i++ {
+		if data[i] != 0 {
+			return i
+		}
+	}
+	return n
 }
 
 // sectorSize is the unit a disk writes whole, or not at all.
