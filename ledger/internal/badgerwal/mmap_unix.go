@@ -8,7 +8,8 @@ import (
 )
 
 // mapFile maps path read-only into memory (a value-log file is up to
-// 128 MiB, which should not be read onto the heap).
+// 128 MiB, which should not be read onto the heap), up to the end of its
+// last region of data: the rest is a hole, zeros that need no reading.
 func mapFile(path string) ([]byte, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -19,10 +20,11 @@ func mapFile(path string) ([]byte, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if fi.Size() == 0 {
+	size := dataEnd(f, fi.Size())
+	if size == 0 {
 		return nil, func() {}, nil
 	}
-	data, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, nil, err
 	}
