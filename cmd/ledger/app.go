@@ -273,16 +273,30 @@ func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 	opts.FollowShared = true
 	// As ledger serve does: the stored log must hold the last checkpoint
 	// a node served from this directory, or no command uses it.
+	// With the checkpoint published where a node serving this directory
+	// publishes it, if it is newer.
 	served := filepath.Join(dir, servedFile)
+	var last []byte
 	switch b, err := os.ReadFile(served); {
 	case err == nil:
-		opts.Log.Extends = b
+		last = b
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("reading the last checkpoint a node served from %s: %w", dir, err)
 	}
+	whence := "the last checkpoint a node served from this directory is in " + served
+	guard, err := publishedGuard(dir, e.logger())
+	if err != nil {
+		return nil, err
+	}
+	if guard != nil {
+		if last, whence, err = guard.extends(c.Context, last, whence); err != nil {
+			return nil, err
+		}
+	}
+	opts.Log.Extends = last
 	l, err := ledger.Open(c.Context, dir, opts)
 	if errors.Is(err, ledger.ErrBehindServed) {
-		return nil, fmt.Errorf("%w (the last checkpoint a node served from this directory is in %s)", err, served)
+		return nil, fmt.Errorf("%w (%s)", err, whence)
 	}
 	if err != nil || l.LogURL == "" {
 		return l, err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,14 @@ func (e *env) serve(c *cli.Context) error {
 	extends, whence, err := guard.extends(c.Context, last, "the last checkpoint this replica served is in "+served)
 	if err != nil {
 		return err
+	}
+	if target != nil {
+		// Other commands on this directory check the published
+		// checkpoint too (see publishedGuard).
+		rec := publishRecord{To: c.String("publish-to"), Endpoint: c.String("publish-to-endpoint"), Region: c.String("publish-to-region")}
+		if err := rec.save(dir); err != nil {
+			logger.Warn("cannot record where the log is published; other commands on this directory will not check the published checkpoint", "err", err)
+		}
 	}
 	oo.Log.Extends = extends
 	l, err := ledger.Open(c.Context, dir, oo)
@@ -245,14 +254,18 @@ type rollbackGuard struct {
 	target   *publishTarget
 	to       string
 	logger   *slog.Logger
+	timeout  time.Duration // for reading the published checkpoint
 }
 
 // publishedTimeout bounds reading the published checkpoint when a replica
-// opens its ledger.
-const publishedTimeout = 10 * time.Second
+// opens its ledger; cliPublishedTimeout when another command does.
+const (
+	publishedTimeout    = 10 * time.Second
+	cliPublishedTimeout = 3 * time.Second
+)
 
 func newRollbackGuard(dir string, target *publishTarget, to string, logger *slog.Logger) *rollbackGuard {
-	g := &rollbackGuard{target: target, to: to, logger: logger}
+	g := &rollbackGuard{target: target, to: to, logger: logger, timeout: publishedTimeout}
 	if vkey, err := os.ReadFile(filepath.Join(dir, ledger.PublicKeyFile)); err == nil {
 		g.verifier, _ = proofs.NewVerifier(string(vkey))
 	}
@@ -269,7 +282,7 @@ func (g *rollbackGuard) extends(ctx context.Context, last []byte, lastWhence str
 	if g.target == nil || g.verifier == nil {
 		return last, lastWhence, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, publishedTimeout)
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	dst, done, err := g.target.open(ctx)
 	var published []byte
@@ -726,4 +739,53 @@ func checkServed(ctx context.Context, dir string, l *ledger.Ledger) string {
 		return fmt.Sprintf("the log does not hold the checkpoint of size %d the node served (%s): the store lost records or was replaced by an older copy; restore it from a backup", c.Size, path)
 	}
 	return ""
+}
+
+// publishFile, in the data directory, records where ledger serve
+// publishes the log (--publish-to and its endpoint and region), so that
+// every other command on the directory checks the log against the
+// checkpoint published there, as serve does. Remove it to stop that.
+const publishFile = "publish.json"
+
+// publishRecord is the content of publishFile.
+type publishRecord struct {
+	To       string `json:"to"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Region   string `json:"region,omitempty"`
+}
+
+func (r publishRecord) save(dir string) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, publishFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, append(b, '\n')) {
+		return nil
+	}
+	return writeAtomic(path, append(b, '\n'))
+}
+
+// publishedGuard returns the guard of the published checkpoint a node
+// serving the data directory dir recorded (publishFile), or nil if none
+// did.
+func publishedGuard(dir string, logger *slog.Logger) (*rollbackGuard, error) {
+	b, err := os.ReadFile(filepath.Join(dir, publishFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec publishRecord
+	if err := json.Unmarshal(b, &rec); err != nil || rec.To == "" {
+		return nil, fmt.Errorf("%s: not a record of where the log is published (%v): remove it, or serve with --publish-to to write it again", filepath.Join(dir, publishFile), err)
+	}
+	target, err := parsePublishTarget(filepath.Join(dir, publishFile), rec.To, rec.Endpoint, rec.Region)
+	if err != nil {
+		return nil, err
+	}
+	g := newRollbackGuard(dir, &target, rec.To, logger)
+	g.timeout = cliPublishedTimeout
+	return g, nil
 }

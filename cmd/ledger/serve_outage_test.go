@@ -375,6 +375,14 @@ func TestServePublishedGuard(t *testing.T) {
 		!strings.Contains(errb.String(), "does not extend the tree of size 4") || !strings.Contains(errb.String(), "published at "+tiles) || strings.Contains(out.String(), "serving") {
 		t.Errorf("serve on a database behind the published checkpoint: exit %d, stdout %q, stderr:\n%s", code, out.String(), errb.String())
 	}
+	// The other commands on that directory refuse it too: serve recorded
+	// where it publishes. Without that record, the log is as it was.
+	if code, _, errOut := runCode(t, "checkpoint", "--data", backup); code == 0 || !strings.Contains(errOut, "published at "+tiles) {
+		t.Errorf("ledger checkpoint on the refused replica's directory: exit %d\n%s", code, errOut)
+	}
+	if err := os.Remove(filepath.Join(backup, publishFile)); err != nil {
+		t.Fatal(err)
+	}
 	if got := runLedger(t, "checkpoint", "--data", backup); !strings.Contains(got, "\n2\n") {
 		t.Errorf("the refused replica's log = %q, want it left at size 2", got)
 	}
@@ -402,6 +410,53 @@ func TestServePublishedGuard(t *testing.T) {
 	stop()
 	if code := <-done; code != 0 {
 		t.Errorf("serve on the database holding the published checkpoint: exit %d\n%s", code, serveLog.String())
+	}
+	// It recorded where it publishes, for the other commands to check.
+	if b, err := os.ReadFile(filepath.Join(fresh, publishFile)); err != nil || !strings.Contains(string(b), `"to":"`+tiles+`"`) {
+		t.Errorf("%s after serving with --publish-to: %q, %v", publishFile, b, err)
+	}
+}
+
+// TestPublishedGuardInCommands: a data directory whose node published
+// its log (publishFile records where) is restored from an older backup.
+// The other commands check the published checkpoint as serve does, and
+// refuse the log rather than append to it and fork it.
+func TestPublishedGuardInCommands(t *testing.T) {
+	work := t.TempDir()
+	a, old, tiles := filepath.Join(work, "a"), filepath.Join(work, "old"), filepath.Join(work, "tiles")
+	runLedger(t, "init", "--data", a, "--origin", "guard.example/cli")
+	file := func(name string) string {
+		p := filepath.Join(work, name)
+		if err := os.WriteFile(p, []byte("evidence "+name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rec, _ := json.Marshal(publishRecord{To: tiles})
+	if err := os.WriteFile(filepath.Join(a, publishFile), rec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runLedger(t, "append", "--data", a, file("one.txt"))
+	if err := exec.Command("cp", "-r", a, old).Run(); err != nil { // the backup
+		t.Fatal(err)
+	}
+	runLedger(t, "append", "--data", a, file("two.txt"))
+	runLedger(t, "publish", "--data", a, "--to", tiles)
+	for _, args := range [][]string{{"append", file("three.txt")}, {"log"}} {
+		code, _, errOut := runCode(t, append(args, "--data", old)...)
+		if code == 0 || !strings.Contains(errOut, "does not extend the tree of size 2") || !strings.Contains(errOut, "published at "+tiles) {
+			t.Errorf("ledger %s on a directory restored from before the published checkpoint: exit %d\n%s", args[0], code, errOut)
+		}
+	}
+	if got := runLedger(t, "checkpoint", "--data", a); !strings.Contains(got, "\n2\n") {
+		t.Errorf("the published directory's own log = %q, want size 2", got)
+	}
+	// A record that is not one says so.
+	if err := os.WriteFile(filepath.Join(old, publishFile), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCode(t, "log", "--data", old); code == 0 || !strings.Contains(errOut, "not a record of where the log is published") {
+		t.Errorf("a malformed %s: exit %d\n%s", publishFile, code, errOut)
 	}
 }
 
