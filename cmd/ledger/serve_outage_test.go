@@ -299,6 +299,20 @@ func TestServeObjectStoreRestart(t *testing.T) {
 		t.Fatalf("the node exited (%d) when its object store went away", code)
 	default:
 	}
+	// /healthz says so: reads go on (200), writes that need the blobs
+	// do not (?require=writes is 503).
+	health := func(path string) (int, map[string]any) {
+		a := do("GET", path, nil)
+		var body map[string]any
+		json.Unmarshal(a.body, &body)
+		return a.status, body
+	}
+	if code, body := health("/healthz"); code != http.StatusOK || body["blobs"] != "unavailable" || body["blobs_error"] == nil {
+		t.Errorf("/healthz with the object store down: %d %v, want 200 saying the blobs are unavailable", code, body)
+	}
+	if code, _ := health("/healthz?require=writes"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz?require=writes with the object store down: %d, want 503", code)
+	}
 
 	if err := s.srv.Restart(); err != nil {
 		t.Fatal(err)
@@ -319,6 +333,9 @@ func TestServeObjectStoreRestart(t *testing.T) {
 	}
 	if a := do("GET", "/v1/blobs/"+d, nil); a.status != http.StatusOK || string(a.body) != before {
 		t.Errorf("GET /v1/blobs/%s after the outage: %d %q, want 200 %q", d, a.status, a.body, before)
+	}
+	if code, body := health("/healthz?require=writes"); code != http.StatusOK || body["blobs"] != "ok" {
+		t.Errorf("/healthz?require=writes after the outage: %d %v, want 200 with the blobs ok", code, body)
 	}
 
 	stop()

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,6 +98,9 @@ type Server struct {
 	log      *slog.Logger
 	limits   *limiters
 	metrics  *metrics
+	// When the blob store last failed to answer (cas.ErrUnavailable) and
+	// last answered, in Unix nanoseconds, for /healthz.
+	blobsFailed, blobsAnswered atomic.Int64
 }
 
 // New checks opts and returns the handler.
@@ -212,6 +216,7 @@ func isAPIPath(p string) bool {
 
 // apiError writes err as the API's JSON error.
 func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
+	s.noteBlobsFailure(err)
 	ae := toAPIError(err)
 	if ae.status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -222,6 +227,7 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 // pageError writes err as an HTML error page, with the status the API
 // would answer (a page's own refusal, web.StatusError, keeps its own).
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	s.noteBlobsFailure(err)
 	ae := toAPIError(err)
 	if ae.status >= 500 {
 		s.log.Error("page failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -419,7 +425,29 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 		body["writes"] = "unavailable"
 		body["writes_error"] = werr.Error()
 	}
+	// The blob store, by its last answer: uploads, and appends of entries
+	// that name a blob, need it.
+	body["blobs"] = "ok"
+	if f := s.blobsFailed.Load(); f > s.blobsAnswered.Load() && time.Since(time.Unix(0, f)) < blobOutageMemory {
+		body["blobs"] = "unavailable"
+		body["blobs_error"] = blobsUnavailableMessage
+		if q["require"] == "writes" {
+			code = http.StatusServiceUnavailable
+		}
+	}
 	return writeJSON(w, code, body)
+}
+
+// blobOutageMemory is how long /healthz reports the blob store
+// unavailable after it last failed to answer, unless it answered since.
+const blobOutageMemory = 30 * time.Second
+
+// noteBlobsFailure notes, for /healthz, a request that failed because the
+// blob store did not answer.
+func (s *Server) noteBlobsFailure(err error) {
+	if errors.Is(err, cas.ErrUnavailable) {
+		s.blobsFailed.Store(time.Now().UnixNano())
+	}
 }
 
 // followerWrites says whether the writes of this replica, while its log
@@ -463,6 +491,7 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	s.blobsAnswered.Store(time.Now().UnixNano())
 	w.Header().Set("ETag", `"`+info.Digest.String()+`"`)
 	return writeJSON(w, http.StatusCreated, map[string]any{"digest": info.Digest, "size": info.Size})
 }
@@ -534,6 +563,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.blobsAnswered.Store(time.Now().UnixNano())
 	w.Header().Set("ETag", `"`+d.String()+`"`)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
@@ -572,6 +602,9 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.appends.WithLabelValues(string(req.Kind), strconv.FormatBool(rc.Duplicate)).Inc()
+	if s.blobsFailed.Load() != 0 && !rc.Duplicate && (req.Kind == ledger.KindArtefact || req.Kind == ledger.KindBundle) {
+		s.blobsAnswered.Store(time.Now().UnixNano()) // its blob was looked up
+	}
 	status := http.StatusCreated
 	if rc.Duplicate {
 		status = http.StatusOK
