@@ -747,10 +747,13 @@ func CheckStore(dir string) error {
 	}
 	err := badgerwal.Check(filepath.Join(dir, dbDir))
 	var d *badgerwal.Damage
-	if errors.As(err, &d) {
+	switch {
+	case errors.As(err, &d):
 		return fmt.Errorf("%w: %v", ErrLogDamaged, err)
+	case err != nil:
+		return fmt.Errorf("checking %s: %w%s", dir, err, storeAdvice(err))
 	}
-	return err
+	return nil
 }
 
 // SetAsideStore keeps a copy of the whole badger store of the data
@@ -771,8 +774,11 @@ func SetAsideStore(dir string, now time.Time) (string, error) {
 		return "", err
 	}
 	aside := filepath.Join(dir, "damaged-"+now.UTC().Format("20060102T150405Z"))
+	if err := os.Mkdir(aside, 0o700); err != nil {
+		return "", err
+	}
 	to := filepath.Join(aside, dbDir)
-	if err := os.MkdirAll(to, 0o700); err != nil {
+	if err := os.Mkdir(to, 0o700); err != nil {
 		return "", err
 	}
 	for _, e := range entries {
@@ -794,18 +800,27 @@ func SetAsideStore(dir string, now time.Time) (string, error) {
 	return aside, syncDir(aside)
 }
 
-// copySynced copies the file from to a new file to and syncs it.
+// copySynced copies the file from to a new file to and syncs it. A hole
+// at the end of from (badger preallocates its logs) stays a hole in to.
 func copySynced(from, to string) error {
 	in, err := os.Open(from)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
 	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	if _, err := io.CopyN(out, in, badgerwal.DataEnd(in, fi.Size())); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Truncate(fi.Size()); err != nil {
 		out.Close()
 		return err
 	}

@@ -66,7 +66,7 @@ const (
 // ErrBehindServed reports a stored log that does not hold the checkpoint
 // it must extend (LogOptions.Extends): it was replaced, restored from an
 // older copy, or lost records, and serving it would fork the log.
-var ErrBehindServed = errors.New("the stored log is behind a checkpoint already served")
+var ErrBehindServed = errors.New("the stored log does not hold a checkpoint already served")
 
 // ErrNotSequencer reports an append to a log opened as a follower: another
 // replica sequences, and this one only reads.

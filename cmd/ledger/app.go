@@ -298,6 +298,12 @@ func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 	if errors.Is(err, ledger.ErrBehindServed) {
 		return nil, fmt.Errorf("%w (%s)", err, whence)
 	}
+	if err == nil {
+		if err := guard.heldToo(c.Context, l); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
 	if err != nil || l.LogURL == "" {
 		return l, err
 	}

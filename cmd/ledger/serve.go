@@ -93,10 +93,14 @@ func (e *env) serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if target != nil {
+	if target != nil && !guard.unread {
 		// Other commands on this directory check the published
-		// checkpoint too (see publishedGuard).
-		rec := publishRecord{To: c.String("publish-to"), Endpoint: c.String("publish-to-endpoint"), Region: c.String("publish-to-region")}
+		// checkpoint too (see publishedGuard), from any directory.
+		to := c.String("publish-to")
+		if abs, err := filepath.Abs(to); err == nil && target.dir != "" {
+			to = abs
+		}
+		rec := publishRecord{To: to, Endpoint: c.String("publish-to-endpoint"), Region: c.String("publish-to-region")}
 		if err := rec.save(dir); err != nil {
 			logger.Warn("cannot record where the log is published; other commands on this directory will not check the published checkpoint", "err", err)
 		}
@@ -107,6 +111,10 @@ func (e *env) serve(c *cli.Context) error {
 		return fmt.Errorf("%w (%s)", err, whence)
 	}
 	if err != nil {
+		return err
+	}
+	if err := guard.heldToo(c.Context, l); err != nil {
+		l.Close()
 		return err
 	}
 	ln, err := net.Listen("tcp", c.String("listen"))
@@ -206,6 +214,13 @@ func (e *env) serve(c *cli.Context) error {
 			srv.Close()
 			return err
 		}
+		if l != nil {
+			if err := guard.heldToo(c.Context, l); err != nil {
+				l.Close()
+				srv.Close()
+				return err
+			}
+		}
 		if l == nil {
 			release = func() {}
 			break
@@ -255,6 +270,13 @@ type rollbackGuard struct {
 	to       string
 	logger   *slog.Logger
 	timeout  time.Duration // for reading the published checkpoint
+	source   string        // where to came from, for messages: "--publish-to", or publishFile's path
+	unread   bool          // extends could not read the destination
+	// other is the one of the two checkpoints extends did not return,
+	// which the stored log must hold too (see heldToo); otherWhence says
+	// where it comes from.
+	other       []byte
+	otherWhence string
 }
 
 // publishedTimeout bounds reading the published checkpoint when a replica
@@ -265,7 +287,7 @@ const (
 )
 
 func newRollbackGuard(dir string, target *publishTarget, to string, logger *slog.Logger) *rollbackGuard {
-	g := &rollbackGuard{target: target, to: to, logger: logger, timeout: publishedTimeout}
+	g := &rollbackGuard{target: target, to: to, logger: logger, timeout: publishedTimeout, source: "--publish-to"}
 	if vkey, err := os.ReadFile(filepath.Join(dir, ledger.PublicKeyFile)); err == nil {
 		g.verifier, _ = proofs.NewVerifier(string(vkey))
 	}
@@ -279,6 +301,7 @@ func newRollbackGuard(dir string, target *publishTarget, to string, logger *slog
 // guarded by what it served itself. One holding a checkpoint the log's key
 // did not sign is an error wrapping publish.ErrConflict.
 func (g *rollbackGuard) extends(ctx context.Context, last []byte, lastWhence string) ([]byte, string, error) {
+	g.other, g.otherWhence, g.unread = nil, "", false
 	if g.target == nil || g.verifier == nil {
 		return last, lastWhence, nil
 	}
@@ -293,21 +316,47 @@ func (g *rollbackGuard) extends(ctx context.Context, last []byte, lastWhence str
 	}
 	switch {
 	case errors.Is(err, publish.ErrConflict):
-		return nil, "", fmt.Errorf("--publish-to %s: %w", g.to, err)
+		return nil, "", fmt.Errorf("%s %s: %w", g.source, g.to, err)
 	case err != nil:
-		g.logger.Warn("cannot read the published checkpoint: the log is checked only against what this replica served", "publish_to", g.to, "err", err)
+		g.unread = true
+		g.logger.Warn("cannot read the published checkpoint: the log is checked only against what was served from this directory", "publish_to", g.to, "err", err)
 		return last, lastWhence, nil
 	case published == nil:
 		return last, lastWhence, nil
 	}
 	lc, err := proofs.OpenCheckpoint(last, g.verifier)
 	if last != nil && err == nil && lc.Size == pc.Size && !bytes.Equal(lc.Root, pc.Root) {
-		return nil, "", fmt.Errorf("--publish-to %s: the checkpoint published there and the one this replica served (%s) are both of size %d but have different roots: the log has forked; run ledger audit and compare with your monitors before serving", g.to, lastWhence, pc.Size)
+		return nil, "", fmt.Errorf("%s %s: the checkpoint published there and the one served from this directory (%s) are both of size %d but have different roots: the log has forked; run ledger audit and compare with your monitors before serving", g.source, g.to, lastWhence, pc.Size)
 	}
+	publishedWhence := fmt.Sprintf("the log's checkpoint of size %d, which a replica served, is published at %s", pc.Size, g.to)
 	if last != nil && (err != nil || lc.Size >= pc.Size) {
+		g.other, g.otherWhence = published, publishedWhence
 		return last, lastWhence, nil // a last that does not verify is Open's to refuse
 	}
-	return published, fmt.Sprintf("the log's checkpoint of size %d, which a replica served, is published at %s", pc.Size, g.to), nil
+	g.other, g.otherWhence = last, lastWhence
+	return published, publishedWhence, nil
+}
+
+// heldToo checks that the log of l, opened to extend the checkpoint
+// extends returned, holds the other one as well: the newer of two
+// checkpoints held says nothing of the older, which a log that forked
+// from it after its size does not hold.
+func (g *rollbackGuard) heldToo(ctx context.Context, l *ledger.Ledger) error {
+	if g == nil || g.other == nil {
+		return nil
+	}
+	c, err := proofs.OpenCheckpoint(g.other, g.verifier)
+	if err != nil {
+		return nil // only a checkpoint that verifies is a guard
+	}
+	stored, err := l.Storage.Checkpoint(ctx, c.Size)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("reading the stored checkpoint of size %d: %w", c.Size, err)
+	}
+	if !bytes.Equal(stored, g.other) {
+		return fmt.Errorf("%w: the stored log does not hold the checkpoint of size %d (%s): it forked from it, or the store was replaced; run ledger audit and compare with your monitors", ledger.ErrBehindServed, c.Size, g.otherWhence)
+	}
+	return nil
 }
 
 // keepServed saves log's checkpoint to dir's servedFile whenever it
@@ -777,15 +826,19 @@ func publishedGuard(dir string, logger *slog.Logger) (*rollbackGuard, error) {
 	if err != nil {
 		return nil, err
 	}
+	path := filepath.Join(dir, publishFile)
 	var rec publishRecord
-	if err := json.Unmarshal(b, &rec); err != nil || rec.To == "" {
-		return nil, fmt.Errorf("%s: not a record of where the log is published (%v): remove it, or serve with --publish-to to write it again", filepath.Join(dir, publishFile), err)
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%s: not a record of where the log is published (%v): remove it, or serve with --publish-to to write it again", path, err)
 	}
-	target, err := parsePublishTarget(filepath.Join(dir, publishFile), rec.To, rec.Endpoint, rec.Region)
+	if rec.To == "" {
+		return nil, fmt.Errorf("%s: not a record of where the log is published (no \"to\"): remove it, or serve with --publish-to to write it again", path)
+	}
+	target, err := parsePublishTarget(path, rec.To, rec.Endpoint, rec.Region)
 	if err != nil {
 		return nil, err
 	}
 	g := newRollbackGuard(dir, &target, rec.To, logger)
-	g.timeout = cliPublishedTimeout
+	g.timeout, g.source = cliPublishedTimeout, path+": published at"
 	return g, nil
 }

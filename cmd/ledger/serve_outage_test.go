@@ -536,3 +536,48 @@ func TestServePublishedFork(t *testing.T) {
 		t.Errorf("serve on a fork of the published log: exit %d, stdout %q, stderr:\n%s", code, out.String(), errb.String())
 	}
 }
+
+// TestPublishedGuardHoldsBoth: a replica's own last checkpoint and the
+// published one must both be held by its log. Copies a and b of one log
+// forked (a at size 2, b at size 1 with another entry); b's store is then
+// replaced by a copy of a's. It holds the published checkpoint (the
+// newer), but not the one b served: refused, by serve and by the other
+// commands, rather than served over b's fork.
+func TestPublishedGuardHoldsBoth(t *testing.T) {
+	work := t.TempDir()
+	a, b, tiles := filepath.Join(work, "a"), filepath.Join(work, "b"), filepath.Join(work, "tiles")
+	runLedger(t, "init", "--data", a, "--origin", "both.example/dhf")
+	if err := exec.Command("cp", "-r", a, b).Run(); err != nil {
+		t.Fatal(err)
+	}
+	file := func(name string) string {
+		p := filepath.Join(work, name)
+		if err := os.WriteFile(p, []byte("evidence "+name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	runLedger(t, "append", "--data", a, file("a1.txt"))
+	runLedger(t, "append", "--data", a, file("a2.txt"))
+	runLedger(t, "append", "--data", b, file("b1.txt"))
+	runLedger(t, "publish", "--data", a, "--to", tiles)
+	if err := os.WriteFile(filepath.Join(b, servedFile), []byte(runLedger(t, "checkpoint", "--data", b)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(b, "db")); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("cp", "-r", filepath.Join(a, "db"), filepath.Join(b, "db")).Run(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := run(rctx, []string{"ledger", "serve", "--data", b, "--listen", "127.0.0.1:0", "--publish-to", tiles}, nil, &out, &errb); code == 0 ||
+		!strings.Contains(errb.String(), "does not hold the checkpoint of size 1") || strings.Contains(out.String(), "serving") {
+		t.Errorf("serve on a store that holds the published checkpoint but not its own: exit %d, stdout %q, stderr:\n%s", code, out.String(), errb.String())
+	}
+	if code, _, errOut := runCode(t, "log", "--data", b); code == 0 || !strings.Contains(errOut, "does not hold the checkpoint of size 1") {
+		t.Errorf("ledger log there: exit %d\n%s", code, errOut)
+	}
+}

@@ -14,14 +14,14 @@
 // Check reads those files, without changing them, the way badger replays
 // them, and reports a damaged record that has intact records after it. A
 // tail that was only torn (a partial record, then zeros) is no damage.
-// Nor is a gap of zeros in whole disk sectors before intact records:
-// after a power loss, sectors written since the last sync may reach the
-// disk out of order, so some of a write group can land while an earlier
-// part of it never did. Every record of such a group is after the last
-// completed sync, so none was acknowledged, and badger is right to drop
-// them. (A sector that reads back as zeros for another reason is passed
-// over too; the log's guard against serving less than it served, and
-// ledger audit, catch what that loses.)
+// A gap of zeros in whole disk sectors before intact records is reported
+// too, marked as a possible lost write: after a power loss, sectors
+// written since the last sync may reach the disk out of order, so some of
+// a write group can land while an earlier part of it never did, and no
+// record of such a group was acknowledged. But a damaged record that
+// holds zeros (a blob chunk with padding) looks the same, and dropping
+// it would lose acknowledged evidence: the choice is left to the
+// operator (ledger recover).
 package badgerwal
 
 import (
@@ -52,11 +52,25 @@ type Damage struct {
 	Offset int64  // where the first unreadable record starts
 	Intact int    // intact records found after it (at least one)
 	Next   int64  // where the first of them starts
+	// LostWrite is set when whole disk sectors of zeros lie between the
+	// two: what a power loss leaves of a write group whose sync never
+	// completed (whose records were then never acknowledged), but also
+	// what a damaged record holding zeros looks like.
+	LostWrite bool
 }
 
 func (d *Damage) Error() string {
-	return fmt.Sprintf("%s: the record at byte %d does not read back, and %d intact records follow it (the first at byte %d): opening the store would discard them", d.File, d.Offset, d.Intact, d.Next)
+	msg := fmt.Sprintf("%s: the record at byte %d does not read back, and %d intact records follow it (the first at byte %d): opening the store would discard them", d.File, d.Offset, d.Intact, d.Next)
+	if d.LostWrite {
+		msg += "; whole sectors of zeros lie between, as a write lost to a power loss leaves (its records were then never acknowledged), or a damaged record holding zeros"
+	}
+	return msg
 }
+
+// DataEnd returns where the last region of the open file f, of size
+// size, that holds data ends: the rest is a hole that reads back as zeros
+// (badger preallocates its logs so). Where holes are not known, size.
+func DataEnd(f *os.File, size int64) int64 { return dataEnd(f, size) }
 
 // ErrInUse reports a badger directory that another process (or another
 // open store in this one) holds: its files are being written, and Check
@@ -161,10 +175,7 @@ func Scan(data []byte) *Damage {
 		if _, ok := record(data, next); !ok {
 			continue
 		}
-		if unwritten(data, off, next) {
-			return nil
-		}
-		d := &Damage{Offset: off, Next: next}
+		d := &Damage{Offset: off, Next: next, LostWrite: unwritten(data, off, next)}
 		for at := next; ; {
 			n, ok := record(data, at)
 			if !ok {

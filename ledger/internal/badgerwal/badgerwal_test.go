@@ -125,8 +125,11 @@ func TestCheck(t *testing.T) {
 		sector := (starts[len(starts)-8]/sectorSize + 1) * sectorSize
 		clear(lost[sector : sector+sectorSize])
 		os.WriteFile(path, lost, 0o644)
-		if err := Check(dir); err != nil {
-			t.Errorf("%s with sector %d lost: %v", filepath.Base(path), sector/sectorSize, err)
+		// (Or a damaged record holding zeros: the file cannot tell, and
+		// it is reported, marked as a possible lost write.)
+		var lw *Damage
+		if err := Check(dir); err != nil && (!errors.As(err, &lw) || !lw.LostWrite || !strings.Contains(err.Error(), "power loss")) {
+			t.Errorf("%s with sector %d lost: %v, want none or damage marked as a possible lost write", filepath.Base(path), sector/sectorSize, err)
 		}
 
 		// One flipped bit in the middle: the records after it are intact.
@@ -237,13 +240,25 @@ func TestScanSkipsZeros(t *testing.T) {
 			t.Errorf("gap of %d zeros: Scan = %+v, want damage at %d with 1 intact record at %d", gap, d, off, next)
 		}
 	}
-	// A whole zero sector before the intact record is a lost write.
+	// A whole zero sector before the intact record may be a lost write:
+	// reported, and marked so.
 	data := make([]byte, headerSize, 4096)
 	data = append(data, a...)
 	data = append(data, "\x07\x01garbage"...)
 	data = append(data, make([]byte, 2*sectorSize)...)
 	data = append(data, b...)
-	if d := Scan(data); d != nil {
-		t.Errorf("a lost sector before an intact record: Scan = %+v, want none", d)
+	if d := Scan(data); d == nil || !d.LostWrite {
+		t.Errorf("a lost sector before an intact record: Scan = %+v, want damage marked as a possible lost write", d)
+	}
+	// A damaged record whose value holds zeros looks the same, and must
+	// not be passed over: the records after it were acknowledged.
+	zeros := encode(0x40, "chunk", string(make([]byte, 4*sectorSize)))
+	zeros[len(zeros)-1] ^= 0x01 // its CRC
+	data = make([]byte, headerSize, 8192)
+	data = append(data, a...)
+	data = append(data, zeros...)
+	data = append(data, b...)
+	if d := Scan(data); d == nil || d.Intact != 1 {
+		t.Errorf("a damaged record holding zeros: Scan = %+v, want damage", d)
 	}
 }
