@@ -99,7 +99,9 @@ type Server struct {
 	limits   *limiters
 	metrics  *metrics
 	// When the blob store last failed to answer (cas.ErrUnavailable) and
-	// last answered, in Unix nanoseconds, for /healthz.
+	// last answered, for /healthz: nanoseconds since started, on the
+	// monotonic clock (0: never).
+	started                    time.Time
 	blobsFailed, blobsAnswered atomic.Int64
 }
 
@@ -120,7 +122,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger, limits: newLimiters(opts.RateLimit, opts.RateBurst)}
+	s := &Server{opts: opts, started: time.Now(), mux: http.NewServeMux(), log: opts.Logger, limits: newLimiters(opts.RateLimit, opts.RateBurst)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -428,7 +430,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	// The blob store, by its last answer: uploads, and appends of entries
 	// that name a blob, need it.
 	body["blobs"] = "ok"
-	if f := s.blobsFailed.Load(); f > s.blobsAnswered.Load() && time.Since(time.Unix(0, f)) < blobOutageMemory {
+	if f := s.blobsFailed.Load(); f > s.blobsAnswered.Load() && s.now()-f < int64(blobOutageMemory) {
 		body["blobs"] = "unavailable"
 		body["blobs_error"] = blobsUnavailableMessage
 		if q["require"] == "writes" {
@@ -442,11 +444,14 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 // unavailable after it last failed to answer, unless it answered since.
 const blobOutageMemory = 30 * time.Second
 
+// now is the time since the server started, in nanoseconds, at least 1.
+func (s *Server) now() int64 { return int64(time.Since(s.started)) + 1 }
+
 // noteBlobsFailure notes, for /healthz, a request that failed because the
 // blob store did not answer.
 func (s *Server) noteBlobsFailure(err error) {
 	if errors.Is(err, cas.ErrUnavailable) {
-		s.blobsFailed.Store(time.Now().UnixNano())
+		s.blobsFailed.Store(s.now())
 	}
 }
 
@@ -491,7 +496,7 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.blobsAnswered.Store(time.Now().UnixNano())
+	s.blobsAnswered.Store(s.now())
 	w.Header().Set("ETag", `"`+info.Digest.String()+`"`)
 	return writeJSON(w, http.StatusCreated, map[string]any{"digest": info.Digest, "size": info.Size})
 }
@@ -563,7 +568,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.blobsAnswered.Store(time.Now().UnixNano())
+	s.blobsAnswered.Store(s.now())
 	w.Header().Set("ETag", `"`+d.String()+`"`)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
@@ -603,7 +608,7 @@ func (s *Server) appendEntry(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.appends.WithLabelValues(string(req.Kind), strconv.FormatBool(rc.Duplicate)).Inc()
 	if s.blobsFailed.Load() != 0 && !rc.Duplicate && (req.Kind == ledger.KindArtefact || req.Kind == ledger.KindBundle) {
-		s.blobsAnswered.Store(time.Now().UnixNano()) // its blob was looked up
+		s.blobsAnswered.Store(s.now()) // its blob was looked up
 	}
 	status := http.StatusCreated
 	if rc.Duplicate {
