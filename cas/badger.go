@@ -80,6 +80,7 @@ type BadgerOptions struct {
 // put and get near 100 MB, at the cost of evicting those pages from the page cache.
 type Badger struct {
 	db        *badger.DB
+	synced    func() error // BadgerSyncLatch(db)
 	chunkSize int
 	log       *slog.Logger
 	bufs      sync.Pool // *[]byte of len chunkSize
@@ -128,6 +129,7 @@ func NewBadger(db *badger.DB, opts BadgerOptions) (*Badger, error) {
 	}
 	s := &Badger{
 		db:        db,
+		synced:    BadgerSyncLatch(db),
 		chunkSize: opts.ChunkSize,
 		log:       opts.Logger,
 		inflight:  make(map[Digest]*chunkRef),

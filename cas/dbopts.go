@@ -94,13 +94,22 @@ var ErrSyncFailed = errors.New("badger could not sync its value log to disk, so 
 // kernel may have dropped the pages): every write to db that commits
 // afterwards reports this error instead of success, until the process
 // restarts and badger reopens what is on disk.
-func BadgerSyncFailure(db *badger.DB) error {
-	if l, ok := db.Opts().Logger.(badgerLogger); ok && l.syncFailure != nil {
+func BadgerSyncFailure(db *badger.DB) error { return BadgerSyncLatch(db)() }
+
+// BadgerSyncLatch returns a function that answers as BadgerSyncFailure
+// does for db, with the store's latch looked up once: for writers that
+// ask on every commit.
+func BadgerSyncLatch(db *badger.DB) func() error {
+	l, ok := db.Opts().Logger.(badgerLogger)
+	if !ok || l.syncFailure == nil {
+		return func() error { return nil }
+	}
+	return func() error {
 		if p := l.syncFailure.Load(); p != nil {
 			return *p
 		}
+		return nil
 	}
-	return nil
 }
 
 func (b badgerLogger) Warningf(format string, args ...any) { b.log(slog.LevelWarn, format, args) }

@@ -394,7 +394,7 @@ func (s *Badger) writeGroup(group []chunkWrite, settle func(w chunkWrite, writte
 		fail(err, pending...)
 		return rest
 	}
-	if err := BadgerSyncFailure(s.db); err != nil {
+	if err := s.synced(); err != nil {
 		fail(err, pending...) // committed, but not known to be on disk
 		return rest
 	}
@@ -429,7 +429,7 @@ func (s *Badger) commitRecord(info Info, rec []byte) (Info, bool, error) {
 			continue // a concurrent Put of the same blob committed first; look again
 		}
 		if err == nil {
-			err = BadgerSyncFailure(s.db) // committed, but not known to be on disk
+			err = s.synced() // committed, but not known to be on disk
 		}
 		if err != nil {
 			return Info{}, false, fmt.Errorf("writing blob record: %w", err)

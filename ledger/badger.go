@@ -38,6 +38,7 @@ const (
 // not power-loss safe if a memtable rotates between Commit and Sync.
 type BadgerStorage struct {
 	db     *badger.DB
+	synced func() error // cas.BadgerSyncLatch(db)
 	upper  upperCache
 	claims claimFilter
 }
@@ -47,7 +48,9 @@ var _ Storage = (*BadgerStorage)(nil)
 // NewBadgerStorage returns the log storage on db. It does not own db. It
 // must be the only writer of the log's rows in db: it remembers which
 // claims are stored, so as to look up only those that may be.
-func NewBadgerStorage(db *badger.DB) *BadgerStorage { return &BadgerStorage{db: db} }
+func NewBadgerStorage(db *badger.DB) *BadgerStorage {
+	return &BadgerStorage{db: db, synced: cas.BadgerSyncLatch(db)}
+}
 
 func u64key(prefix string, n uint64) []byte {
 	k := make([]byte, len(prefix)+8)
@@ -113,7 +116,7 @@ func (s *BadgerStorage) Commit(ctx context.Context, b *Batch) error {
 	}
 	// A failed sync of the value log, where the log's hash tiles go,
 	// badger only logs.
-	if err := cas.BadgerSyncFailure(s.db); err != nil {
+	if err := s.synced(); err != nil {
 		return fmt.Errorf("committing entries %d to %d: %w: %w", b.Start, end, ErrNotDurable, err)
 	}
 	return nil

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -275,13 +273,9 @@ func (e *env) open(c *cli.Context) (*ledger.Ledger, error) {
 	// a node served from this directory, or no command uses it.
 	// With the checkpoint published where a node serving this directory
 	// publishes it, if it is newer.
-	served := filepath.Join(dir, servedFile)
-	var last []byte
-	switch b, err := os.ReadFile(served); {
-	case err == nil:
-		last = b
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("reading the last checkpoint a node served from %s: %w", dir, err)
+	last, served, err := readServed(dir)
+	if err != nil {
+		return nil, err
 	}
 	whence := "the last checkpoint a node served from this directory is in " + served
 	guard, err := publishedGuard(dir, e.logger())

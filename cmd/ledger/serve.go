@@ -80,13 +80,9 @@ func (e *env) serve(c *cli.Context) error {
 	}
 	oo := openOptions(c, logger)
 	oo.FollowShared = true
-	served := filepath.Join(dir, servedFile)
-	var last []byte
-	switch b, err := os.ReadFile(served); {
-	case err == nil:
-		last = b
-	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("reading the last checkpoint this replica served: %w", err)
+	last, served, err := readServed(dir)
+	if err != nil {
+		return err
 	}
 	guard := newRollbackGuard(dir, target, c.String("publish-to"), logger)
 	extends, whence, err := guard.extends(c.Context, last, "the last checkpoint this replica served is in "+served)
@@ -768,17 +764,30 @@ func (q quietBadger) WithAttrs(as []slog.Attr) slog.Handler {
 }
 func (q quietBadger) WithGroup(g string) slog.Handler { return quietBadger{q.Handler.WithGroup(g)} }
 
+// readServed reads the last checkpoint a node served from the data
+// directory dir (nil if none did) and returns it with the file's path.
+func readServed(dir string) (last []byte, path string, err error) {
+	path = filepath.Join(dir, servedFile)
+	last, err = os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, path, nil
+	}
+	if err != nil {
+		return nil, path, fmt.Errorf("reading the last checkpoint a node served from %s: %w", dir, err)
+	}
+	return last, path, nil
+}
+
 // checkServed returns, as an audit problem, that the log in l does not
 // hold the last checkpoint a node served from dir (servedFile), or "" when
 // it does or no node served from dir.
 func checkServed(ctx context.Context, dir string, l *ledger.Ledger) string {
-	path := filepath.Join(dir, servedFile)
-	b, err := os.ReadFile(path)
+	b, path, err := readServed(dir)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return ""
 	case err != nil:
-		return fmt.Sprintf("%s: %v", path, err)
+		return err.Error()
+	case b == nil:
+		return ""
 	}
 	c, err := proofs.OpenCheckpoint(b, l.Verifier)
 	if err != nil {
