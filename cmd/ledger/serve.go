@@ -202,11 +202,12 @@ func (e *env) serve(c *cli.Context) error {
 		case <-time.After(pause):
 		}
 		pause = min(max(2*pause, 250*time.Millisecond), 10*time.Second)
-		if oo.Log.Extends, _, err = guard.extends(c.Context, last, ""); err != nil {
+		lastWhence := "the last checkpoint this replica served is in " + served
+		if oo.Log.Extends, whence, err = guard.extends(c.Context, last, lastWhence); err != nil {
 			logger.Error("the published checkpoint is not this log's; checking the log against the last checkpoint this replica served alone", "err", err)
-			oo.Log.Extends = last
+			oo.Log.Extends, whence = last, lastWhence
 		}
-		if l, err = reopen(c.Context, dir, oo, errc, logger); err != nil {
+		if l, err = reopen(c.Context, dir, oo, whence, errc, logger); err != nil {
 			srv.Close()
 			return err
 		}
@@ -468,14 +469,19 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 // reopen opens the ledger in dir again after this replica stopped
 // sequencing, retrying with a growing pause while its storage cannot be
 // reached. It returns nil, nil once ctx is done, and the server's error if
-// it stops serving meanwhile.
-func reopen(ctx context.Context, dir string, oo ledger.OpenOptions, errc <-chan error, logger *slog.Logger) (*ledger.Ledger, error) {
+// it stops serving meanwhile. A store that no longer holds what this
+// replica served is an error at once, as it is at start: it was replaced
+// or rolled back, and waiting will not bring the lost commits back.
+func reopen(ctx context.Context, dir string, oo ledger.OpenOptions, whence string, errc <-chan error, logger *slog.Logger) (*ledger.Ledger, error) {
 	pause := 250 * time.Millisecond
 	for {
 		l, err := ledger.Open(ctx, dir, oo)
 		if err == nil {
 			logger.Info("ledger open again", "tree_size", l.Log.Size())
 			return l, nil
+		}
+		if errors.Is(err, ledger.ErrBehindServed) {
+			return nil, fmt.Errorf("%w (%s)", err, whence)
 		}
 		logger.Warn("opening the ledger again failed; answering 503 until it opens", "err", err, "retry_in", pause.String())
 		select {
