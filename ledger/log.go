@@ -144,6 +144,7 @@ type Log struct {
 	// Sequencer state, owned by the sequencer goroutine.
 	rng      *compact.Range // the committed tree, possibly ahead of head
 	lastTime time.Time
+	lookups  int // batches to look claims up for first (ClaimRefuser)
 	// While stalled: the failure that stalled the log, or the last try
 	// to resume, and when to try again.
 	stallErr error
@@ -761,25 +762,56 @@ type slot struct {
 
 const noSlot = ^uint64(0)
 
+// lookupsAfterRefusal is how many batches the sequencer looks their
+// claims up before committing, on a ClaimRefuser, after a commit was
+// refused for a claim already stored: appends of stored claims come in
+// runs (a pipeline run again), and each refused commit is a wasted one.
+const lookupsAfterRefusal = 64
+
 // commit assigns indexes to a batch, builds the new tree and checkpoint and
 // commits them. It answers the requests itself only on failure.
+//
+// A ClaimRefuser's commits are tried before the claims are looked up,
+// unless one was refused lately: the lookup is a round trip that finds
+// nothing for almost every batch. A refused commit wrote nothing, and the
+// batch is built again with its claims looked up.
 func (l *Log) commit(batch []*request) *pending {
+	_, refuses := l.opts.Storage.(ClaimRefuser)
+	lookup := !refuses || l.lookups > 0
+	if l.lookups > 0 {
+		l.lookups--
+	}
+	p, refused := l.commitWith(batch, lookup)
+	if refused {
+		l.lookups = lookupsAfterRefusal
+		p, _ = l.commitWith(batch, true)
+	}
+	return p
+}
+
+// commitWith is commit, looking the batch's claims up first or not. It
+// reports, without answering the requests, a commit refused for a claim
+// already stored when it did not look them up.
+func (l *Log) commitWith(batch []*request, lookup bool) (p *pending, refused bool) {
 	ctx := context.Background()
 	reqs := append([]*request(nil), batch...)
-	fail := func(err error) *pending {
+	fail := func(err error) (*pending, bool) {
 		refuse(reqs, err)
-		return nil
+		return nil, false
 	}
 	start := l.rng.End()
 
 	// Resolve duplicates: against the committed log, then within the batch.
-	claims := make([][32]byte, len(reqs))
-	for i, r := range reqs {
-		claims[i] = r.p.claim
-	}
-	stored, err := l.opts.Storage.LookupClaims(ctx, claims)
-	if err != nil {
-		return fail(err)
+	stored := map[[32]byte]uint64{}
+	if lookup {
+		claims := make([][32]byte, len(reqs))
+		for i, r := range reqs {
+			claims[i] = r.p.claim
+		}
+		var err error
+		if stored, err = l.opts.Storage.LookupClaims(ctx, claims); err != nil {
+			return fail(err)
+		}
 	}
 	slots := make([]slot, len(reqs))
 	inBatch := make(map[[32]byte]uint64, len(reqs))
@@ -798,9 +830,9 @@ func (l *Log) commit(batch []*request) *pending {
 		slots[i] = slot{index: idx}
 		fresh = append(fresh, r)
 	}
-	p := &pending{reqs: reqs, slots: slots, start: start}
+	p = &pending{reqs: reqs, slots: slots, start: start}
 	if len(fresh) == 0 {
-		return p // only duplicates: answered against the head at sync time
+		return p, false // only duplicates: answered against the head at sync time
 	}
 
 	now := l.opts.Now().UTC().Truncate(time.Microsecond)
@@ -851,7 +883,10 @@ func (l *Log) commit(batch []*request) *pending {
 	}
 	b.Head = Head{Size: size, Range: rng.Hashes(), Checkpoint: cp}
 	if err := l.opts.Storage.Commit(ctx, b); err != nil {
-		if errors.Is(err, ErrBatchTooLarge) {
+		if errors.Is(err, ErrClaimStored) && !lookup {
+			return nil, true // nothing was written: look the claims up
+		}
+		if errors.Is(err, ErrBatchTooLarge) || errors.Is(err, ErrClaimStored) {
 			// Nothing was written: the log goes on from where it was.
 			return fail(err)
 		}
@@ -886,7 +921,7 @@ func (l *Log) commit(batch []*request) *pending {
 	l.appended.Add(uint64(len(fresh)))
 	p.entries, p.known = b.Entries, known
 	p.head = &published{size: size, checkpoint: cp, root: root}
-	return p
+	return p, false
 }
 
 // sync makes committed batches durable, publishes their checkpoints and

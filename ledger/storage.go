@@ -59,6 +59,22 @@ type Batch struct {
 	Head      Head
 }
 
+// ErrClaimStored reports a commit refused because a claim of its batch
+// is already stored; nothing was written.
+var ErrClaimStored = errors.New("a claim of the batch is already stored")
+
+// ClaimRefuser is a Storage whose Commit refuses a batch with a claim
+// already stored, with ErrClaimStored, writing nothing (PostgreSQL: the
+// claims' primary key). Looking claims up before a commit is then only a
+// saving of work, not what keeps an entry from being logged twice: the
+// sequencer commits without it while no commit has been refused lately,
+// and so spares a round trip to the server per batch.
+type ClaimRefuser interface {
+	Storage
+	// RefusesStoredClaims does nothing; it marks the implementation.
+	RefusesStoredClaims()
+}
+
 // Query selects entries by search terms. Zero fields do not constrain.
 type Query struct {
 	Digest  string
@@ -103,9 +119,10 @@ type Storage interface {
 	Head(ctx context.Context) (Head, error)
 	// Commit writes the batch atomically: all of it or none of it is ever
 	// read back. It need not be durable before Sync returns. It returns
-	// ErrConflict if b.Start is not the stored size and ErrBatchTooLarge if
-	// the batch does not fit one transaction; after either, nothing was
-	// written. After any other error the outcome is unknown.
+	// ErrConflict if b.Start is not the stored size, ErrBatchTooLarge if
+	// the batch does not fit one transaction, and, on a ClaimRefuser,
+	// ErrClaimStored if one of its claims is stored; after any of those,
+	// nothing was written. After any other error the outcome is unknown.
 	Commit(ctx context.Context, b *Batch) error
 	// Sync makes every batch committed so far durable (fsync) and returns
 	// only then. The sequencer commits the next batch while the previous one

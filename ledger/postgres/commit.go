@@ -96,6 +96,11 @@ func (s *Storage) Commit(ctx context.Context, b *ledger.Batch) error {
 	return nil
 }
 
+// RefusesStoredClaims implements ledger.ClaimRefuser: the claims' primary
+// key refuses a batch with a claim already stored, and commitError says
+// so with ledger.ErrClaimStored.
+func (s *Storage) RefusesStoredClaims() {}
+
 // extends returns the size of the head a commit at start extends: start
 // itself, or nil for the log's first commit. Only a commit at 0 can be
 // either, and only until the first checkpoint is stored.
@@ -126,6 +131,8 @@ func commitError(err error) error {
 	switch {
 	case (pe.Code == "23505" || pe.Code == "23503") && conflicts[pe.ConstraintName]:
 		return fmt.Errorf("%w: %s", ledger.ErrConflict, pe.Message)
+	case pe.Code == "23505" && pe.ConstraintName == "ledger_claims_pkey":
+		return fmt.Errorf("%w: %s", ledger.ErrClaimStored, pe.Message)
 	case pe.Code == "54000" || pe.Code == "53200":
 		return fmt.Errorf("%w: %s", ledger.ErrBatchTooLarge, pe.Message)
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -573,4 +574,85 @@ func TestOpenNeedsALog(t *testing.T) {
 		t.Fatalf("Open of the log made: %v", err)
 	}
 	s.Close()
+}
+
+// countingStorage counts the claim lookups the sequencer makes.
+type countingStorage struct {
+	*postgres.Storage
+	lookups atomic.Int64
+}
+
+func (s *countingStorage) LookupClaims(ctx context.Context, claims [][32]byte) (map[[32]byte]uint64, error) {
+	s.lookups.Add(1)
+	return s.Storage.LookupClaims(ctx, claims)
+}
+
+// TestCommitBeforeLookup: on PostgreSQL the sequencer commits a batch
+// without looking its claims up first, since the claims' key refuses one
+// already stored. A batch that repeats a stored claim is refused, writing
+// nothing, and built again with its claims looked up: the repeated claim
+// gets the first entry's receipt, the others new entries, and none is
+// logged twice. The lookups go on for a while after a refusal, and then
+// stop again.
+func TestCommitBeforeLookup(t *testing.T) {
+	ctx := t.Context()
+	s := &countingStorage{Storage: openStorage(t, server.NewDatabase(t))}
+	k := newLogKey(t, "lookup.example.com/log")
+	blobs := newBlobs(t)
+	l := openLog(t, s, blobs, k)
+
+	first, err := l.Append(ctx, claimFor(t, blobs, "first", "first.txt", "v1.0.0"), "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.lookups.Load(); n != 0 {
+		t.Fatalf("%d claim lookups for a new claim, want none", n)
+	}
+	// One batch: the first claim again, and ten new ones.
+	claims := []ledger.Claim{claimFor(t, blobs, "first", "first.txt", "v1.0.0")}
+	for i := range 10 {
+		claims = append(claims, claimFor(t, blobs, fmt.Sprintf("new %d", i), fmt.Sprintf("new-%d.txt", i), "v1.0.0"))
+	}
+	receipts := appendAll(t, l, claims)
+	if rc := receipts[0]; !rc.Duplicate || rc.Index != first.Index {
+		t.Errorf("the stored claim appended again: index %d, duplicate %v; want the duplicate of entry %d", rc.Index, rc.Duplicate, first.Index)
+	}
+	seen := map[uint64]bool{first.Index: true}
+	for i, rc := range receipts[1:] {
+		if rc.Duplicate || seen[rc.Index] {
+			t.Errorf("new claim %d: index %d, duplicate %v; want an index of its own", i, rc.Index, rc.Duplicate)
+		}
+		seen[rc.Index] = true
+		if _, err := proofs.VerifyReceipt(rc, k.verifier); err != nil {
+			t.Errorf("new claim %d: receipt does not verify: %v", i, err)
+		}
+	}
+	if got := l.Size(); got != 11 {
+		t.Fatalf("log size %d after one entry and a batch of one repeated and ten new claims, want 11", got)
+	}
+	entries, err := l.Entries(ctx, 0, l.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := map[string]bool{}
+	for i, e := range entries {
+		if bodies[string(e)] {
+			t.Errorf("entry %d is logged twice", i)
+		}
+		bodies[string(e)] = true
+	}
+	after := s.lookups.Load()
+	if after == 0 {
+		t.Fatal("no claim lookup after a commit was refused for a stored claim")
+	}
+	// Each of the next batches looks its claims up, until a run of
+	// batches without a refusal; then the lookups stop.
+	for i := range 100 {
+		if _, err := l.Append(ctx, claimFor(t, blobs, fmt.Sprintf("later %d", i), "later.txt", "v1.0.0"), "ci"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.lookups.Load() - after; n == 0 || n >= 100 {
+		t.Errorf("%d claim lookups in the 100 batches after a refusal, want some, and then none", n)
+	}
 }

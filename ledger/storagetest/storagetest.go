@@ -47,6 +47,13 @@ func Run(t *testing.T, newStorage func(t *testing.T) ledger.Storage) {
 	t.Run("CommitEmptyLog", func(t *testing.T) { testCommitEmptyLog(t, newStorage(t)) })
 	t.Run("CommitAndRead", func(t *testing.T) { testCommitAndRead(t, newStorage(t)) })
 	t.Run("Conflict", func(t *testing.T) { testConflict(t, newStorage(t)) })
+	t.Run("ClaimRefused", func(t *testing.T) {
+		// Only a ClaimRefuser promises to refuse a stored claim; the
+		// sequencer looks claims up first on any other storage.
+		if s, ok := newStorage(t).(ledger.ClaimRefuser); ok {
+			testClaimRefused(t, s)
+		}
+	})
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, newStorage(t)) })
 	t.Run("Search", func(t *testing.T) { testSearch(t, newStorage(t)) })
 	t.Run("Checkpoints", func(t *testing.T) { testCheckpoints(t, newStorage(t)) })
@@ -514,6 +521,37 @@ func testConflict(t *testing.T, s ledger.Storage) {
 
 	// The right batch still commits.
 	m.commit(s, 4)
+	checkContents(t, s, m)
+}
+
+// testClaimRefused checks that a ClaimRefuser refuses a batch that
+// extends the head but holds a claim already stored, with
+// ErrClaimStored, writing nothing, and then takes the right batch.
+func testClaimRefused(t *testing.T, s ledger.ClaimRefuser) {
+	ctx := t.Context()
+	k := newKey(t)
+	m := newModel(t, k, "main")
+	m.grow(s, 0, 3)
+	// The same log, one batch on, but that batch's last claim is that
+	// of the log's first entry.
+	same := newModel(t, k, "main")
+	same.next(3)
+	b := same.next(2)
+	b.Claims[1] = m.claims[0]
+	if err := s.Commit(ctx, b); !errors.Is(err, ledger.ErrClaimStored) {
+		t.Fatalf("Commit of a batch with a stored claim: error %v, want ErrClaimStored", err)
+	}
+	checkContents(t, s, m)
+	if _, err := s.ReadEntries(ctx, m.size(), m.size()+1); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("after a refused commit, ReadEntries(%d, %d): error %v, want ErrNotFound", m.size(), m.size()+1, err)
+	}
+	if idx, found, err := lookupClaim(ctx, s, b.Claims[0]); err != nil || found {
+		t.Fatalf("after a refused commit, LookupClaim(its new claim) = %d, %v, %v, want false, nil", idx, found, err)
+	}
+	if idx, found, err := lookupClaim(ctx, s, m.claims[0]); err != nil || !found || idx != 0 {
+		t.Fatalf("after a refused commit, LookupClaim(the stored claim) = %d, %v, %v, want 0, true, nil", idx, found, err)
+	}
+	m.commit(s, 2)
 	checkContents(t, s, m)
 }
 
