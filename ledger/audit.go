@@ -42,6 +42,11 @@ const MaxAuditProblems = 100
 // ErrAuditFailed reports an audit that found corruption.
 var ErrAuditFailed = errors.New("audit found problems")
 
+// ErrAuditIncomplete reports an audit that stopped because the blob store
+// or the log's storage could not be reached (cas.ErrUnavailable,
+// ErrUnavailable): it neither passed nor found what it could not read.
+var ErrAuditIncomplete = errors.New("audit incomplete")
+
 // AuditProgress is told how far an audit has got: the phase ("blobs",
 // "entries", "checkpoints"), the items done and the total (0 if unknown).
 type AuditProgress func(phase string, done, total uint64)
@@ -58,6 +63,9 @@ type AuditReport struct {
 	Problems     []string `json:"problems"`
 	// MoreProblems counts problems beyond MaxAuditProblems.
 	MoreProblems int `json:"more_problems,omitempty"`
+	// lost is the first failure to reach the blob store or the log's
+	// storage, which stops the audit; nil while they answer.
+	lost error
 }
 
 // OK reports whether the audit found nothing wrong.
@@ -69,6 +77,20 @@ func (r *AuditReport) problem(format string, args ...any) {
 		return
 	}
 	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+}
+
+// failed records err, met while checking something, as a problem described
+// by format and args, unless it says that the blob store or the log's
+// storage cannot be reached: that says nothing about the data, so it is
+// kept (the first one) to stop the audit instead, and reported as such.
+func (r *AuditReport) failed(err error, format string, args ...any) {
+	if errors.Is(err, cas.ErrUnavailable) || errors.Is(err, ErrUnavailable) {
+		if r.lost == nil {
+			r.lost = err
+		}
+		return
+	}
+	r.problem(format, args...)
 }
 
 // Audit re-checks everything the ledger stores, in time linear in its size:
@@ -85,8 +107,13 @@ func (l *Ledger) Audit(ctx context.Context, progress AuditProgress) (*AuditRepor
 	if err := l.auditBlobs(ctx, r, progress); err != nil {
 		return r, err
 	}
-	if err := l.auditLog(ctx, r, progress); err != nil {
-		return r, err
+	if r.lost == nil {
+		if err := l.auditLog(ctx, r, progress); err != nil {
+			return r, err
+		}
+	}
+	if r.lost != nil {
+		return r, fmt.Errorf("%w: it stopped before the end, so it neither passed nor checked what it could not read (%d problems found before that); run it again once the storage answers: %w", ErrAuditIncomplete, len(r.Problems)+r.MoreProblems, r.lost)
 	}
 	if !r.OK() {
 		n := len(r.Problems) + r.MoreProblems
@@ -107,14 +134,20 @@ func (l *Ledger) auditBlobs(ctx context.Context, r *AuditReport, progress AuditP
 		if ctx.Err() != nil {
 			return err
 		}
-		r.problem("blob store: listing blobs: %v", err)
+		r.failed(err, "blob store: listing blobs: %v", err)
 	}
 	for i, d := range digests {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if r.lost != nil {
+			return nil
+		}
 		if err := l.Blobs.Verify(ctx, d); err != nil {
-			r.problem("blob %s: %v", d, err)
+			r.failed(err, "blob %s: %v", d, err)
+			if r.lost != nil {
+				return nil
+			}
 		}
 		r.Blobs++
 		progress("blobs", uint64(i+1), uint64(len(digests)))
@@ -122,7 +155,7 @@ func (l *Ledger) auditBlobs(ctx context.Context, r *AuditReport, progress AuditP
 	if oc, ok := l.Blobs.(chunkCounter); ok {
 		n, err := oc.OrphanChunks(ctx)
 		if err != nil {
-			r.problem("blob store: counting unreferenced chunks: %v", err)
+			r.failed(err, "blob store: counting unreferenced chunks: %v", err)
 		}
 		r.OrphanChunks = n
 	}
@@ -149,7 +182,7 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 	// rather than refused.
 	head, err := l.Storage.Head(ctx)
 	if err != nil {
-		r.problem("latest checkpoint record: %v", err)
+		r.failed(err, "latest checkpoint record: %v", err)
 		return nil
 	}
 	size := head.Size
@@ -192,7 +225,10 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 		if ctx.Err() != nil {
 			return err
 		}
-		r.problem("checkpoints: %v", err)
+		r.failed(err, "checkpoints: %v", err)
+	}
+	if r.lost != nil {
+		return nil
 	}
 	if verified == 0 && len(unsigned) > 1 {
 		r.problem("none of the %d stored checkpoints verifies with the log key %s+%08x: is it this ledger's log.pub? (with the right key, a checkpoint that does not verify was altered)", len(unsigned), l.Verifier.Name(), l.Verifier.KeyHash())
@@ -244,10 +280,13 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if r.lost != nil {
+			return nil
+		}
 		end := min(start+chunk, size)
 		entries, err := l.Storage.ReadEntries(ctx, start, end)
 		if err != nil {
-			r.problem("entries %d to %d: %v; the tree cannot be rebuilt past %d", start, end-1, err, start)
+			r.failed(err, "entries %d to %d: %v; the tree cannot be rebuilt past %d", start, end-1, err, start)
 			return nil
 		}
 		for i, e := range entries {
@@ -267,11 +306,14 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 		r.Entries = end
 		progress("entries", end, size)
 	}
+	if r.lost != nil {
+		return nil
+	}
 	if _, err := l.Storage.ReadEntries(ctx, size, size+1); !errors.Is(err, ErrNotFound) {
-		r.problem("an entry is stored at index %d, beyond the log's size %d", size, size)
+		r.failed(err, "an entry is stored at index %d, beyond the log's size %d", size, size)
 	}
 	if _, err := l.Storage.ReadHashes(ctx, []uint64{proofs.StoredHashIndex(0, size)}); !errors.Is(err, ErrNotFound) {
-		r.problem("a tree hash is stored beyond the tree of size %d", size)
+		r.failed(err, "a tree hash is stored beyond the tree of size %d", size)
 	}
 	if next < len(cps) {
 		r.problem("checkpoint for size %d was not reached by the entries", cps[next].size)
@@ -287,7 +329,7 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 		if ctx.Err() != nil {
 			return err
 		}
-		r.problem("commit fragments: %v", err)
+		r.failed(err, "commit fragments: %v", err)
 	}
 	// Every claim row points at an entry of the log, and there is one per
 	// entry (each entry's own was checked above).
@@ -302,7 +344,10 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 		if ctx.Err() != nil {
 			return err
 		}
-		r.problem("claim rows: %v", err)
+		r.failed(err, "claim rows: %v", err)
+	}
+	if r.lost != nil {
+		return nil
 	}
 	if claims != size {
 		r.problem("%d claim rows for %d entries", claims, size)
@@ -321,7 +366,10 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 			err = proofs.VerifyConsistency(p, a.cp.Root, b.cp.Root)
 		}
 		if err != nil {
-			r.problem("checkpoints for sizes %d and %d are not consistent: %v", a.size, b.size, err)
+			r.failed(err, "checkpoints for sizes %d and %d are not consistent: %v", a.size, b.size, err)
+		}
+		if r.lost != nil {
+			return nil
 		}
 		progress("checkpoints", uint64(i), uint64(len(cps)-1))
 	}
@@ -329,11 +377,14 @@ func (l *Ledger) auditLog(ctx context.Context, r *AuditReport, progress AuditPro
 }
 
 func (l *Ledger) auditEntry(ctx context.Context, r *AuditReport, idx uint64, e Entry) {
+	if r.lost != nil {
+		return // the audit stops; see failed
+	}
 	claims, err := l.Storage.LookupClaims(ctx, [][32]byte{e.claim()})
 	got, found := claims[e.claim()]
 	switch {
 	case err != nil:
-		r.problem("entry %d: claim record: %v", idx, err)
+		r.failed(err, "entry %d: claim record: %v", idx, err)
 	case !found:
 		r.problem("entry %d: its claim is not indexed, so a repeated append would log it twice", idx)
 	case got != idx:
@@ -346,7 +397,7 @@ func (l *Ledger) auditEntry(ctx context.Context, r *AuditReport, idx uint64, e E
 	for _, b := range blobs {
 		ok, err := l.Blobs.Has(ctx, b.digest)
 		if err != nil {
-			r.problem("entry %d: checking blob %s: %v", idx, b.digest, err)
+			r.failed(err, "entry %d: checking blob %s: %v", idx, b.digest, err)
 		} else if !ok {
 			// An object store may know why: a delete marker over the
 			// locked version, say (cas/s3).

@@ -94,14 +94,19 @@ func (s *Store) ensureLocked(ctx context.Context, d cas.Digest, version *string,
 }
 
 // SetLegalHold turns the legal hold on or off on the objects of every blob in digests (the
-// newest version of each key). It first checks that every blob is stored, and changes nothing
-// if one is not (the error wraps cas.ErrNotFound and names it). A held object cannot be
-// deleted even after its retention ends. The bucket must have Object Lock enabled.
+// newest version of each key, the one reads return). It first reads every blob back, and
+// changes nothing if one is not stored (the error wraps cas.ErrNotFound and names it) or its
+// newest version is not the blob (the error wraps cas.ErrCorrupt): a version written over a
+// locked one would otherwise be held in its place. A held object cannot be deleted even after
+// its retention ends. The bucket must have Object Lock enabled.
 func (s *Store) SetLegalHold(ctx context.Context, digests []cas.Digest, on bool) error {
-	for _, d := range digests {
-		if _, err := s.head(ctx, d); err != nil {
+	versions := make([]*string, len(digests))
+	for i, d := range digests {
+		v, err := s.verifyVersion(ctx, d, nil)
+		if err != nil {
 			return fmt.Errorf("setting legal hold: %w", err)
 		}
+		versions[i] = v
 	}
 	status := types.ObjectLockLegalHoldStatusOff
 	if on {
@@ -111,6 +116,7 @@ func (s *Store) SetLegalHold(ctx context.Context, digests []cas.Digest, on bool)
 		_, err := s.client.PutObjectLegalHold(ctx, &s3.PutObjectLegalHoldInput{
 			Bucket:    &s.bucket,
 			Key:       aws.String(s.Key(d)),
+			VersionId: versions[i],
 			LegalHold: &types.ObjectLockLegalHold{Status: status},
 		})
 		if err != nil {

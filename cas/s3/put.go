@@ -100,7 +100,9 @@ func readError(src *hashingReader, err error) error {
 }
 
 // putExisting finishes a Put of a blob whose object exists: it reads and digests the rest of
-// src, since the caller's content must still match, and makes sure the object is locked.
+// src, since the caller's content must still match, checks that the object holds the blob (one
+// of the same size written over it by someone with access to the bucket would otherwise be
+// taken for it, and locked), and makes sure the object is locked.
 func (s *Store) putExisting(ctx context.Context, src *hashingReader, d cas.Digest, out *s3.HeadObjectOutput) (cas.Info, error) {
 	if _, err := io.Copy(io.Discard, src); err != nil {
 		return cas.Info{}, readError(src, err)
@@ -110,6 +112,9 @@ func (s *Store) putExisting(ctx context.Context, src *hashingReader, d cas.Diges
 	}
 	if size := aws.ToInt64(out.ContentLength); size != src.g.Size() {
 		return cas.Info{}, &cas.CorruptError{Digest: d, Chunk: -1, Detail: fmt.Sprintf("object %s holds %d bytes, but the blob has %d", s.Key(d), size, src.g.Size())}
+	}
+	if _, err := s.verifyVersion(ctx, d, out.VersionId); err != nil {
+		return cas.Info{}, err
 	}
 	if err := s.ensureLocked(ctx, d, out.VersionId, out); err != nil {
 		return cas.Info{}, err

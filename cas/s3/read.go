@@ -68,6 +68,33 @@ func (s *Store) Open(ctx context.Context, d cas.Digest) (io.ReadCloser, cas.Info
 	return &reader{ctx: ctx, s: s, body: out.Body, d: d, size: size, g: cas.NewDigester()}, info(d, size), nil
 }
 
+// verifyVersion reads version of d's object (the newest when version is nil) to its end and
+// checks that it hashes to d. It returns the id of the version it read (nil on a bucket without
+// versioning), an error wrapping cas.ErrCorrupt when the object is not the blob, or one wrapping
+// cas.ErrNotFound (ErrHidden, saying how to restore it, for a locked object a delete marker
+// hides) when there is none.
+func (s *Store) verifyVersion(ctx context.Context, d cas.Digest, version *string) (*string, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.Key(d)), VersionId: version})
+	if err != nil {
+		if isNotFound(err) {
+			if version == nil {
+				if h := s.Hidden(ctx, d); h != "" {
+					return nil, fmt.Errorf("blob %s%s: %w", d, h, ErrHidden)
+				}
+			}
+			return nil, fmt.Errorf("blob %s: %w", d, cas.ErrNotFound)
+		}
+		return nil, s.explain(fmt.Sprintf("reading blob %s", d), err)
+	}
+	r := &reader{ctx: ctx, s: s, body: out.Body, d: d, size: aws.ToInt64(out.ContentLength), g: cas.NewDigester()}
+	_, err = io.Copy(io.Discard, r)
+	out.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	return out.VersionId, nil
+}
+
 // reader hashes an object's body as it is read and checks it against the key's digest at the
 // end. Its errors are sticky.
 type reader struct {

@@ -15,8 +15,8 @@
 //     otherwise. When the caller states no digest and the blob is larger than one part, the
 //     content is first copied to a temporary file (Options.TempDir) to learn its digest, so
 //     memory stays at a few parts whatever the size;
-//   - an existing key is never written again: Put asks with HEAD first, and content-addressing
-//     means what is there is already the blob;
+//   - an existing key is never written again: Put asks with HEAD first, and reads what is there
+//     back to check that it is the blob (it fails with a cas.ErrCorrupt error if not);
 //   - unless Options.NoWORM is set, every object carries its own Object Lock retention in
 //     COMPLIANCE mode until the time of writing plus Options.Retention. The store asks for it
 //     when writing, then reads it back and sets it explicitly if the server did not apply it;

@@ -230,6 +230,38 @@ func TestTampered(t *testing.T) {
 	}
 }
 
+// TestPutOverForged writes, over a blob's key, other content of the blob's size, as anyone with
+// write access to the bucket can, and checks that putting the blob again fails with a
+// *cas.CorruptError rather than reporting it stored, on a bucket without Object Lock and on one
+// with it (where the forged version must not be locked either).
+func TestPutOverForged(t *testing.T) {
+	for i, lock := range []bool{false, true} {
+		t.Run(map[bool]string{false: "no WORM", true: "WORM"}[lock], func(t *testing.T) {
+			opts := testOptions(t, newBucket(t, lock))
+			opts.NoWORM = !lock
+			st := openStore(t, opts)
+			content := castest.Content(uint64(70+i), 3000)
+			info, err := st.Put(t.Context(), bytes.NewReader(content), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			forged := bytes.Clone(content)
+			forged[10] ^= 1
+			overwrite(t, st.Bucket(), st.Key(info.Digest), forged)
+			for _, expected := range []*cas.Digest{nil, &info.Digest} {
+				_, err := st.Put(t.Context(), bytes.NewReader(content), expected)
+				var ce *cas.CorruptError
+				if !errors.As(err, &ce) || ce.Digest != info.Digest {
+					t.Errorf("Put of the blob over a forged object of its size (digest given: %v) = %v; want a *CorruptError for %s", expected != nil, err, info.Digest)
+				}
+			}
+			if l, err := st.Lock(t.Context(), info.Digest); err != nil || l.Mode != "" {
+				t.Errorf("the forged object's lock = %+v, %v; want it left without retention", l, err)
+			}
+		})
+	}
+}
+
 // readAll reads the blob with digest d through Open.
 func readAll(t *testing.T, st cas.Store, d cas.Digest) ([]byte, error) {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -392,4 +393,48 @@ func TestS3DeleteMarker(t *testing.T) {
 	}
 	fails(t, 1, []string{d.String(), "hidden by a delete marker", "--version-id"}, "", "get", "--data", dir, d.String())
 	fails(t, 1, []string{"refers to blob " + d.String() + ", which is hidden by a delete marker"}, "", "audit", "--data", dir)
+}
+
+// TestS3AuditStoreLost stops the S3 server while an audit re-hashes the
+// blobs: the audit stops, incomplete, saying the store cannot be reached,
+// and reports no blob or entry as corrupt for it.
+func TestS3AuditStoreLost(t *testing.T) {
+	s := newS3Env(t)
+	bucket := s.srv.NewBucket(t, true)
+	dir := filepath.Join(t.TempDir(), "d")
+	must(t, "", "init", "--data", dir, "--origin", "ledger.example.com/s3", "--blobs", "s3://"+bucket+"/p", "--retention", "1h")
+	var files []string
+	for i := range 3 {
+		f := filepath.Join(t.TempDir(), "f"+strconv.Itoa(i))
+		if err := os.WriteFile(f, []byte("evidence "+strconv.Itoa(i)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	must(t, "", append([]string{"append", "--data", dir}, files...)...)
+	must(t, "", "audit", "--data", dir)
+
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{AuditOnly: true, OpenBlobs: func(ctx context.Context, cfg ledger.BlobsConfig, _ *slog.Logger) (ledger.BlobStore, error) {
+		opts, err := s3store.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, err
+		}
+		opts.RetryMaxAttempts = 1
+		return s3store.Open(ctx, opts)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rep, err := l.Audit(t.Context(), func(phase string, done, _ uint64) {
+		if phase == "blobs" && done == 1 {
+			s.srv.Stop()
+		}
+	})
+	if !errors.Is(err, ledger.ErrAuditIncomplete) || errors.Is(err, ledger.ErrAuditFailed) || !strings.Contains(err.Error(), "cannot reach the S3 endpoint") {
+		t.Errorf("audit with the S3 server stopped = %v; want it incomplete, saying the endpoint cannot be reached", err)
+	}
+	if rep == nil || len(rep.Problems) != 0 || rep.MoreProblems != 0 {
+		t.Errorf("audit with the S3 server stopped reported %+v; want no problems: an unreachable store is not corrupt data", rep)
+	}
 }
