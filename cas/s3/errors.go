@@ -30,12 +30,18 @@ func httpStatus(err error) int {
 	return 0
 }
 
+// statusServerClosed is the status MinIO (and nginx in front of a
+// server) answers a request it dropped unfinished, as it does to the
+// requests in flight when it shuts down.
+const statusServerClosed = 499
+
 // transientStatus reports whether an HTTP status is a server's failure
 // that S3 clients retry (AWS asks them to retry 500 InternalError and
-// 503 SlowDown), or a gateway's in front of it.
+// 503 SlowDown), or a gateway's in front of it, or a request the server
+// dropped unfinished.
 func transientStatus(status int) bool {
 	switch status {
-	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, statusServerClosed:
 		return true
 	}
 	return false

@@ -33,6 +33,7 @@ func TestExplainTransient(t *testing.T) {
 		{502, "", true},
 		{504, "", true},
 		{500, "", true},
+		{499, "UnknownError", true}, // MinIO, shutting down
 		{403, "AccessDenied", false},
 		{404, "NoSuchBucket", false},
 		{400, "InvalidArgument", false},

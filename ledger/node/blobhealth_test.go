@@ -55,13 +55,15 @@ func TestHealthzBlobs(t *testing.T) {
 		}
 		return r.status, body
 	}
-	if code, body := health("/healthz?require=writes"); code != 200 || body["blobs"] != "ok" {
+	if code, body := health("/healthz?require=writes"); code != 200 || body["blobs"] != "ok" || body["writes"] != "ok" {
 		t.Errorf("before any failure: %d %v", code, body)
 	}
 	blobs.down.Store(true)
 	wantError(t, e.do("POST", "/v1/blobs", app, strings.NewReader("evidence")), 503, "unavailable")
-	if code, body := health("/healthz"); code != 200 || body["blobs"] != "unavailable" || body["blobs_error"] == nil {
-		t.Errorf("with the blob store down: %d %v, want 200 saying the blobs are unavailable", code, body)
+	// Reads still work; writes, which need the blob store, do not, and
+	// the body says so as the status of ?require=writes does.
+	if code, body := health("/healthz"); code != 200 || body["blobs"] != "unavailable" || body["blobs_error"] == nil || body["writes"] != "unavailable" || body["writes_error"] == nil {
+		t.Errorf("with the blob store down: %d %v, want 200 saying the blobs, and so writes, are unavailable", code, body)
 	}
 	if code, _ := health("/healthz?require=writes"); code != 503 {
 		t.Errorf("/healthz?require=writes with the blob store down: %d, want 503", code)
@@ -70,7 +72,7 @@ func TestHealthzBlobs(t *testing.T) {
 	if r := e.do("POST", "/v1/blobs", app, strings.NewReader("evidence")); r.status != 201 {
 		t.Fatalf("upload once the store answers: %d %s", r.status, r.body)
 	}
-	if code, body := health("/healthz?require=writes"); code != 200 || body["blobs"] != "ok" {
+	if code, body := health("/healthz?require=writes"); code != 200 || body["blobs"] != "ok" || body["writes"] != "ok" {
 		t.Errorf("once the store answers again: %d %v", code, body)
 	}
 }

@@ -436,6 +436,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 		if q["require"] == "writes" {
 			code = http.StatusServiceUnavailable
 		}
+		if werr == nil {
+			body["writes"] = "unavailable"
+			body["writes_error"] = blobsUnavailableMessage
+		}
 	}
 	return writeJSON(w, code, body)
 }
