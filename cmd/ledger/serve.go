@@ -470,8 +470,9 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 // sequencing, retrying with a growing pause while its storage cannot be
 // reached. It returns nil, nil once ctx is done, and the server's error if
 // it stops serving meanwhile. A store that no longer holds what this
-// replica served is an error at once, as it is at start: it was replaced
-// or rolled back, and waiting will not bring the lost commits back.
+// replica served, or holds no log at all, is an error at once, as it is
+// at start: it was replaced, emptied or rolled back, and waiting will not
+// bring the lost commits back.
 func reopen(ctx context.Context, dir string, oo ledger.OpenOptions, whence string, errc <-chan error, logger *slog.Logger) (*ledger.Ledger, error) {
 	pause := 250 * time.Millisecond
 	for {
@@ -482,6 +483,11 @@ func reopen(ctx context.Context, dir string, oo ledger.OpenOptions, whence strin
 		}
 		if errors.Is(err, ledger.ErrBehindServed) {
 			return nil, fmt.Errorf("%w (%s)", err, whence)
+		}
+		if errors.Is(err, ledger.ErrNoLog) {
+			// The database answers, without the log: it was emptied or
+			// replaced, which waiting will not undo either.
+			return nil, fmt.Errorf("%w; this replica served the log from it, so it was emptied or replaced: restore it from a copy that holds what was served (%s)", err, whence)
 		}
 		logger.Warn("opening the ledger again failed; answering 503 until it opens", "err", err, "retry_in", pause.String())
 		select {

@@ -584,62 +584,75 @@ func TestPublishedGuardHoldsBoth(t *testing.T) {
 }
 
 // TestServeReopenBehindServed rolls the database back beneath a serving
-// node, as a restore from an older copy would, and then takes its
-// sequencer lock away. Opening its ledger again, the node finds that the
-// database no longer holds what it served: it exits with the reason, as
-// it would refuse to start, rather than answer 503 while it retries for
-// ever.
+// node, as a restore from an older copy would, or empties it, and then
+// takes its sequencer lock away. Opening its ledger again, the node finds
+// that the database no longer holds what it served: it exits with the
+// reason, as it would refuse to start, rather than answer 503 while it
+// retries for ever.
 func TestServeReopenBehindServed(t *testing.T) {
 	pg := pgtest.ForTest(t)
-	ctx := t.Context()
-	url, err := pg.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "d")
-	runLedger(t, "init", "--data", dir, "--origin", "rollback.example/dhf", "--log", url)
-	token := strings.TrimSpace(runLedger(t, "token", "create", "--data", dir, "--name", "ci", "--role", "appender"))
-	addr, stop, done, serveLog := serveInProcess(t, ctx, dir)
-	defer stop()
-	c, _ := client.New("http://"+addr, token)
-	for i := range 3 {
-		body := []byte("evidence " + strconv.Itoa(i))
-		d, err := c.PutBlob(ctx, bytes.NewReader(body), int64(len(body)), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Append(ctx, "artefact", ledger.Artefact{Digest: d, Size: int64(len(body)), Name: "e" + strconv.Itoa(i) + ".txt", MediaType: "text/plain"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Keep only the first entry: the tables refuse DELETE, so the
-	// restore is played with their triggers off.
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
-	for _, q := range []string{
-		`SET session_replication_role = replica`,
-		`DELETE FROM ledger_checkpoints WHERE size > 1`,
-		`DELETE FROM ledger_entries WHERE idx >= 1`,
-		`DELETE FROM ledger_claims WHERE idx >= 1`,
-		`DELETE FROM ledger_terms WHERE last >= 1`,
-		fmt.Sprintf(`DELETE FROM ledger_hashes WHERE start >= %d`, proofs.StoredHashIndex(0, 1)),
-		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'evidence-ledger sequencer'`,
+	for _, tc := range []struct {
+		name string
+		// undo changes the database beneath the node; the tables refuse
+		// DELETE, so a restore is played with their triggers off.
+		undo []string
+		want []string
+	}{
+		{"RolledBack", []string{
+			`SET session_replication_role = replica`,
+			`DELETE FROM ledger_checkpoints WHERE size > 1`,
+			`DELETE FROM ledger_entries WHERE idx >= 1`,
+			`DELETE FROM ledger_claims WHERE idx >= 1`,
+			`DELETE FROM ledger_terms WHERE last >= 1`,
+			fmt.Sprintf(`DELETE FROM ledger_hashes WHERE start >= %d`, proofs.StoredHashIndex(0, 1)),
+		}, []string{"does not extend the tree of size 3", "served.checkpoint"}},
+		{"Emptied", []string{
+			`DROP TABLE ledger_entries, ledger_claims, ledger_terms, ledger_hashes, ledger_checkpoints, ledger_schema`,
+		}, []string{"holds no log", "emptied or replaced", "served.checkpoint"}},
 	} {
-		if _, err := db.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	select {
-	case code := <-done:
-		msg := serveLog.String()
-		if code == 0 || !strings.Contains(msg, "does not extend the tree of size 3") || !strings.Contains(msg, "served.checkpoint") {
-			t.Errorf("the node over a rolled-back database exited %d, saying:\n%s", code, msg)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the node did not exit 30 s after its database was rolled back beneath it; /healthz role %q", healthRole("http://"+addr))
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			url, err := pg.CreateDatabase(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "d")
+			runLedger(t, "init", "--data", dir, "--origin", "rollback.example/dhf", "--log", url)
+			token := strings.TrimSpace(runLedger(t, "token", "create", "--data", dir, "--name", "ci", "--role", "appender"))
+			addr, stop, done, serveLog := serveInProcess(t, ctx, dir)
+			defer stop()
+			c, _ := client.New("http://"+addr, token)
+			for i := range 3 {
+				body := []byte("evidence " + strconv.Itoa(i))
+				d, err := c.PutBlob(ctx, bytes.NewReader(body), int64(len(body)), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Append(ctx, "artefact", ledger.Artefact{Digest: d, Size: int64(len(body)), Name: "e" + strconv.Itoa(i) + ".txt", MediaType: "text/plain"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close(context.Background())
+			for _, q := range append(tc.undo, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'evidence-ledger sequencer'`) {
+				if _, err := db.Exec(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			select {
+			case code := <-done:
+				msg := serveLog.String()
+				for _, w := range tc.want {
+					if code == 0 || !strings.Contains(msg, w) {
+						t.Errorf("the node over a database changed beneath it exited %d, saying (want %q):\n%s", code, w, msg)
+					}
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the node did not exit 30 s after its database was changed beneath it; /healthz role %q", healthRole("http://"+addr))
+			}
+		})
 	}
 }
