@@ -22,8 +22,9 @@ const DefaultMaxBackoff = time.Minute
 // Verifier means its default.
 type WatchOptions struct {
 	// Options are those of each Publish: Verifier is required; Logger
-	// receives the Watcher's lines too (failures as warnings, a conflict
-	// as an error), and nil discards.
+	// receives the Watcher's lines too (failures as warnings; a conflict,
+	// or a destination that lost the checkpoint published there, as an
+	// error), and nil discards.
 	Options
 	// Interval is how often the log's size is looked at (DefaultInterval
 	// if zero), and the first wait after a failure.
@@ -168,6 +169,14 @@ func (w *Watcher) step(ctx context.Context) time.Duration {
 		return wait
 	}
 	w.status.Store(&Status{Size: res.Size, At: time.Now()})
+	if !st.At.IsZero() && st.Size > 0 && (!res.HadCheckpoint || res.Previous < st.Size) {
+		// Checkpoints published only grow: the destination was emptied or
+		// replaced, and the guard the replicas share with it was gone
+		// until now. Publishing again put it back; whoever removed it
+		// should be found.
+		w.logger.Error("the destination no longer held the checkpoint published there: it was removed or replaced; the log is published there again",
+			"published_size", st.Size, "found_checkpoint", res.HadCheckpoint, "found_size", res.Previous, "tree_size", res.Size)
+	}
 	switch {
 	case st.Failures > 0:
 		w.logger.Info("published the log after failures", "tree_size", res.Size, "previous", res.Previous, "files", res.Written, "bytes", res.Bytes, "failures", st.Failures)

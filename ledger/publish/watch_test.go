@@ -1,9 +1,11 @@
 package publish_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -241,6 +243,56 @@ func TestWatcherRetriesUntilTheDestinationIsBack(t *testing.T) {
 	rec.writtenOnce(t)
 	if rec.checkpoints[len(rec.checkpoints)-1] != 500 {
 		t.Errorf("checkpoints written %v, want the last of size 500", rec.checkpoints)
+	}
+}
+
+// lockedWriter is an io.Writer safe for the Watcher's logger and the test
+// to share.
+type lockedWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestWatcherSaysTheDestinationWasEmptied removes the published log from
+// under a Watcher: it publishes the log there again, and logs as an error
+// that the checkpoint it had published was gone, since the guard the
+// replicas share with it was missing meanwhile.
+func TestWatcherSaysTheDestinationWasEmptied(t *testing.T) {
+	l, _ := newLedger(t)
+	v := verifier(t, l)
+	dir := filepath.Join(t.TempDir(), "tiles")
+	var logged lockedWriter
+	w, _ := watch(t, l.Log, publish.Dir(dir), publish.WatchOptions{Interval: time.Millisecond,
+		Options: publish.Options{Verifier: v, Logger: slog.New(slog.NewTextHandler(&logged, nil))}})
+	grow(t, l, "a", 10)
+	caughtUp(t, w, l.Log)
+	grow(t, l, "b", 5)
+	caughtUp(t, w, l.Log)
+	if strings.Contains(logged.String(), "no longer held") {
+		t.Fatalf("the loss was reported while the destination grew as published:\n%s", logged.String())
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	grow(t, l, "c", 3)
+	caughtUp(t, w, l.Log)
+	if got := openPublished(t, dirReader(dir), v); got.tree.N != 18 {
+		t.Errorf("published again at size %d, want 18", got.tree.N)
+	}
+	if msg := logged.String(); !strings.Contains(msg, "level=ERROR") || !strings.Contains(msg, "no longer held the checkpoint published there") || !strings.Contains(msg, "published_size=15") {
+		t.Errorf("after the destination was emptied, the Watcher logged:\n%s", msg)
 	}
 }
 
