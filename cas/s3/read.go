@@ -141,7 +141,11 @@ func (r *reader) verify() error {
 		return &cas.CorruptError{Digest: r.d, Chunk: -1, Detail: fmt.Sprintf("object %s ended after %d of %d bytes", r.s.Key(r.d), r.g.Size(), r.size)}
 	}
 	if got := r.g.Digest(); got != r.d {
-		return &cas.CorruptError{Digest: r.d, Chunk: -1, Detail: fmt.Sprintf("object %s holds %d bytes with digest %s; a new version may have been written over the locked one", r.s.Key(r.d), r.size, got)}
+		how := "it was written over (the bucket has no Object Lock)"
+		if r.s.worm {
+			how = "a new version may have been written over the locked one"
+		}
+		return &cas.CorruptError{Digest: r.d, Chunk: -1, Detail: fmt.Sprintf("object %s holds %d bytes with digest %s; %s", r.s.Key(r.d), r.size, got, how)}
 	}
 	return io.EOF
 }

@@ -253,6 +253,8 @@ func TestPutOverForged(t *testing.T) {
 				var ce *cas.CorruptError
 				if !errors.As(err, &ce) || ce.Digest != info.Digest {
 					t.Errorf("Put of the blob over a forged object of its size (digest given: %v) = %v; want a *CorruptError for %s", expected != nil, err, info.Digest)
+				} else if how := map[bool]string{false: "the bucket has no Object Lock", true: "written over the locked one"}[lock]; !strings.Contains(ce.Detail, how) {
+					t.Errorf("the corrupt blob's detail %q does not say %q", ce.Detail, how)
 				}
 			}
 			if l, err := st.Lock(t.Context(), info.Digest); err != nil || l.Mode != "" {

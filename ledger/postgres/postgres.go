@@ -191,7 +191,7 @@ func (s *Storage) connectError(err error) error {
 		case pe.Code == "3D000":
 			hint = "the database does not exist: create it (createdb) or fix the URL's database name"
 		case pe.Code == "28P01" || pe.Code == "28000":
-			hint = "the server refused the user or password: check the URL's credentials and pg_hba.conf"
+			hint = "the server refused the user or password: check the URL's credentials (a password not in the URL is taken from PGPASSWORD or ~/.pgpass) and pg_hba.conf"
 		case strings.HasPrefix(pe.Code, "53") || strings.HasPrefix(pe.Code, "57"):
 			hint = "the server is starting, shutting down or out of connections: try again shortly"
 		}
