@@ -310,6 +310,45 @@ func TestResumeDirectory(t *testing.T) {
 	sameCheckpoints(t, checkpoints(t, l.Storage), checkpoints(t, src.Storage))
 }
 
+// TestCatchUpInterrupted interrupts the run that brings a finished copy
+// up to date: the copy is a ledger already, so every entry copied into it
+// must have its blobs there, though the blobs are proved only at the end.
+func TestCatchUpInterrupted(t *testing.T) {
+	src := newSource(t, 100)
+	dir := filepath.Join(t.TempDir(), "copy")
+	finish(t, src, dir, "").Close()
+	appendEntries(t, src, 100, 100) // every tenth entry with a new blob
+
+	target, err := migrate.OpenTarget(t.Context(), dir, src, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, err = migrate.Run(ctx, target.Storage, src.Storage, migrate.Options{FromBlobs: src.Blobs, ToBlobs: target.Blobs, Progress: func(phase string, done, _ uint64) {
+		if phase == "log" && done >= 150 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with its context cancelled midway = %v, want context.Canceled", err)
+	}
+	if err := target.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.Log.Size() < 150 || l.Log.Size() >= 200 {
+		t.Fatalf("after the interruption the copy holds %d entries, want from 150 to 199", l.Log.Size())
+	}
+	if rep, err := l.Audit(t.Context(), nil); err != nil {
+		t.Fatalf("Audit of the copy interrupted while catching up: %v; problems %q", err, rep.Problems)
+	}
+}
+
 // TestFork refuses a destination that holds another log, or a copy of the
 // source that was appended to since, and writes nothing to it.
 func TestFork(t *testing.T) {
