@@ -49,7 +49,8 @@ import (
 )
 
 // ErrFork reports a destination that holds a log which is not a prefix of
-// the source's: another log, or a copy that was appended to since.
+// the source's: another log, or a copy that was appended to since. Copy
+// returns it before writing anything.
 var ErrFork = errors.New("the destination holds a different log")
 
 // ErrMismatch reports a copy that Prove found to differ from its source.
@@ -197,7 +198,9 @@ func Copy(ctx context.Context, to, from ledger.Storage, opts Options) (*Report, 
 		}
 		if werr = to.Commit(ctx, b); werr != nil {
 			if errors.Is(werr, ledger.ErrConflict) {
-				werr = fmt.Errorf("%w: something else is writing to the destination log: %w", ErrFork, werr)
+				// Not ErrFork: the head was a prefix of the source's when
+				// the copy started, and this run may have committed since.
+				werr = fmt.Errorf("something else wrote to the destination log meanwhile (another migrate into it, or a node serving it): stop it: %w", werr)
 			}
 			werr = fmt.Errorf("copying tree size %d to %d: %w", b.Start, b.Head.Size, werr)
 			cancel()

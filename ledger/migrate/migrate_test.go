@@ -404,6 +404,30 @@ func TestFork(t *testing.T) {
 	})
 }
 
+// TestConcurrentWriter has something else commit to the destination while
+// a copy runs: the copy stops on the conflict, which is no fork (the
+// destination still holds a prefix of the source's log, and the copy wrote
+// to it), and a new run finishes.
+func TestConcurrentWriter(t *testing.T) {
+	src := newSource(t, 200)
+	dst, _ := openPostgres(t)
+	other := false
+	_, err := migrate.Copy(t.Context(), dst, src.Storage, migrate.Options{Progress: func(phase string, done, _ uint64) {
+		if phase == "log" && done >= 50 && !other {
+			other = true // another migrate into the same database
+			if _, err := migrate.Copy(t.Context(), dst, src.Storage, migrate.Options{}); err != nil {
+				t.Errorf("the other copy: %v", err)
+			}
+		}
+	}})
+	if err == nil || errors.Is(err, migrate.ErrFork) || !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("Copy while another copy wrote to its destination = %v, want ledger.ErrConflict and not ErrFork", err)
+	}
+	if _, err := migrate.Run(t.Context(), dst, src.Storage, migrate.Options{Verifier: src.Verifier}); err != nil {
+		t.Fatalf("Run again: %v", err)
+	}
+}
+
 // TestProveFindsDifference proves a copy against a log it is not a copy of.
 func TestProveFindsDifference(t *testing.T) {
 	src := newSource(t, 30)
