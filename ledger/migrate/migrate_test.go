@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/migrate"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
@@ -425,6 +427,51 @@ func TestConcurrentWriter(t *testing.T) {
 	}
 	if _, err := migrate.Run(t.Context(), dst, src.Storage, migrate.Options{Verifier: src.Verifier}); err != nil {
 		t.Fatalf("Run again: %v", err)
+	}
+}
+
+// TestDamagedSourceBlob copies a source one of whose blobs is damaged: the
+// copy stops, blaming the source, not the copy, before the entry naming
+// the blob.
+func TestDamagedSourceBlob(t *testing.T) {
+	src := newSource(t, 30)
+	entry, err := src.Log.Entries(t.Context(), 10, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := ledger.IndexEntry(entry[0])
+	if err != nil || len(x.Blobs) != 1 {
+		t.Fatalf("entry 10 names blobs %v (%v), want one", x.Blobs, err)
+	}
+	d := x.Blobs[0]
+	// The blob is one chunk, stored under its own digest: flip a byte.
+	key := append([]byte("cas/c/"), d[:]...)
+	if err := src.DB.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		v[0] ^= 1
+		return txn.Set(key, v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	target, err := migrate.OpenTarget(t.Context(), filepath.Join(t.TempDir(), "copy"), src, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	_, err = migrate.Run(t.Context(), target.Storage, src.Storage, migrate.Options{FromBlobs: src.Blobs, ToBlobs: target.Blobs})
+	if !errors.Is(err, migrate.ErrCorruptSource) || errors.Is(err, migrate.ErrMismatch) || !strings.Contains(err.Error(), d.String()) {
+		t.Fatalf("Run from a source with blob %s damaged = %v, want ErrCorruptSource naming it", d, err)
+	}
+	if head, err := target.Storage.Head(t.Context()); err != nil || head.Size > 10 {
+		t.Errorf("the copy holds %d entries (%v), want none from entry 10 on", head.Size, err)
 	}
 }
 
