@@ -56,7 +56,10 @@ func (p *progress) draw(force bool) {
 		count += " / " + human(p.total)
 	}
 	if p.items {
-		count = fmt.Sprintf("%d/%d", p.n, p.total)
+		count = fmt.Sprintf("%d", p.n)
+		if p.total > 0 {
+			count += fmt.Sprintf("/%d", p.total)
+		}
 	}
 	if p.total > 0 {
 		const width = 30

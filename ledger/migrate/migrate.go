@@ -10,6 +10,11 @@
 // as signed, never re-signed: no private key is needed, and a copy cannot
 // say anything the source did not.
 //
+// Given blob stores, a copy also copies the blobs each commit's entries
+// name before it commits them, so that the destination never holds an
+// entry whose blobs it lacks, even when the copy is interrupted: a
+// finished copy that is brought up to date is a ledger throughout.
+//
 // Copying is resumable. A destination whose head is byte for byte one of
 // the source's checkpoints holds a prefix of the source log, and the copy
 // continues from there; a destination holding anything else is a different
@@ -31,6 +36,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
@@ -41,7 +49,8 @@ import (
 )
 
 // ErrFork reports a destination that holds a log which is not a prefix of
-// the source's: another log, or a copy that was appended to since.
+// the source's: another log, or a copy that was appended to since. Copy
+// returns it before writing anything.
 var ErrFork = errors.New("the destination holds a different log")
 
 // ErrMismatch reports a copy that Prove found to differ from its source.
@@ -64,9 +73,10 @@ type Options struct {
 	// verify with it before it is copied.
 	Verifier note.Verifier
 	// FromBlobs and ToBlobs, when both set, are the blob stores of the
-	// source and the destination ledger: Prove makes sure every blob the
-	// entries name is in ToBlobs, copying it from FromBlobs if need be, and
-	// re-hashes it there. A FromBlobs that can list its blobs (as
+	// source and the destination ledger: Copy copies to ToBlobs the blobs
+	// of each commit's entries before committing them, and Prove makes
+	// sure every blob the entries name is in ToBlobs, copying it from
+	// FromBlobs if need be, and re-hashes it there. A FromBlobs that can list its blobs (as
 	// *cas.Badger can) has all of them copied, the files a bundle's listing
 	// names included. They may be the same store, then nothing is copied.
 	FromBlobs, ToBlobs cas.Store
@@ -133,8 +143,10 @@ const checkpointChunk = 1024
 // log to already holds (see the package comment). It refuses a destination
 // holding a different log with ErrFork, writing nothing, and stops at the
 // first source checkpoint that does not match the entries before it
-// (ErrCorruptSource). After an error, what was committed stays: running
-// Copy again resumes after it. The report counts what was copied.
+// (ErrCorruptSource). Given blob stores, the blobs a commit's entries name
+// are copied before it (see Options). After an error, what was committed
+// stays: running Copy again resumes after it. The report counts what was
+// copied.
 func Copy(ctx context.Context, to, from ledger.Storage, opts Options) (*Report, error) {
 	opts.fill()
 	r := &Report{}
@@ -165,21 +177,30 @@ func Copy(ctx context.Context, to, from ledger.Storage, opts Options) (*Report, 
 		return r, nil
 	}
 
-	// One goroutine reads and prepares batches, the caller commits them:
-	// parsing and hashing overlap the destination's writes.
+	// One goroutine reads and prepares batches, and starts copying their
+	// blobs, the caller commits them once their blobs are in: parsing,
+	// hashing and copying blobs overlap the destination's writes.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan *ledger.Batch, 4)
+	batches := make(chan *pending, 4)
 	readErr := make(chan error, 1)
+	var blobsCopied atomic.Uint64
 	go func() {
 		defer close(batches)
-		readErr <- readBatches(ctx, from, from0, srcHead.Size, rng, opts, batches)
+		readErr <- readBatches(ctx, from, from0, srcHead.Size, rng, opts, &blobsCopied, batches)
 	}()
 	var werr error
-	for b := range batches {
+	for p := range batches {
+		b := p.b
+		if werr = p.wait(); werr != nil {
+			cancel()
+			break
+		}
 		if werr = to.Commit(ctx, b); werr != nil {
 			if errors.Is(werr, ledger.ErrConflict) {
-				werr = fmt.Errorf("%w: something else is writing to the destination log: %w", ErrFork, werr)
+				// Not ErrFork: the head was a prefix of the source's when
+				// the copy started, and this run may have committed since.
+				werr = fmt.Errorf("something else wrote to the destination log meanwhile (another migrate into it, or a node serving it): stop it: %w", werr)
 			}
 			werr = fmt.Errorf("copying tree size %d to %d: %w", b.Start, b.Head.Size, werr)
 			cancel()
@@ -195,9 +216,11 @@ func Copy(ctx context.Context, to, from ledger.Storage, opts Options) (*Report, 
 		}
 		opts.Progress("log", b.Head.Size, srcHead.Size)
 	}
-	for range batches {
+	for p := range batches {
+		p.wait() // no blob is still being copied when Copy returns
 	}
 	rerr := <-readErr
+	r.BlobsCopied += blobsCopied.Load()
 	// Whatever was committed is kept, and made durable, for a later resume.
 	serr := to.Sync(context.WithoutCancel(ctx))
 	switch {
@@ -238,9 +261,24 @@ func resumePoint(ctx context.Context, from ledger.Storage, srcSize uint64, dst l
 	return rng, nil
 }
 
+// pending is a batch whose blobs are being copied to the destination:
+// wait returns once they all are, or the first error.
+type pending struct {
+	b    *ledger.Batch
+	wait func() error
+}
+
 // readBatches sends to out one batch for each source checkpoint of size
-// from up to end, in order, extending rng.
-func readBatches(ctx context.Context, src ledger.Storage, from, end uint64, rng *compact.Range, opts Options, out chan<- *ledger.Batch) error {
+// from up to end, in order, extending rng. Given two blob stores, it starts
+// copying the blobs each batch's entries name to opts.ToBlobs, at most
+// opts.BlobWorkers at once, adding to copied how many it copied.
+func readBatches(ctx context.Context, src ledger.Storage, from, end uint64, rng *compact.Range, opts Options, copied *atomic.Uint64, out chan<- *pending) error {
+	copyBlobs := opts.FromBlobs != nil && opts.ToBlobs != nil && opts.FromBlobs != opts.ToBlobs
+	workers := make(chan struct{}, opts.BlobWorkers)
+	// present remembers blobs found in, or copied to, the destination, so
+	// that a blob many entries name is looked up once; it is cleared when
+	// full to bound its memory.
+	present := map[cas.Digest]bool{}
 	type checkpoint struct {
 		size   uint64
 		signed []byte
@@ -265,13 +303,21 @@ func readBatches(ctx context.Context, src ledger.Storage, from, end uint64, rng 
 			break
 		}
 		for _, cp := range cps {
-			b, err := nextBatch(ctx, src, rng, cp.size, cp.signed, opts.Verifier)
+			b, blobs, err := nextBatch(ctx, src, rng, cp.size, cp.signed, opts.Verifier)
 			if err != nil {
 				return err
 			}
+			p := &pending{b: b, wait: func() error { return nil }}
+			if copyBlobs {
+				if len(present) > presentLimit {
+					clear(present)
+				}
+				p.wait = copyMissing(ctx, b, blobs, present, opts, workers, copied)
+			}
 			select {
-			case out <- b:
+			case out <- p:
 			case <-ctx.Done():
+				p.wait()
 				return ctx.Err()
 			}
 		}
@@ -283,45 +329,101 @@ func readBatches(ctx context.Context, src ledger.Storage, from, end uint64, rng 
 	return nil
 }
 
+// presentLimit bounds how many blobs readBatches remembers as present in
+// the destination.
+const presentLimit = 1 << 16
+
+// copyMissing starts copying to opts.ToBlobs the blobs in digests, named
+// by the entries of b, that it lacks and present does not list, taking a
+// place in workers for each, and adds each to present; the function it
+// returns waits for the copies and returns the first error. A blob present
+// lists may be still being copied for an earlier batch, which is committed
+// first.
+func copyMissing(ctx context.Context, b *ledger.Batch, digests []cas.Digest, present map[cas.Digest]bool, opts Options, workers chan struct{}, copied *atomic.Uint64) func() error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(digests))
+	for i, d := range digests {
+		if present[d] {
+			continue
+		}
+		select {
+		case workers <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		present[d] = true
+		wg.Add(1)
+		go func() {
+			defer func() { <-workers; wg.Done() }()
+			ok, err := opts.ToBlobs.Has(ctx, d)
+			if err == nil && !ok {
+				if err = copyBlob(ctx, opts.ToBlobs, opts.FromBlobs, d); err == nil {
+					copied.Add(1)
+				}
+			} else if err != nil {
+				err = fmt.Errorf("checking the destination for blob %s: %w", d, err)
+			}
+			errs[i] = err
+		}()
+	}
+	return func() error {
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return fmt.Errorf("copying the blobs of entries %d to %d, before them: %w", b.Start, b.Head.Size-1, err)
+			}
+		}
+		return nil
+	}
+}
+
 // nextBatch builds the commit that extends rng to the checkpoint signed
-// for tree size size, checking the checkpoint against the entries.
-func nextBatch(ctx context.Context, src ledger.Storage, rng *compact.Range, size uint64, signed []byte, v note.Verifier) (*ledger.Batch, error) {
+// for tree size size, checking the checkpoint against the entries, and
+// returns it with the blobs its entries name, each once.
+func nextBatch(ctx context.Context, src ledger.Storage, rng *compact.Range, size uint64, signed []byte, v note.Verifier) (*ledger.Batch, []cas.Digest, error) {
 	start := rng.End()
 	c, err := parseCheckpoint(signed, v)
 	if err == nil && c.Size != size {
 		err = fmt.Errorf("it is for tree size %d", c.Size)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: the checkpoint stored for tree size %d: %v", ErrCorruptSource, size, err)
+		return nil, nil, fmt.Errorf("%w: the checkpoint stored for tree size %d: %v", ErrCorruptSource, size, err)
 	}
 	b := &ledger.Batch{Start: start, HashStart: proofs.StoredHashIndex(0, start)}
 	if size > start {
 		if b.Entries, err = src.ReadEntries(ctx, start, size); err != nil {
-			return nil, fmt.Errorf("reading the source's entries %d to %d: %w", start, size-1, err)
+			return nil, nil, fmt.Errorf("reading the source's entries %d to %d: %w", start, size-1, err)
 		}
 	}
+	var blobs []cas.Digest
 	b.Claims = make([][32]byte, len(b.Entries))
 	b.Terms = make([][]ledger.Term, len(b.Entries))
 	visit := func(_ compact.NodeID, h []byte) { b.Hashes = append(b.Hashes, h) }
 	for i, e := range b.Entries {
 		x, err := ledger.IndexEntry(e)
 		if err != nil {
-			return nil, fmt.Errorf("%w: entry %d: %v", ErrCorruptSource, start+uint64(i), err)
+			return nil, nil, fmt.Errorf("%w: entry %d: %v", ErrCorruptSource, start+uint64(i), err)
 		}
 		b.Claims[i], b.Terms[i] = x.Claim, x.Terms
+		for _, d := range x.Blobs {
+			if !slices.Contains(blobs, d) {
+				blobs = append(blobs, d)
+			}
+		}
 		if err := rng.Append(proofs.LeafHash(e), visit); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	root, err := rootOf(rng)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !bytes.Equal(root, c.Root) {
-		return nil, fmt.Errorf("%w: the checkpoint for tree size %d does not match the entries before it", ErrCorruptSource, size)
+		return nil, nil, fmt.Errorf("%w: the checkpoint for tree size %d does not match the entries before it", ErrCorruptSource, size)
 	}
 	b.Head = ledger.Head{Size: size, Range: append([][]byte(nil), rng.Hashes()...), Checkpoint: signed}
-	return b, nil
+	return b, blobs, nil
 }
 
 // parseCheckpoint returns the checkpoint in a signed note, checking its

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/migrate"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
@@ -310,6 +312,45 @@ func TestResumeDirectory(t *testing.T) {
 	sameCheckpoints(t, checkpoints(t, l.Storage), checkpoints(t, src.Storage))
 }
 
+// TestCatchUpInterrupted interrupts the run that brings a finished copy
+// up to date: the copy is a ledger already, so every entry copied into it
+// must have its blobs there, though the blobs are proved only at the end.
+func TestCatchUpInterrupted(t *testing.T) {
+	src := newSource(t, 100)
+	dir := filepath.Join(t.TempDir(), "copy")
+	finish(t, src, dir, "").Close()
+	appendEntries(t, src, 100, 100) // every tenth entry with a new blob
+
+	target, err := migrate.OpenTarget(t.Context(), dir, src, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, err = migrate.Run(ctx, target.Storage, src.Storage, migrate.Options{FromBlobs: src.Blobs, ToBlobs: target.Blobs, Progress: func(phase string, done, _ uint64) {
+		if phase == "log" && done >= 150 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with its context cancelled midway = %v, want context.Canceled", err)
+	}
+	if err := target.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.Context(), dir, ledger.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.Log.Size() < 150 || l.Log.Size() >= 200 {
+		t.Fatalf("after the interruption the copy holds %d entries, want from 150 to 199", l.Log.Size())
+	}
+	if rep, err := l.Audit(t.Context(), nil); err != nil {
+		t.Fatalf("Audit of the copy interrupted while catching up: %v; problems %q", err, rep.Problems)
+	}
+}
+
 // TestFork refuses a destination that holds another log, or a copy of the
 // source that was appended to since, and writes nothing to it.
 func TestFork(t *testing.T) {
@@ -363,6 +404,75 @@ func TestFork(t *testing.T) {
 			t.Fatalf("OpenTarget on a directory holding other files = %v, want ErrTargetInUse", err)
 		}
 	})
+}
+
+// TestConcurrentWriter has something else commit to the destination while
+// a copy runs: the copy stops on the conflict, which is no fork (the
+// destination still holds a prefix of the source's log, and the copy wrote
+// to it), and a new run finishes.
+func TestConcurrentWriter(t *testing.T) {
+	src := newSource(t, 200)
+	dst, _ := openPostgres(t)
+	other := false
+	_, err := migrate.Copy(t.Context(), dst, src.Storage, migrate.Options{Progress: func(phase string, done, _ uint64) {
+		if phase == "log" && done >= 50 && !other {
+			other = true // another migrate into the same database
+			if _, err := migrate.Copy(t.Context(), dst, src.Storage, migrate.Options{}); err != nil {
+				t.Errorf("the other copy: %v", err)
+			}
+		}
+	}})
+	if err == nil || errors.Is(err, migrate.ErrFork) || !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("Copy while another copy wrote to its destination = %v, want ledger.ErrConflict and not ErrFork", err)
+	}
+	if _, err := migrate.Run(t.Context(), dst, src.Storage, migrate.Options{Verifier: src.Verifier}); err != nil {
+		t.Fatalf("Run again: %v", err)
+	}
+}
+
+// TestDamagedSourceBlob copies a source one of whose blobs is damaged: the
+// copy stops, blaming the source, not the copy, before the entry naming
+// the blob.
+func TestDamagedSourceBlob(t *testing.T) {
+	src := newSource(t, 30)
+	entry, err := src.Log.Entries(t.Context(), 10, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := ledger.IndexEntry(entry[0])
+	if err != nil || len(x.Blobs) != 1 {
+		t.Fatalf("entry 10 names blobs %v (%v), want one", x.Blobs, err)
+	}
+	d := x.Blobs[0]
+	// The blob is one chunk, stored under its own digest: flip a byte.
+	key := append([]byte("cas/c/"), d[:]...)
+	if err := src.DB.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		v[0] ^= 1
+		return txn.Set(key, v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	target, err := migrate.OpenTarget(t.Context(), filepath.Join(t.TempDir(), "copy"), src, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	_, err = migrate.Run(t.Context(), target.Storage, src.Storage, migrate.Options{FromBlobs: src.Blobs, ToBlobs: target.Blobs})
+	if !errors.Is(err, migrate.ErrCorruptSource) || errors.Is(err, migrate.ErrMismatch) || !strings.Contains(err.Error(), d.String()) {
+		t.Fatalf("Run from a source with blob %s damaged = %v, want ErrCorruptSource naming it", d, err)
+	}
+	if head, err := target.Storage.Head(t.Context()); err != nil || head.Size > 10 {
+		t.Errorf("the copy holds %d entries (%v), want none from entry 10 on", head.Size, err)
+	}
 }
 
 // TestProveFindsDifference proves a copy against a log it is not a copy of.

@@ -338,14 +338,36 @@ func proveBlobs(ctx context.Context, named map[cas.Digest]bool, opts Options, r 
 
 func copyBlob(ctx context.Context, to, from cas.Store, d cas.Digest) error {
 	rc, _, err := from.Open(ctx, d)
+	if errors.Is(err, cas.ErrNotFound) || errors.Is(err, cas.ErrCorrupt) {
+		return fmt.Errorf("%w: blob %s, named by its entries: %w", ErrCorruptSource, d, err)
+	}
 	if err != nil {
 		return fmt.Errorf("reading blob %s from the source: %w", d, err)
 	}
 	defer rc.Close()
-	if _, err := to.Put(ctx, rc, &d); err != nil {
+	sr := &sourceReader{r: rc}
+	if _, err := to.Put(ctx, sr, &d); err != nil {
+		if errors.Is(sr.err, cas.ErrCorrupt) {
+			return fmt.Errorf("%w: blob %s: %w", ErrCorruptSource, d, sr.err)
+		}
 		return fmt.Errorf("copying blob %s: %w", d, err)
 	}
 	return nil
+}
+
+// sourceReader keeps the error reading a blob from the source gave, so
+// that damage in the source is not taken for a failure to store the copy.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
 }
 
 // rehash reads blob d from s and checks its SHA-256 here, besides what the

@@ -31,10 +31,11 @@ func s3Opener(srv *s3test.Server) ledger.BlobOpener {
 }
 
 // TestBlobsToS3Resume interrupts a migration into a new data directory
-// whose blobs go to an S3 bucket while the blobs are being copied. The
-// directory is no ledger yet; a second run copies only the blobs the first
-// did not, re-hashes all, and makes a ledger that reads them from the
-// bucket, each object written once and locked.
+// whose blobs go to an S3 bucket midway through the log, whose blobs are
+// copied ahead of the entries naming them. The directory is no ledger yet;
+// a second run copies only the blobs the first did not, re-hashes all, and
+// makes a ledger that reads them from the bucket, each object written once
+// and locked.
 func TestBlobsToS3Resume(t *testing.T) {
 	srv := s3test.ForTest(t)
 	bucket := srv.NewBucket(t, true)
@@ -59,7 +60,7 @@ func TestBlobsToS3Resume(t *testing.T) {
 		r, err := migrate.Run(ctx, target.Storage, src.Storage, migrate.Options{
 			Verifier: src.Verifier, FromBlobs: src.Blobs, ToBlobs: target.Blobs,
 			Progress: func(phase string, done, _ uint64) {
-				if phase == "blobs" && stopAfter > 0 && done >= stopAfter {
+				if phase == "log" && stopAfter > 0 && done >= stopAfter {
 					cancel()
 				}
 			},
@@ -67,9 +68,11 @@ func TestBlobsToS3Resume(t *testing.T) {
 		return target, r, err
 	}
 
-	target, _, err := run(t.Context(), 2)
+	// The blobs of each commit's entries are copied before it: stopped
+	// midway through the log, the bucket holds some of them.
+	target, _, err := run(t.Context(), 40)
 	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run cancelled while copying blobs = %v, want context.Canceled", err)
+		t.Fatalf("Run cancelled while copying the log and its blobs = %v, want context.Canceled", err)
 	}
 	if err := target.Close(); err != nil {
 		t.Fatal(err)
@@ -93,8 +96,8 @@ func TestBlobsToS3Resume(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run again: %v", err)
 	}
-	if r.Blobs != uint64(len(want)) || r.BlobsCopied != uint64(len(want)-first) || r.Entries != 0 {
-		t.Errorf("Run again = %+v; want %d blobs re-hashed, the %d missing copied, no entry", r, len(want), len(want)-first)
+	if r.Blobs != uint64(len(want)) || r.BlobsCopied != uint64(len(want)-first) || r.Resumed < 40 || r.Entries != 80-r.Resumed {
+		t.Errorf("Run again = %+v; want %d blobs re-hashed, the %d missing copied, the entries after the first 40 or more", r, len(want), len(want)-first)
 	}
 	if _, err := target.Finish(t.Context(), src); err != nil {
 		t.Fatal(err)
