@@ -197,6 +197,11 @@ func (e *env) migrate(c *cli.Context) error {
 		if ctx.Err() == nil && !errors.Is(err, migrate.ErrMismatch) && !errors.Is(err, migrate.ErrCorruptSource) {
 			err = fmt.Errorf("%w (what was copied is kept: run the same command again to resume)", err)
 		}
+		if errors.Is(err, migrate.ErrMismatch) {
+			// The copy was checked as it was made: something changed it
+			// since, and an append-only destination cannot be put right.
+			err = fmt.Errorf("%w; the destination was changed after it was copied to: find out what changed it, and migrate into a new, empty destination", err)
+		}
 		return err
 	}
 	tokens := 0

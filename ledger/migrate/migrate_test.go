@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tracealm/evidence-ledger/ledger"
 	"github.com/tracealm/evidence-ledger/ledger/migrate"
@@ -490,5 +491,48 @@ func TestProveFindsDifference(t *testing.T) {
 	}
 	if !bytes.Equal([]byte(checkpoints(t, dst)[1].signed), []byte(checkpoints(t, src.Storage)[1].signed)) {
 		t.Fatal("the copy's checkpoints differ from its source's")
+	}
+}
+
+// TestProveBlamesDamagedSource changes an entry of a log after it was
+// copied, with the tables' triggers off, as damage or tampering would:
+// proving the copy again blames the source when it is the source's entry
+// that no longer matches the source's own tree, and the copy when it is
+// the copy's.
+func TestProveBlamesDamagedSource(t *testing.T) {
+	for _, damaged := range []string{"source", "copy"} {
+		t.Run(damaged, func(t *testing.T) {
+			ctx := t.Context()
+			src, srcURL := openPostgres(t)
+			if _, err := migrate.Copy(ctx, src, newSource(t, 30).Storage, migrate.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			dst, dstURL := openPostgres(t)
+			r, err := migrate.Copy(ctx, dst, src, migrate.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			url, want := srcURL, migrate.ErrCorruptSource
+			if damaged == "copy" {
+				url, want = dstURL, migrate.ErrMismatch
+			}
+			db, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close(context.Background())
+			for _, q := range []string{`SET session_replication_role = replica`, `UPDATE ledger_entries SET body = body || ' ' WHERE idx = 10`} {
+				if _, err := db.Exec(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			err = migrate.Prove(ctx, dst, src, r.Size, migrate.Options{}, r)
+			if !errors.Is(err, want) || !strings.Contains(err.Error(), "entry 10") {
+				t.Fatalf("Prove with entry 10 of the %s changed = %v, want %v naming entry 10", damaged, err, want)
+			}
+			if damaged == "source" && errors.Is(err, migrate.ErrMismatch) {
+				t.Errorf("damage in the source is also called a mismatch of the copy: %v", err)
+			}
+		})
 	}
 }

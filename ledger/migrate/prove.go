@@ -201,6 +201,19 @@ func proveOne(ctx context.Context, to ledger.Storage, prev *proofs.Checkpoint, c
 	return nil
 }
 
+// entryDiffers says which side of a copy is wrong about entry i, which
+// the destination holds as dst and the source as src: the source, if its
+// own stored hash of the entry is that of dst and not of src (the copy
+// was checked against the source's tree when it was made, so it is the
+// source's entry that changed since), else the copy.
+func entryDiffers(ctx context.Context, from ledger.Storage, i uint64, dst, src []byte) error {
+	h, err := from.ReadHashes(ctx, []uint64{proofs.StoredHashIndex(0, i)})
+	if err == nil && bytes.Equal(h[0], proofs.LeafHash(dst)) && !bytes.Equal(h[0], proofs.LeafHash(src)) {
+		return fmt.Errorf("%w: entry %d no longer matches the source's own tree hash for it, which the copy's entry does: the source was damaged or changed since it was copied; run ledger audit on it", ErrCorruptSource, i)
+	}
+	return fmt.Errorf("%w: entry %d differs", ErrMismatch, i)
+}
+
 // proveEntries compares the destination's entries with the source's, and
 // rebuilds the tree from them to compare every stored hash; it returns the
 // blobs the entries name when blob stores are given.
@@ -230,7 +243,7 @@ func proveEntries(ctx context.Context, to, from ledger.Storage, size uint64, opt
 		idx, want = idx[:0], want[:0]
 		for i, e := range dst {
 			if !bytes.Equal(e, src[i]) {
-				return nil, fmt.Errorf("%w: entry %d differs", ErrMismatch, start+uint64(i))
+				return nil, entryDiffers(ctx, from, start+uint64(i), e, src[i])
 			}
 			x, err := ledger.IndexEntry(e)
 			if err != nil {
