@@ -163,18 +163,36 @@ func CopyKeys(dir, src string) error {
 		mode os.FileMode
 	}{{PrivateKeyFile, 0o600}, {PublicKeyFile, 0o644}}
 	if len(ents) > 0 {
+		store := false
 		for _, e := range ents {
-			if n := e.Name(); n != PrivateKeyFile && n != PublicKeyFile && n != dbDir {
+			switch n := e.Name(); n {
+			case PrivateKeyFile, PublicKeyFile:
+			case dbDir:
+				store = true
+			default:
 				return fmt.Errorf("preparing %s: %w: %s is in it; choose a new or empty directory", dir, ErrExists, n)
 			}
 		}
 		for _, k := range keys {
-			have, err := os.ReadFile(filepath.Join(dir, k.name))
+			path := filepath.Join(dir, k.name)
+			have, err := os.ReadFile(path)
 			want, werr := os.ReadFile(filepath.Join(src, k.name))
 			if werr != nil {
 				return fmt.Errorf("preparing %s: %w", dir, werr)
 			}
-			if err != nil || !bytes.Equal(have, want) {
+			switch {
+			case err == nil && bytes.Equal(have, want):
+			case !store && (errors.Is(err, os.ErrNotExist) || (err == nil && bytes.HasPrefix(want, have))):
+				// A run cut off while it wrote the keys, before it
+				// opened a store: nothing was copied, and the keys are
+				// written again.
+				if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("preparing %s: %w", dir, err)
+				}
+				if err := writeNew(path, string(want), k.mode); err != nil {
+					return fmt.Errorf("preparing %s: %w", dir, err)
+				}
+			default:
 				return fmt.Errorf("preparing %s: %w: its %s is not the one in %s, so it is no interrupted copy of that ledger; choose a new or empty directory", dir, ErrExists, k.name, src)
 			}
 		}

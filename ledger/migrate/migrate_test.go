@@ -536,3 +536,39 @@ func TestProveBlamesDamagedSource(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeKeysCutOff: a first run cut off while it wrote the keys
+// leaves log.key (whole or in part) and no log.pub; a second run writes
+// them again and copies. Once a store is there, the keys must be the
+// source's exactly.
+func TestResumeKeysCutOff(t *testing.T) {
+	src := newSource(t, 5)
+	key, err := os.ReadFile(filepath.Join(src.Dir, ledger.PrivateKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, have := range map[string][]byte{"whole": key, "torn": key[:len(key)/2], "empty": nil} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "copy")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, ledger.PrivateKeyFile), have, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			l := finish(t, src, dir, "")
+			sameCheckpoints(t, checkpoints(t, l.Storage), checkpoints(t, src.Storage))
+		})
+	}
+	// A store beside a torn key is no copy cut off before it began.
+	dir := filepath.Join(t.TempDir(), "copy")
+	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ledger.PrivateKeyFile), key[:10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.OpenTarget(t.Context(), dir, src, "", nil, nil); !errors.Is(err, migrate.ErrTargetInUse) {
+		t.Fatalf("OpenTarget on a store beside a torn key = %v, want ErrTargetInUse", err)
+	}
+}
