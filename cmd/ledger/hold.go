@@ -65,7 +65,9 @@ func (e *env) holdCommand() *cli.Command {
 			if err := holder.SetLegalHold(c.Context, all, on); err != nil {
 				return fmt.Errorf("release %s: %w", version, err)
 			}
-			what := fmt.Sprintf("%d bundle files, the listing, the manifest", len(blobs.Files))
+			// Files holds each content once: files with the same bytes are
+			// one blob.
+			what := fmt.Sprintf("the bundle's files (%d distinct contents), the listing, the manifest", len(blobs.Files))
 			if blobs.StampList != nil {
 				what += " and the stamp list"
 			}

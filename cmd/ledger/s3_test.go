@@ -230,7 +230,7 @@ func TestS3Ledger(t *testing.T) {
 		}
 	}
 	r = must(t, "", "hold", "--data", dir, "--release", "v0.1.0", "on")
-	wantSaid := regexp.MustCompile(`^legal hold set on (\d+) blobs of release v0\.1\.0 in s3://` + bucket + `/evidence: \d+ bundle files, the listing, the manifest and the stamp list\n$`)
+	wantSaid := regexp.MustCompile(`^legal hold set on (\d+) blobs of release v0\.1\.0 in s3://` + bucket + `/evidence: the bundle's files \(\d+ distinct contents\), the listing, the manifest and the stamp list\n$`)
 	if m := wantSaid.FindStringSubmatch(r.stdout); m == nil || m[1] != strconv.Itoa(len(rel.All())) {
 		t.Errorf("hold on printed %q, want it to count %d blobs", r.stdout, len(rel.All()))
 	}
