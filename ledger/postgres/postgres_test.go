@@ -561,6 +561,25 @@ func TestOpenNeedsALog(t *testing.T) {
 	if n := tables(); n != 0 {
 		t.Fatalf("the refused Open left %d ledger tables behind", n)
 	}
+	// An empty schema version table, made by someone else or left by a
+	// creation that failed, is no log either.
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE ledger_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if s, err := postgres.Open(ctx, url, postgres.Options{}); !errors.Is(err, ledger.ErrNoLog) {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("Open of a database with an empty schema version table: error %v, want ErrNoLog", err)
+	}
+	if n := tables(); n != 1 {
+		t.Fatalf("the refused Open left %d ledger tables, want only the version table there before", n)
+	}
 	s, err = postgres.Open(ctx, url, postgres.Options{Create: true})
 	if err != nil {
 		t.Fatalf("Open with Create: %v", err)

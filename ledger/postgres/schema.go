@@ -141,6 +141,11 @@ func migrate(ctx context.Context, conn *pgx.Conn, create bool) error {
 	if have > len(migrations) {
 		return fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
 	}
+	if have == 0 && !create {
+		// An empty version table (left by a creation that failed, or
+		// made by someone else) is no log either.
+		return errNoSchema
+	}
 	for v := have + 1; v <= len(migrations); v++ {
 		m := migrations[v-1]
 		if _, err := tx.Exec(ctx, m.sql); err != nil {
