@@ -76,3 +76,60 @@ func TestHealthzBlobs(t *testing.T) {
 		t.Errorf("once the store answers again: %d %v", code, body)
 	}
 }
+
+// damagedBlobs is a blob store whose blobs fail verification part-way, as
+// a store's reader does when a chunk no longer hashes to its key: it hands
+// out the first half, then the error.
+type damagedBlobs struct{ cas.Store }
+
+func (d damagedBlobs) Open(ctx context.Context, dg cas.Digest) (io.ReadCloser, cas.Info, error) {
+	rc, info, err := d.Store.Open(ctx, dg)
+	if err != nil {
+		return nil, info, err
+	}
+	half := io.LimitReader(rc, info.Size/2)
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(half, errReader{&cas.CorruptError{Digest: dg, Chunk: 1, Detail: "hashes to something else"}}), rc}, info, nil
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// TestGetDamagedBlob: a small blob that fails verification is a clear 500
+// "corrupt" answer, naming the blob, with none of its bytes sent; a large
+// one streams, so its body stops short of its Content-Length.
+func TestGetDamagedBlob(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	s, err := New(Options{Log: e.l.Log, Blobs: damagedBlobs{e.l.Blobs}, Tokens: ledger.NewTokens(e.l.DB), PublicReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for _, size := range []int{1000, checkedBlobSize + 1} {
+		content := strings.Repeat("x", size)
+		info, err := e.l.Blobs.Put(t.Context(), strings.NewReader(content), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Get(srv.URL + "/v1/blobs/" + info.Digest.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if size <= checkedBlobSize {
+			var ae struct{ Error struct{ Code, Message string } }
+			if resp.StatusCode != 500 || json.Unmarshal(body, &ae) != nil || ae.Error.Code != "corrupt" || !strings.Contains(ae.Error.Message, info.Digest.String()) {
+				t.Errorf("GET of a damaged blob of %d bytes: %d %q, want 500 corrupt naming it", size, resp.StatusCode, body)
+			}
+			continue
+		}
+		if resp.StatusCode != 200 || rerr == nil || len(body) >= size {
+			t.Errorf("GET of a damaged blob of %d bytes: %d, %d bytes, read error %v; want 200 and a body cut short", size, resp.StatusCode, len(body), rerr)
+		}
+	}
+}

@@ -56,6 +56,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusServiceUnavailable, "unavailable", unavailableMessage}
 	case errors.Is(err, cas.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, "unavailable", blobsUnavailableMessage}
+	case errors.Is(err, cas.ErrCorrupt):
+		return &apiError{http.StatusInternalServerError, "corrupt", err.Error() + ": this node's copy is damaged; its operator should run ledger audit"}
 	case errors.Is(err, cas.ErrInvalidDigest), errors.Is(err, ledger.ErrInvalidEntry), errors.Is(err, proofs.ErrInvalidProof):
 		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, cas.ErrDigestMismatch):

@@ -13,6 +13,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -563,6 +564,11 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
+// checkedBlobSize is the size up to which GET /v1/blobs/{digest} reads a
+// blob whole, checking it, before it answers; larger ones stream, checked
+// as they go.
+const checkedBlobSize = 1 << 20
+
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 	d, err := cas.ParseDigest(r.PathValue("digest"))
 	if err != nil {
@@ -573,14 +579,34 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.blobsAnswered.Store(s.now())
-	w.Header().Set("ETag", `"`+d.String()+`"`)
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	headers := func() {
+		w.Header().Set("ETag", `"`+d.String()+`"`)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	}
 	if r.Method == http.MethodHead {
+		headers()
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	if info.Size <= checkedBlobSize {
+		// A small blob is read, and so checked, before the answer
+		// starts: damage is then a clear error, not a 200 whose body
+		// stops short.
+		var buf bytes.Buffer
+		buf.Grow(int(info.Size))
+		if _, err := cas.Get(r.Context(), s.opts.Blobs, d, &buf); err != nil {
+			if errors.Is(err, cas.ErrCorrupt) {
+				s.log.Error("blob failed verification", "digest", d, "err", err)
+			}
+			return err
+		}
+		headers()
+		w.Write(buf.Bytes())
+		return nil
+	}
+	headers()
 	pw := &progressWriter{w: w, rc: http.NewResponseController(w), idle: s.opts.RequestTimeout}
 	if _, err := cas.Get(r.Context(), s.opts.Blobs, d, pw); err != nil {
 		// Headers are gone; the client sees a short body, which the
