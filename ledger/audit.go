@@ -63,13 +63,17 @@ type AuditReport struct {
 	Problems     []string `json:"problems"`
 	// MoreProblems counts problems beyond MaxAuditProblems.
 	MoreProblems int `json:"more_problems,omitempty"`
+	// Incomplete, when set, says why the audit stopped before the end
+	// (the blob store or the log's storage could not be reached): the
+	// counts are of what it checked, and what it did not is unknown.
+	Incomplete string `json:"incomplete,omitempty"`
 	// lost is the first failure to reach the blob store or the log's
 	// storage, which stops the audit; nil while they answer.
 	lost error
 }
 
-// OK reports whether the audit found nothing wrong.
-func (r *AuditReport) OK() bool { return len(r.Problems) == 0 }
+// OK reports whether the audit ran to the end and found nothing wrong.
+func (r *AuditReport) OK() bool { return len(r.Problems) == 0 && r.lost == nil }
 
 func (r *AuditReport) problem(format string, args ...any) {
 	if len(r.Problems) >= MaxAuditProblems {
@@ -113,9 +117,15 @@ func (l *Ledger) Audit(ctx context.Context, progress AuditProgress) (*AuditRepor
 		}
 	}
 	if r.lost != nil {
-		return r, fmt.Errorf("%w: it stopped before the end, so it neither passed nor checked what it could not read (%d problems found before that); run it again once the storage answers: %w", ErrAuditIncomplete, len(r.Problems)+r.MoreProblems, r.lost)
+		r.Incomplete = r.lost.Error()
+		err := fmt.Errorf("%w: it stopped before the end, so it neither passed nor checked what it could not read; run it again once the storage answers: %w", ErrAuditIncomplete, r.lost)
+		if n := len(r.Problems) + r.MoreProblems; n > 0 {
+			// What it found before it stopped is damage all the same.
+			err = fmt.Errorf("%w: %d problems found before it stopped; %w", ErrAuditFailed, n, err)
+		}
+		return r, err
 	}
-	if !r.OK() {
+	if len(r.Problems)+r.MoreProblems > 0 {
 		n := len(r.Problems) + r.MoreProblems
 		if n == 1 {
 			return r, fmt.Errorf("%w: 1 problem", ErrAuditFailed)

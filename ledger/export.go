@@ -173,27 +173,38 @@ func CopyKeys(dir, src string) error {
 				return fmt.Errorf("preparing %s: %w: %s is in it; choose a new or empty directory", dir, ErrExists, n)
 			}
 		}
-		for _, k := range keys {
-			path := filepath.Join(dir, k.name)
-			have, err := os.ReadFile(path)
+		// Both keys are judged before either is written, so that a
+		// refused directory is left as it was.
+		wants := make([][]byte, len(keys))
+		rewrite := make([]bool, len(keys))
+		for i, k := range keys {
+			have, err := os.ReadFile(filepath.Join(dir, k.name))
 			want, werr := os.ReadFile(filepath.Join(src, k.name))
 			if werr != nil {
 				return fmt.Errorf("preparing %s: %w", dir, werr)
 			}
+			wants[i] = want
 			switch {
 			case err == nil && bytes.Equal(have, want):
 			case !store && (errors.Is(err, os.ErrNotExist) || (err == nil && bytes.HasPrefix(want, have))):
 				// A run cut off while it wrote the keys, before it
 				// opened a store: nothing was copied, and the keys are
 				// written again.
-				if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return fmt.Errorf("preparing %s: %w", dir, err)
-				}
-				if err := writeNew(path, string(want), k.mode); err != nil {
-					return fmt.Errorf("preparing %s: %w", dir, err)
-				}
+				rewrite[i] = true
 			default:
 				return fmt.Errorf("preparing %s: %w: its %s is not the one in %s, so it is no interrupted copy of that ledger; choose a new or empty directory", dir, ErrExists, k.name, src)
+			}
+		}
+		for i, k := range keys {
+			if !rewrite[i] {
+				continue
+			}
+			path := filepath.Join(dir, k.name)
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("preparing %s: %w", dir, err)
+			}
+			if err := writeNew(path, string(wants[i]), k.mode); err != nil {
+				return fmt.Errorf("preparing %s: %w", dir, err)
 			}
 		}
 		return nil

@@ -886,9 +886,14 @@ func (l *Log) commitWith(batch []*request, lookup bool) (p *pending, refused boo
 		if errors.Is(err, ErrClaimStored) && !lookup {
 			return nil, true // nothing was written: look the claims up
 		}
-		if errors.Is(err, ErrBatchTooLarge) || errors.Is(err, ErrClaimStored) {
+		if errors.Is(err, ErrBatchTooLarge) {
 			// Nothing was written: the log goes on from where it was.
 			return fail(err)
+		}
+		if errors.Is(err, ErrClaimStored) {
+			// Looked up and still refused: another writer stored the
+			// claim meanwhile. Nothing was written, and a retry finds it.
+			return fail(fmt.Errorf("%w: %w", ErrFailed, err))
 		}
 		if errors.Is(err, ErrConflict) {
 			// Nothing was written, but the stored log is not the one

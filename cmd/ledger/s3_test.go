@@ -437,4 +437,7 @@ func TestS3AuditStoreLost(t *testing.T) {
 	if rep == nil || len(rep.Problems) != 0 || rep.MoreProblems != 0 {
 		t.Errorf("audit with the S3 server stopped reported %+v; want no problems: an unreachable store is not corrupt data", rep)
 	}
+	if rep == nil || rep.OK() || !strings.Contains(rep.Incomplete, "cannot reach the S3 endpoint") {
+		t.Errorf("audit with the S3 server stopped: report %+v; want it not OK, and Incomplete saying why", rep)
+	}
 }

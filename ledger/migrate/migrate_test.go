@@ -571,4 +571,19 @@ func TestResumeKeysCutOff(t *testing.T) {
 	if _, err := migrate.OpenTarget(t.Context(), dir, src, "", nil, nil); !errors.Is(err, migrate.ErrTargetInUse) {
 		t.Fatalf("OpenTarget on a store beside a torn key = %v, want ErrTargetInUse", err)
 	}
+	// Another ledger's log.pub alone is refused, and the source's log.key
+	// is not left beside it.
+	dir = filepath.Join(t.TempDir(), "copy")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ledger.PublicKeyFile), []byte("another ledger's key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.OpenTarget(t.Context(), dir, src, "", nil, nil); !errors.Is(err, migrate.ErrTargetInUse) {
+		t.Fatalf("OpenTarget on another ledger's log.pub = %v, want ErrTargetInUse", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ledger.PrivateKeyFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused directory holds a log.key (%v): the source's private key was written into it", err)
+	}
 }

@@ -133,7 +133,8 @@ func commitError(err error) error {
 	switch {
 	case (pe.Code == "23505" || pe.Code == "23503") && conflicts[pe.ConstraintName]:
 		return fmt.Errorf("%w: %s", ledger.ErrConflict, pe.Message)
-	case pe.Code == "23505" && pe.ConstraintName == "ledger_claims_pkey":
+	case pe.Code == "23505" && (pe.ConstraintName == "ledger_claims_pkey" || pe.TableName == "ledger_claims"):
+		// The claims' only unique key, whatever a restored schema named it.
 		return fmt.Errorf("%w: %s", ledger.ErrClaimStored, pe.Message)
 	case pe.Code == "54000" || pe.Code == "53200":
 		return fmt.Errorf("%w: %s", ledger.ErrBatchTooLarge, pe.Message)
