@@ -122,7 +122,9 @@ func TestGetDamagedBlob(t *testing.T) {
 		body, rerr := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if size <= checkedBlobSize {
-			var ae struct{ Error struct{ Code, Message string } }
+			var ae struct {
+				Error struct{ Code, Message string }
+			}
 			if resp.StatusCode != 500 || json.Unmarshal(body, &ae) != nil || ae.Error.Code != "corrupt" || !strings.Contains(ae.Error.Message, info.Digest.String()) {
 				t.Errorf("GET of a damaged blob of %d bytes: %d %q, want 500 corrupt naming it", size, resp.StatusCode, body)
 			}
