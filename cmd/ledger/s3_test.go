@@ -235,13 +235,41 @@ func TestS3Ledger(t *testing.T) {
 		t.Errorf("hold on printed %q, want it to count %d blobs", r.stdout, len(rel.All()))
 	}
 	checkHolds(true)
+	// status shows every blob under retention and, now, legal hold.
+	n := strconv.Itoa(len(rel.All()))
+	r = must(t, "", "hold", "--data", dir, "--release", "v0.1.0", "status")
+	if strings.Count(r.stdout, "  COMPLIANCE until ") != len(rel.All()) || strings.Count(r.stdout, "legal hold on\n") != len(rel.All()) ||
+		!strings.Contains(r.stdout, "all "+n+" under COMPLIANCE retention") || !strings.Contains(r.stdout, "legal hold on "+n+" of "+n+"\n") {
+		t.Errorf("hold status after on printed:\n%s", r.stdout)
+	}
+	r = must(t, "", "hold", "--data", dir, "--release", "v0.1.0", "status", "--json")
+	var st struct {
+		Release string
+		Blobs   []struct {
+			Digest      cas.Digest
+			Mode        string
+			RetainUntil *time.Time `json:"retain_until"`
+			LegalHold   bool       `json:"legal_hold"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Release != "v0.1.0" || len(st.Blobs) != len(rel.All()) {
+		t.Fatalf("hold status --json: %v\n%s", err, r.stdout)
+	}
+	for i, b := range st.Blobs {
+		if b.Digest != rel.All()[i] || b.Mode != "COMPLIANCE" || b.RetainUntil == nil || !b.RetainUntil.After(time.Now()) || !b.LegalHold {
+			t.Errorf("hold status --json, blob %d: %+v; want %s under COMPLIANCE retention and legal hold", i, b, rel.All()[i])
+		}
+	}
 	r = must(t, "", "hold", "--data", dir, "--release", "v0.1.0", "off")
 	if !strings.HasPrefix(r.stdout, "legal hold cleared on ") {
 		t.Errorf("hold off printed %q", r.stdout)
 	}
 	checkHolds(false)
+	if r = must(t, "", "hold", "--data", dir, "--release", "v0.1.0", "status"); !strings.Contains(r.stdout, "legal hold on 0 of "+n+"\n") {
+		t.Errorf("hold status after off printed:\n%s", r.stdout)
+	}
 	fails(t, 1, []string{"v9.9.9", "not found"}, "", "hold", "--data", dir, "--release", "v9.9.9", "on")
-	fails(t, 2, []string{"on or off"}, "", "hold", "--data", dir, "--release", "v0.1.0", "maybe")
+	fails(t, 2, []string{"on, off or status"}, "", "hold", "--data", dir, "--release", "v0.1.0", "maybe")
 	fails(t, 2, []string{"needs --release"}, "", "hold", "--data", dir, "on")
 
 	// audit re-hashes every blob in the bucket.
@@ -262,6 +290,18 @@ func TestS3Ledger(t *testing.T) {
 	closed := "http://" + l.Addr().String()
 	l.Close()
 	fails(t, 1, []string{"cannot reach the S3 endpoint " + closed, "server is running"}, "", "get", "--data", dir, "--s3-endpoint", closed, d.String())
+
+	// A new version written over a bundle file's locked object, as anyone
+	// with write access to the bucket can, is not under retention: hold
+	// status says so, and fails.
+	key = inspect.Key(rel.Files[0])
+	if _, err := s.srv.Admin.PutObject(t.Context(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: strings.NewReader("forged\n")}); err != nil {
+		t.Fatal(err)
+	}
+	r = fails(t, 1, []string{"1 of its " + n + " blobs are not under COMPLIANCE retention"}, "", "hold", "--data", dir, "--release", "v0.1.0", "status")
+	if !strings.Contains(r.stdout, rel.Files[0].String()+"  NOT UNDER RETENTION") {
+		t.Errorf("hold status with a blob written over printed:\n%s", r.stdout)
+	}
 }
 
 // releaseBlobs opens the ledger in dir and finds the blobs of a release.
