@@ -139,7 +139,7 @@ type Log struct {
 	stopFollowing chan struct{}
 	promoteOnce   sync.Once
 
-	batches, appended, commitNanos atomic.Uint64
+	batches, appended, commitNanos, refused atomic.Uint64
 
 	// Sequencer state, owned by the sequencer goroutine.
 	rng      *compact.Range // the committed tree, possibly ahead of head
@@ -534,11 +534,14 @@ type Stats struct {
 	Batches  uint64        // commits, each one transaction
 	Appended uint64        // new entries (duplicates excluded)
 	Commit   time.Duration // time spent building and committing batches
+	// Refused counts commits a ClaimRefuser refused for a claim already
+	// stored, each then committed again with its claims looked up.
+	Refused uint64
 }
 
 // Stats returns the sequencer's counters.
 func (l *Log) Stats() Stats {
-	return Stats{Batches: l.batches.Load(), Appended: l.appended.Load(), Commit: time.Duration(l.commitNanos.Load())}
+	return Stats{Batches: l.batches.Load(), Appended: l.appended.Load(), Commit: time.Duration(l.commitNanos.Load()), Refused: l.refused.Load()}
 }
 
 // Close stops the sequencer after the appends already queued are answered.
@@ -783,6 +786,7 @@ func (l *Log) commit(batch []*request) *pending {
 	}
 	p, refused := l.commitWith(batch, lookup)
 	if refused {
+		l.refused.Add(1)
 		l.lookups = lookupsAfterRefusal
 		p, _ = l.commitWith(batch, true)
 	}

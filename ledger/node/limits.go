@@ -104,6 +104,8 @@ func registerLogStats(reg prometheus.Registerer, stats func() ledger.Stats) {
 			func() float64 { return float64(stats().Appended) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_commit_seconds_total", Help: "Time the sequencer spent building and committing batches."},
 			func() float64 { return stats().Commit.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_commits_refused_total", Help: "Commits the log's database refused for a claim already stored (PostgreSQL), each committed again with its claims looked up; the database logs each as a duplicate key."},
+			func() float64 { return float64(stats().Refused) }),
 	)
 }
 

@@ -664,6 +664,9 @@ func TestCommitBeforeLookup(t *testing.T) {
 	if after == 0 {
 		t.Fatal("no claim lookup after a commit was refused for a stored claim")
 	}
+	if n := l.Stats().Refused; n != 1 {
+		t.Errorf("Stats().Refused = %d after one batch repeated a stored claim, want 1", n)
+	}
 	// Each of the next batches looks its claims up, until a run of
 	// batches without a refusal; then the lookups stop.
 	for i := range 100 {
