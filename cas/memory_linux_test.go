@@ -91,7 +91,11 @@ func TestLargeBlobChild(t *testing.T) {
 
 	peak := peakRSS(t)
 	t.Logf("peak RSS (VmHWM) %.1f MB for a blob of %d bytes", float64(peak)/1e6, size)
-	if peak >= maxRSS {
+	switch {
+	case peak < maxRSS:
+	case raceEnabled:
+		t.Logf("not held to %.0f MB: the race detector's instrumentation takes several times the memory", maxRSS/1e6)
+	default:
 		t.Errorf("peak RSS %.1f MB, want < %.0f MB", float64(peak)/1e6, maxRSS/1e6)
 	}
 }

@@ -80,7 +80,11 @@ func TestUploadMemory(t *testing.T) {
 		t.Fatalf("no VmHWM in kB in the node's /proc/%d/status:\n%s", cmd.Process.Pid, status)
 	}
 	t.Logf("node's peak RSS (VmHWM) %.1f MB for an upload and download of %d bytes", float64(peak)/1e6, size)
-	if peak >= maxRSS {
+	switch {
+	case peak < maxRSS:
+	case raceEnabled:
+		t.Logf("not held to %.0f MB: the race detector's instrumentation takes several times the memory", maxRSS/1e6)
+	default:
 		t.Errorf("node's peak RSS %.1f MB, want < %.0f MB", float64(peak)/1e6, maxRSS/1e6)
 	}
 }
