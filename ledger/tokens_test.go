@@ -80,3 +80,65 @@ func TestTokens(t *testing.T) {
 		t.Error("role checks wrong")
 	}
 }
+
+// TestTokensCopyTo: a copy brought up to date takes the tokens created
+// since, and the revocations made since; a destination's revocation is
+// kept; another token under a name both hold is refused.
+func TestTokensCopyTo(t *testing.T) {
+	open := func() *Tokens {
+		db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return NewTokens(db)
+	}
+	ctx := t.Context()
+	src, dst := open(), open()
+	ci, _, err := src.Create(ctx, "ci", RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, _, err := src.Create(ctx, "ops", RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := src.CopyTo(ctx, dst); n != 2 || err != nil {
+		t.Fatalf("first copy: %d, %v; want 2 tokens", n, err)
+	}
+	if _, err := dst.Authenticate(ctx, ci); err != nil {
+		t.Fatalf("ci on the copy: %v", err)
+	}
+	// Since: ci revoked and late created on the source, ops revoked on
+	// the copy.
+	if _, err := src.Revoke(ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	late, _, err := src.Create(ctx, "late", RoleAuditor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Revoke(ctx, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := src.CopyTo(ctx, dst); n != 1 || err != nil {
+		t.Fatalf("second copy: %d, %v; want 1 token, and the revocation carried over", n, err)
+	}
+	if _, err := dst.Authenticate(ctx, ci); !errors.Is(err, ErrTokenRevoked) {
+		t.Errorf("ci, revoked on the source, on the copy: %v, want ErrTokenRevoked", err)
+	}
+	if _, err := dst.Authenticate(ctx, ops); !errors.Is(err, ErrTokenRevoked) {
+		t.Errorf("ops, revoked on the copy only: %v, want it still revoked", err)
+	}
+	if _, err := dst.Authenticate(ctx, late); err != nil {
+		t.Errorf("late, created on the source since: %v", err)
+	}
+	// Another token under a name the copy holds.
+	other := open()
+	if _, _, err := other.Create(ctx, "ci", RoleAppender); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CopyTo(ctx, dst); err == nil || !strings.Contains(err.Error(), "different token record") {
+		t.Errorf("copying another ci: %v, want it refused", err)
+	}
+}
