@@ -694,7 +694,7 @@ func storeAdvice(err error) string {
 	case errors.Is(err, ErrLogDamaged):
 		return " (restore the data directory from a backup; or, if the machine lost power while writing, so that these records may never have been acknowledged, run ledger recover --discard-damaged-records, which keeps a copy of the store as it was, then ledger audit)"
 	case strings.Contains(msg, "lock"):
-		return " (another ledger process, such as ledger serve, has it open: stop it first, or use --node URL)"
+		return " (another ledger process, such as ledger serve, has it open: stop it first, or send the command to that node with --node URL where the command takes it)"
 	case strings.Contains(msg, "checksum"), strings.Contains(msg, "corrupt"), strings.Contains(msg, "manifest"),
 		strings.Contains(msg, "truncat"), strings.Contains(msg, "unexpected eof"), strings.Contains(msg, "no such file"):
 		return " (the store's files look damaged: restore the data directory from a backup, then run ledger audit on it; an auditor's saved checkpoint proves whether the restored log is the one they saw)"

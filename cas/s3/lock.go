@@ -100,11 +100,15 @@ func (s *Store) ensureLocked(ctx context.Context, d cas.Digest, version *string,
 // locked one would otherwise be held in its place. A held object cannot be deleted even after
 // its retention ends. The bucket must have Object Lock enabled.
 func (s *Store) SetLegalHold(ctx context.Context, digests []cas.Digest, on bool) error {
+	doing := "setting legal hold"
+	if !on {
+		doing = "clearing legal hold"
+	}
 	versions := make([]*string, len(digests))
 	for i, d := range digests {
 		v, err := s.verifyVersion(ctx, d, nil)
 		if err != nil {
-			return fmt.Errorf("setting legal hold: %w", err)
+			return fmt.Errorf("%s (nothing was changed): %w", doing, err)
 		}
 		versions[i] = v
 	}

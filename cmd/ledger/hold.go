@@ -151,7 +151,7 @@ func (e *env) holdStatus(c *cli.Context, holder legalHolder, version, where stri
 		}
 	}
 	if unlocked > 0 {
-		return failure{fmt.Errorf("release %s: %d of its %d blobs are not under COMPLIANCE retention: they can be deleted (a ledger made with --no-worm, or a retention that ended)", version, unlocked, len(locks))}
+		return failure{fmt.Errorf("release %s: %d of its %d blobs are not under COMPLIANCE retention: they can be deleted (a ledger made with --no-worm, a retention that ended, or a new version written over a locked object: ledger audit tells which)", version, unlocked, len(locks))}
 	}
 	return nil
 }
