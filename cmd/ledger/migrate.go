@@ -34,7 +34,8 @@ alone, a postgres:// URL. The destination is one of:
   --to postgres://... --to-data NEWDIR
                                     a new data directory whose log is on that database
   --to postgres://...               the log alone (make a directory for it later by
-                                    running again with --to-data: the copy resumes)
+                                    running again from the source's data directory
+                                    with --to-data: the copy resumes)
 A destination database must be empty or hold an earlier copy of the same log.
 With --blobs-to s3://BUCKET/PREFIX the blobs are copied to that bucket rather
 than into NEWDIR, each locked as ` + "`ledger init --blobs`" + ` locks them (--retention,
@@ -246,7 +247,9 @@ func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target 
 	if blobsTo.URL != "" {
 		again += " --blobs-to " + blobsTo.URL
 	}
-	fmt.Fprintf(w, "the log is copied (tree size %d); no data directory uses it yet: run again with %s\n", r.Size, again)
+	// A data directory needs the ledger's keys, which a postgres://
+	// source does not have.
+	fmt.Fprintf(w, "the log is copied (tree size %d); no data directory uses it yet: run again with --from the source's data directory and %s\n", r.Size, again)
 }
 
 // closeIfCloser closes storage that has a Close method.

@@ -143,7 +143,7 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("migrate checked with another ledger's key: exit %d, stderr %q; want 1 and a failed check", code, stderr)
 	}
 	code, stdout, stderr = runMigrate(t, "--from", url, "--to", url2, "--log-key", filepath.Join(src, ledger.PublicKeyFile))
-	if code != 0 || !strings.Contains(stdout, "copied       12 entries") || !strings.Contains(stdout, "run again with --to-data") {
+	if code != 0 || !strings.Contains(stdout, "copied       12 entries") || !strings.Contains(stdout, "run again with --from the source's data directory and --to-data") {
 		t.Errorf("migrate the log alone: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
