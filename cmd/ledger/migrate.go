@@ -218,13 +218,13 @@ func (e *env) migrate(c *cli.Context) error {
 			BlobsURL string `json:"blobs_url,omitempty"`
 		}{r, tokens, blobsTo.URL})
 	}
-	e.printMigration(e.stdout, r, tokens, target, blobsTo)
+	e.printMigration(e.stdout, r, tokens, target, blobsTo, isURL(from))
 	return nil
 }
 
 // printMigration prints what a migration did: into target, a data
 // directory, unless it is nil (the log alone, and with blobsTo its blobs).
-func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target *migrate.Target, blobsTo ledger.BlobsConfig) {
+func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target *migrate.Target, blobsTo ledger.BlobsConfig, fromURL bool) {
 	if r.Resumed > 0 {
 		fmt.Fprintf(w, "copied       %d entries in %d commits, after the %d already there\n", r.Entries, r.Commits, r.Resumed)
 	} else {
@@ -247,9 +247,12 @@ func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target 
 	if blobsTo.URL != "" {
 		again += " --blobs-to " + blobsTo.URL
 	}
-	// A data directory needs the ledger's keys, which a postgres://
-	// source does not have.
-	fmt.Fprintf(w, "the log is copied (tree size %d); no data directory uses it yet: run again with --from the source's data directory and %s\n", r.Size, again)
+	if fromURL {
+		// A data directory needs the ledger's keys, which a postgres://
+		// source does not have.
+		again = "--from the source's data directory and " + again
+	}
+	fmt.Fprintf(w, "the log is copied (tree size %d); no data directory uses it yet: run again with %s\n", r.Size, again)
 }
 
 // closeIfCloser closes storage that has a Close method.
