@@ -26,3 +26,16 @@ func TestBadgerStorage(t *testing.T) {
 		return ledger.NewBadgerStorage(db)
 	})
 }
+
+// TestTokenStore runs the token store conformance suite on the badger
+// store.
+func TestTokenStore(t *testing.T) {
+	storagetest.RunTokens(t, func(t *testing.T) ledger.TokenStore {
+		db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return ledger.NewTokens(db)
+	})
+}

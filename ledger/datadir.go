@@ -459,8 +459,11 @@ type Ledger struct {
 	BlobsURL string
 	// LogURL is where the log is kept, without password, or empty when it
 	// is in the badger DB.
-	LogURL   string
-	Log      *Log
+	LogURL string
+	Log    *Log
+	// Tokens is the node's token store: the log storage's when it keeps
+	// tokens for every replica (a TokenKeeper), else the directory's.
+	Tokens   TokenStore
 	Signer   note.Signer
 	Verifier note.Verifier
 	// PublicKey is the verifier key text, as in log.pub.
@@ -544,7 +547,7 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
-	l := &Ledger{Dir: dir, DB: db, Blobs: blobs, LogURL: m.Log, Signer: signer, Verifier: verifier, PublicKey: strings.TrimSpace(string(vkey))}
+	l := &Ledger{Dir: dir, DB: db, Blobs: blobs, LogURL: m.Log, Tokens: NewTokens(db), Signer: signer, Verifier: verifier, PublicKey: strings.TrimSpace(string(vkey))}
 	if m.Blobs != nil {
 		l.BlobsURL = m.Blobs.URL
 	}
@@ -555,11 +558,19 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 		db.Close()
 		return nil, fmt.Errorf("opening %s: the log at %s: %w", dir, m.Log, err)
 	}
-	if opts.AuditOnly {
-		return l, nil
-	}
 	if m.Log != "" && !creating {
 		err = checkLogKey(ctx, l.Storage, verifier, m.Log)
+	}
+	if k, ok := l.Storage.(TokenKeeper); ok && err == nil {
+		// Only once the log is known to be this ledger's are the
+		// directory's tokens given to it.
+		shared := k.Tokens()
+		shareTokens(ctx, l.Tokens, shared, dir, opts.Logger)
+		l.Tokens = shared
+	}
+	if opts.AuditOnly {
+		// Audit judges the log key itself.
+		return l, nil
 	}
 	if err == nil {
 		lo := opts.Log
@@ -575,6 +586,53 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 		return nil, fmt.Errorf("opening %s: %w", dir, err)
 	}
 	return l, nil
+}
+
+// shareTokens imports the tokens kept in the data directory dir (local)
+// into the log storage's store (shared), which every replica serving the
+// log reads: a directory made before its log kept tokens, or copied from
+// one, brings its tokens along, and a revocation in either holds. A token
+// the shared store refuses (another of the same name) is logged and left
+// out: the shared store's tokens are the ones that authenticate. Nothing is
+// written when both already agree; a failure is logged, not returned, so
+// that a read-only database can still be read.
+func shareTokens(ctx context.Context, local, shared TokenStore, dir string, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	mine, err := local.List(ctx)
+	if err != nil || len(mine) == 0 {
+		if err != nil {
+			logger.Warn("reading the data directory's tokens to share them with the replicas", "dir", dir, "err", err)
+		}
+		return
+	}
+	have, err := shared.List(ctx)
+	if err != nil {
+		logger.Warn("reading the log database's tokens", "dir", dir, "err", err)
+		return
+	}
+	held := make(map[string]Token, len(have))
+	for _, t := range have {
+		held[t.Name] = t
+	}
+	for _, t := range mine {
+		if h, ok := held[t.Name]; ok && SameToken(h, t) && (h.RevokedAt != "" || t.RevokedAt == "") {
+			continue
+		}
+		changed, err := shared.Import(ctx, t)
+		switch {
+		case errors.Is(err, ErrTokenExists):
+			logger.Warn("the data directory's token is not the log database's token of that name, and no longer authenticates: every replica uses the database's tokens", "token", t.Name, "dir", dir, "err", err)
+		case err != nil:
+			logger.Warn("sharing the data directory's tokens with the replicas", "token", t.Name, "dir", dir, "err", err)
+			return
+		case changed && t.RevokedAt != "":
+			logger.Info("token revoked in the data directory: revoked for every replica", "token", t.Name, "dir", dir)
+		case changed:
+			logger.Info("token of the data directory now in the log database, for every replica", "token", t.Name, "dir", dir)
+		}
+	}
 }
 
 // openBlobs opens the blob store of a ledger with marker m: the badger

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,86 +84,6 @@ func WriteMarker(dir, origin, logURL string) error {
 		return fmt.Errorf("writing the ledger marker in %s: %w", dir, err)
 	}
 	return nil
-}
-
-// CopyTo copies every token of s, revoked ones included, that dst does not
-// hold yet, and returns how many it copied. A token held by both under the
-// same name must be the same token (role, secret's hash and creation); if
-// s has revoked it since, the revocation is carried to dst, and one dst
-// revoked stays revoked.
-func (s *Tokens) CopyTo(ctx context.Context, dst *Tokens) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	type kv struct{ k, v []byte }
-	var rows []kv
-	err := s.db.View(func(txn *badger.Txn) error {
-		for _, prefix := range []string{prefixToken, prefixTokenHash} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true})
-			for it.Rewind(); it.Valid(); it.Next() {
-				v, err := it.Item().ValueCopy(nil)
-				if err != nil {
-					it.Close()
-					return err
-				}
-				rows = append(rows, kv{it.Item().KeyCopy(nil), v})
-			}
-			it.Close()
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("reading tokens: %w", err)
-	}
-	dst.mu.Lock()
-	defer dst.mu.Unlock()
-	copied := 0
-	var revoked []string // hashes of tokens whose revocation was carried over
-	err = dst.db.Update(func(txn *badger.Txn) error {
-		for _, r := range rows {
-			item, err := txn.Get(r.k)
-			if err == nil {
-				have, err := item.ValueCopy(nil)
-				if err != nil {
-					return err
-				}
-				if bytes.Equal(have, r.v) {
-					continue
-				}
-				var a, b Token
-				if !strings.HasPrefix(string(r.k), prefixToken) || json.Unmarshal(have, &a) != nil || json.Unmarshal(r.v, &b) != nil ||
-					a.Name != b.Name || a.Role != b.Role || a.Hash != b.Hash || a.CreatedAt != b.CreatedAt {
-					return fmt.Errorf("the destination holds a different token record under %q", r.k)
-				}
-				if a.RevokedAt == "" && b.RevokedAt != "" {
-					if err := txn.Set(r.k, r.v); err != nil {
-						return err
-					}
-					revoked = append(revoked, b.Hash)
-				}
-				continue
-			}
-			if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-			if err := txn.Set(r.k, r.v); err != nil {
-				return err
-			}
-			if strings.HasPrefix(string(r.k), prefixToken) {
-				copied++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("copying tokens: %w", err)
-	}
-	dst.cacheMu.Lock()
-	for _, h := range revoked {
-		delete(dst.cache, h)
-	}
-	dst.cacheMu.Unlock()
-	return copied, nil
 }
 
 // CopyKeys gives the data directory dir the log key pair (log.key and

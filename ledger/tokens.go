@@ -61,29 +61,41 @@ func (t Token) Can(role string) bool {
 	}
 }
 
-// Tokens is the node's token store, on the ledger's badger DB. Tokens are
+// TokenStore keeps a node's tokens. Tokens, in a data directory's badger
+// store, is one; a log storage that keeps the tokens of every node serving
+// its log (a TokenKeeper, such as PostgreSQL) gives another. Tokens are
 // never deleted: a revoked token stays, marked, so its name cannot be
 // reused and the log's logged_by names stay unambiguous.
-type Tokens struct {
-	db  *badger.DB
-	now func() time.Time
-	mu  sync.Mutex // serialises create and revoke
-	// cache holds tokens already read, by the hex SHA-256 of their secret;
-	// Revoke updates it, so a revocation takes effect at once. It assumes
-	// one Tokens per DB, as badger's directory lock ensures.
-	cacheMu sync.RWMutex
-	cache   map[string]Token
+type TokenStore interface {
+	// Create makes a token and returns its secret, which is shown once
+	// and never stored. A name taken, or differing from one taken only
+	// in case, is refused with ErrTokenExists.
+	Create(ctx context.Context, name, role string) (string, Token, error)
+	// Authenticate returns the token whose secret is given. An unknown
+	// secret gives ErrUnknownToken, a revoked one ErrTokenRevoked.
+	Authenticate(ctx context.Context, secret string) (Token, error)
+	// Revoke marks the named token revoked; it authenticates no more.
+	Revoke(ctx context.Context, name string) (Token, error)
+	// List returns every token ever created, in name order.
+	List(ctx context.Context) ([]Token, error)
+	// Import stores t, a token record read from another store, and
+	// reports whether that changed anything: a token the store lacks is
+	// added, revoked if t is; t's revocation is added to the same token
+	// held unrevoked. Another token under t's name, or under a name
+	// differing only in case, is refused with ErrTokenExists.
+	Import(ctx context.Context, t Token) (bool, error)
 }
 
-// NewTokens returns the token store on db.
-func NewTokens(db *badger.DB) *Tokens {
-	return &Tokens{db: db, now: time.Now, cache: map[string]Token{}}
+// TokenKeeper is a log storage that also keeps the tokens of every node
+// serving its log, so that a token created or revoked through one replica
+// holds on all of them.
+type TokenKeeper interface {
+	Tokens() TokenStore
 }
 
-// Create makes a token and returns its secret, which is shown once and
-// never stored. Names follow the appender-name rules (they become
-// logged_by).
-func (s *Tokens) Create(ctx context.Context, name, role string) (string, Token, error) {
+// NewToken makes a token named name with role at now, and its secret.
+// Names follow the appender-name rules, since they become logged_by.
+func NewToken(name, role string, now time.Time) (string, Token, error) {
 	if !validAppender(name) {
 		// A token's name is what the log records as logged_by.
 		return "", Token{}, fmt.Errorf("token name %q must be 1-128 letters, digits or ._:@/- starting with a letter or digit (it is what the log records as the appender)", truncate(name))
@@ -99,7 +111,106 @@ func (s *Tokens) Create(ctx context.Context, name, role string) (string, Token, 
 	}
 	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	sum := sha256.Sum256([]byte(secret))
-	t := Token{Name: name, Role: role, Hash: hex.EncodeToString(sum[:]), CreatedAt: s.now().UTC().Format(time.RFC3339)}
+	return secret, Token{Name: name, Role: role, Hash: hex.EncodeToString(sum[:]), CreatedAt: now.UTC().Format(time.RFC3339)}, nil
+}
+
+// SecretHash returns the hex SHA-256 under which a token's secret is
+// stored, and false for a string that cannot be a secret.
+func SecretHash(secret string) (string, bool) {
+	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 256 {
+		return "", false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:]), true
+}
+
+// Check compares t's stored hash with h, a presented secret's, in
+// constant time, and refuses a revoked token.
+func (t Token) Check(h string) (Token, error) {
+	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(h)) != 1 {
+		return Token{}, ErrUnknownToken
+	}
+	if t.RevokedAt != "" {
+		return t, fmt.Errorf("%w: %s was revoked at %s", ErrTokenRevoked, t.Name, t.RevokedAt)
+	}
+	return t, nil
+}
+
+// SameToken reports whether a and b are one token, revoked or not: the
+// same name, role, secret and creation.
+func SameToken(a, b Token) bool {
+	return a.Name == b.Name && a.Role == b.Role && a.Hash == b.Hash && a.CreatedAt == b.CreatedAt
+}
+
+// ImportCheck judges t, to be imported, against have, the token a store
+// holds under t's name or one differing only in case: it says whether
+// have needs t's revocation, or why t is refused.
+func ImportCheck(have, t Token) (revoke bool, err error) {
+	if have.Name != t.Name {
+		return false, fmt.Errorf("%w: the token %q differs from %q only in case", ErrTokenExists, t.Name, have.Name)
+	}
+	if !SameToken(have, t) {
+		return false, fmt.Errorf("%w: the destination holds a different token named %q (another secret, role or creation time)", ErrTokenExists, t.Name)
+	}
+	return have.RevokedAt == "" && t.RevokedAt != "", nil
+}
+
+// CopyTokens imports every token of src, revoked ones included, into dst
+// (see TokenStore.Import), and returns how many dst did not hold. It stops
+// at the first token dst refuses.
+func CopyTokens(ctx context.Context, src, dst TokenStore) (int, error) {
+	ts, err := src.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading tokens: %w", err)
+	}
+	have, err := dst.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the destination's tokens: %w", err)
+	}
+	held := make(map[string]bool, len(have))
+	for _, t := range have {
+		held[t.Name] = true
+	}
+	copied := 0
+	for _, t := range ts {
+		changed, err := dst.Import(ctx, t)
+		if err != nil {
+			return copied, fmt.Errorf("copying tokens: %w", err)
+		}
+		if changed && !held[t.Name] {
+			copied++
+		}
+	}
+	return copied, nil
+}
+
+// Tokens is the token store in a data directory's badger DB.
+type Tokens struct {
+	db  *badger.DB
+	now func() time.Time
+	mu  sync.Mutex // serialises create, revoke and import
+	// cache holds tokens already read, by the hex SHA-256 of their secret;
+	// Revoke updates it, so a revocation takes effect at once. It assumes
+	// one Tokens per DB, as badger's directory lock ensures.
+	cacheMu sync.RWMutex
+	cache   map[string]Token
+}
+
+var _ TokenStore = (*Tokens)(nil)
+
+// NewTokens returns the token store on db.
+func NewTokens(db *badger.DB) *Tokens {
+	return &Tokens{db: db, now: time.Now, cache: map[string]Token{}}
+}
+
+// Create makes a token and returns its secret, which is shown once and
+// never stored. Names follow the appender-name rules (they become
+// logged_by).
+func (s *Tokens) Create(ctx context.Context, name, role string) (string, Token, error) {
+	secret, t, err := NewToken(name, role, s.now())
+	if err != nil {
+		return "", Token{}, err
+	}
 	b, err := json.Marshal(t)
 	if err != nil {
 		return "", Token{}, err
@@ -114,12 +225,10 @@ func (s *Tokens) Create(ctx context.Context, name, role string) (string, Token, 
 		}
 		// Names that differ only in case would make logged_by easy to
 		// misread ("ci-main" and "CI-main"): one of them is refused.
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixToken)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if other := strings.TrimPrefix(string(it.Item().Key()), prefixToken); strings.EqualFold(other, name) {
-				return fmt.Errorf("%w: %q differs from the token %q only in case; pick a name that reads differently", ErrTokenExists, name, other)
-			}
+		if other, err := foldedName(txn, name); err != nil {
+			return err
+		} else if other != "" {
+			return fmt.Errorf("%w: %q differs from the token %q only in case; pick a name that reads differently", ErrTokenExists, name, other)
 		}
 		if err := txn.Set([]byte(prefixToken+name), b); err != nil {
 			return err
@@ -132,20 +241,32 @@ func (s *Tokens) Create(ctx context.Context, name, role string) (string, Token, 
 	return secret, t, nil
 }
 
+// foldedName returns the name of a token whose name differs from name only
+// in case, or "".
+func foldedName(txn *badger.Txn, name string) (string, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixToken)})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if other := strings.TrimPrefix(string(it.Item().Key()), prefixToken); other != name && strings.EqualFold(other, name) {
+			return other, nil
+		}
+	}
+	return "", nil
+}
+
 // Authenticate returns the token whose secret is given. An unknown secret
 // gives ErrUnknownToken, a revoked one ErrTokenRevoked. The secret's
 // SHA-256 is compared in constant time with the stored one.
 func (s *Tokens) Authenticate(ctx context.Context, secret string) (Token, error) {
-	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 256 {
+	h, ok := SecretHash(secret)
+	if !ok {
 		return Token{}, ErrUnknownToken
 	}
-	sum := sha256.Sum256([]byte(secret))
-	h := hex.EncodeToString(sum[:])
 	s.cacheMu.RLock()
 	t, cached := s.cache[h]
 	s.cacheMu.RUnlock()
 	if cached {
-		return s.check(t, h)
+		return t.Check(h)
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(prefixTokenHash + h))
@@ -167,19 +288,7 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 	s.cacheMu.Lock()
 	s.cache[h] = t
 	s.cacheMu.Unlock()
-	return s.check(t, h)
-}
-
-// check compares the stored hash with the presented secret's in constant
-// time and refuses a revoked token.
-func (s *Tokens) check(t Token, h string) (Token, error) {
-	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(h)) != 1 {
-		return Token{}, ErrUnknownToken
-	}
-	if t.RevokedAt != "" {
-		return t, fmt.Errorf("%w: %s was revoked at %s", ErrTokenRevoked, t.Name, t.RevokedAt)
-	}
-	return t, nil
+	return t.Check(h)
 }
 
 func (s *Tokens) get(txn *badger.Txn, name string, t *Token) error {
@@ -236,4 +345,65 @@ func (s *Tokens) List(ctx context.Context) ([]Token, error) {
 		return nil
 	})
 	return out, err
+}
+
+// Import stores t, a token record read from another store (see
+// TokenStore.Import).
+func (s *Tokens) Import(ctx context.Context, t Token) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if !validAppender(t.Name) || len(t.Hash) != 64 {
+		return false, fmt.Errorf("importing token %q: not a token record", truncate(t.Name))
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	err = s.db.Update(func(txn *badger.Txn) error {
+		name := t.Name
+		if other, err := foldedName(txn, t.Name); err != nil {
+			return err
+		} else if other != "" {
+			name = other
+		}
+		var have Token
+		switch err := s.get(txn, name, &have); {
+		case errors.Is(err, ErrUnknownToken):
+			if _, err := txn.Get([]byte(prefixTokenHash + t.Hash)); err == nil {
+				return fmt.Errorf("%w: another token has the secret of %q", ErrTokenExists, t.Name)
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			if err := txn.Set([]byte(prefixToken+t.Name), b); err != nil {
+				return err
+			}
+			changed = true
+			return txn.Set([]byte(prefixTokenHash+t.Hash), []byte(t.Name))
+		case err != nil:
+			return err
+		}
+		revoke, err := ImportCheck(have, t)
+		if err != nil || !revoke {
+			return err
+		}
+		have.RevokedAt = t.RevokedAt
+		if b, err = json.Marshal(have); err != nil {
+			return err
+		}
+		changed = true
+		return txn.Set([]byte(prefixToken+t.Name), b)
+	})
+	if err != nil {
+		return false, err
+	}
+	if changed {
+		s.cacheMu.Lock()
+		delete(s.cache, t.Hash)
+		s.cacheMu.Unlock()
+	}
+	return changed, nil
 }

@@ -210,6 +210,20 @@ func (e *env) migrate(c *cli.Context) error {
 		if tokens, err = target.Finish(ctx, srcDir); err != nil {
 			return err
 		}
+	} else if to, ok := dst.(ledger.TokenKeeper); ok {
+		// A log that keeps its replicas' tokens gets the source's: the
+		// directory's, or the source log's own.
+		var from ledger.TokenStore
+		if srcDir != nil {
+			from = srcDir.Tokens
+		} else if k, ok := src.(ledger.TokenKeeper); ok {
+			from = k.Tokens()
+		}
+		if from != nil {
+			if tokens, err = ledger.CopyTokens(ctx, from, to.Tokens()); err != nil {
+				return fmt.Errorf("the log is copied and proved, but its tokens are not: %w", err)
+			}
+		}
 	}
 	if c.Bool("json") {
 		return printJSON(e.stdout, struct {
@@ -242,6 +256,9 @@ func (e *env) printMigration(w io.Writer, r *migrate.Report, tokens int, target 
 		fmt.Fprintf(w, "tokens       %d copied\n", tokens)
 		fmt.Fprintf(w, "%s is a ledger of tree size %d; the source is unchanged\n", target.Dir, r.Size)
 		return
+	}
+	if tokens > 0 {
+		fmt.Fprintf(w, "tokens       %d copied into the log's database\n", tokens)
 	}
 	again := "--to-data NEWDIR"
 	if blobsTo.URL != "" {

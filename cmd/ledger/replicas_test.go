@@ -48,8 +48,13 @@ func TestServeReplicas(t *testing.T) {
 		t.Fatalf("token create: %s", errb.String())
 	}
 	token := strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:])
-	// The second replica: a copy of the directory (keys, tokens), the same
-	// log and bucket.
+	out.Reset()
+	if code := run(ctx, []string{"ledger", "token", "create", "--data", a, "--name", "ops", "--role", "admin"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("token create: %s", errb.String())
+	}
+	admin := strings.TrimSpace(out.String())
+	// The second replica: a copy of the directory (its keys), the same
+	// log and bucket; the tokens are in the log's database.
 	b := filepath.Join(t.TempDir(), "b")
 	if err := exec.Command("cp", "-r", a, b).Run(); err != nil {
 		t.Fatal(err)
@@ -167,6 +172,47 @@ func TestServeReplicas(t *testing.T) {
 		t.Errorf("an anonymous write through the follower: %v, want 401 from the sequencer", err)
 	}
 	first = forwarded
+
+	// Tokens are shared through the database: one created through the
+	// follower writes through the sequencer, and one revoked through the
+	// follower stops writing through the sequencer within a second.
+	tokenVia := func(u string, args ...string) string {
+		t.Helper()
+		var o, e bytes.Buffer
+		if code := run(ctx, append([]string{"ledger", "token"}, append(args, "--node", u, "--token", admin)...), nil, &o, &e); code != 0 {
+			t.Fatalf("token %v through %s: %s", args, u, e.String())
+		}
+		return strings.TrimSpace(o.String())
+	}
+	late := tokenVia(ub, "create", "--name", "ci-late", "--role", "appender")
+	cl, _ := client.New(ua, late)
+	if _, err := appendVia(cl, "late.txt"); err != nil {
+		t.Fatalf("a token created through the follower, writing through the sequencer: %v", err)
+	}
+	if list := tokenVia(ua, "list"); !strings.Contains(list, "ci-late") {
+		t.Errorf("the sequencer's token list lacks the follower's ci-late:\n%s", list)
+	}
+	tokenVia(ub, "revoke", "--name", "ci-late")
+	revoked := time.Now()
+	waitFor(t, 10*time.Second, "the sequencer to refuse the token revoked through the follower", func() bool {
+		_, err := appendVia(cl, "after-revocation.txt")
+		return errors.As(err, &ce) && ce.Status == http.StatusUnauthorized && strings.Contains(err.Error(), "revoked")
+	})
+	t.Logf("the sequencer refused the token %v after its revocation through the follower", time.Since(revoked))
+	// The appends made with it until then were logged: the checks after
+	// failover start from the log as it is now.
+	cp, err := ca.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubA, _ := os.ReadFile(filepath.Join(a, "log.pub"))
+	va, _ := proofs.NewVerifier(strings.TrimSpace(string(pubA)))
+	if c, err := proofs.OpenCheckpoint(cp, va); err != nil {
+		t.Fatal(err)
+	} else {
+		first.Index = c.Size - 1
+		first.Checkpoint = string(cp)
+	}
 
 	// The sequencer is killed (SIGKILL: no shutdown, its connections just
 	// drop); the follower takes over.

@@ -415,7 +415,7 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 		fw = node.NewForwarder(node.ForwardOptions{Log: l.Log, Self: self, Logger: logger,
 			Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) }})
 	}
-	opts := node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: ledger.NewTokens(l.DB), PublicKey: l.PublicKey,
+	opts := node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: l.Tokens, PublicKey: l.PublicKey,
 		PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
 		RateLimit: c.Float64("rate-limit"), RateBurst: c.Int("rate-burst"), Logger: logger}
 	if fw != nil {
@@ -617,7 +617,7 @@ type tokenAdmin interface {
 	Revoke(ctx context.Context, name string) (client.Token, error)
 }
 
-type localTokens struct{ t *ledger.Tokens }
+type localTokens struct{ t ledger.TokenStore }
 
 func (l localTokens) Create(ctx context.Context, name, role string) (string, error) {
 	secret, _, err := l.t.Create(ctx, name, role)
@@ -660,7 +660,7 @@ func (e *env) tokens(c *cli.Context) (tokenAdmin, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return localTokens{ledger.NewTokens(l.DB)}, func() { l.Close() }, nil
+	return localTokens{l.Tokens}, func() { l.Close() }, nil
 }
 
 func (e *env) tokenCommand() *cli.Command {

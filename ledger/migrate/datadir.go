@@ -33,8 +33,10 @@ type Target struct {
 	Storage ledger.Storage
 	// Blobs is the directory's badger store, or the external store opened
 	// for the blobs.
-	Blobs  cas.Store
-	Tokens *ledger.Tokens
+	Blobs cas.Store
+	// Tokens receives the source's tokens: the log storage's store when
+	// it keeps tokens (ledger.TokenKeeper), else the directory's.
+	Tokens ledger.TokenStore
 	// BlobsAt is where Blobs is kept, as the directory records it, or the
 	// zero value when the blobs are in the directory's own store.
 	BlobsAt ledger.BlobsConfig
@@ -150,6 +152,9 @@ func (t *Target) openDir(ctx context.Context, src *ledger.Ledger, opts TargetOpt
 	if c, ok := s.(io.Closer); ok {
 		t.closer = c.Close
 	}
+	if k, ok := s.(ledger.TokenKeeper); ok {
+		t.Tokens = k.Tokens()
+	}
 	return nil
 }
 
@@ -177,7 +182,7 @@ func reopenTarget(ctx context.Context, t *Target, src *ledger.Ledger, opts Targe
 		return nil, fmt.Errorf("preparing %s: %w: %v", t.Dir, ErrTargetInUse, err)
 	}
 	t.opened, t.db, t.Blobs, t.Storage, t.BlobsAt = l, l.DB, l.Blobs, l.Storage, recorded
-	t.Tokens = ledger.NewTokens(l.DB)
+	t.Tokens = l.Tokens
 	return t, nil
 }
 
@@ -214,7 +219,7 @@ func describeBlobs(cfg ledger.BlobsConfig) string {
 // writing its marker: call it once the copy is proved. A finished copy
 // reopened keeps its marker.
 func (t *Target) Finish(ctx context.Context, src *ledger.Ledger) (tokens int, err error) {
-	if tokens, err = ledger.NewTokens(src.DB).CopyTo(ctx, t.Tokens); err != nil {
+	if tokens, err = ledger.CopyTokens(ctx, src.Tokens, t.Tokens); err != nil {
 		return 0, err
 	}
 	if err := t.db.Sync(); err != nil {

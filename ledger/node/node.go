@@ -62,7 +62,7 @@ const answerGrace = 5 * time.Second
 type Options struct {
 	Log    *ledger.Log
 	Blobs  cas.Store
-	Tokens *ledger.Tokens
+	Tokens ledger.TokenStore
 	// PublicKey is the log's verifier key text (log.pub), which the pages
 	// serve at /log.pub and put in audit packages; empty: not served.
 	PublicKey string

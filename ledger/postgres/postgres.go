@@ -40,6 +40,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,9 @@ type Storage struct {
 	// rooted records that the first checkpoint is stored, which decides
 	// what a commit at size 0 extends. Once true it stays true.
 	rooted atomic.Bool
+
+	tokensOnce sync.Once
+	tokens     *Tokens
 }
 
 var _ ledger.Storage = (*Storage)(nil)

@@ -310,12 +310,14 @@ func TestTwoWriters(t *testing.T) {
 
 // column names, for each table, a column an UPDATE can set.
 var column = map[string]string{
-	"ledger_schema":      "version",
-	"ledger_entries":     "body",
-	"ledger_claims":      "idx",
-	"ledger_hashes":      "hashes",
-	"ledger_terms":       "idxs",
-	"ledger_checkpoints": "checkpoint",
+	"ledger_schema":            "version",
+	"ledger_entries":           "body",
+	"ledger_claims":            "idx",
+	"ledger_hashes":            "hashes",
+	"ledger_terms":             "idxs",
+	"ledger_checkpoints":       "checkpoint",
+	"ledger_tokens":            "role",
+	"ledger_token_revocations": "revoked_at",
 }
 
 // TestAppendOnly checks, with plain SQL, that every table of the schema
@@ -330,6 +332,13 @@ func TestAppendOnly(t *testing.T) {
 		claimFor(t, blobs, "two", "two.txt", "v1.0.0"),
 		claimFor(t, blobs, "three", "three.txt", ""),
 	})
+	tokens := openStorage(t, url).Tokens()
+	if _, _, err := tokens.Create(ctx, "ci", ledger.RoleAppender); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.Revoke(ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
 
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -383,6 +392,11 @@ func TestAppendOnly(t *testing.T) {
 		} {
 			_, err := conn.Exec(ctx, stmt)
 			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "0A000" && stmt == "TRUNCATE "+table && strings.Contains(pe.Message, "referenced in a foreign key") {
+				// A table another references is refused before its
+				// trigger runs; with CASCADE, the trigger refuses it.
+				continue
+			}
 			if !errors.As(err, &pe) || pe.Code != "23001" || !strings.Contains(pe.Message, "append-only") {
 				t.Errorf("%s: error %v, want the append-only refusal (23001)", stmt, err)
 			}

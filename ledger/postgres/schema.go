@@ -22,6 +22,12 @@ import (
 //	ledger_checkpoints  size → compact range and signed checkpoint of every
 //	                    commit; the head is the row of greatest size
 //
+// and, from version 2, the tokens of every node serving the log (see
+// tokens.go):
+//
+//	ledger_tokens             name → role, the secret's SHA-256, creation
+//	ledger_token_revocations  name → when it was revoked
+//
 // Hashes and terms are kept a row per commit, not per hash or per entry and
 // term: rows inserted are most of what a commit costs the server, and a
 // commit of n entries then inserts 2n + 3 rows plus one per distinct term
@@ -74,6 +80,28 @@ BEGIN
 		USING ERRCODE = 'restrict_violation';
 END
 $$;
+`,
+}, {
+	// Version 2: the tokens, shared by the replicas. Revoking inserts a
+	// row, so that these tables too are append-only. Names are ASCII, so
+	// lower() folds them as the ledger does.
+	guard: []string{"ledger_tokens", "ledger_token_revocations"},
+	sql: `
+CREATE TABLE ledger_tokens (
+	name       text NOT NULL CHECK (length(name) BETWEEN 1 AND 128),
+	role       text NOT NULL CHECK (role IN ('appender', 'auditor', 'admin')),
+	hash       text NOT NULL CHECK (length(hash) = 64),
+	created_at text NOT NULL,
+	CONSTRAINT ledger_tokens_name PRIMARY KEY (name),
+	CONSTRAINT ledger_tokens_hash UNIQUE (hash)
+);
+CREATE UNIQUE INDEX ledger_tokens_folded ON ledger_tokens (lower(name));
+CREATE TABLE ledger_token_revocations (
+	name       text NOT NULL,
+	revoked_at text NOT NULL,
+	CONSTRAINT ledger_token_revocations_name PRIMARY KEY (name),
+	CONSTRAINT ledger_token_revocations_token FOREIGN KEY (name) REFERENCES ledger_tokens (name)
+);
 `,
 }}
 
