@@ -114,6 +114,23 @@ func NewToken(name, role string, now time.Time) (string, Token, error) {
 	return secret, Token{Name: name, Role: role, Hash: hex.EncodeToString(sum[:]), CreatedAt: now.UTC().Format(time.RFC3339)}, nil
 }
 
+// ValidRecord checks that t, a token record read from another store, is
+// one: a valid name and role, a SHA-256 and a creation time.
+func ValidRecord(t Token) error {
+	_, err := hex.DecodeString(t.Hash)
+	switch {
+	case !validAppender(t.Name):
+		return fmt.Errorf("token record %q: not a token name", truncate(t.Name))
+	case t.Role != RoleAppender && t.Role != RoleAuditor && t.Role != RoleAdmin:
+		return fmt.Errorf("token record %q: unknown role %q", t.Name, truncate(t.Role))
+	case len(t.Hash) != 64 || err != nil || strings.ToLower(t.Hash) != t.Hash:
+		return fmt.Errorf("token record %q: its hash is not a SHA-256 in lowercase hex", t.Name)
+	case t.CreatedAt == "":
+		return fmt.Errorf("token record %q: no creation time", t.Name)
+	}
+	return nil
+}
+
 // SecretHash returns the hex SHA-256 under which a token's secret is
 // stored, and false for a string that cannot be a secret.
 func SecretHash(secret string) (string, bool) {
@@ -353,8 +370,8 @@ func (s *Tokens) Import(ctx context.Context, t Token) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	if !validAppender(t.Name) || len(t.Hash) != 64 {
-		return false, fmt.Errorf("importing token %q: not a token record", truncate(t.Name))
+	if err := ValidRecord(t); err != nil {
+		return false, fmt.Errorf("importing a token: %w", err)
 	}
 	b, err := json.Marshal(t)
 	if err != nil {

@@ -103,8 +103,12 @@ func (ts *Tokens) Authenticate(ctx context.Context, secret string) (ledger.Token
 		return c.t.Check(h)
 	}
 	v, err, _ := ts.reads.Do(h, func() (any, error) {
+		// The read serves every request waiting on it, so it is not
+		// cut short by the one that started it going away.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		read := ts.now()
-		row := ts.s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` WHERE t.hash = $1`, h)
+		row := ts.s.pool.QueryRow(qctx, `SELECT `+tokenColumns+` WHERE t.hash = $1`, h)
 		t, err := scanToken(row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, ledger.ErrUnknownToken
@@ -191,8 +195,8 @@ func (ts *Tokens) List(ctx context.Context) ([]ledger.Token, error) {
 // Import stores t, a token record read from another store (see
 // ledger.TokenStore.Import), in one transaction.
 func (ts *Tokens) Import(ctx context.Context, t ledger.Token) (bool, error) {
-	if _, _, err := ledger.NewToken(t.Name, t.Role, time.Time{}); err != nil || len(t.Hash) != 64 || t.CreatedAt == "" {
-		return false, fmt.Errorf("importing token %q: not a token record", t.Name)
+	if err := ledger.ValidRecord(t); err != nil {
+		return false, fmt.Errorf("importing a token: %w", err)
 	}
 	var changed bool
 	importOnce := func(tx pgx.Tx) error {

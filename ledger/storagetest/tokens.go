@@ -181,7 +181,21 @@ func testTokenImport(t *testing.T, newStore func(t *testing.T) ledger.TokenStore
 	if c, err := dst.List(ctx); err != nil || len(c) != 3 {
 		t.Errorf("after the refused copies, the copy holds %+v, %v; want its 3 tokens", c, err)
 	}
-	if _, err := dst.Import(ctx, ledger.Token{Name: "bad name", Role: ledger.RoleAdmin}); err == nil {
-		t.Error("importing a record that is no token: no error")
+	good := b[0]
+	good.Name = "fresh"
+	for _, bad := range []ledger.Token{
+		{Name: "bad name", Role: ledger.RoleAdmin, Hash: good.Hash, CreatedAt: good.CreatedAt},
+		{Name: "fresh", Role: "root", Hash: good.Hash, CreatedAt: good.CreatedAt},
+		{Name: "fresh", Role: ledger.RoleAdmin, Hash: strings.ToUpper(good.Hash), CreatedAt: good.CreatedAt},
+		{Name: "fresh", Role: ledger.RoleAdmin, Hash: good.Hash[:63], CreatedAt: good.CreatedAt},
+		{Name: "fresh", Role: ledger.RoleAdmin, Hash: good.Hash},
+	} {
+		if _, err := dst.Import(ctx, bad); err == nil || !strings.Contains(err.Error(), "token record") {
+			t.Errorf("importing %+v: %v, want it refused as no token record", bad, err)
+		}
+	}
+	// A record under a new name but with a secret the store holds.
+	if _, err := dst.Import(ctx, good); !errors.Is(err, ledger.ErrTokenExists) {
+		t.Errorf("importing another name for %s's secret: %v, want ErrTokenExists", b[0].Name, err)
 	}
 }
