@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/postgres"
 	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
 )
 
@@ -102,6 +104,27 @@ func TestMigrate(t *testing.T) {
 	if got := runLedger(t, "token", "list", "--data", onPG); !strings.Contains(got, "ci") {
 		t.Errorf("token list of the copy = %q, want the source's token ci", got)
 	}
+	// The copy's tokens are in its database, for every replica.
+	dbTokens := func(url string) []string {
+		t.Helper()
+		s, err := postgres.Open(t.Context(), url, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ts, err := s.Tokens().List(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, tok := range ts {
+			names = append(names, tok.Name)
+		}
+		return names
+	}
+	if got := dbTokens(url); !slices.Equal(got, []string{"ci"}) {
+		t.Errorf("the tokens in the copy's database = %q, want the source's ci", got)
+	}
 
 	code, stdout, stderr = runMigrate(t, "--from", src, "--to", url, "--to-data", onPG, "--json")
 	if code != 0 || stderr != "" || !strings.Contains(stdout, `"entries_copied": 0`) || !strings.Contains(stdout, `"resumed_from": 12`) {
@@ -116,6 +139,9 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("checkpoint of the copy back = %q, want %q", got, want)
 	}
 	runLedger(t, "audit", "--data", back)
+	if got := runLedger(t, "token", "list", "--data", back); !strings.Contains(got, "ci") {
+		t.Errorf("token list of the copy back = %q, want ci, from the database", got)
+	}
 
 	other := newSourceDir(t, "other.example.com/log", 3)
 	code, _, stderr = runMigrate(t, "--from", other, "--to", url)
@@ -143,8 +169,12 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("migrate checked with another ledger's key: exit %d, stderr %q; want 1 and a failed check", code, stderr)
 	}
 	code, stdout, stderr = runMigrate(t, "--from", url, "--to", url2, "--log-key", filepath.Join(src, ledger.PublicKeyFile))
-	if code != 0 || !strings.Contains(stdout, "copied       12 entries") || !strings.Contains(stdout, "run again with --from the source's data directory and --to-data") {
+	if code != 0 || !strings.Contains(stdout, "copied       12 entries") || !strings.Contains(stdout, "tokens       1 copied into the log's database") ||
+		!strings.Contains(stdout, "run again with --from the source's data directory and --to-data") {
 		t.Errorf("migrate the log alone: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if got := dbTokens(url2); !slices.Equal(got, []string{"ci"}) {
+		t.Errorf("the tokens in the log-only copy's database = %q, want the source database's ci", got)
 	}
 
 	code, _, stderr = runMigrate(t, "--from", src, "--to", back, "--to-data", onPG)
