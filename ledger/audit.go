@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/proofs"
@@ -116,6 +117,15 @@ func (l *Ledger) Audit(ctx context.Context, progress AuditProgress) (*AuditRepor
 			return r, err
 		}
 	}
+	if tc, ok := l.Storage.(tokenChecker); ok && r.lost == nil {
+		problems, err := tc.CheckTokens(ctx, l.Verifier)
+		for _, p := range problems {
+			r.problem("%s", p)
+		}
+		if err != nil {
+			r.failed(err, "tokens: %v", err)
+		}
+	}
 	if r.lost != nil {
 		r.Incomplete = r.lost.Error()
 		err := fmt.Errorf("%w: it stopped before the end, so it neither passed nor checked what it could not read; run it again once the storage answers: %w", ErrAuditIncomplete, r.lost)
@@ -170,6 +180,12 @@ func (l *Ledger) auditBlobs(ctx context.Context, r *AuditReport, progress AuditP
 		r.OrphanChunks = n
 	}
 	return nil
+}
+
+// tokenChecker is a log storage that keeps signed token records (a
+// TokenKeeper) and can report those the log key did not sign.
+type tokenChecker interface {
+	CheckTokens(ctx context.Context, verifier note.Verifier) ([]string, error)
 }
 
 // chunkCounter is a blob store that keeps blobs in shared chunks, such as

@@ -138,6 +138,9 @@ type StorageOptions struct {
 	// Create makes the storage a log, empty, where it is not one yet:
 	// for a new ledger (InitWith) or a copy of one (ledger/migrate).
 	Create bool
+	// ReadOnly opens an existing log without changing it, not even to
+	// bring its schema up to date: for an audit, or a migration's source.
+	ReadOnly bool
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -553,7 +556,7 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 	}
 	if m.Log == "" {
 		l.Storage = NewBadgerStorage(db)
-	} else if l.Storage, err = opts.OpenStorage(ctx, logURL, StorageOptions{Create: creating, Logger: opts.Logger}); err != nil {
+	} else if l.Storage, err = opts.OpenStorage(ctx, logURL, StorageOptions{Create: creating, ReadOnly: opts.AuditOnly, Logger: opts.Logger}); err != nil {
 		l.closeBlobs()
 		db.Close()
 		return nil, fmt.Errorf("opening %s: the log at %s: %w", dir, m.Log, err)
@@ -562,11 +565,17 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 		err = checkLogKey(ctx, l.Storage, verifier, m.Log)
 	}
 	if k, ok := l.Storage.(TokenKeeper); ok && err == nil {
-		// Only once the log is known to be this ledger's are the
-		// directory's tokens given to it.
-		shared := k.Tokens()
-		shareTokens(ctx, l.Tokens, shared, dir, opts.Logger)
-		l.Tokens = shared
+		// Only once the log is known to be this ledger's are its tokens
+		// used, and given the directory's (not by a reader, which
+		// changes nothing).
+		if shared, terr := k.Tokens(signer, verifier); terr == nil {
+			if !opts.AuditOnly {
+				shareTokens(ctx, l.Tokens, shared, dir, opts.Logger)
+			}
+			l.Tokens = shared
+		} else if !opts.AuditOnly {
+			err = terr
+		}
 	}
 	if opts.AuditOnly {
 		// Audit judges the log key itself.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Token roles. An appender writes evidence (CI); an auditor reads; an
@@ -30,6 +31,8 @@ var (
 	ErrUnknownToken = errors.New("unknown token")
 	ErrTokenRevoked = errors.New("token revoked")
 	ErrTokenExists  = errors.New("a token of that name exists")
+	// ErrInvalidToken reports a token name or role that cannot be.
+	ErrInvalidToken = errors.New("invalid token")
 )
 
 const (
@@ -88,9 +91,13 @@ type TokenStore interface {
 
 // TokenKeeper is a log storage that also keeps the tokens of every node
 // serving its log, so that a token created or revoked through one replica
-// holds on all of them.
+// holds on all of them. Its records are signed with the log key (signer),
+// and only those that verify with verifier count, so that someone who can
+// write to the storage but does not hold the key cannot make a token.
+// Tokens fails when the storage holds no tokens (a log made before it kept
+// them, opened read-only).
 type TokenKeeper interface {
-	Tokens() TokenStore
+	Tokens(signer note.Signer, verifier note.Verifier) (TokenStore, error)
 }
 
 // NewToken makes a token named name with role at now, and its secret.
@@ -98,12 +105,12 @@ type TokenKeeper interface {
 func NewToken(name, role string, now time.Time) (string, Token, error) {
 	if !validAppender(name) {
 		// A token's name is what the log records as logged_by.
-		return "", Token{}, fmt.Errorf("token name %q must be 1-128 letters, digits or ._:@/- starting with a letter or digit (it is what the log records as the appender)", truncate(name))
+		return "", Token{}, fmt.Errorf("%w: token name %q must be 1-128 letters, digits or ._:@/- starting with a letter or digit (it is what the log records as the appender)", ErrInvalidToken, truncate(name))
 	}
 	switch role {
 	case RoleAppender, RoleAuditor, RoleAdmin:
 	default:
-		return "", Token{}, fmt.Errorf("unknown role %q (want %s, %s or %s)", role, RoleAppender, RoleAuditor, RoleAdmin)
+		return "", Token{}, fmt.Errorf("%w: unknown role %q (want %s, %s or %s)", ErrInvalidToken, role, RoleAppender, RoleAuditor, RoleAdmin)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -173,8 +180,9 @@ func ImportCheck(have, t Token) (revoke bool, err error) {
 }
 
 // CopyTokens imports every token of src, revoked ones included, into dst
-// (see TokenStore.Import), and returns how many dst did not hold. It stops
-// at the first token dst refuses.
+// (see TokenStore.Import), and returns how many dst did not hold. A token
+// dst refuses (another of the same name) does not stop the others, nor
+// their revocations: the refusals are returned together at the end.
 func CopyTokens(ctx context.Context, src, dst TokenStore) (int, error) {
 	ts, err := src.List(ctx)
 	if err != nil {
@@ -189,14 +197,20 @@ func CopyTokens(ctx context.Context, src, dst TokenStore) (int, error) {
 		held[t.Name] = true
 	}
 	copied := 0
+	var refused []error
 	for _, t := range ts {
 		changed, err := dst.Import(ctx, t)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrTokenExists):
+			refused = append(refused, err)
+		case err != nil:
 			return copied, fmt.Errorf("copying tokens: %w", err)
-		}
-		if changed && !held[t.Name] {
+		case changed && !held[t.Name]:
 			copied++
 		}
+	}
+	if len(refused) > 0 {
+		return copied, fmt.Errorf("copying tokens: %d of %d refused, the others copied: %w", len(refused), len(ts), errors.Join(refused...))
 	}
 	return copied, nil
 }

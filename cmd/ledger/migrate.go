@@ -95,7 +95,7 @@ func (e *env) migrate(c *cli.Context) error {
 		opts   = migrate.Options{Logger: logger}
 	)
 	if isURL(from) {
-		s, err := openLogStorage(ctx, from, ledger.StorageOptions{Logger: logger})
+		s, err := openLogStorage(ctx, from, ledger.StorageOptions{ReadOnly: true, Logger: logger})
 		if err != nil {
 			return err
 		}
@@ -210,19 +210,17 @@ func (e *env) migrate(c *cli.Context) error {
 		if tokens, err = target.Finish(ctx, srcDir); err != nil {
 			return err
 		}
-	} else if to, ok := dst.(ledger.TokenKeeper); ok {
-		// A log that keeps its replicas' tokens gets the source's: the
-		// directory's, or the source log's own.
-		var from ledger.TokenStore
-		if srcDir != nil {
-			from = srcDir.Tokens
-		} else if k, ok := src.(ledger.TokenKeeper); ok {
-			from = k.Tokens()
+	} else if to, ok := dst.(ledger.TokenKeeper); ok && srcDir != nil {
+		// A log that keeps its replicas' tokens gets the source
+		// directory's, signed with its key (the copy's). From a log's
+		// URL there is no key: the run that gives the copy a data
+		// directory copies them.
+		store, err := to.Tokens(srcDir.Signer, srcDir.Verifier)
+		if err == nil {
+			tokens, err = ledger.CopyTokens(ctx, srcDir.Tokens, store)
 		}
-		if from != nil {
-			if tokens, err = ledger.CopyTokens(ctx, from, to.Tokens()); err != nil {
-				return fmt.Errorf("the log is copied and proved, but its tokens are not: %w", err)
-			}
+		if err != nil {
+			return fmt.Errorf("the log is copied and proved, but its tokens are not: %w", err)
 		}
 	}
 	if c.Bool("json") {

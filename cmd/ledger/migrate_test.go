@@ -104,7 +104,13 @@ func TestMigrate(t *testing.T) {
 	if got := runLedger(t, "token", "list", "--data", onPG); !strings.Contains(got, "ci") {
 		t.Errorf("token list of the copy = %q, want the source's token ci", got)
 	}
-	// The copy's tokens are in its database, for every replica.
+	// The copy's tokens are in its database, for every replica, signed
+	// with the source's key.
+	srcKeys, err := ledger.Open(t.Context(), src, ledger.OpenOptions{AuditOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcKeys.Close()
 	dbTokens := func(url string) []string {
 		t.Helper()
 		s, err := postgres.Open(t.Context(), url, postgres.Options{})
@@ -112,7 +118,11 @@ func TestMigrate(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		ts, err := s.Tokens().List(t.Context())
+		store, err := s.Tokens(srcKeys.Signer, srcKeys.Verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := store.List(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,12 +179,18 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("migrate checked with another ledger's key: exit %d, stderr %q; want 1 and a failed check", code, stderr)
 	}
 	code, stdout, stderr = runMigrate(t, "--from", url, "--to", url2, "--log-key", filepath.Join(src, ledger.PublicKeyFile))
-	if code != 0 || !strings.Contains(stdout, "copied       12 entries") || !strings.Contains(stdout, "tokens       1 copied into the log's database") ||
+	if code != 0 || !strings.Contains(stdout, "copied       12 entries") || strings.Contains(stdout, "tokens") ||
 		!strings.Contains(stdout, "run again with --from the source's data directory and --to-data") {
-		t.Errorf("migrate the log alone: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		t.Errorf("migrate the log alone: exit %d, stdout %q, stderr %q; want no tokens, which need the log key", code, stdout, stderr)
 	}
-	if got := dbTokens(url2); !slices.Equal(got, []string{"ci"}) {
-		t.Errorf("the tokens in the log-only copy's database = %q, want the source database's ci", got)
+	// From a data directory, the log alone takes the directory's tokens.
+	url3 := server.NewDatabase(t)
+	code, stdout, stderr = runMigrate(t, "--from", src, "--to", url3)
+	if code != 0 || !strings.Contains(stdout, "tokens       1 copied into the log's database") {
+		t.Errorf("migrate the log alone from a directory: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if got := dbTokens(url3); !slices.Equal(got, []string{"ci"}) {
+		t.Errorf("the tokens in the log-only copy's database = %q, want the source directory's ci", got)
 	}
 
 	code, _, stderr = runMigrate(t, "--from", src, "--to", back, "--to-data", onPG)

@@ -153,7 +153,10 @@ func (t *Target) openDir(ctx context.Context, src *ledger.Ledger, opts TargetOpt
 		t.closer = c.Close
 	}
 	if k, ok := s.(ledger.TokenKeeper); ok {
-		t.Tokens = k.Tokens()
+		// The copy's key is the source's.
+		if t.Tokens, err = k.Tokens(src.Signer, src.Verifier); err != nil {
+			return fmt.Errorf("preparing %s: %w", t.Dir, err)
+		}
 	}
 	return nil
 }

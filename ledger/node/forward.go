@@ -58,12 +58,11 @@ type ForwardOptions struct {
 // while its log follows another replica's (blob uploads, appends, release
 // records), streamed both ways, and passes its answer back: a client or
 // load balancer may send any request to any replica. The sequencer
-// authenticates the forwarded request with its own tokens; nothing is
-// stored on the follower. When no sequencer is known (an election in
+// authenticates the forwarded request; nothing is stored on the follower. When no sequencer is known (an election in
 // progress) the follower answers as before, 503 not_sequencer, and a
 // sequencer that cannot be reached gives 503 sequencer_unreachable: a
 // client retries either (appends are idempotent). Token management is not
-// forwarded: tokens are each replica's own.
+// forwarded: every replica manages the tokens in the log's database.
 //
 // Its methods are safe for concurrent use.
 type Forwarder struct {

@@ -761,11 +761,13 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secret, t, err := s.opts.Tokens.Create(r.Context(), req.Name, req.Role)
-	if errors.Is(err, ledger.ErrTokenExists) {
+	switch {
+	case errors.Is(err, ledger.ErrTokenExists):
 		return &apiError{http.StatusConflict, "conflict", err.Error()}
-	}
-	if err != nil {
+	case errors.Is(err, ledger.ErrInvalidToken):
 		return badRequest("%v", err)
+	case err != nil:
+		return err // the store's fault: 503 while it is unreachable
 	}
 	by, _ := TokenFrom(r.Context())
 	s.log.Info("token created", "name", t.Name, "role", t.Role, "by", by.Name)

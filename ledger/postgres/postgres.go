@@ -40,7 +40,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +69,10 @@ type Options struct {
 	// new log. Without it, Open refuses such a database with an error
 	// wrapping ledger.ErrNoLog and creates nothing in it.
 	Create bool
+	// ReadOnly leaves a schema older than this package's as it is, for
+	// a reader that must not change the database (an audit, the source
+	// of a migration); such a storage keeps no tokens.
+	ReadOnly bool
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -84,9 +87,10 @@ type Storage struct {
 	// rooted records that the first checkpoint is stored, which decides
 	// what a commit at size 0 extends. Once true it stays true.
 	rooted atomic.Bool
-
-	tokensOnce sync.Once
-	tokens     *Tokens
+	// version is the schema version of the database: SchemaVersion unless
+	// opened read-only on an older one.
+	version int
+	logger  *slog.Logger
 }
 
 var _ ledger.Storage = (*Storage)(nil)
@@ -128,15 +132,15 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "evidence-ledger"
 	}
-	s := &Storage{where: describe(cfg.ConnConfig.Config)}
+	s := &Storage{where: describe(cfg.ConnConfig.Config), logger: opts.Logger}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the log database %s: %w", s.where, err)
 	}
-	if err := s.prepare(ctx, opts.Create, opts.Logger); err != nil {
+	if err := s.prepare(ctx, opts.Create, opts.ReadOnly, opts.Logger); err != nil {
 		s.pool.Close()
 		return nil, err
 	}
-	opts.Logger.Info("log database open", "database", s.where, "schema_version", SchemaVersion())
+	opts.Logger.Info("log database open", "database", s.where, "schema_version", s.version)
 	return s, nil
 }
 
@@ -144,7 +148,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 // give; it is the ledger.StorageOpener that ledger.InitWith and ledger.Open
 // take for a ledger whose log is on PostgreSQL.
 func Opener(ctx context.Context, url string, opts ledger.StorageOptions) (ledger.AuditStorage, error) {
-	s, err := Open(ctx, url, Options{Create: opts.Create, Logger: opts.Logger})
+	s, err := Open(ctx, url, Options{Create: opts.Create, ReadOnly: opts.ReadOnly, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -156,13 +160,13 @@ var _ ledger.StorageOpener = Opener
 // prepare checks the connection, brings the schema up to date (creating it
 // only if told to) and warns about a server that does not keep its
 // commits.
-func (s *Storage) prepare(ctx context.Context, create bool, logger *slog.Logger) error {
+func (s *Storage) prepare(ctx context.Context, create, readOnly bool, logger *slog.Logger) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.connectError(err)
 	}
 	defer conn.Release()
-	if err := migrate(ctx, conn.Conn(), create); errors.Is(err, errNoSchema) {
+	if s.version, err = migrate(ctx, conn.Conn(), create, readOnly); errors.Is(err, errNoSchema) {
 		return fmt.Errorf("the database %s %w: it has none of the log's tables (is its name right?); nothing was created in it", s.where, ledger.ErrNoLog)
 	} else if err != nil {
 		return fmt.Errorf("opening the log database %s: %w", s.where, err)

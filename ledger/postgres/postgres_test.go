@@ -332,7 +332,7 @@ func TestAppendOnly(t *testing.T) {
 		claimFor(t, blobs, "two", "two.txt", "v1.0.0"),
 		claimFor(t, blobs, "three", "three.txt", ""),
 	})
-	tokens := openStorage(t, url).Tokens()
+	tokens := openTokens(t, url)
 	if _, _, err := tokens.Create(ctx, "ci", ledger.RoleAppender); err != nil {
 		t.Fatal(err)
 	}

@@ -83,8 +83,10 @@ $$;
 `,
 }, {
 	// Version 2: the tokens, shared by the replicas. Revoking inserts a
-	// row, so that these tables too are append-only. Names are ASCII, so
-	// lower() folds them as the ledger does.
+	// row, so that these tables too are append-only. Each row holds its
+	// record in a note signed with the log key (see tokens.go). Names are
+	// ASCII; lower() under the "C" collation folds them as the ledger does,
+	// whatever the database's locale.
 	guard: []string{"ledger_tokens", "ledger_token_revocations"},
 	sql: `
 CREATE TABLE ledger_tokens (
@@ -92,13 +94,15 @@ CREATE TABLE ledger_tokens (
 	role       text NOT NULL CHECK (role IN ('appender', 'auditor', 'admin')),
 	hash       text NOT NULL CHECK (length(hash) = 64),
 	created_at text NOT NULL,
+	signed     text NOT NULL,
 	CONSTRAINT ledger_tokens_name PRIMARY KEY (name),
 	CONSTRAINT ledger_tokens_hash UNIQUE (hash)
 );
-CREATE UNIQUE INDEX ledger_tokens_folded ON ledger_tokens (lower(name));
+CREATE UNIQUE INDEX ledger_tokens_folded ON ledger_tokens (lower(name COLLATE "C"));
 CREATE TABLE ledger_token_revocations (
 	name       text NOT NULL,
 	revoked_at text NOT NULL,
+	signed     text NOT NULL,
 	CONSTRAINT ledger_token_revocations_name PRIMARY KEY (name),
 	CONSTRAINT ledger_token_revocations_token FOREIGN KEY (name) REFERENCES ledger_tokens (name)
 );
@@ -134,59 +138,63 @@ const schemaLock = 0x6c6564677363680
 var errNoSchema = errors.New("no schema")
 
 // migrate brings the database's schema to SchemaVersion, in one transaction
-// under an advisory lock so that replicas opening at once do not race. A
-// database without the schema gets it only with create, and otherwise
-// fails with errNoSchema, unchanged. It refuses a database whose schema is
-// newer than this package.
-func migrate(ctx context.Context, conn *pgx.Conn, create bool) error {
+// under an advisory lock so that replicas opening at once do not race, and
+// returns the version it is at. A database without the schema gets it only
+// with create, and otherwise fails with errNoSchema, unchanged. With
+// readOnly, an older schema is left as it is. It refuses a database whose
+// schema is newer than this package.
+func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
-		return fmt.Errorf("locking the schema: %w", err)
+		return 0, fmt.Errorf("locking the schema: %w", err)
 	}
 	// to_regclass looks the table up along the search path, as the
 	// queries that read it do.
 	var exists bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass('ledger_schema') IS NOT NULL`).Scan(&exists); err != nil {
-		return fmt.Errorf("looking for the schema version table: %w", err)
+		return 0, fmt.Errorf("looking for the schema version table: %w", err)
 	}
 	if !exists && !create {
-		return errNoSchema
+		return 0, errNoSchema
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS ledger_schema (
 	version    integer PRIMARY KEY,
 	applied_at timestamptz NOT NULL DEFAULT now()
 )`); err != nil {
-		return fmt.Errorf("creating the schema version table: %w", err)
+		return 0, fmt.Errorf("creating the schema version table: %w", err)
 	}
 	var have int
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM ledger_schema`).Scan(&have); err != nil {
-		return fmt.Errorf("reading the schema version: %w", err)
+		return 0, fmt.Errorf("reading the schema version: %w", err)
 	}
 	if have > len(migrations) {
-		return fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
+		return 0, fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
 	}
 	if have == 0 && !create {
 		// An empty version table (left by a creation that failed, or
 		// made by someone else) is no log either.
-		return errNoSchema
+		return 0, errNoSchema
+	}
+	if readOnly {
+		return have, nil // the transaction, read-only, rolls back
 	}
 	for v := have + 1; v <= len(migrations); v++ {
 		m := migrations[v-1]
 		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("applying schema version %d: %w", v, err)
+			return 0, fmt.Errorf("applying schema version %d: %w", v, err)
 		}
 		if err := guard(ctx, tx, m.guard); err != nil {
-			return err
+			return 0, err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO ledger_schema (version) VALUES ($1)`, v); err != nil {
-			return fmt.Errorf("recording schema version %d: %w", v, err)
+			return 0, fmt.Errorf("recording schema version %d: %w", v, err)
 		}
 	}
-	return tx.Commit(ctx)
+	return len(migrations), tx.Commit(ctx)
 }
 
 // guard puts the trigger that refuses UPDATE, DELETE and TRUNCATE on each

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tracealm/evidence-ledger/ledger"
@@ -16,19 +18,39 @@ import (
 
 // TokenTTL is how long a replica trusts a token it has read before it
 // reads it again: a token revoked through one replica stops authenticating
-// on the others within it. A replica that cannot read a token once this
-// has passed refuses it (with ledger.ErrUnavailable) rather than trust a
-// revocation it may have missed.
+// on the others within it (and the time a read takes). A replica that
+// cannot read a token once this has passed refuses it (with
+// ledger.ErrUnavailable) rather than trust a revocation it may have missed.
 const TokenTTL = time.Second
+
+// tokenReadTimeout bounds one read of a token, shared by the requests
+// that wait on it.
+const tokenReadTimeout = 10 * time.Second
+
+// The first lines of the signed notes that hold a token's record and a
+// revocation's: then the fields, one per line.
+const (
+	tokenNote      = "evidence-ledger token v1"
+	revocationNote = "evidence-ledger token revocation v1"
+)
 
 // Tokens is the token store in the log's database, shared by every replica
 // serving the log: a token created or revoked through one of them holds on
 // all. Creating inserts a row in ledger_tokens and revoking one in
 // ledger_token_revocations; neither table can be changed otherwise.
+//
+// Each row holds its record in a note signed with the log key. A token row
+// that does not verify is no token, so someone who can write to the
+// database but does not hold the key cannot make one. A revocation row
+// revokes its token whether or not it verifies: it can only take access
+// away, and a forged one must not stand in the way of a real revocation.
+// `ledger audit` reports rows that do not verify.
 type Tokens struct {
-	s   *Storage
-	now func() time.Time
-	ttl time.Duration
+	s        *Storage
+	signer   note.Signer
+	verifier note.Verifier
+	now      func() time.Time
+	ttl      time.Duration
 
 	mu    sync.Mutex
 	cache map[string]cachedToken // by the hex SHA-256 of the secret
@@ -45,22 +67,85 @@ var (
 	_ ledger.TokenKeeper = (*Storage)(nil)
 )
 
-// Tokens returns the token store in s's database. Every call returns the
-// same store, so that its users share one cache.
-func (s *Storage) Tokens() ledger.TokenStore {
-	s.tokensOnce.Do(func() {
-		s.tokens = &Tokens{s: s, now: time.Now, ttl: TokenTTL, cache: map[string]cachedToken{}}
-	})
-	return s.tokens
+// ErrNoTokens reports a log database made before it kept tokens (schema
+// version 1), opened without upgrading it.
+var ErrNoTokens = errors.New("the log database keeps no tokens")
+
+// Tokens returns the token store in s's database, whose records are
+// signed with signer and checked with verifier, the log's key.
+func (s *Storage) Tokens(signer note.Signer, verifier note.Verifier) (ledger.TokenStore, error) {
+	if s.version < 2 {
+		return nil, fmt.Errorf("%w: its schema is version %d; any command that writes (such as ledger serve) upgrades it", ErrNoTokens, s.version)
+	}
+	if verifier == nil {
+		return nil, errors.New("the log's tokens need the log's public key to be checked")
+	}
+	return &Tokens{s: s, signer: signer, verifier: verifier, now: time.Now, ttl: TokenTTL, cache: map[string]cachedToken{}}, nil
 }
 
-const tokenColumns = `t.name, t.role, t.hash, t.created_at, coalesce(r.revoked_at, '')
+const tokenColumns = `t.name, t.role, t.hash, t.created_at, t.signed, r.revoked_at, r.signed
 	FROM ledger_tokens t LEFT JOIN ledger_token_revocations r ON r.name = t.name`
 
-func scanToken(row pgx.Row) (ledger.Token, error) {
-	var t ledger.Token
-	err := row.Scan(&t.Name, &t.Role, &t.Hash, &t.CreatedAt, &t.RevokedAt)
-	return t, err
+// tokenRow is a row of tokenColumns.
+type tokenRow struct {
+	t                ledger.Token
+	signed           string
+	revokedAt, proof *string
+}
+
+func scanRow(row pgx.Row) (tokenRow, error) {
+	var r tokenRow
+	err := row.Scan(&r.t.Name, &r.t.Role, &r.t.Hash, &r.t.CreatedAt, &r.signed, &r.revokedAt, &r.proof)
+	return r, err
+}
+
+// token returns the row's token, revoked if the row has a revocation, or
+// an error saying why the token row is not one the log key signed.
+func (ts *Tokens) token(r tokenRow) (ledger.Token, error) {
+	if err := openRecord(r.signed, ts.verifier, tokenNote, r.t.Name, r.t.Role, r.t.Hash, r.t.CreatedAt); err != nil {
+		return ledger.Token{}, fmt.Errorf("the database's row for token %q is not signed with the log key %s (%v): it was not made by a ledger node", r.t.Name, ts.verifier.Name(), err)
+	}
+	if r.revokedAt != nil {
+		r.t.RevokedAt = *r.revokedAt
+	}
+	return r.t, nil
+}
+
+// signRecord returns the signed note of a record: kind's line, then each
+// field on a line of its own.
+func signRecord(signer note.Signer, kind string, fields ...string) (string, error) {
+	for _, f := range fields {
+		if strings.ContainsAny(f, "\n\r") {
+			return "", fmt.Errorf("a token field holds a line break: %q", f)
+		}
+	}
+	b, err := note.Sign(&note.Note{Text: kind + "\n" + strings.Join(fields, "\n") + "\n"}, signer)
+	return string(b), err
+}
+
+// openRecord checks that signed is a note signed by verifier holding
+// kind's record of exactly fields.
+func openRecord(signed string, verifier note.Verifier, kind string, fields ...string) error {
+	n, err := note.Open([]byte(signed), note.VerifierList(verifier))
+	if err != nil {
+		return err
+	}
+	if n.Text != kind+"\n"+strings.Join(fields, "\n")+"\n" {
+		return errors.New("the signed record differs from the row")
+	}
+	return nil
+}
+
+// signed returns the signed notes of token t and, if it is revoked, of
+// its revocation; it needs the log's private key.
+func (ts *Tokens) signed(t ledger.Token) (token, revocation string, err error) {
+	if ts.signer == nil {
+		return "", "", errors.New("changing the log's tokens needs the log's private key (log.key)")
+	}
+	if token, err = signRecord(ts.signer, tokenNote, t.Name, t.Role, t.Hash, t.CreatedAt); err == nil && t.RevokedAt != "" {
+		revocation, err = signRecord(ts.signer, revocationNote, t.Name, t.Hash, t.RevokedAt)
+	}
+	return token, revocation, err
 }
 
 // Create makes a token and returns its secret, which is shown once and
@@ -70,19 +155,23 @@ func (ts *Tokens) Create(ctx context.Context, name, role string) (string, ledger
 	if err != nil {
 		return "", ledger.Token{}, err
 	}
-	_, err = ts.s.pool.Exec(ctx, `INSERT INTO ledger_tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)`,
-		t.Name, t.Role, t.Hash, t.CreatedAt)
-	switch constraint := violated(err, "23505"); constraint {
-	case "":
+	signed, _, err := ts.signed(t)
+	if err != nil {
+		return "", ledger.Token{}, fmt.Errorf("creating token %q: %w", name, err)
+	}
+	_, err = ts.s.pool.Exec(ctx, `INSERT INTO ledger_tokens (name, role, hash, created_at, signed) VALUES ($1, $2, $3, $4, $5)`,
+		t.Name, t.Role, t.Hash, t.CreatedAt, signed)
+	switch violated(err, "23505") {
 	case "ledger_tokens_name":
 		return "", ledger.Token{}, fmt.Errorf("%w: %q (names are never reused, even after revocation)", ledger.ErrTokenExists, name)
 	case "ledger_tokens_folded":
 		other := "another"
-		if have, err := ts.folded(ctx, ts.s.pool, name); err == nil {
-			other = fmt.Sprintf("%q", have.Name)
+		if r, err := scanRow(ts.s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` WHERE lower(t.name COLLATE "C") = lower($1 COLLATE "C")`, name)); err == nil {
+			other = fmt.Sprintf("%q", r.t.Name)
 		}
 		return "", ledger.Token{}, fmt.Errorf("%w: %q differs from the token %s only in case; pick a name that reads differently", ledger.ErrTokenExists, name, other)
-	default:
+	}
+	if err != nil {
 		return "", ledger.Token{}, fmt.Errorf("creating token %q: %w", name, lost(err))
 	}
 	return secret, t, nil
@@ -102,27 +191,36 @@ func (ts *Tokens) Authenticate(ctx context.Context, secret string) (ledger.Token
 	if cached && ts.now().Sub(c.read) < ts.ttl {
 		return c.t.Check(h)
 	}
-	v, err, _ := ts.reads.Do(h, func() (any, error) {
-		// The read serves every request waiting on it, so it is not
-		// cut short by the one that started it going away.
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// One read serves every request waiting on the token, so it runs on
+	// a context of its own; each request waits on its own.
+	ch := ts.reads.DoChan(h, func() (any, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenReadTimeout)
 		defer cancel()
 		read := ts.now()
-		row := ts.s.pool.QueryRow(qctx, `SELECT `+tokenColumns+` WHERE t.hash = $1`, h)
-		t, err := scanToken(row)
+		r, err := scanRow(ts.s.pool.QueryRow(qctx, `SELECT `+tokenColumns+` WHERE t.hash = $1`, h))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, ledger.ErrUnknownToken
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading the token: %w", lost(err))
 		}
+		t, err := ts.token(r)
+		if err != nil {
+			ts.s.logger.Error("refusing a token", "err", err)
+			return nil, fmt.Errorf("%w: %v", ledger.ErrUnknownToken, err)
+		}
 		ts.remember(h, t, read)
 		return t, nil
 	})
-	if err != nil {
-		return ledger.Token{}, err
+	select {
+	case <-ctx.Done():
+		return ledger.Token{}, ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return ledger.Token{}, res.Err
+		}
+		return res.Val.(ledger.Token).Check(h)
 	}
-	return v.(ledger.Token).Check(h)
 }
 
 // remember caches t, read at read, unless a later read is cached.
@@ -137,23 +235,28 @@ func (ts *Tokens) remember(h string, t ledger.Token, read time.Time) {
 // Revoke marks the named token revoked. It stops authenticating at once on
 // this replica and within TokenTTL on the others.
 func (ts *Tokens) Revoke(ctx context.Context, name string) (ledger.Token, error) {
-	at := ts.now().UTC().Format(time.RFC3339)
-	_, err := ts.s.pool.Exec(ctx, `INSERT INTO ledger_token_revocations (name, revoked_at) VALUES ($1, $2)`, name, at)
-	switch {
-	case violated(err, "23503") != "":
-		return ledger.Token{}, fmt.Errorf("%w: no token named %q", ledger.ErrUnknownToken, name)
-	case violated(err, "23505") != "":
-		t, rerr := ts.named(ctx, name)
-		if rerr != nil {
-			return ledger.Token{}, rerr
-		}
-		return t, fmt.Errorf("%w: %s already, at %s", ledger.ErrTokenRevoked, name, t.RevokedAt)
-	case err != nil:
-		return ledger.Token{}, fmt.Errorf("revoking token %q: %w", name, lost(err))
-	}
 	t, err := ts.named(ctx, name)
 	if err != nil {
 		return ledger.Token{}, err
+	}
+	if t.RevokedAt != "" {
+		return t, fmt.Errorf("%w: %s already, at %s", ledger.ErrTokenRevoked, name, t.RevokedAt)
+	}
+	t.RevokedAt = ts.now().UTC().Format(time.RFC3339)
+	_, proof, err := ts.signed(t)
+	if err != nil {
+		return ledger.Token{}, fmt.Errorf("revoking token %q: %w", name, err)
+	}
+	_, err = ts.s.pool.Exec(ctx, `INSERT INTO ledger_token_revocations (name, revoked_at, signed) VALUES ($1, $2, $3)`, name, t.RevokedAt, proof)
+	if violated(err, "23505") != "" {
+		// Revoked meanwhile, through another replica.
+		if t, err = ts.named(ctx, name); err != nil {
+			return ledger.Token{}, err
+		}
+		return t, fmt.Errorf("%w: %s already, at %s", ledger.ErrTokenRevoked, name, t.RevokedAt)
+	}
+	if err != nil {
+		return ledger.Token{}, fmt.Errorf("revoking token %q: %w", name, lost(err))
 	}
 	ts.remember(t.Hash, t, ts.now())
 	return t, nil
@@ -161,50 +264,61 @@ func (ts *Tokens) Revoke(ctx context.Context, name string) (ledger.Token, error)
 
 // named reads the token called name.
 func (ts *Tokens) named(ctx context.Context, name string) (ledger.Token, error) {
-	t, err := scanToken(ts.s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` WHERE t.name = $1`, name))
+	r, err := scanRow(ts.s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` WHERE t.name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return t, fmt.Errorf("%w: no token named %q", ledger.ErrUnknownToken, name)
+		return ledger.Token{}, fmt.Errorf("%w: no token named %q", ledger.ErrUnknownToken, name)
 	}
 	if err != nil {
-		return t, fmt.Errorf("reading token %q: %w", name, lost(err))
+		return ledger.Token{}, fmt.Errorf("reading token %q: %w", name, lost(err))
+	}
+	t, err := ts.token(r)
+	if err != nil {
+		return ledger.Token{}, fmt.Errorf("%w: %v", ledger.ErrUnknownToken, err)
 	}
 	return t, nil
 }
 
-// folded reads the token whose name is name's, or differs from it only in
-// case; pgx.ErrNoRows when there is none.
-func (ts *Tokens) folded(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, name string) (ledger.Token, error) {
-	return scanToken(q.QueryRow(ctx, `SELECT `+tokenColumns+` WHERE lower(t.name) = lower($1)`, name))
-}
-
-// List returns every token ever created, in name order (by bytes).
+// List returns every token ever created, in name order (by bytes). A row
+// the log key did not sign is left out, and logged.
 func (ts *Tokens) List(ctx context.Context) ([]ledger.Token, error) {
 	rows, err := ts.s.pool.Query(ctx, `SELECT `+tokenColumns+` ORDER BY t.name COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("listing tokens: %w", lost(err))
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ledger.Token, error) { return scanToken(r) })
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanRow(r) })
 	if err != nil {
 		return nil, fmt.Errorf("listing tokens: %w", lost(err))
+	}
+	out := make([]ledger.Token, 0, len(all))
+	for _, r := range all {
+		t, err := ts.token(r)
+		if err != nil {
+			ts.s.logger.Error("leaving a token out of the list", "err", err)
+			continue
+		}
+		out = append(out, t)
 	}
 	return out, nil
 }
 
 // Import stores t, a token record read from another store (see
-// ledger.TokenStore.Import), in one transaction.
+// ledger.TokenStore.Import), in one transaction, signed with the log key.
 func (ts *Tokens) Import(ctx context.Context, t ledger.Token) (bool, error) {
 	if err := ledger.ValidRecord(t); err != nil {
 		return false, fmt.Errorf("importing a token: %w", err)
 	}
+	signed, proof, err := ts.signed(t)
+	if err != nil {
+		return false, fmt.Errorf("importing token %q: %w", t.Name, err)
+	}
 	var changed bool
 	importOnce := func(tx pgx.Tx) error {
-		have, err := ts.folded(ctx, tx, t.Name)
+		changed = false
+		r, err := scanRow(tx.QueryRow(ctx, `SELECT `+tokenColumns+` WHERE lower(t.name COLLATE "C") = lower($1 COLLATE "C")`, t.Name))
 		if errors.Is(err, pgx.ErrNoRows) {
 			changed = true
-			if _, err := tx.Exec(ctx, `INSERT INTO ledger_tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)`,
-				t.Name, t.Role, t.Hash, t.CreatedAt); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO ledger_tokens (name, role, hash, created_at, signed) VALUES ($1, $2, $3, $4, $5)`,
+				t.Name, t.Role, t.Hash, t.CreatedAt, signed); err != nil {
 				if violated(err, "23505") == "ledger_tokens_hash" {
 					return fmt.Errorf("%w: another token has the secret of %q", ledger.ErrTokenExists, t.Name)
 				}
@@ -212,20 +326,25 @@ func (ts *Tokens) Import(ctx context.Context, t ledger.Token) (bool, error) {
 			}
 		} else if err != nil {
 			return err
-		} else if revoke, err := ledger.ImportCheck(have, t); err != nil || !revoke {
-			return err
+		} else {
+			have, err := ts.token(r)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ledger.ErrTokenExists, err)
+			}
+			if revoke, err := ledger.ImportCheck(have, t); err != nil || !revoke {
+				return err
+			}
 		}
 		if t.RevokedAt == "" {
 			return nil
 		}
 		changed = true
-		_, err = tx.Exec(ctx, `INSERT INTO ledger_token_revocations (name, revoked_at) VALUES ($1, $2)`, t.Name, t.RevokedAt)
+		_, err = tx.Exec(ctx, `INSERT INTO ledger_token_revocations (name, revoked_at, signed) VALUES ($1, $2, $3)`, t.Name, t.RevokedAt, proof)
 		return err
 	}
-	err := pgx.BeginFunc(ctx, ts.s.pool, importOnce)
+	err = pgx.BeginFunc(ctx, ts.s.pool, importOnce)
 	if c := violated(err, "23505"); c == "ledger_tokens_name" || c == "ledger_tokens_folded" || c == "ledger_token_revocations_name" {
 		// Another replica imported it meanwhile: judge it again.
-		changed = false
 		err = pgx.BeginFunc(ctx, ts.s.pool, importOnce)
 	}
 	if err != nil {
@@ -240,6 +359,41 @@ func (ts *Tokens) Import(ctx context.Context, t ledger.Token) (bool, error) {
 		ts.mu.Unlock()
 	}
 	return changed, nil
+}
+
+// CheckTokens reports every token and revocation row whose record is not
+// signed with the log key of verifier, for ledger audit.
+func (s *Storage) CheckTokens(ctx context.Context, verifier note.Verifier) ([]string, error) {
+	if s.version < 2 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` ORDER BY t.name COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the tokens: %w", lost(err))
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanRow(r) })
+	if err != nil {
+		return nil, fmt.Errorf("reading the tokens: %w", lost(err))
+	}
+	var problems []string
+	for _, r := range all {
+		if err := openRecord(r.signed, verifier, tokenNote, r.t.Name, r.t.Role, r.t.Hash, r.t.CreatedAt); err != nil {
+			problems = append(problems, fmt.Sprintf("token %q in the database is not signed with the log key (%v): someone wrote it there without the key; it authenticates nothing", r.t.Name, err))
+		}
+		if r.revokedAt != nil {
+			if err := openRecord(*r.proof, verifier, revocationNote, r.t.Name, r.t.Hash, *r.revokedAt); err != nil {
+				problems = append(problems, fmt.Sprintf("the revocation of token %q in the database is not signed with the log key (%v): someone wrote it there without the key; the token stays revoked", r.t.Name, err))
+			}
+		}
+	}
+	var orphans int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM ledger_token_revocations r WHERE NOT EXISTS (SELECT 1 FROM ledger_tokens t WHERE t.name = r.name)`).Scan(&orphans); err != nil {
+		return problems, fmt.Errorf("reading the token revocations: %w", lost(err))
+	}
+	if orphans > 0 {
+		problems = append(problems, fmt.Sprintf("%d token revocations name no token: storage is corrupt", orphans))
+	}
+	return problems, nil
 }
 
 // violated returns the name of the constraint err violated if it is a

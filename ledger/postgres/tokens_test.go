@@ -1,8 +1,12 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,19 +14,40 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tracealm/evidence-ledger/ledger"
+	"github.com/tracealm/evidence-ledger/ledger/node"
 	"github.com/tracealm/evidence-ledger/ledger/postgres"
 	"github.com/tracealm/evidence-ledger/ledger/postgres/pgtest"
 	"github.com/tracealm/evidence-ledger/ledger/storagetest"
 )
 
+// tokenKey signs the token records of the tests' databases.
+var (
+	tokenKeyOnce sync.Once
+	tokenKey     logKey
+)
+
+// openTokens returns the token store of the log database at url, its
+// records signed with tokenKey.
+func openTokens(t *testing.T, url string) ledger.TokenStore {
+	t.Helper()
+	k := tokenKeyFor(t)
+	ts, err := openStorage(t, url).Tokens(k.signer, k.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
 // TestTokenStore runs the token store conformance suite on the tokens of a
 // new database per store.
 func TestTokenStore(t *testing.T) {
 	storagetest.RunTokens(t, func(t *testing.T) ledger.TokenStore {
-		return openStorage(t, server.NewDatabase(t)).Tokens()
+		return openTokens(t, server.NewDatabase(t))
 	})
 }
 
@@ -33,7 +58,7 @@ func TestTokenStore(t *testing.T) {
 func TestSharedTokens(t *testing.T) {
 	ctx := t.Context()
 	url := server.NewDatabase(t)
-	a, b := openStorage(t, url).Tokens(), openStorage(t, url).Tokens()
+	a, b := openTokens(t, url), openTokens(t, url)
 	secret, _, err := a.Create(ctx, "ci", ledger.RoleAppender)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +103,7 @@ func TestSharedTokens(t *testing.T) {
 func TestTokensUnavailable(t *testing.T) {
 	ctx := t.Context()
 	srv := pgtest.ForTest(t) // its own server: the test kills it
-	tokens := openStorage(t, srv.NewDatabase(t)).Tokens()
+	tokens := openTokens(t, srv.NewDatabase(t))
 	secret, _, err := tokens.Create(ctx, "ci", ledger.RoleAppender)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +131,7 @@ func TestTokensUnavailable(t *testing.T) {
 // every import succeeds and the database holds each token once.
 func TestTokensConcurrentImport(t *testing.T) {
 	ctx := t.Context()
-	src := openStorage(t, server.NewDatabase(t)).Tokens()
+	src := openTokens(t, server.NewDatabase(t))
 	for _, name := range []string{"ci", "ops", "auditor"} {
 		if _, _, err := src.Create(ctx, name, ledger.RoleAppender); err != nil {
 			t.Fatal(err)
@@ -118,7 +143,7 @@ func TestTokensConcurrentImport(t *testing.T) {
 	url := server.NewDatabase(t)
 	var wg sync.WaitGroup
 	for i := range 4 {
-		dst := openStorage(t, url).Tokens()
+		dst := openTokens(t, url)
 		wg.Go(func() {
 			if _, err := ledger.CopyTokens(ctx, src, dst); err != nil {
 				t.Errorf("replica %d: %v", i, err)
@@ -218,6 +243,17 @@ func TestTokensUpgrade(t *testing.T) {
 		}
 		return l, logged.String()
 	}
+	// A reader (audit, a migration's source) changes nothing: the schema
+	// stays at version 1, and the tokens are the directory's.
+	reader := p.open(t, true)
+	if _, ok := reader.Tokens.(*ledger.Tokens); !ok {
+		t.Errorf("an audit-only open of a version-1 log: its tokens are a %T, want the directory's", reader.Tokens)
+	}
+	reader.Close()
+	var before int
+	if err := conn.QueryRow(ctx, `SELECT max(version) FROM ledger_schema`).Scan(&before); err != nil || before != 1 {
+		t.Fatalf("schema version after an audit-only open: %d, %v; want 1, unchanged", before, err)
+	}
 	open(p.dir)
 	var version int
 	if err := conn.QueryRow(ctx, `SELECT max(version) FROM ledger_schema`).Scan(&version); err != nil || version != postgres.SchemaVersion() {
@@ -230,7 +266,11 @@ func TestTokensUpgrade(t *testing.T) {
 	}
 
 	// Every replica now authenticates alike, A's store standing for all.
-	shared := openStorage(t, p.url).Tokens()
+	l, _ := open(p.dir)
+	shared, err := openStorage(t, p.url).Tokens(l.Signer, l.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, secret string
 		want         error
@@ -242,5 +282,199 @@ func TestTokensUpgrade(t *testing.T) {
 	// Opening again changes nothing and logs nothing about tokens.
 	if _, logged := open(p.dir); strings.Contains(logged, "token") {
 		t.Errorf("opening A again logged %q", logged)
+	}
+}
+
+// TestForgedTokenRows writes token rows straight into the database, as
+// someone who can write to it but does not hold the log key could: a token
+// row does not authenticate and is not listed; a revocation row revokes
+// all the same (it only takes access away, and must not block the real
+// revocation); ledger audit names both.
+func TestForgedTokenRows(t *testing.T) {
+	ctx := t.Context()
+	p := initLedger(t, "pg.example.com/forged", 2)
+	l := p.open(t, false)
+	tokens := l.Tokens
+	victim, _, err := tokens.Create(ctx, "ci", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	secret := "elt_" + strings.Repeat("A", 43)
+	h, _ := ledger.SecretHash(secret)
+	other := newLogKey(t, "pg.example.com/forged")
+	signedByOther, err := note.Sign(&note.Note{Text: "evidence-ledger token v1\nmallory\nadmin\n" + h + "\n2026-01-01T00:00:00Z\n"}, other.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO ledger_tokens (name, role, hash, created_at, signed) VALUES ('mallory', 'admin', $1, '2026-01-01T00:00:00Z', $2)`, []any{h, string(signedByOther)}},
+		{`INSERT INTO ledger_token_revocations (name, revoked_at, signed) VALUES ('ci', '2026-01-01T00:00:00Z', 'forged')`, nil},
+	} {
+		if _, err := conn.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l = p.open(t, false)
+	defer l.Close()
+	if tok, err := l.Tokens.Authenticate(ctx, secret); !errors.Is(err, ledger.ErrUnknownToken) {
+		t.Errorf("a token row signed by another key authenticates: %+v, %v", tok, err)
+	}
+	if _, err := l.Tokens.Authenticate(ctx, victim); !errors.Is(err, ledger.ErrTokenRevoked) {
+		t.Errorf("ci after a forged revocation: %v, want revoked", err)
+	}
+	if list, err := l.Tokens.List(ctx); err != nil || len(list) != 1 || list[0].Name != "ci" {
+		t.Errorf("List = %+v, %v; want ci alone", list, err)
+	}
+	report, err := l.Audit(ctx, nil)
+	if !errors.Is(err, ledger.ErrAuditFailed) {
+		t.Fatalf("audit: %v, want it failed", err)
+	}
+	all := strings.Join(report.Problems, "\n")
+	for _, want := range []string{`token "mallory" in the database is not signed with the log key`, `the revocation of token "ci" in the database is not signed`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("audit problems %q; want one saying %q", all, want)
+		}
+	}
+}
+
+// TestCreateTokenDatabaseDown: creating a token while the database is
+// down fails, unavailable, and gives no secret; through the node, 503.
+func TestCreateTokenDatabaseDown(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.ForTest(t) // its own server: the test kills it
+	url := srv.NewDatabase(t)
+	s := openStorage(t, url)
+	tokens, err := s.Tokens(tokenKeyFor(t).signer, tokenKeyFor(t).verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node authenticates the admin from a store of its own, so that
+	// what is tested is only Create's failure, whatever the cache holds.
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	local := ledger.NewTokens(db)
+	admin, _, err := local.Create(ctx, "ops", ledger.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{url: url, key: tokenKeyFor(t), blobs: newBlobs(t)}
+	f.log = openLog(t, s, f.blobs, f.key)
+	n, err := node.New(node.Options{Log: f.log, Blobs: f.blobs, Tokens: authFrom{tokens, local}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(n)
+	defer hs.Close()
+	post := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/tokens", strings.NewReader(`{"name":"ci","role":"appender"}`))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if secret, _, err := tokens.Create(ctx, "ghost", ledger.RoleAdmin); !errors.Is(err, ledger.ErrUnavailable) || secret != "" {
+		t.Errorf("Create with the database down: %q, %v; want no secret and ErrUnavailable", secret, err)
+	}
+	if code, body := post(); code != http.StatusServiceUnavailable || strings.Contains(body, "127.0.0.1") {
+		t.Errorf("POST /v1/tokens with the database down: %d %s; want 503 naming no server", code, body)
+	}
+}
+
+// authFrom is a token store that authenticates from another.
+type authFrom struct {
+	ledger.TokenStore
+	auth ledger.TokenStore
+}
+
+func (a authFrom) Authenticate(ctx context.Context, secret string) (ledger.Token, error) {
+	return a.auth.Authenticate(ctx, secret)
+}
+
+// tokenKeyFor returns the key that signs the tests' token records.
+func tokenKeyFor(t *testing.T) logKey {
+	tokenKeyOnce.Do(func() { tokenKey = newLogKey(t, "tokens.example.com/log") })
+	return tokenKey
+}
+
+// TestTokenReadSharedByRequests holds a token's read up, as a slow
+// database would: a request whose client goes away does not fail the
+// others waiting on the same read, and each waits on its own context.
+func TestTokenReadSharedByRequests(t *testing.T) {
+	ctx := t.Context()
+	url := server.NewDatabase(t)
+	tokens := openTokens(t, url)
+	secret, _, err := tokens.Create(ctx, "ci", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(ctx)
+	tx, err := lock.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE ledger_token_revocations IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	first, cancelFirst := context.WithCancel(ctx)
+	firstDone := make(chan error, 1)
+	go func() { _, err := tokens.Authenticate(first, secret); firstDone <- err }()
+	time.Sleep(200 * time.Millisecond)
+	joined := make(chan error, 1)
+	go func() { _, err := tokens.Authenticate(ctx, secret); joined <- err }()
+	time.Sleep(200 * time.Millisecond)
+	cancelFirst()
+	if err := <-firstDone; !errors.Is(err, context.Canceled) {
+		t.Errorf("the request whose client went away: %v, want context.Canceled at once", err)
+	}
+	tx.Rollback(ctx)
+	if err := <-joined; err != nil {
+		t.Errorf("a request whose own context is live: %v", err)
+	}
+}
+
+// TestTokenNamesFoldedInAnyLocale: names differing only in case are
+// refused in a database whose locale folds letters otherwise (Turkish:
+// lower('I') is 'ı'), as the badger store refuses them.
+func TestTokenNamesFoldedInAnyLocale(t *testing.T) {
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, server.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `CREATE DATABASE tokens_tr TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C'`); err != nil {
+		t.Fatalf("creating a Turkish-locale database (PostgreSQL 15 has ICU): %v", err)
+	}
+	defer admin.Exec(context.Background(), `DROP DATABASE tokens_tr WITH (FORCE)`)
+	tokens := openTokens(t, server.URL("tokens_tr"))
+	if _, _, err := tokens.Create(ctx, "ci", ledger.RoleAppender); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tokens.Create(ctx, "CI", ledger.RoleAdmin); !errors.Is(err, ledger.ErrTokenExists) {
+		t.Errorf("CI beside ci in a Turkish-locale database: %v, want ErrTokenExists", err)
 	}
 }

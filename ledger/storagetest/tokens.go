@@ -181,6 +181,35 @@ func testTokenImport(t *testing.T, newStore func(t *testing.T) ledger.TokenStore
 	if c, err := dst.List(ctx); err != nil || len(c) != 3 {
 		t.Errorf("after the refused copies, the copy holds %+v, %v; want its 3 tokens", c, err)
 	}
+	// A refused token does not stop the others, nor their revocations.
+	if _, err := src.Revoke(ctx, "late"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := src.Create(ctx, "z-new", ledger.RoleAuditor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Revoke(ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	late2, _, err := other.Create(ctx, "zz", ledger.RoleAuditor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.CopyTokens(ctx, src, other); !errors.Is(err, ledger.ErrTokenExists) || !strings.Contains(err.Error(), "1 of 4 refused") {
+		t.Errorf("copying into a store with another ci: %v, want one refusal named", err)
+	}
+	if _, err := ledger.CopyTokens(ctx, src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ledger.CopyTokens(ctx, other, dst); n != 1 || !errors.Is(err, ledger.ErrTokenExists) {
+		t.Errorf("copying past a conflict: %d copied, %v; want zz copied and ci refused", n, err)
+	}
+	if _, err := dst.Authenticate(ctx, late); !errors.Is(err, ledger.ErrTokenRevoked) {
+		t.Errorf("late, revoked on the source, on the copy: %v, want revoked", err)
+	}
+	if _, err := dst.Authenticate(ctx, late2); err != nil {
+		t.Errorf("zz, behind a refused token: %v, want it copied", err)
+	}
 	good := b[0]
 	good.Name = "fresh"
 	for _, bad := range []ledger.Token{
