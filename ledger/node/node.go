@@ -376,6 +376,17 @@ func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, erro
 	return &tok, nil
 }
 
+// cacheControl is the Cache-Control of a read whose answer never changes
+// for maxAge: any cache may keep it when reads are public; otherwise only
+// the reader's own client may, since it was given for a token (or a
+// sign-in cookie), which a shared cache must not answer others with.
+func (s *Server) cacheControl(maxAge string) string {
+	if s.opts.PublicReads {
+		return "public, " + maxAge
+	}
+	return "private, " + maxAge
+}
+
 // healthz answers whether this node serves: 200 while its log can append
 // or, on a follower, follow the stored log and serve reads; 503 while it
 // cannot. "writes" says whether it takes writes now, itself or by passing
@@ -583,7 +594,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("ETag", `"`+d.String()+`"`)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("Cache-Control", s.cacheControl("max-age=31536000, immutable"))
 	}
 	if r.Method == http.MethodHead {
 		headers()

@@ -482,3 +482,32 @@ func TestStalledClientsAreCutOff(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestCacheControl: what a token-gated node answers is for the reader's
+// own client only (private), never for a shared cache to hand to others;
+// a node with public reads lets any cache keep it.
+func TestCacheControl(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		e := newEnv(t, Options{PublicReads: public})
+		app, aud := e.tokens[ledger.RoleAppender], e.tokens[ledger.RoleAuditor]
+		blob := []byte("evidence to cache")
+		d := cas.Sum(blob)
+		if r := e.do("POST", "/v1/blobs?digest="+d.String(), app, bytes.NewReader(blob)); r.status != http.StatusCreated {
+			t.Fatalf("put: %d %s", r.status, r.body)
+		}
+		c := ledger.Claim{Kind: ledger.KindArtefact, Subject: ledger.Artefact{Digest: d, Size: int64(len(blob)), Name: "e.txt", MediaType: "text/plain"}}
+		if _, err := e.l.Log.Append(t.Context(), c, "t-appender"); err != nil {
+			t.Fatal(err)
+		}
+		want := "private, "
+		if public {
+			want = "public, "
+		}
+		for _, path := range []string{"/v1/blobs/" + d.String(), "/tile/0/000.p/1"} {
+			r := e.do("GET", path, aud, nil)
+			if cc := r.header.Get("Cache-Control"); r.status != http.StatusOK || !strings.HasPrefix(cc, want) {
+				t.Errorf("public reads %v, GET %s: %d, Cache-Control %q; want it to start %q", public, path, r.status, cc, want)
+			}
+		}
+	}
+}

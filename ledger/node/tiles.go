@@ -52,9 +52,9 @@ func (s *Server) tile(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	if width == ledger.TileWidth {
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("Cache-Control", s.cacheControl("max-age=31536000, immutable"))
 	} else {
-		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Cache-Control", s.cacheControl("max-age=60"))
 	}
 	if entries {
 		// Entry bundles are JSON text, and compress well; tiles of
