@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -284,8 +285,10 @@ func (e *env) reportCommand() *cli.Command {
 			}
 			fmt.Fprintf(e.stdout, "wrote %s\n%s\n", out, rep.Conclusion)
 			if !rep.Verified {
-				ch, _ := rep.FirstFailure()
-				return failure{fmt.Errorf("verification failed at the %s check; the report says so", ch.Name)}
+				if ch, failed := rep.FirstFailure(); failed {
+					return failure{fmt.Errorf("verification failed at the %s check; the report says so", ch.Name)}
+				}
+				return failure{errors.New("verification not finished: a check could not be made; the report says which")}
 			}
 			return nil
 		},

@@ -856,15 +856,17 @@ func (e *env) printReport(rep release.Report, asJSON bool) error {
 		e.stdout.Write(b)
 	} else {
 		for _, ch := range rep.Checks {
-			mark := map[string]string{release.Passed: "ok", release.Failed: "FAIL", release.Skipped: "skip"}[ch.Status]
+			mark := map[string]string{release.Passed: "ok", release.Failed: "FAIL", release.Skipped: "skip", release.Unchecked: "??"}[ch.Status]
 			fmt.Fprintf(e.stdout, "%-6s%s: %s\n", mark, ch.Name, ch.Detail)
 		}
 		fmt.Fprintln(e.stdout)
 		fmt.Fprintln(e.stdout, rep.Conclusion)
 	}
 	if !rep.Verified {
-		ch, _ := rep.FirstFailure()
-		return failure{fmt.Errorf("verification failed at the %s check", ch.Name)}
+		if ch, failed := rep.FirstFailure(); failed {
+			return failure{fmt.Errorf("verification failed at the %s check", ch.Name)}
+		}
+		return failure{errors.New("verification not finished: a check could not be made")}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -339,6 +340,15 @@ func TestRemoteAuditPackage(t *testing.T) {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("verify --audit-package --node: exit %d, output lacks %q\n%s%s", code, want, out, stderr)
 		}
+	}
+	// A node that does not answer is not tampering: the offline checks
+	// pass, and the conclusion says the live log could not be checked.
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	out, stderr, code = cli("verify", "--audit-package", zip, "--bundle", sample.Bundle, "--log-key", logPub, "--node", down.URL)
+	if code != 1 || strings.Contains(out, "FAIL") || !strings.Contains(out, "??    node checkpoint: ") || !strings.Contains(out, "NOT VERIFIED, NOTHING FOUND WRONG") ||
+		!strings.Contains(stderr, "could not be made") {
+		t.Errorf("verify --node with the node down: exit %d, want 1, no FAIL and the node unchecked\n%s%s", code, out, stderr)
 	}
 	if _, stderr, code := cli("audit-package", "--release", "v9.9.9", "--node", srv.URL, "--token", secret, "-o", filepath.Join(work, "x.zip")); code != 1 || !strings.Contains(stderr, "no release v9.9.9") {
 		t.Errorf("an unknown release: exit %d, %s", code, stderr)

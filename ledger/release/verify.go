@@ -45,11 +45,14 @@ type VerifyInput struct {
 	Progress func(done, total int64)
 }
 
-// Check statuses.
+// Check statuses. Unchecked is a check that could not be made, because
+// the node it needs did not answer: the release is then not verified, but
+// nothing found it wrong either.
 const (
-	Passed  = "ok"
-	Failed  = "failed"
-	Skipped = "skipped"
+	Passed    = "ok"
+	Failed    = "failed"
+	Skipped   = "skipped"
+	Unchecked = "unchecked"
 )
 
 // Check is one step of a verification and its outcome.
@@ -182,7 +185,9 @@ func Verify(ctx context.Context, in VerifyInput) Report {
 // the manifest.
 func verifyRecord(in VerifyInput, m *signing.Manifest, rep *Report, add func(name, status, format string, args ...any) bool) {
 	if in.Receipt == nil {
-		add("ledger record", Skipped, "no receipt given (pass --receipt and --log-key to check the release is in the ledger)")
+		if in.Node == nil {
+			add("ledger record", Skipped, "no receipt given (pass --receipt and --log-key to check the release is in the ledger)")
+		} // else the node is searched for the record
 		return
 	}
 	if in.LogKey == nil {
@@ -278,14 +283,28 @@ func (r *Report) Add(name, status, detail string) {
 // Finish sets Verified and the conclusion from the checks.
 func (r *Report) Finish() {
 	_, failed := r.FirstFailure()
-	r.Verified = !failed
+	_, unchecked := r.firstUnchecked()
+	r.Verified = !failed && !unchecked
 	r.Conclusion = conclusion(*r)
+}
+
+// firstUnchecked returns the first check that could not be made.
+func (r Report) firstUnchecked() (Check, bool) {
+	for _, c := range r.Checks {
+		if c.Status == Unchecked {
+			return c, true
+		}
+	}
+	return Check{}, false
 }
 
 // conclusion is the one sentence DESIGN §5 ends a verification with.
 func conclusion(r Report) string {
 	if c, failed := r.FirstFailure(); failed {
 		return fmt.Sprintf("NOT VERIFIED: the %s check failed: %s.", c.Name, strings.TrimSuffix(c.Detail, "."))
+	}
+	if c, unchecked := r.firstUnchecked(); unchecked {
+		return fmt.Sprintf("NOT VERIFIED, NOTHING FOUND WRONG: the checks made passed, but the %s check could not be made: %s. Run it again once the node answers, or without --node for the offline checks alone.", c.Name, strings.TrimSuffix(c.Detail, "."))
 	}
 	s := fmt.Sprintf("This bundle's content matches the hash signed by %s <%s> (%s) at %s with meaning %s",
 		r.Signer.Name, r.Signer.Email, r.Signer.KeyID, r.SignedAt, r.Meaning)

@@ -3,7 +3,11 @@ package release
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -27,6 +31,20 @@ type LogView interface {
 	// SignerEntries returns every signer entry for the key id, in log
 	// order.
 	SignerEntries(ctx context.Context, keyID string) ([]client.Entry, error)
+}
+
+// unreachable reports whether err says that the node could not be asked
+// or could not answer (a refused or dropped connection, a timeout, a 502,
+// 503 or 504), rather than what it answered.
+func unreachable(err error) bool {
+	var (
+		ne net.Error
+		ce *client.Error
+	)
+	if errors.As(err, &ce) {
+		return ce.Status == http.StatusBadGateway || ce.Status == http.StatusServiceUnavailable || ce.Status == http.StatusGatewayTimeout
+	}
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // nodeView is a node as a LogView.
@@ -60,7 +78,11 @@ func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep
 	}
 	signed, err := view.Checkpoint(ctx)
 	if err != nil {
-		add(what+" checkpoint", Failed, "%v", err)
+		status := Failed
+		if unreachable(err) {
+			status = Unchecked
+		}
+		add(what+" checkpoint", status, "%v", err)
 		return
 	}
 	cur, err := proofs.OpenCheckpoint(signed, in.LogKey)
