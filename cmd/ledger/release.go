@@ -606,9 +606,6 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			if out == "" {
 				out = sibling(c.String("manifest"), ".receipt.json")
 			}
-			if _, err := os.Lstat(out); err == nil {
-				return usagef("%s already exists and is never overwritten; pass -o FILE to write the receipt elsewhere", out)
-			}
 			stamps, err := readStamps(c, manifest)
 			if err != nil {
 				return err
@@ -630,11 +627,6 @@ func (e *env) releaseRecordCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := json.MarshalIndent(rec.Receipt, "", "  ")
-			if err != nil {
-				return err
-			}
-			b = append(b, '\n')
 			return e.reportRecord(rec.Manifest, rec.Bundle, rec.Receipt, out)
 		},
 	}
@@ -663,13 +655,24 @@ func readStamps(c *cli.Context, manifest []byte) ([]byte, error) {
 	return b, nil
 }
 
-// reportRecord writes the receipt file and says what was recorded.
+// reportRecord writes the receipt file and says what was recorded. A
+// receipt file already there for the same entry (the same command run
+// again) is kept as it is; any other file is never overwritten.
 func (e *env) reportRecord(m *signing.Manifest, sum evidence.Summary, rc proofs.Receipt, out string) error {
 	b, err := json.MarshalIndent(rc, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := writeNew(out, append(b, '\n'), 0o644); err != nil {
+	written := out
+	if old, err := os.ReadFile(out); err == nil {
+		var have proofs.Receipt
+		if json.Unmarshal(old, &have) != nil || have.Origin != rc.Origin || have.Index != rc.Index || have.EntryDigest != rc.EntryDigest {
+			return failure{fmt.Errorf("the release is recorded (entry %d), but %s already exists and is not its receipt; it is never overwritten: run again with -o FILE to write the receipt elsewhere", rc.Index, out)}
+		}
+		written = out + " (already there, for the same entry; kept)"
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("the release is recorded (entry %d), but its receipt cannot be written: %w", rc.Index, err)
+	} else if err := writeNew(out, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
 	p := m.Predicate()
@@ -678,7 +681,7 @@ func (e *env) reportRecord(m *signing.Manifest, sum evidence.Summary, rc proofs.
 		what = "already recorded (nothing appended)"
 	}
 	fmt.Fprintf(e.stderr, "%s %s: %d files, bundle %s, signed by %s <%s> (%s), release entry at index %d of tree size %d\nreceipt: %s\n",
-		p.Version, what, sum.Files, sum.Digest, p.Signer.Name, p.Signer.Email, p.Meaning, rc.Index, rc.Inclusion.TreeSize, out)
+		p.Version, what, sum.Files, sum.Digest, p.Signer.Name, p.Signer.Email, p.Meaning, rc.Index, rc.Inclusion.TreeSize, written)
 	return nil
 }
 

@@ -163,6 +163,21 @@ func TestRemoteReleaseRecord(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "already recorded (nothing appended)") {
 		t.Errorf("remote re-record: exit %d: %s", code, out)
 	}
+	// The same command again (a CI job retried): the receipt file it
+	// wrote the first time is kept, and it succeeds; a file holding
+	// something else is never overwritten.
+	receipt := filepath.Join(work, "release-v1.0.0.receipt.json")
+	before, _ := os.ReadFile(receipt)
+	out, code = cli("release", "record", "--node", srv.URL, "--token", secret, "--bundle", bundle, "--manifest", manifest)
+	if after, _ := os.ReadFile(receipt); code != 0 || !strings.Contains(out, "already there, for the same entry; kept") || !bytes.Equal(before, after) {
+		t.Errorf("the same record command again: exit %d: %s", code, out)
+	}
+	other := filepath.Join(work, "other.json")
+	os.WriteFile(other, []byte(`{"note":"mine"}`), 0o644)
+	out, code = cli("release", "record", "--node", srv.URL, "--token", secret, "--bundle", bundle, "--manifest", manifest, "-o", other)
+	if b, _ := os.ReadFile(other); code != 1 || !strings.Contains(out, "is not its receipt") || string(b) != `{"note":"mine"}` {
+		t.Errorf("recording with -o naming another file: exit %d: %s (file now %s)", code, out, b)
+	}
 	if out, code := cli("trace", "--release", "v1.0.0", "--node", srv.URL); code != 0 || !strings.Contains(out, "release v1.0.0: entry ") {
 		t.Errorf("remote trace --release: %d %s", code, out)
 	}
