@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,10 @@ func (e *env) monitorCommand() *cli.Command {
 					// file: no later check can pass, so stop loudly.
 					fmt.Fprintf(e.stderr, "!!! %v\n!!! check --log-key (%s) and the state file (%s)\n", err, c.String("log-key"), state)
 					return failure{fmt.Errorf("monitor: %v", err)}
+				case refused(err):
+					// A missing, unknown or revoked token, or one without
+					// the role: waiting does not change that.
+					return fmt.Errorf("monitor: %w", err)
 				case err != nil:
 					if c.Bool("once") {
 						return err
@@ -126,4 +131,11 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// refused reports whether err is the node refusing the request's token
+// (401 or 403), which no retry mends.
+func refused(err error) bool {
+	var ce *client.Error
+	return errors.As(err, &ce) && (ce.Status == http.StatusUnauthorized || ce.Status == http.StatusForbidden)
 }

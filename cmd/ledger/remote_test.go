@@ -402,3 +402,21 @@ func TestMonitorStopsOnUnverifiedCheckpoint(t *testing.T) {
 		t.Errorf("monitor with the wrong key: exit %d (context %v)\n%s", code, ctx.Err(), stderr.String())
 	}
 }
+
+// A monitor refused by a token-gated node (no token, or a revoked one)
+// stops at once, saying why, instead of retrying for ever.
+func TestMonitorStopsWhenRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	if _, err := ledger.Init(t.Context(), dir, "mon.example/dhf"); err != nil {
+		t.Fatal(err)
+	}
+	srv, _, _ := startNode(t, dir, false)
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"ledger", "monitor", "--node", srv.URL, "--log-key", filepath.Join(dir, "log.pub"),
+		"--state", filepath.Join(t.TempDir(), "mon.cp"), "--interval", "10ms"}, strings.NewReader(""), &stdout, &stderr)
+	if code != 1 || ctx.Err() != nil || !strings.Contains(stderr.String(), "401") || !strings.Contains(stderr.String(), "LEDGER_TOKEN") {
+		t.Errorf("monitor without a token on a token-gated node: exit %d (context %v)\n%s", code, ctx.Err(), stderr.String())
+	}
+}
