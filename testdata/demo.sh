@@ -20,7 +20,19 @@ work=${LEDGER_DEMO_DIR:-$(mktemp -d -t ledger-demo.XXXXXX)}
 mkdir -p "$work"
 bin="$work/bin/ledger"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*" >&2; "$@"; }
+# show prints a command as it can be pasted into a shell (each argument
+# quoted where it needs to be), then runs it.
+show() {
+	local a quoted=()
+	for a in "$@"; do
+		case $a in
+		*[!A-Za-z0-9_./:=@%+,-]* | '') quoted+=("'${a//\'/\'\\\'\'}'") ;;
+		*) quoted+=("$a") ;;
+		esac
+	done
+	printf '$ %s\n' "${quoted[*]}" >&2
+	"$@"
+}
 
 step "Build the ledger command"
 go build -o "$bin" ./cmd/ledger
