@@ -209,7 +209,7 @@ func TestPackageTampering(t *testing.T) {
 		}, "consistency", "FORK"},
 		{"the signer entries left out", func(p *Package, o *VerifyOptions) {
 			p.SignerEntries = nil
-		}, "signer enrolment", "never enrolled"},
+		}, "signer enrolment", "the package is damaged or incomplete"},
 		{"a label for another release", func(p *Package, o *VerifyOptions) { p.Meta.ReleaseIndex++ }, "package label", "release index"},
 		{"a label with a garbled date", func(p *Package, o *VerifyOptions) { p.Meta.CreatedAt = "yesterday" }, "package label", "created_at"},
 		// Receipts the release's checks do not need are checked in full

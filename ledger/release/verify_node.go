@@ -188,6 +188,13 @@ func verifyWithLog(ctx context.Context, in VerifyInput, m *signing.Manifest, rep
 		}
 	}
 	if st == nil {
+		if view.Name() == "package" {
+			// A package carries the entries it was made with; one
+			// without them is damaged or incomplete, which says nothing
+			// of the log itself.
+			add("signer enrolment", Failed, "the package's signer entries hold no enrolment of %s: the package is damaged or incomplete (the log's own record can be checked with --node)", keyID)
+			return
+		}
 		add("signer enrolment", Failed, "%s was never enrolled in %s", keyID, cur.Origin)
 		return
 	}
