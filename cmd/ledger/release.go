@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -417,6 +418,18 @@ func (e *env) releaseSignCommand() *cli.Command {
 			if err := ledger.ValidateVersion(c.String("version")); err != nil {
 				return usageError{err}
 			}
+			out := c.String("output")
+			listingPath, stampsPath := sibling(out, ".listing"), sibling(out, ".stamps")
+			for _, p := range []string{out, listingPath, stampsPath} {
+				if _, err := os.Lstat(p); err == nil {
+					return fmt.Errorf("%s already exists; a signed manifest is never overwritten", p)
+				}
+			}
+			// Where it goes is checked before the signer is asked for
+			// anything.
+			if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+				return usagef("-o %s: its directory %s does not exist; create it first", out, filepath.Dir(out))
+			}
 			keyFile, err := readFlagFile(c, "key")
 			if err != nil {
 				return err
@@ -443,13 +456,6 @@ func (e *env) releaseSignCommand() *cli.Command {
 			if name == "" || email == "" {
 				return usagef("the key file names no signer; pass --name and --email")
 			}
-			out := c.String("output")
-			listingPath, stampsPath := sibling(out, ".listing"), sibling(out, ".stamps")
-			for _, p := range []string{out, listingPath, stampsPath} {
-				if _, err := os.Lstat(p); err == nil {
-					return fmt.Errorf("%s already exists; a signed manifest is never overwritten", p)
-				}
-			}
 			var previous []byte
 			if p := c.String("previous"); p != "" {
 				if previous, err = os.ReadFile(p); err != nil {
@@ -462,6 +468,7 @@ func (e *env) releaseSignCommand() *cli.Command {
 			}
 			// With a ledger at hand, the release gate runs first and its
 			// result goes into the signed evidence block.
+			var reader logReader
 			switch {
 			case c.Bool("no-gate"):
 				if c.String("sdoc") != "" {
@@ -473,16 +480,25 @@ func (e *env) releaseSignCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, remoteReader{cl}, idx) }
+				reader = remoteReader{cl}
+				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reader, idx) }
 			case c.String("data") != "":
 				l, err := e.open(c)
 				if err != nil {
 					return err
 				}
 				defer l.Close()
-				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, localReader{l}, idx) }
+				reader = localReader{l}
+				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reader, idx) }
 			default:
 				return usagef("release sign runs the release gate against the ledger: pass --data DIR (or set LEDGER_DATA), --node URL, or --no-gate to sign without it")
+			}
+			if reader != nil {
+				// What recording would refuse is refused before the
+				// signer signs it.
+				if err := signable(c.Context, reader, c.String("version"), previous); err != nil {
+					return err
+				}
 			}
 			pr := newProgress(e.stderr, "hashing bundle", -1)
 			req.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }
@@ -949,4 +965,51 @@ func (e *env) hashBundle(c *cli.Context) (evidence.Summary, error) {
 	pr := newProgress(e.stderr, "hashing "+filepath.Base(args[0]), -1)
 	defer pr.done()
 	return evidence.Hash(c.Context, args[0], evidence.Options{Progress: func(done, total int64) { pr.setBytes("hashing", done, total) }})
+}
+
+// signable refuses, before anyone signs, a release that recording would
+// refuse: a version the log has recorded already, or a previous release's
+// manifest it has not recorded.
+func signable(ctx context.Context, r logReader, version string, previous []byte) error {
+	releases := func(q ledger.Query) ([]ledger.Release, []uint64, error) {
+		found, err := r.Entries(ctx, q, 0, 0)
+		if err != nil {
+			return nil, nil, fmt.Errorf("looking for recorded releases: %w", err)
+		}
+		var rels []ledger.Release
+		var idx []uint64
+		for _, f := range found {
+			var rel ledger.Release
+			if ent, err := ledger.ParseEntry(f.Entry); err == nil && ent.Kind == ledger.KindRelease && ent.DecodeSubject(&rel) == nil {
+				rels, idx = append(rels, rel), append(idx, f.Index)
+			}
+		}
+		return rels, idx, nil
+	}
+	rels, idx, err := releases(ledger.Query{Kind: ledger.KindRelease, Release: version})
+	if err != nil {
+		return err
+	}
+	for i, rel := range rels {
+		if rel.Version == version {
+			return fmt.Errorf("%s is recorded already, at index %d (manifest %s): a version is recorded once; sign a new version", version, idx[i], rel.Manifest)
+		}
+	}
+	if previous == nil {
+		return nil
+	}
+	pm, err := signing.ParseManifest(previous)
+	if err != nil {
+		return fmt.Errorf("--previous: %w", err)
+	}
+	prev := pm.Digest()
+	if rels, _, err = releases(ledger.Query{Kind: ledger.KindRelease, Digest: prev.String()}); err != nil {
+		return err
+	}
+	for _, rel := range rels {
+		if rel.Manifest == prev {
+			return nil
+		}
+	}
+	return fmt.Errorf("--previous: the release manifest %s (%s) is not recorded in this log: record it first, or sign without --previous", prev, pm.Predicate().Version)
 }

@@ -178,6 +178,10 @@ func TestRemoteReleaseRecord(t *testing.T) {
 	if b, _ := os.ReadFile(other); code != 1 || !strings.Contains(out, "is not its receipt") || string(b) != `{"note":"mine"}` {
 		t.Errorf("recording with -o naming another file: exit %d: %s (file now %s)", code, out, b)
 	}
+	if out, code := cli("release", "sign", "--bundle", bundle, "--version", "v1.0.0", "--key", key+".key", "--meaning", "verified", "--yes",
+		"--node", srv.URL, "-o", filepath.Join(work, "again-v1.json")); code != 1 || !strings.Contains(out, "v1.0.0 is recorded already") {
+		t.Errorf("signing a version recorded already: exit %d: %s", code, out)
+	}
 	if out, code := cli("trace", "--release", "v1.0.0", "--node", srv.URL); code != 0 || !strings.Contains(out, "release v1.0.0: entry ") {
 		t.Errorf("remote trace --release: %d %s", code, out)
 	}
@@ -271,6 +275,16 @@ func TestRemoteStampsAndSigners(t *testing.T) {
 	if _, e, code := cli("release", "sign", "--bundle", bundle, "--version", "v0.1.0", "--key", key+".key", "--meaning", "approved-for-release",
 		"--sdoc", sdoc, "--node", srv.URL, "--yes", "-o", m); code != 0 || !strings.Contains(e, "12 regulated, 12 reviewed, 12 stamped") {
 		t.Errorf("release sign --node: %d %s", code, e)
+	}
+	// What recording would refuse is refused before anyone signs: a
+	// previous release the log does not hold, a directory that is not.
+	if _, e, code := cli("release", "sign", "--bundle", bundle, "--version", "v0.2.0", "--key", key+".key", "--meaning", "approved-for-release",
+		"--sdoc", sdoc, "--node", srv.URL, "--yes", "--previous", m, "-o", filepath.Join(t.TempDir(), "v2.json")); code != 1 || !strings.Contains(e, "is not recorded in this log") {
+		t.Errorf("release sign --previous naming an unrecorded release: %d %s", code, e)
+	}
+	if _, e, code := cli("release", "sign", "--bundle", bundle, "--version", "v0.2.0", "--key", key+".key", "--meaning", "approved-for-release",
+		"--sdoc", sdoc, "--node", srv.URL, "--yes", "-o", filepath.Join(t.TempDir(), "missing", "v2.json")); code != 2 || !strings.Contains(e, "does not exist") {
+		t.Errorf("release sign -o into a missing directory: %d %s", code, e)
 	}
 	enrol := []string{"signer", "enroll", "--key", key + ".pub", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "qa", "--node", srv.URL}
 	if _, e, code := cli(append(enrol, "--token", ci)...); code != 1 || !strings.Contains(e, "403") {
