@@ -719,8 +719,8 @@ func (e *env) recordRemote(c *cli.Context, manifest, stamps []byte, out string) 
 	if err != nil {
 		return err
 	}
-	if sum.Digest != m.Bundle {
-		return fmt.Errorf("%w: the manifest signs %s, but %s hashes to %s", signing.ErrWrongBundle, m.Bundle, c.String("bundle"), sum.Digest)
+	if err := release.CheckBundle(m, sum, c.String("bundle")); err != nil {
+		return err
 	}
 	err = evidence.Walk(c.Context, c.String("bundle"), func(f evidence.File, r io.Reader) error {
 		want, ok := sum.Listing.Lookup(f.Path)

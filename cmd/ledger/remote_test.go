@@ -276,6 +276,19 @@ func TestRemoteStampsAndSigners(t *testing.T) {
 		"--sdoc", sdoc, "--node", srv.URL, "--yes", "-o", m); code != 0 || !strings.Contains(e, "12 regulated, 12 reviewed, 12 stamped") {
 		t.Errorf("release sign --node: %d %s", code, e)
 	}
+	// A changed file is named over a node as on a data directory, before
+	// anything is uploaded.
+	changed := filepath.Join(t.TempDir(), "bundle")
+	if err := os.CopyFS(changed, os.DirFS(bundle)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(changed, "junit.xml"), []byte("<testsuites/>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := cli("release", "record", "--bundle", changed, "--manifest", m, "--node", srv.URL, "--token", ci, "-o", filepath.Join(t.TempDir(), "r.json")); code != 1 ||
+		!strings.Contains(e, "by its SHA256SUMS: junit.xml") {
+		t.Errorf("recording a bundle with junit.xml changed, over a node: %d %s", code, e)
+	}
 	// What recording would refuse is refused before anyone signs: a
 	// previous release the log does not hold, a directory that is not.
 	if _, e, code := cli("release", "sign", "--bundle", bundle, "--version", "v0.2.0", "--key", key+".key", "--meaning", "approved-for-release",

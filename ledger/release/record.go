@@ -170,7 +170,7 @@ func (r *Registry) record(ctx context.Context, manifest []byte, by string,
 	if err != nil {
 		return Recorded{}, err
 	}
-	if err := checkBundle(m, sum, where); err != nil {
+	if err := CheckBundle(m, sum, where); err != nil {
 		return Recorded{}, err
 	}
 	if found {
@@ -273,9 +273,11 @@ func (r *Registry) checkSigner(ctx context.Context, m *signing.Manifest) error {
 	return nil
 }
 
-// checkBundle checks the hashed bundle is the one the manifest signs and is
-// consistent with its own SHA256SUMS.
-func checkBundle(m *signing.Manifest, sum evidence.Summary, path string) error {
+// CheckBundle checks that the bundle at path, hashed as sum, is the one the
+// manifest signs and is consistent with its own SHA256SUMS, naming the
+// files its SHA256SUMS says changed. Recording runs it; a client recording
+// through a node runs it first, to say the same before uploading.
+func CheckBundle(m *signing.Manifest, sum evidence.Summary, path string) error {
 	if sum.Digest != m.Bundle {
 		msg := ""
 		if bad, err := sumsMismatches(sum); err == nil && len(bad) > 0 {
