@@ -222,6 +222,9 @@ func noArgs(c *cli.Context) error {
 		return err
 	}
 	if len(args) > 0 {
+		if len(args) == 1 && lookupFlag(c.Command, "name") != nil && !c.IsSet("name") {
+			return usagef("%s takes no arguments, got %q; did you mean --name %s?", commandName(c), args[0], args[0])
+		}
 		return usagef("%s takes no arguments, got %q", commandName(c), args[0])
 	}
 	return nil
@@ -243,6 +246,9 @@ func required(c *cli.Context, names ...string) error {
 func dataDir(c *cli.Context) (string, error) {
 	d := c.String("data")
 	if d == "" {
+		if lookupFlag(c.Command, "node") != nil {
+			return "", usagef("no ledger: pass --data DIR (or set LEDGER_DATA) for a data directory, or --node URL (or set LEDGER_NODE) for a running node")
+		}
 		return "", usagef("no data directory: pass --data DIR or set LEDGER_DATA")
 	}
 	if err := malformedURL("--data", d); err != nil {

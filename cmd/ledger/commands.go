@@ -407,6 +407,11 @@ func (e *env) logCommand() *cli.Command {
 			if c.Int("limit") < 0 {
 				return usagef("--limit must be 0 (no limit) or more")
 			}
+			if r := c.String("release"); r != "" {
+				if err := ledger.ValidateVersion(r); err != nil {
+					return usageError{err} // "0.1.0" would find nothing
+				}
+			}
 			q := ledger.Query{Release: c.String("release"), UID: c.String("uid")}
 			if s := c.String("digest"); s != "" {
 				d, err := ledger.ParseQueryDigest(s)

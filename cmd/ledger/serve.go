@@ -621,6 +621,9 @@ type localTokens struct{ t ledger.TokenStore }
 
 func (l localTokens) Create(ctx context.Context, name, role string) (string, error) {
 	secret, _, err := l.t.Create(ctx, name, role)
+	if errors.Is(err, ledger.ErrInvalidToken) {
+		return "", usageError{err}
+	}
 	return secret, err
 }
 

@@ -373,6 +373,11 @@ func (e *env) traceCommand() *cli.Command {
 			if (len(args) == 1) == (version != "") || len(args) > 1 {
 				return usagef("trace takes one UID, or --release vX.Y.Z")
 			}
+			if version != "" {
+				if err := ledger.ValidateVersion(version); err != nil {
+					return usageError{err}
+				}
+			}
 			src, done, err := e.traceSource(c)
 			if err != nil {
 				return err
