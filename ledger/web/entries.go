@@ -241,6 +241,9 @@ func (p *Pages) search(w http.ResponseWriter, r *http.Request) error {
 		}
 		data.Results = append(data.Results, res)
 	}
+	if len(data.Results) == 1 {
+		data.What = strings.Replace(data.What, "entries", "entry", 1) // "1 entry of release v0.1.0"
+	}
 	return p.render(w, http.StatusOK, "search", "Search: "+data.Q, data)
 }
 

@@ -73,7 +73,7 @@ func TestPages(t *testing.T) {
 		{"search by version", "GET", "/search?q=v0.1.0", 200, true, []string{`id="release-link"`, "bioflow_pro.exe (release v0.1.0)"}, nil},
 		{"search by digest", "GET", "/search?q=" + f.bundle.String(), 200, true, []string{"bundle of " + strconv.Itoa(len(f.listing.Files)) + " files"}, nil},
 		{"search by bare hex", "GET", "/search?q=" + strings.ToUpper(f.bundle.Hex()), 200, true, []string{"bundle of ", "as a blob digest, key id or REVIEWED_HASH"}, nil},
-		{"search by REVIEWED_HASH", "GET", "/search?q=" + reqHash, 200, true, []string{"REQ-007 approved by Jane Doe", `id="results-table"`}, []string{"No entry matches."}},
+		{"search by REVIEWED_HASH", "GET", "/search?q=" + reqHash, 200, true, []string{"REQ-007 approved by Jane Doe", `id="results-table"`, ">1 entry with "}, []string{"No entry matches.", "1 entries"}},
 		{"search by REVIEWED_HASH in capitals", "GET", "/search?q=" + strings.ToUpper(reqHash) + "&kind=stamp", 200, true, []string{"REQ-007 approved by Jane Doe"}, nil},
 		{"search by a shorter hex", "GET", "/search?q=" + reqHash[:40], 200, true, []string{"as a requirement UID or REVIEWED_HASH", "No entry matches."}, nil},
 		{"search by a digest that is a REVIEWED_HASH", "GET", "/search?q=sha256:" + reqHash, 200, true, []string{"No entry matches."}, nil},
