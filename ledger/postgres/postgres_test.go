@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -690,5 +691,43 @@ func TestCommitBeforeLookup(t *testing.T) {
 	}
 	if n := s.lookups.Load() - after; n == 0 || n >= 100 {
 		t.Errorf("%d claim lookups in the 100 batches after a refusal, want some, and then none", n)
+	}
+}
+
+// TestReadOnlyOpen opens a log without changing it, as an audit or a
+// migration's source does, where nothing may be written: on a read-only
+// session (as on a hot standby) and as a role that may only SELECT.
+func TestReadOnlyOpen(t *testing.T) {
+	ctx := t.Context()
+	u := server.NewDatabase(t)
+	openStorage(t, u).Close() // the log's schema, at the current version
+	s, err := postgres.Open(ctx, u+"&default_transaction_read_only=on", postgres.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("a read-only open on a read-only session: %v", err)
+	}
+	s.Close()
+
+	admin, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{
+		`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_test_reader') THEN CREATE ROLE ledger_test_reader LOGIN NOSUPERUSER; END IF; END $$`,
+		`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ledger_test_reader`,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	pu, _ := url.Parse(u)
+	pu.User = url.User("ledger_test_reader")
+	s, err = postgres.Open(ctx, pu.String(), postgres.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("a read-only open as a SELECT-only role: %v", err)
+	}
+	defer s.Close()
+	if h, err := s.Head(ctx); err != nil || h.Size != 0 {
+		t.Errorf("reading the head as a SELECT-only role: %+v, %v", h, err)
 	}
 }

@@ -141,9 +141,13 @@ var errNoSchema = errors.New("no schema")
 // under an advisory lock so that replicas opening at once do not race, and
 // returns the version it is at. A database without the schema gets it only
 // with create, and otherwise fails with errNoSchema, unchanged. With
-// readOnly, an older schema is left as it is. It refuses a database whose
+// readOnly, it only reads the version (readVersion), and an older schema is
+// left as it is. It refuses a database whose
 // schema is newer than this package.
 func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, error) {
+	if readOnly {
+		return readVersion(ctx, conn)
+	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, err
@@ -179,9 +183,6 @@ func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, e
 		// made by someone else) is no log either.
 		return 0, errNoSchema
 	}
-	if readOnly {
-		return have, nil // the transaction, read-only, rolls back
-	}
 	for v := have + 1; v <= len(migrations); v++ {
 		m := migrations[v-1]
 		if _, err := tx.Exec(ctx, m.sql); err != nil {
@@ -195,6 +196,35 @@ func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, e
 		}
 	}
 	return len(migrations), tx.Commit(ctx)
+}
+
+// readVersion returns the schema version of the database, in a read-only
+// transaction that takes no lock and creates nothing: it works on a
+// read-only session (a hot standby) and for a role that may only SELECT.
+func readVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('ledger_schema') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("looking for the schema version table: %w", err)
+	}
+	if !exists {
+		return 0, errNoSchema
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM ledger_schema`).Scan(&have); err != nil {
+		return 0, fmt.Errorf("reading the schema version: %w", err)
+	}
+	switch {
+	case have > len(migrations):
+		return 0, fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
+	case have == 0:
+		return 0, errNoSchema
+	}
+	return have, nil
 }
 
 // guard puts the trigger that refuses UPDATE, DELETE and TRUNCATE on each
