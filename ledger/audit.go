@@ -119,6 +119,11 @@ func (l *Ledger) Audit(ctx context.Context, progress AuditProgress) (*AuditRepor
 	}
 	if tc, ok := l.Storage.(tokenChecker); ok && r.lost == nil {
 		problems, err := tc.CheckTokens(ctx, l.Verifier)
+		if rk, ok := l.Tokens.(*revocationKeeper); ok && err == nil {
+			var more []string
+			more, err = rk.missing(ctx)
+			problems = append(problems, more...)
+		}
 		for _, p := range problems {
 			r.problem("%s", p)
 		}

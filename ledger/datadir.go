@@ -568,12 +568,17 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 		// Only once the log is known to be this ledger's are its tokens
 		// used, and given the directory's (not by a reader, which
 		// changes nothing).
-		if shared, terr := k.Tokens(signer, verifier); terr == nil {
+		shared, terr := k.Tokens(signer, verifier)
+		if terr == nil {
 			if !opts.AuditOnly {
 				shareTokens(ctx, l.Tokens, shared, dir, opts.Logger)
 			}
-			l.Tokens = shared
-		} else if !opts.AuditOnly {
+			var kept *revocationKeeper
+			if kept, terr = keepRevocations(ctx, shared, l.Tokens.(*Tokens), dir, opts.Logger); terr == nil {
+				l.Tokens = kept
+			}
+		}
+		if terr != nil && !opts.AuditOnly {
 			err = terr
 		}
 	}

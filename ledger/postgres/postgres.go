@@ -10,9 +10,13 @@
 // log: a mistyped database name must not look like a log that lost
 // everything. Every table carries a statement trigger that refuses
 // UPDATE, DELETE and TRUNCATE, so the database itself keeps the log
-// append-only against a mistaken query or a compromised ledger role. A
-// superuser can still disable triggers; what such a person changes is
-// caught by the signed checkpoints and `ledger audit`, not here.
+// append-only against a mistaken query or a role that may write to the
+// tables but does not own them. The tables' owner (the role that made
+// them, usually the one the replicas connect as) and a superuser can
+// still disable triggers; what such a person changes in the log is caught
+// by the signed checkpoints and `ledger audit`, not here, and a token
+// revocation they remove is kept by the data directories of the replicas
+// that made or saw it (see ledger's revocation keeper).
 //
 // Commit is one implicit transaction: the batch's statements go to the
 // server in one pipeline ending in a single Sync message, which PostgreSQL

@@ -37,7 +37,8 @@ const (
 // Tokens is the token store in the log's database, shared by every replica
 // serving the log: a token created or revoked through one of them holds on
 // all. Creating inserts a row in ledger_tokens and revoking one in
-// ledger_token_revocations; neither table can be changed otherwise.
+// ledger_token_revocations; their triggers refuse any other change, but
+// for the tables' owner, who can switch them off.
 //
 // Each row holds its record in a note signed with the log key. A token row
 // that does not verify is no token, so someone who can write to the

@@ -238,8 +238,8 @@ func TestTokensUpgrade(t *testing.T) {
 			t.Fatalf("Open(%s): %v", dir, err)
 		}
 		defer l.Close()
-		if _, ok := l.Tokens.(*postgres.Tokens); !ok {
-			t.Fatalf("Open(%s): its tokens are a %T, not the log database's", dir, l.Tokens)
+		if _, ok := l.Tokens.(*ledger.Tokens); ok {
+			t.Fatalf("Open(%s): its tokens are the directory's, not the log database's", dir)
 		}
 		return l, logged.String()
 	}
@@ -476,5 +476,65 @@ func TestTokenNamesFoldedInAnyLocale(t *testing.T) {
 	}
 	if _, _, err := tokens.Create(ctx, "CI", ledger.RoleAdmin); !errors.Is(err, ledger.ErrTokenExists) {
 		t.Errorf("CI beside ci in a Turkish-locale database: %v, want ErrTokenExists", err)
+	}
+}
+
+// TestRevocationRemoved plays someone who can change the database (the
+// tables' owner can switch their append-only triggers off) removing a
+// token's revocation row: the replica that revoked it refuses the token
+// still, audit names the removal, and opening the directory again puts
+// the revocation back, signed.
+func TestRevocationRemoved(t *testing.T) {
+	ctx := t.Context()
+	p := initLedger(t, "pg.example.com/unrevoke", 2)
+	l := p.open(t, false)
+	secret, _, err := l.Tokens.Create(ctx, "ci", ledger.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Tokens.Revoke(ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	p.tamper(t, `DELETE FROM ledger_token_revocations WHERE name = 'ci'`)
+	// The database alone no longer refuses it: a replica copied from
+	// before the revocation would take it.
+	fresh, err := openStorage(t, p.url).Tokens(l.Signer, l.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.Authenticate(ctx, secret); err != nil {
+		t.Fatalf("the database's own answer after the removal: %v, want the token taken (else the test proves nothing)", err)
+	}
+	time.Sleep(postgres.TokenTTL)
+	if _, err := l.Tokens.Authenticate(ctx, secret); !errors.Is(err, ledger.ErrTokenRevoked) {
+		t.Errorf("on the replica that revoked it, after the revocation row was removed: %v, want still revoked", err)
+	}
+	if list, err := l.Tokens.List(ctx); err != nil || len(list) != 1 || list[0].RevokedAt == "" {
+		t.Errorf("List = %+v, %v; want ci revoked", list, err)
+	}
+	l.Close()
+
+	audited := p.open(t, true)
+	report, err := audited.Audit(ctx, nil)
+	audited.Close()
+	if !errors.Is(err, ledger.ErrAuditFailed) || !strings.Contains(strings.Join(report.Problems, "\n"), `token "ci" was revoked at`) {
+		t.Errorf("audit after the revocation row was removed: %v, %q; want the removal named", err, report.Problems)
+	}
+
+	l = p.open(t, false) // puts the revocation back
+	var n int
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM ledger_token_revocations WHERE name = 'ci'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("revocation rows of ci after opening again: %d, %v; want 1", n, err)
+	}
+	l.Close()
+	audited = p.open(t, true)
+	defer audited.Close()
+	if report, err := audited.Audit(ctx, nil); err != nil {
+		t.Errorf("audit after the revocation was put back: %v, %q", err, report.Problems)
 	}
 }

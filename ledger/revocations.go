@@ -1,0 +1,141 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// revocationKeeper is the token store of a ledger whose log keeps the
+// tokens (a TokenKeeper), with the revocations also kept in the data
+// directory's own store: every revocation made or seen through this
+// replica is written there too, and a token the directory holds revoked
+// stays refused whatever the log's storage says. Someone who can change
+// the database (its tables' owner can switch their append-only triggers
+// off) could otherwise remove a revocation row and bring the token back;
+// this replica refuses it still, and opening the directory again puts the
+// revocation back (shareTokens), signed. Audit names such a revocation.
+type revocationKeeper struct {
+	TokenStore         // the log storage's
+	local      *Tokens // the directory's
+	dir        string
+	logger     *slog.Logger
+
+	mu      sync.RWMutex
+	revoked map[string]Token // by hash: tokens the directory holds revoked
+}
+
+// keepRevocations returns shared with the revocations kept in local too.
+func keepRevocations(ctx context.Context, shared TokenStore, local *Tokens, dir string, logger *slog.Logger) (*revocationKeeper, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	k := &revocationKeeper{TokenStore: shared, local: local, dir: dir, logger: logger, revoked: map[string]Token{}}
+	mine, err := local.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the data directory's tokens: %w", err)
+	}
+	for _, t := range mine {
+		if t.RevokedAt != "" {
+			k.revoked[t.Hash] = t
+		}
+	}
+	return k, nil
+}
+
+// Authenticate is the log storage's answer, but for a token the directory
+// holds revoked, which is refused.
+func (k *revocationKeeper) Authenticate(ctx context.Context, secret string) (Token, error) {
+	h, ok := SecretHash(secret)
+	if !ok {
+		return Token{}, ErrUnknownToken
+	}
+	k.mu.RLock()
+	kept, revoked := k.revoked[h]
+	k.mu.RUnlock()
+	if revoked {
+		return kept.Check(h)
+	}
+	t, err := k.TokenStore.Authenticate(ctx, secret)
+	if errors.Is(err, ErrTokenRevoked) {
+		k.keep(ctx, t)
+	}
+	return t, err
+}
+
+// Revoke revokes the token in the log's storage and keeps the revocation.
+func (k *revocationKeeper) Revoke(ctx context.Context, name string) (Token, error) {
+	t, err := k.TokenStore.Revoke(ctx, name)
+	if err == nil || errors.Is(err, ErrTokenRevoked) {
+		k.keep(ctx, t)
+	}
+	return t, err
+}
+
+// Import imports into the log's storage, keeping a revocation it carries.
+func (k *revocationKeeper) Import(ctx context.Context, t Token) (bool, error) {
+	changed, err := k.TokenStore.Import(ctx, t)
+	if err == nil && t.RevokedAt != "" {
+		k.keep(ctx, t)
+	}
+	return changed, err
+}
+
+// List is the log storage's list, with the revocations the directory
+// keeps marked even where the storage lost them.
+func (k *revocationKeeper) List(ctx context.Context) ([]Token, error) {
+	ts, err := k.TokenStore.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	for i, t := range ts {
+		if kept, ok := k.revoked[t.Hash]; ok && t.RevokedAt == "" && SameToken(kept, t) {
+			ts[i].RevokedAt = kept.RevokedAt
+		}
+	}
+	return ts, nil
+}
+
+// keep writes t's revocation to the directory's store, once.
+func (k *revocationKeeper) keep(ctx context.Context, t Token) {
+	if t.RevokedAt == "" || t.Hash == "" {
+		return
+	}
+	k.mu.RLock()
+	_, done := k.revoked[t.Hash]
+	k.mu.RUnlock()
+	if done {
+		return
+	}
+	if _, err := k.local.Import(ctx, t); err != nil {
+		// Another token of that name in the directory, or its store
+		// failing: the revocation holds in the log's storage, and in
+		// this process.
+		k.logger.Warn("keeping a token's revocation in the data directory", "token", t.Name, "dir", k.dir, "err", err)
+	}
+	k.mu.Lock()
+	k.revoked[t.Hash] = t
+	k.mu.Unlock()
+}
+
+// missing returns the revocations the directory keeps that the log's
+// storage does not hold, for audit.
+func (k *revocationKeeper) missing(ctx context.Context) ([]string, error) {
+	ts, err := k.TokenStore.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	var problems []string
+	for _, t := range ts {
+		if kept, ok := k.revoked[t.Hash]; ok && t.RevokedAt == "" && SameToken(kept, t) {
+			problems = append(problems, fmt.Sprintf("token %q was revoked at %s (this data directory keeps the revocation), but the log's storage holds no revocation of it: someone removed it there; the token stays refused here, and opening the ledger again puts the revocation back", t.Name, kept.RevokedAt))
+		}
+	}
+	return problems, nil
+}
