@@ -19,9 +19,10 @@ var ErrNoSequencer = errors.New("no replica holds the sequencer lock and says wh
 // The sequencer table names the replica that holds the sequencer lock: its
 // URL, and its backend process id, which ties the row to the lock (the row
 // outlives a replica that died, the lock does not). It is operational state,
-// not part of the log: it is the one table whose row changes, and it is
-// created by the first sequencer rather than by the schema migrations, so a
-// database used without replicas never has it.
+// not part of the log: it is the one table whose row changes, so it has no
+// append-only trigger and is not one of the schema's versioned tables. A
+// new log gets it when its schema is made; a log made before that gets it
+// from its first sequencer.
 const createSequencerTable = `CREATE TABLE IF NOT EXISTS ledger_sequencer (
 	id    smallint PRIMARY KEY CHECK (id = 1),
 	url   text NOT NULL,
@@ -42,8 +43,14 @@ func advertise(ctx context.Context, conn *pgx.Conn, url string, signer note.Sign
 	if strings.ContainsAny(url, "\n\r") {
 		return fmt.Errorf("recording the sequencer's address: %q holds a line break", url)
 	}
-	if _, err := conn.Exec(ctx, createSequencerTable); err != nil {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('ledger_sequencer') IS NOT NULL`).Scan(&exists); err != nil {
 		return fmt.Errorf("recording the sequencer's address: %w", err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, createSequencerTable); err != nil {
+			return fmt.Errorf("recording the sequencer's address: %w", err)
+		}
 	}
 	var pid int32
 	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {

@@ -1,8 +1,10 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -304,5 +307,102 @@ func TestInitOpen(t *testing.T) {
 	wg.Wait()
 	if l.Log.Size() != 4 {
 		t.Fatalf("Size() = %d, want 4", l.Log.Size())
+	}
+}
+
+// TestLeastPrivilege runs a ledger whose replicas' role may only read and
+// insert rows, the tables being another role's, as README describes: the
+// replica opens the log, appends, manages tokens and sequences, and can
+// neither switch the append-only triggers off nor drop a table.
+func TestLeastPrivilege(t *testing.T) {
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, server.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	db := fmt.Sprintf("least_%d", time.Now().UnixNano())
+	for _, q := range []string{
+		`DO $$ BEGIN
+			IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN CREATE ROLE ledger_app LOGIN; END IF;
+			IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_owner') THEN CREATE ROLE ledger_owner NOLOGIN; END IF;
+		END $$`,
+		`CREATE DATABASE ` + db,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), `DROP DATABASE `+db+` WITH (FORCE)`) })
+	dba, err := pgx.Connect(ctx, server.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dba.Close(ctx)
+	sqlAs := func(conn *pgx.Conn, qs ...string) {
+		t.Helper()
+		for _, q := range qs {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	// ledger init, as the replicas' role, allowed to create tables for it.
+	sqlAs(dba, `GRANT CREATE ON SCHEMA public TO ledger_app`)
+	u, _ := url.Parse(server.URL(db))
+	u.User = url.User("ledger_app")
+	dir := filepath.Join(t.TempDir(), "ledger")
+	if _, err := ledger.InitWith(ctx, dir, "least.example.com/log", ledger.OpenOptions{LogURL: u.String(), OpenStorage: postgres.Opener}); err != nil {
+		t.Fatal(err)
+	}
+	// Then the tables become another role's; the replicas keep rows.
+	var stmts []string
+	for _, table := range append(postgres.Tables(), "ledger_sequencer") {
+		stmts = append(stmts, `ALTER TABLE `+table+` OWNER TO ledger_owner`)
+	}
+	sqlAs(dba, append(stmts,
+		`REVOKE CREATE ON SCHEMA public FROM ledger_app`,
+		`GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO ledger_app`,
+		`GRANT UPDATE ON ledger_sequencer TO ledger_app`)...)
+
+	l, err := ledger.Open(ctx, dir, ledger.OpenOptions{OpenStorage: postgres.Opener})
+	if err != nil {
+		t.Fatalf("opening the ledger as the replicas' role: %v", err)
+	}
+	defer l.Close()
+	appendAll(t, l.Log, []ledger.Claim{claimFor(t, l.Blobs, "least", "least.txt", "v1.0.0")})
+	secret, _, err := l.Tokens.Create(ctx, "ci", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Tokens.Revoke(ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Tokens.Authenticate(ctx, secret); !errors.Is(err, ledger.ErrTokenRevoked) {
+		t.Fatalf("after revoking: %v", err)
+	}
+	lock, err := postgres.AcquireSequencer(ctx, u.String(), postgres.LockOptions{Advertise: "http://replica.example:8080", Signer: l.Signer, NoWait: true})
+	if err != nil {
+		t.Fatalf("sequencing as the replicas' role: %v", err)
+	}
+	defer lock.Release()
+	if got, err := l.Storage.(*postgres.Storage).Sequencer(ctx, l.Verifier); err != nil || got != "http://replica.example:8080" {
+		t.Errorf("the advertised sequencer: %q, %v", got, err)
+	}
+
+	app, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	for _, q := range []string{
+		`ALTER TABLE ledger_token_revocations DISABLE TRIGGER ledger_token_revocations_append_only`,
+		`DROP TABLE ledger_token_revocations`,
+		`DELETE FROM ledger_token_revocations`,
+		`CREATE TABLE ledger_other (x int)`,
+	} {
+		if _, err := app.Exec(ctx, q); err == nil {
+			t.Errorf("the replicas' role may %s", q)
+		}
 	}
 }

@@ -353,6 +353,9 @@ func TestAppendOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The sequencer's address is operational state, the one table whose
+	// row changes: it is not the log.
+	tables = slices.DeleteFunc(tables, func(t string) bool { return t == "ledger_sequencer" })
 	guarded := postgres.Tables()
 	slices.Sort(guarded)
 	if !slices.Equal(tables, guarded) {

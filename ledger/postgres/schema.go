@@ -165,11 +165,15 @@ func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, e
 	if !exists && !create {
 		return 0, errNoSchema
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS ledger_schema (
+	// Created only where missing: a role that may not create tables (a
+	// replica's, given only the rights it needs) opens a log all the same.
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE TABLE ledger_schema (
 	version    integer PRIMARY KEY,
 	applied_at timestamptz NOT NULL DEFAULT now()
 )`); err != nil {
-		return 0, fmt.Errorf("creating the schema version table: %w", err)
+			return 0, fmt.Errorf("creating the schema version table: %w", err)
+		}
 	}
 	var have int
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM ledger_schema`).Scan(&have); err != nil {
@@ -182,6 +186,13 @@ func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, e
 		// An empty version table (left by a creation that failed, or
 		// made by someone else) is no log either.
 		return 0, errNoSchema
+	}
+	if have == 0 {
+		// The sequencer's table is made with a new log, so that replicas
+		// whose role may not create tables can sequence.
+		if _, err := tx.Exec(ctx, createSequencerTable); err != nil {
+			return 0, fmt.Errorf("creating the sequencer table: %w", err)
+		}
 	}
 	for v := have + 1; v <= len(migrations); v++ {
 		m := migrations[v-1]
