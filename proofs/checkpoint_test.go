@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -260,23 +261,27 @@ func TestOpenCheckpoint(t *testing.T) {
 	sig[10] ^= 1
 	badSig := append(c.Marshal(), "\n— "+testOrigin+" "+base64.StdEncoding.EncodeToString(sig)+"\n"...)
 
+	otherKey := func(signer note.Signer) string {
+		return fmt.Sprintf("signed by %s+%08x", signer.Name(), signer.KeyHash())
+	}
 	tests := []struct {
 		name    string
 		signed  []byte
-		invalid bool // the error must wrap ErrInvalidProof
+		invalid bool   // the error must wrap ErrInvalidProof
+		says    string // and say this
 	}{
-		{"empty", nil, true},
-		{"body only", c.Marshal(), true},
-		{"signed by another key of the same name", sign(string(c.Marshal()), other), true},
-		{"signed by a key of another name", sign(string(c.Marshal()), elsewhere), true},
-		{"signed by a witness only", sign(string(c.Marshal()), witness), true},
-		{"origin is not the key name", sign(string(proofs.Checkpoint{Origin: "other.example/log", Size: 10, Root: testRoot(7)}.Marshal()), s), true},
-		{"signature of another body", append(proofs.Checkpoint{Origin: testOrigin, Size: 11, Root: testRoot(7)}.Marshal(), good[len(c.Marshal()):]...), true},
-		{"last byte cut", good[:len(good)-1], true},
-		{"wrong signature", badSig, true},
-		{"non-canonical signature base64", loose, true},
-		{"signed body that does not parse", sign(testOrigin+"\n010\n"+base64.StdEncoding.EncodeToString(testRoot(7))+"\n", s), false},
-		{"over MaxCheckpointSize", sign(string(proofs.Checkpoint{Origin: testOrigin, Size: 1, Root: testRoot(0), Extensions: []string{strings.Repeat("x", proofs.MaxCheckpointSize)}}.Marshal()), s), false},
+		{"empty", nil, true, ""},
+		{"body only", c.Marshal(), true, ""},
+		{"signed by another key of the same name", sign(string(c.Marshal()), other), true, otherKey(other)},
+		{"signed by a key of another name", sign(string(c.Marshal()), elsewhere), true, otherKey(elsewhere)},
+		{"signed by a witness only", sign(string(c.Marshal()), witness), true, otherKey(witness)},
+		{"origin is not the key name", sign(string(proofs.Checkpoint{Origin: "other.example/log", Size: 10, Root: testRoot(7)}.Marshal()), s), true, ""},
+		{"signature of another body", append(proofs.Checkpoint{Origin: testOrigin, Size: 11, Root: testRoot(7)}.Marshal(), good[len(c.Marshal()):]...), true, "the checkpoint was altered"},
+		{"last byte cut", good[:len(good)-1], true, ""},
+		{"wrong signature", badSig, true, "the checkpoint was altered"},
+		{"non-canonical signature base64", loose, true, ""},
+		{"signed body that does not parse", sign(testOrigin+"\n010\n"+base64.StdEncoding.EncodeToString(testRoot(7))+"\n", s), false, ""},
+		{"over MaxCheckpointSize", sign(string(proofs.Checkpoint{Origin: testOrigin, Size: 1, Root: testRoot(0), Extensions: []string{strings.Repeat("x", proofs.MaxCheckpointSize)}}.Marshal()), s), false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,6 +291,9 @@ func TestOpenCheckpoint(t *testing.T) {
 			}
 			if tt.invalid && !errors.Is(err, proofs.ErrInvalidProof) {
 				t.Errorf("OpenCheckpoint(%q) error %q does not wrap ErrInvalidProof", tt.signed, err)
+			}
+			if !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("OpenCheckpoint error %q does not say %q", err, tt.says)
 			}
 			if diff := cmp.Diff(proofs.Checkpoint{}, got); diff != "" {
 				t.Errorf("OpenCheckpoint failed but returned a checkpoint:\n%s", diff)

@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // PEM block types of key files.
@@ -104,6 +105,9 @@ func newPublicKey(pub crypto.PublicKey) (PublicKey, error) {
 func ParsePublicKey(b []byte) (PublicKey, error) {
 	block, rest := pem.Decode(b)
 	if block == nil {
+		if _, err := note.NewVerifier(strings.TrimSpace(string(b))); err == nil {
+			return PublicKey{}, fmt.Errorf("%w: this is a log's key (log.pub, which --log-key takes), not a signer's PEM public key", ErrInvalidKey)
+		}
 		return PublicKey{}, fmt.Errorf("%w: no PEM block found; want a %q block", ErrInvalidKey, PublicKeyType)
 	}
 	if block.Type != PublicKeyType {

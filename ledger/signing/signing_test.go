@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/tracealm/evidence-ledger/cas"
 )
 
@@ -86,6 +88,13 @@ func TestKeyFiles(t *testing.T) {
 				t.Error("a 5-character passphrase was accepted")
 			}
 		})
+	}
+	_, logPub, err := note.GenerateKey(nil, "demo.example/dhf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParsePublicKey([]byte(logPub + "\n")); !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), "--log-key takes") {
+		t.Errorf("ParsePublicKey(a log key) = %v, want it named as one", err)
 	}
 	if _, err := ParsePublicKey([]byte("not pem")); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("ParsePublicKey(garbage) = %v", err)
