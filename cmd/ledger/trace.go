@@ -322,6 +322,9 @@ func (e *env) releaseCheckCommand() *cli.Command {
 func (e *env) gate(c *cli.Context, r logReader, idx evidence.Index) (release.GateResult, error) {
 	var docs []release.SDocFile
 	if d := c.String("sdoc"); d != "" {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return release.GateResult{}, usagef("--sdoc %s: not a directory; give the directory of the release's .sdoc files", d)
+		}
 		var err error
 		if docs, err = readSDocs([]string{d}, d); err != nil {
 			return release.GateResult{}, err
