@@ -117,6 +117,15 @@ func (l *Ledger) Audit(ctx context.Context, progress AuditProgress) (*AuditRepor
 			return r, err
 		}
 	}
+	if gc, ok := l.Storage.(guardChecker); ok && r.lost == nil {
+		problems, err := gc.CheckGuards(ctx)
+		for _, p := range problems {
+			r.problem("%s", p)
+		}
+		if err != nil {
+			r.failed(err, "append-only guards: %v", err)
+		}
+	}
 	if tc, ok := l.Storage.(tokenChecker); ok && r.lost == nil {
 		problems, err := tc.CheckTokens(ctx, l.Verifier)
 		if rk, ok := l.Tokens.(*revocationKeeper); ok && err == nil {
@@ -185,6 +194,12 @@ func (l *Ledger) auditBlobs(ctx context.Context, r *AuditReport, progress AuditP
 		r.OrphanChunks = n
 	}
 	return nil
+}
+
+// guardChecker is a log storage whose tables guard themselves (by
+// trigger, in PostgreSQL) and can report a guard removed.
+type guardChecker interface {
+	CheckGuards(ctx context.Context) ([]string, error)
 }
 
 // tokenChecker is a log storage that keeps signed token records (a

@@ -313,7 +313,8 @@ func TestInitOpen(t *testing.T) {
 // TestLeastPrivilege runs a ledger whose replicas' role may only read and
 // insert rows, the tables being another role's, as README describes: the
 // replica opens the log, appends, manages tokens and sequences, and can
-// neither switch the append-only triggers off nor drop a table.
+// neither switch the append-only triggers off, nor change their function,
+// nor drop a table; audit finds the guards whole.
 func TestLeastPrivilege(t *testing.T) {
 	ctx := t.Context()
 	admin, err := pgx.Connect(ctx, server.URL("postgres"))
@@ -361,6 +362,7 @@ func TestLeastPrivilege(t *testing.T) {
 		stmts = append(stmts, `ALTER TABLE `+table+` OWNER TO ledger_owner`)
 	}
 	sqlAs(dba, append(stmts,
+		`ALTER FUNCTION ledger_refuse_change() OWNER TO ledger_owner`,
 		`REVOKE CREATE ON SCHEMA public FROM ledger_app`,
 		`GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO ledger_app`,
 		`GRANT UPDATE ON ledger_sequencer TO ledger_app`)...)
@@ -400,9 +402,59 @@ func TestLeastPrivilege(t *testing.T) {
 		`DROP TABLE ledger_token_revocations`,
 		`DELETE FROM ledger_token_revocations`,
 		`CREATE TABLE ledger_other (x int)`,
+		`DROP FUNCTION ledger_refuse_change() CASCADE`,
+		`CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`,
 	} {
 		if _, err := app.Exec(ctx, q); err == nil {
 			t.Errorf("the replicas' role may %s", q)
 		}
+	}
+	if report, err := l.Audit(ctx, nil); err != nil {
+		t.Errorf("audit as the replicas' role: %v, %q", err, report.Problems)
+	}
+}
+
+// TestAuditGuards: audit names an append-only trigger disabled, dropped or
+// made to run another function, as whoever owns a table or the function
+// can do; the log's signatures would show nothing until rows changed.
+func TestAuditGuards(t *testing.T) {
+	ctx := t.Context()
+	p := initLedger(t, "pg.example.com/guards", 3)
+	audit := func() string {
+		t.Helper()
+		l := p.open(t, true)
+		defer l.Close()
+		report, err := l.Audit(ctx, nil)
+		if err != nil && !errors.Is(err, ledger.ErrAuditFailed) {
+			t.Fatal(err)
+		}
+		return strings.Join(report.Problems, "\n")
+	}
+	if got := audit(); got != "" {
+		t.Fatalf("audit of an untouched log: %s", got)
+	}
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only`)
+	if got := audit(); !strings.Contains(got, "table ledger_entries's append-only trigger is disabled") {
+		t.Errorf("audit with a disabled trigger: %q", got)
+	}
+	exec(`ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only`)
+	exec(`DROP TRIGGER ledger_claims_append_only ON ledger_claims`)
+	if got := audit(); !strings.Contains(got, "table ledger_claims has no append-only trigger") || strings.Contains(got, "ledger_entries") {
+		t.Errorf("audit with a dropped trigger: %q", got)
+	}
+	exec(`CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`)
+	if got := audit(); !strings.Contains(got, "table ledger_tokens's append-only trigger does not run the function that refuses changes") {
+		t.Errorf("audit with the function replaced: %q", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -250,4 +251,57 @@ func guard(ctx context.Context, tx pgx.Tx, tables []string) error {
 		}
 	}
 	return nil
+}
+
+// CheckGuards reports every table of the schema whose append-only trigger
+// is missing, disabled, or runs anything but the schema's own function,
+// and that function if its body is not the one that refuses: whoever owns
+// a table or the function can change them, which the log's signatures do
+// not show until rows change. For ledger audit.
+func (s *Storage) CheckGuards(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT n.name, to_regclass(n.name) IS NOT NULL, t.tgenabled::text, p.proname::text, p.prosrc
+FROM unnest($1::text[]) AS n(name)
+LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass(n.name) AND t.tgname = n.name || '_append_only'
+LEFT JOIN pg_proc p ON p.oid = t.tgfoid`, s.tables())
+	if err != nil {
+		return nil, fmt.Errorf("reading the tables' triggers: %w", lost(err))
+	}
+	var problems []string
+	for rows.Next() {
+		var (
+			table               string
+			exists              bool
+			enabled, proc, body *string
+		)
+		if err := rows.Scan(&table, &exists, &enabled, &proc, &body); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading the tables' triggers: %w", lost(err))
+		}
+		switch {
+		case !exists:
+			problems = append(problems, fmt.Sprintf("table %s is missing", table))
+		case enabled == nil:
+			problems = append(problems, fmt.Sprintf("table %s has no append-only trigger: someone who owns it dropped it (or its function); rows in it may have been changed", table))
+		case *enabled == "D":
+			problems = append(problems, fmt.Sprintf("table %s's append-only trigger is disabled: someone who owns the table switched it off; rows in it may have been changed", table))
+		case proc == nil || *proc != "ledger_refuse_change" || body == nil || !strings.Contains(*body, refusal):
+			problems = append(problems, fmt.Sprintf("table %s's append-only trigger does not run the function that refuses changes: someone who owns it replaced it; rows in it may have been changed", table))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the tables' triggers: %w", lost(err))
+	}
+	return problems, nil
+}
+
+// refusal is the statement of ledger_refuse_change that refuses a change.
+const refusal = `RAISE EXCEPTION 'evidence ledger: % on % refused: the table is append-only'`
+
+// tables returns the tables of the schema version the database is at.
+func (s *Storage) tables() []string {
+	var out []string
+	for _, m := range migrations[:s.version] {
+		out = append(out, m.guard...)
+	}
+	return out
 }
