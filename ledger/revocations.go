@@ -6,13 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 )
+
+// revocationSweep is how often a serving replica reads every revocation
+// in the log's storage, to keep those it was not shown too.
+const revocationSweep = 10 * time.Second
 
 // revocationKeeper is the token store of a ledger whose log keeps the
 // tokens (a TokenKeeper), with the revocations also kept in the data
 // directory's own store: every revocation made or seen through this
-// replica is written there too, and a token the directory holds revoked
-// stays refused whatever the log's storage says. Someone who can change
+// replica is written there too (a replica serving requests reads them all
+// every revocationSweep), and a token the directory holds revoked stays
+// refused whatever the log's storage says. Someone who can change
 // the database (its tables' owner can switch their append-only triggers
 // off) could otherwise remove a revocation row and bring the token back;
 // this replica refuses it still, and opening the directory again puts the
@@ -25,6 +32,9 @@ type revocationKeeper struct {
 
 	mu      sync.RWMutex
 	revoked map[string]Token // by hash: tokens the directory holds revoked
+
+	sweepEvery time.Duration
+	lastSweep  atomic.Int64 // unix nanoseconds of the last sweep begun
 }
 
 // keepRevocations returns shared with the revocations kept in local too.
@@ -32,7 +42,8 @@ func keepRevocations(ctx context.Context, shared TokenStore, local *Tokens, dir 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	k := &revocationKeeper{TokenStore: shared, local: local, dir: dir, logger: logger, revoked: map[string]Token{}}
+	k := &revocationKeeper{TokenStore: shared, local: local, dir: dir, logger: logger, revoked: map[string]Token{}, sweepEvery: revocationSweep}
+	k.lastSweep.Store(time.Now().UnixNano())
 	mine, err := local.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the data directory's tokens: %w", err)
@@ -48,6 +59,7 @@ func keepRevocations(ctx context.Context, shared TokenStore, local *Tokens, dir 
 // Authenticate is the log storage's answer, but for a token the directory
 // holds revoked, which is refused.
 func (k *revocationKeeper) Authenticate(ctx context.Context, secret string) (Token, error) {
+	k.maybeSweep()
 	h, ok := SecretHash(secret)
 	if !ok {
 		return Token{}, ErrUnknownToken
@@ -90,6 +102,9 @@ func (k *revocationKeeper) List(ctx context.Context) ([]Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, t := range ts {
+		k.keep(ctx, t) // a revocation read is kept
+	}
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	for i, t := range ts {
@@ -98,6 +113,29 @@ func (k *revocationKeeper) List(ctx context.Context) ([]Token, error) {
 		}
 	}
 	return ts, nil
+}
+
+// maybeSweep starts, at most once per sweepEvery, a read of every token in
+// the log's storage, keeping each revocation it finds: a replica keeps the
+// revocations made through the others, not only those of the tokens it is
+// shown.
+func (k *revocationKeeper) maybeSweep() {
+	now, last := time.Now().UnixNano(), k.lastSweep.Load()
+	if now-last < int64(k.sweepEvery) || !k.lastSweep.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), k.sweepEvery)
+		defer cancel()
+		ts, err := k.TokenStore.List(ctx)
+		if err != nil {
+			k.logger.Warn("reading the log's token revocations", "err", err)
+			return
+		}
+		for _, t := range ts {
+			k.keep(ctx, t)
+		}
+	}()
 }
 
 // keep writes t's revocation to the directory's store, once.

@@ -1,0 +1,120 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// forgetful is a shared token store whose revocations can be taken away,
+// as a database's owner can delete a revocation row.
+type forgetful struct {
+	*Tokens
+	mu     sync.Mutex
+	forgot map[string]bool // names whose revocation is gone
+}
+
+func (f *forgetful) Authenticate(ctx context.Context, secret string) (Token, error) {
+	t, err := f.Tokens.Authenticate(ctx, secret)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if errors.Is(err, ErrTokenRevoked) && f.forgot[t.Name] {
+		t.RevokedAt = ""
+		return t, nil
+	}
+	return t, err
+}
+
+func (f *forgetful) List(ctx context.Context) ([]Token, error) {
+	ts, err := f.Tokens.List(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range ts {
+		if f.forgot[ts[i].Name] {
+			ts[i].RevokedAt = ""
+		}
+	}
+	return ts, err
+}
+
+func newBadgerTokens(t *testing.T) *Tokens {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return NewTokens(db)
+}
+
+// TestRevocationKeeper: a replica keeps the revocations it makes, those of
+// the tokens it is shown, and, while it serves, every other one it reads;
+// a token kept revoked stays refused when the shared store forgets the
+// revocation, and audit's check names it.
+func TestRevocationKeeper(t *testing.T) {
+	ctx := t.Context()
+	shared := &forgetful{Tokens: newBadgerTokens(t), forgot: map[string]bool{}}
+	ciSecret, _, err := shared.Create(ctx, "ci", RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSecret, _, err := shared.Create(ctx, "other", RoleAuditor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := newBadgerTokens(t)
+	k, err := keepRevocations(ctx, shared, local, "dir", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.sweepEvery = 20 * time.Millisecond
+	// ci is revoked elsewhere (another replica): this one is never shown
+	// it, but sweeps while it serves other.
+	if _, err := shared.Revoke(ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := k.Authenticate(ctx, otherSecret); err != nil {
+			t.Fatal(err)
+		}
+		k.mu.RLock()
+		n := len(k.revoked)
+		k.mu.RUnlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica never kept the revocation made elsewhere")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	shared.mu.Lock()
+	shared.forgot["ci"] = true
+	shared.mu.Unlock()
+	if _, err := shared.Authenticate(ctx, ciSecret); err != nil {
+		t.Fatalf("the shared store forgot the revocation, yet: %v (the test would prove nothing)", err)
+	}
+	if _, err := k.Authenticate(ctx, ciSecret); !errors.Is(err, ErrTokenRevoked) {
+		t.Errorf("a token kept revoked, its revocation forgotten by the shared store: %v, want still revoked", err)
+	}
+	if list, err := k.List(ctx); err != nil || len(list) != 2 || list[0].Name != "ci" || list[0].RevokedAt == "" {
+		t.Errorf("List = %+v, %v; want ci revoked", list, err)
+	}
+	if problems, err := k.missing(ctx); err != nil || len(problems) != 1 {
+		t.Errorf("missing = %q, %v; want ci's revocation named", problems, err)
+	}
+	// The directory's own store holds it: a replica opened again on it
+	// keeps refusing it.
+	again, err := keepRevocations(ctx, shared, local, "dir", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Authenticate(ctx, ciSecret); !errors.Is(err, ErrTokenRevoked) {
+		t.Errorf("after reopening: %v, want still revoked", err)
+	}
+}
