@@ -126,6 +126,17 @@ func NewForwarder(opts ForwardOptions) *Forwarder {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(context.Cause(r.Context()), errSequencerChanged) {
+				// Another replica holds the lock now: the one asked
+				// (frozen, or cut off) may never answer.
+				f.found.forget()
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{
+					"code":    "sequencer_unreachable",
+					"message": "the sequencer this write was passed to lost its lock before it answered: retry (appends are idempotent, so a retried one is recorded once)",
+				}})
+				return
+			}
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				return // the client went away
 			}
@@ -156,8 +167,56 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r) // 503 not_sequencer
 			return
 		}
-		f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+		ctx, cancel := context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		stop := f.watch(ctx, target, cancel)
+		defer stop()
+		f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, targetKey{}, target)))
 	})
+}
+
+// minWatch bounds how often a forwarded write's sequencer is looked up
+// again while it is under way.
+const minWatch = 250 * time.Millisecond
+
+// errSequencerChanged cancels a forwarded write whose sequencer lost the
+// lock before it answered.
+var errSequencerChanged = errors.New("the sequencer changed")
+
+// watch looks the sequencer up again every Recheck (minWatch at least) while a write
+// forwarded to target is under way, and cancels it with
+// errSequencerChanged once another replica holds the lock (or none does):
+// a sequencer that froze keeps its connections open, and would hold the
+// write until the transport's timeout though another replica sequences
+// within seconds. stop ends the watch.
+func (f *Forwarder) watch(ctx context.Context, target *url.URL, cancel context.CancelCauseFunc) (stop func()) {
+	every := max(f.opts.Recheck, minWatch)
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+	)
+	check := func() {
+		cur, _ := f.sequencer(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case stopped || ctx.Err() != nil:
+		case cur == nil || cur.String() != target.String():
+			cancel(errSequencerChanged)
+		default:
+			timer.Reset(every)
+		}
+	}
+	mu.Lock()
+	timer = time.AfterFunc(every, check)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		timer.Stop()
+		mu.Unlock()
+	}
 }
 
 // Writes reports whether the writes this replica forwards can be done

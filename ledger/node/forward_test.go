@@ -273,3 +273,59 @@ func TestFollowerHealth(t *testing.T) {
 	}
 	check("a forwarded write failed", "unavailable", "does not answer")
 }
+
+// TestForwardSequencerChanges forwards a write to a sequencer that never
+// answers (a frozen process keeps its connections open): once another
+// replica holds the lock, the follower gives up on it with a 503 at once,
+// rather than hold the write until the transport's timeout.
+func TestForwardSequencerChanges(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	f, h := newFollower(t, e)
+	frozen := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-frozen:
+		case <-r.Context().Done():
+		}
+	}))
+	defer stuck.Close()
+	defer close(frozen)
+	var current atomic.Value
+	current.Store(stuck.URL)
+	seq := func(context.Context) (string, error) { return current.Load().(string), nil }
+	follower := httptest.NewServer(NewForwarder(ForwardOptions{Log: f, Sequencer: seq, Self: "http://follower.example", Recheck: 50 * time.Millisecond}).Wrap(h))
+	defer follower.Close()
+	done := make(chan int, 1)
+	start := time.Now()
+	go func() {
+		req, _ := http.NewRequest("POST", follower.URL+"/v1/entries", strings.NewReader(`{"kind":"artefact","subject":{"digest":"sha256:`+strings.Repeat("1", 64)+`","size":1,"name":"a","media_type":"text/plain"}}`))
+		req.Header.Set("Authorization", "Bearer "+e.tokens[ledger.RoleAppender])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			done <- 0
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if !bytes.Contains(b, []byte("lost its lock")) {
+			t.Errorf("answer %s", b)
+		}
+		done <- resp.StatusCode
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("the write answered %d before the sequencer changed", code)
+	case <-time.After(700 * time.Millisecond):
+	}
+	current.Store("http://another-replica.example")
+	select {
+	case code := <-done:
+		if code != http.StatusServiceUnavailable {
+			t.Errorf("the forwarded write: %d, want 503", code)
+		}
+		t.Logf("answered %v after it was sent", time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forwarded write still waits 10 s after another replica took the lock")
+	}
+}
