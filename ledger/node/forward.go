@@ -117,6 +117,9 @@ func NewForwarder(opts ForwardOptions) *Forwarder {
 		Transport:     opts.Transport,
 		FlushInterval: -1, // stream answers as they come
 		ModifyResponse: func(resp *http.Response) error {
+			if stop, ok := resp.Request.Context().Value(watchKey{}).(func()); ok {
+				stop() // answered: what follows is the answer, never cut off
+			}
 			target := resp.Request.Context().Value(targetKey{}).(*url.URL)
 			var err error
 			if resp.StatusCode == http.StatusServiceUnavailable {
@@ -171,21 +174,26 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 		defer cancel(nil)
 		stop := f.watch(ctx, target, cancel)
 		defer stop()
-		f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, targetKey{}, target)))
+		ctx = context.WithValue(context.WithValue(ctx, targetKey{}, target), watchKey{}, stop)
+		f.proxy.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
+
+// errBecomingSequencer is the look-up's answer when this replica holds the
+// sequencer lock, and is about to sequence itself.
+var errBecomingSequencer = errors.New("this replica holds the sequencer lock and is becoming the sequencer")
 
 // minWatch bounds how often a forwarded write's sequencer is looked up
 // again while it is under way.
 const minWatch = 250 * time.Millisecond
 
 // errSequencerChanged cancels a forwarded write whose sequencer lost the
-// lock before it answered.
+// lock to another replica before it answered.
 var errSequencerChanged = errors.New("the sequencer changed")
 
 // watch looks the sequencer up again every Recheck (minWatch at least) while a write
-// forwarded to target is under way, and cancels it with
-// errSequencerChanged once another replica holds the lock (or none does):
+// forwarded to target is under way, until its answer begins, and cancels
+// it with errSequencerChanged once another replica holds the lock:
 // a sequencer that froze keeps its connections open, and would hold the
 // write until the transport's timeout though another replica sequences
 // within seconds. stop ends the watch.
@@ -197,12 +205,15 @@ func (f *Forwarder) watch(ctx context.Context, target *url.URL, cancel context.C
 		timer   *time.Timer
 	)
 	check := func() {
-		cur, _ := f.sequencer(ctx)
+		cur, err := f.sequencer(ctx)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
 		case stopped || ctx.Err() != nil:
-		case cur == nil || cur.String() != target.String():
+		case cur != nil && cur.String() != target.String(), errors.Is(err, errBecomingSequencer):
+			// Another replica holds the lock: the one asked lost it.
+			// A look-up that failed, or found no holder yet, says
+			// nothing of it; the watch goes on.
 			cancel(errSequencerChanged)
 		default:
 			timer.Reset(every)
@@ -281,6 +292,9 @@ func (f *Forwarder) probe(target *url.URL) error {
 
 type targetKey struct{}
 
+// watchKey is the context key of the stop function of a forwarded write's watch.
+type watchKey struct{}
+
 // forwardable reports whether r is a write that only the sequencer can do.
 func forwardable(r *http.Request) bool {
 	if r.Method != http.MethodPost {
@@ -317,7 +331,7 @@ func (f *Forwarder) lookUp() found {
 	}
 	if s == f.opts.Self {
 		// Being promoted: this replica will answer itself.
-		return found{err: errors.New("this replica holds the sequencer lock and is becoming the sequencer")}
+		return found{err: errBecomingSequencer}
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

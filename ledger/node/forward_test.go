@@ -329,3 +329,84 @@ func TestForwardSequencerChanges(t *testing.T) {
 		t.Fatal("the forwarded write still waits 10 s after another replica took the lock")
 	}
 }
+
+// slowSequencer answers 201 after d, having read the whole body.
+func slowSequencer(d time.Duration) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(d)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"ok":true}`)
+	}))
+}
+
+// postBlob POSTs a small blob to u and returns the status, body and error.
+func postBlob(u string) (int, string, error) {
+	resp, err := http.Post(u+"/v1/blobs", "application/octet-stream", strings.NewReader("blob"))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// TestForwardWatchKeepsHealthyWrites: a forwarded write is not cut off
+// while its sequencer keeps the lock: not when it is slow, not when a
+// look-up of the sequencer fails meanwhile (a blip of the follower's own
+// database), and not once its answer has begun, though the lock moves
+// before the answer's end.
+func TestForwardWatchKeepsHealthyWrites(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	f, h := newFollower(t, e)
+	forwarder := func(seq func(context.Context) (string, error)) *httptest.Server {
+		s := httptest.NewServer(NewForwarder(ForwardOptions{Log: f, Self: "http://follower.example", Recheck: 50 * time.Millisecond, Sequencer: seq}).Wrap(h))
+		t.Cleanup(s.Close)
+		return s
+	}
+	t.Run("slow", func(t *testing.T) {
+		seq := slowSequencer(1500 * time.Millisecond)
+		defer seq.Close()
+		fw := forwarder(func(context.Context) (string, error) { return seq.URL, nil })
+		if code, body, err := postBlob(fw.URL); err != nil || code != http.StatusCreated {
+			t.Errorf("a slow sequencer's write: %d %s %v", code, body, err)
+		}
+	})
+	t.Run("look-up fails", func(t *testing.T) {
+		seq := slowSequencer(1500 * time.Millisecond)
+		defer seq.Close()
+		var blip atomic.Bool
+		fw := forwarder(func(context.Context) (string, error) {
+			if blip.Load() {
+				return "", errors.New("finding the sequencer: connection reset by peer")
+			}
+			return seq.URL, nil
+		})
+		go func() {
+			time.Sleep(400 * time.Millisecond)
+			blip.Store(true)
+			time.Sleep(500 * time.Millisecond)
+			blip.Store(false)
+		}()
+		if code, body, err := postBlob(fw.URL); err != nil || code != http.StatusCreated {
+			t.Errorf("a healthy sequencer's write while a look-up failed: %d %s %v", code, body, err)
+		}
+	})
+	t.Run("answer begun", func(t *testing.T) {
+		seq := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusCreated)
+			w.(http.Flusher).Flush()
+			time.Sleep(time.Second) // a slow link for the rest of the answer
+			io.WriteString(w, `{"ok":true}`)
+		}))
+		defer seq.Close()
+		var cur atomic.Value
+		cur.Store(seq.URL)
+		fw := forwarder(func(context.Context) (string, error) { return cur.Load().(string), nil })
+		go func() { time.Sleep(300 * time.Millisecond); cur.Store("http://another.example") }()
+		if code, body, err := postBlob(fw.URL); err != nil || code != http.StatusCreated || body != `{"ok":true}` {
+			t.Errorf("an answer begun before the lock moved: %d %q %v", code, body, err)
+		}
+	})
+}
