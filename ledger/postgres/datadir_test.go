@@ -414,47 +414,73 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 }
 
-// TestAuditGuards: audit names an append-only trigger disabled, dropped or
-// made to run another function, as whoever owns a table or the function
-// can do; the log's signatures would show nothing until rows changed.
+// TestAuditGuards: audit names a table that no longer guards itself, in
+// each way whoever owns a table or the trigger function could arrange it;
+// the log's signatures would show nothing until rows changed.
 func TestAuditGuards(t *testing.T) {
-	ctx := t.Context()
-	p := initLedger(t, "pg.example.com/guards", 3)
-	audit := func() string {
-		t.Helper()
-		l := p.open(t, true)
-		defer l.Close()
-		report, err := l.Audit(ctx, nil)
-		if err != nil && !errors.Is(err, ledger.ErrAuditFailed) {
-			t.Fatal(err)
-		}
-		return strings.Join(report.Problems, "\n")
-	}
-	if got := audit(); got != "" {
-		t.Fatalf("audit of an untouched log: %s", got)
-	}
-	conn, err := pgx.Connect(ctx, p.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	exec := func(q string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	exec(`ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only`)
-	if got := audit(); !strings.Contains(got, "table ledger_entries's append-only trigger is disabled") {
-		t.Errorf("audit with a disabled trigger: %q", got)
-	}
-	exec(`ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only`)
-	exec(`DROP TRIGGER ledger_claims_append_only ON ledger_claims`)
-	if got := audit(); !strings.Contains(got, "table ledger_claims has no append-only trigger") || strings.Contains(got, "ledger_entries") {
-		t.Errorf("audit with a dropped trigger: %q", got)
-	}
-	exec(`CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`)
-	if got := audit(); !strings.Contains(got, "table ledger_tokens's append-only trigger does not run the function that refuses changes") {
-		t.Errorf("audit with the function replaced: %q", got)
+	for _, tt := range []struct {
+		name  string
+		sql   []string
+		table string
+		says  string
+	}{
+		{"trigger disabled", []string{`ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only`}, "ledger_entries", "not enabled"},
+		{"trigger for replicas only", []string{`ALTER TABLE ledger_token_revocations ENABLE REPLICA TRIGGER ledger_token_revocations_append_only`}, "ledger_token_revocations", "not enabled"},
+		{"trigger dropped", []string{`DROP TRIGGER ledger_claims_append_only ON ledger_claims`}, "ledger_claims", "trigger is gone"},
+		{"trigger remade for TRUNCATE only", []string{
+			`DROP TRIGGER ledger_token_revocations_append_only ON ledger_token_revocations`,
+			`CREATE TRIGGER ledger_token_revocations_append_only BEFORE TRUNCATE ON ledger_token_revocations FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()`,
+		}, "ledger_token_revocations", "no longer fires before every UPDATE"},
+		{"trigger remade with a condition", []string{
+			`DROP TRIGGER ledger_token_revocations_append_only ON ledger_token_revocations`,
+			`CREATE TRIGGER ledger_token_revocations_append_only BEFORE UPDATE OR DELETE ON ledger_token_revocations FOR EACH ROW WHEN (false) EXECUTE FUNCTION ledger_refuse_change()`,
+		}, "ledger_token_revocations", "no longer fires before every UPDATE"},
+		{"function replaced", []string{`CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		RAISE EXCEPTION 'evidence ledger: % on % refused: the table is append-only', TG_OP, TG_TABLE_NAME
+			USING ERRCODE = 'restrict_violation';
+	END IF;
+	RETURN NULL;
+END
+$$`}, "ledger_tokens", "does not run the function that refuses"},
+		{"rule", []string{`CREATE RULE drop_revocations AS ON INSERT TO ledger_token_revocations DO INSTEAD NOTHING`}, "ledger_token_revocations", "it has rules"},
+		{"child table", []string{`CREATE TABLE ledger_more_revocations () INHERITS (ledger_token_revocations)`}, "ledger_token_revocations", "child tables"},
+		{"row security", []string{`ALTER TABLE ledger_token_revocations ENABLE ROW LEVEL SECURITY`}, "ledger_token_revocations", "row security is on"},
+		{"a view in the table's place", []string{
+			`ALTER TABLE ledger_token_revocations RENAME TO ledger_token_revocations_real`,
+			`CREATE VIEW ledger_token_revocations AS SELECT * FROM ledger_token_revocations_real WHERE false`,
+		}, "ledger_token_revocations", "not a plain table"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			p := initLedger(t, "pg.example.com/guards", 2)
+			audit := func() string {
+				t.Helper()
+				l := p.open(t, true)
+				defer l.Close()
+				report, err := l.Audit(ctx, nil)
+				if err != nil && !errors.Is(err, ledger.ErrAuditFailed) {
+					t.Fatal(err)
+				}
+				return strings.Join(report.Problems, "\n")
+			}
+			if got := audit(); got != "" {
+				t.Fatalf("audit of an untouched log: %s", got)
+			}
+			conn, err := pgx.Connect(ctx, p.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			for _, q := range tt.sql {
+				if _, err := conn.Exec(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			if got := audit(); !strings.Contains(got, "table "+tt.table+" does not guard itself") || !strings.Contains(got, tt.says) {
+				t.Errorf("audit: %q; want %s named: %s", got, tt.table, tt.says)
+			}
+		})
 	}
 }

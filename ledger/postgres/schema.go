@@ -253,49 +253,85 @@ func guard(ctx context.Context, tx pgx.Tx, tables []string) error {
 	return nil
 }
 
-// CheckGuards reports every table of the schema whose append-only trigger
-// is missing, disabled, or runs anything but the schema's own function,
-// and that function if its body is not the one that refuses: whoever owns
-// a table or the function can change them, which the log's signatures do
-// not show until rows change. For ledger audit.
+// CheckGuards reports every table of the schema that does not guard itself
+// as the schema made it: a plain table, with no child tables, no rules and
+// no row security, whose append-only trigger fires before every UPDATE,
+// DELETE and TRUNCATE statement, unconditionally, running the schema's own
+// PL/pgSQL function with the body that refuses. Whoever owns a table or
+// the function could change any of that, which the log's signatures do not
+// show until rows change. For ledger audit.
 func (s *Storage) CheckGuards(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT n.name, to_regclass(n.name) IS NOT NULL, t.tgenabled::text, p.proname::text, p.prosrc
+	rows, err := s.pool.Query(ctx, `SELECT n.name, c.oid IS NOT NULL, coalesce(c.relkind::text, ''), coalesce(c.relrowsecurity, false),
+	EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid),
+	EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid),
+	t.oid IS NOT NULL, coalesce(t.tgenabled::text, ''), coalesce(t.tgtype::int, 0), t.tgqual IS NOT NULL, coalesce(t.tgattr::text, ''),
+	coalesce(p.proname::text, ''), coalesce(l.lanname::text, ''), coalesce(p.prosrc, ''), coalesce(p.pronamespace = c.relnamespace, false)
 FROM unnest($1::text[]) AS n(name)
-LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass(n.name) AND t.tgname = n.name || '_append_only'
-LEFT JOIN pg_proc p ON p.oid = t.tgfoid`, s.tables())
+LEFT JOIN pg_class c ON c.oid = to_regclass(n.name)
+LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname = n.name || '_append_only'
+LEFT JOIN pg_proc p ON p.oid = t.tgfoid
+LEFT JOIN pg_language l ON l.oid = p.prolang`, s.tables())
 	if err != nil {
-		return nil, fmt.Errorf("reading the tables' triggers: %w", lost(err))
+		return nil, fmt.Errorf("reading the tables' guards: %w", lost(err))
 	}
 	var problems []string
 	for rows.Next() {
 		var (
-			table               string
-			exists              bool
-			enabled, proc, body *string
+			table, kind, enabled, cols, proc, lang, body                 string
+			exists, security, children, rules, trigger, when, sameSchema bool
+			tgtype                                                       int
 		)
-		if err := rows.Scan(&table, &exists, &enabled, &proc, &body); err != nil {
+		if err := rows.Scan(&table, &exists, &kind, &security, &children, &rules, &trigger, &enabled, &tgtype, &when, &cols, &proc, &lang, &body, &sameSchema); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("reading the tables' triggers: %w", lost(err))
+			return nil, fmt.Errorf("reading the tables' guards: %w", lost(err))
 		}
+		var wrong []string
 		switch {
 		case !exists:
 			problems = append(problems, fmt.Sprintf("table %s is missing", table))
-		case enabled == nil:
-			problems = append(problems, fmt.Sprintf("table %s has no append-only trigger: someone who owns it dropped it (or its function); rows in it may have been changed", table))
-		case *enabled == "D":
-			problems = append(problems, fmt.Sprintf("table %s's append-only trigger is disabled: someone who owns the table switched it off; rows in it may have been changed", table))
-		case proc == nil || *proc != "ledger_refuse_change" || body == nil || !strings.Contains(*body, refusal):
-			problems = append(problems, fmt.Sprintf("table %s's append-only trigger does not run the function that refuses changes: someone who owns it replaced it; rows in it may have been changed", table))
+			continue
+		case kind != "r":
+			wrong = append(wrong, fmt.Sprintf("it is not a plain table (kind %q: a view or another relation stands in its place)", kind))
+		}
+		if children {
+			wrong = append(wrong, "it has child tables (whose rows it shows, unguarded)")
+		}
+		if rules {
+			wrong = append(wrong, "it has rules (which can rewrite what is written to it)")
+		}
+		if security {
+			wrong = append(wrong, "row security is on (a policy can hide rows from the replicas)")
+		}
+		switch {
+		case !trigger:
+			wrong = append(wrong, "its append-only trigger is gone")
+		case enabled != "O" && enabled != "A":
+			wrong = append(wrong, fmt.Sprintf("its append-only trigger is not enabled (%q)", enabled))
+		case tgtype != guardType || when || cols != "":
+			wrong = append(wrong, "its append-only trigger no longer fires before every UPDATE, DELETE and TRUNCATE statement")
+		case proc != "ledger_refuse_change" || lang != "plpgsql" || body != refuseBody || !sameSchema:
+			wrong = append(wrong, "its append-only trigger does not run the function that refuses changes")
+		}
+		if len(wrong) > 0 {
+			problems = append(problems, fmt.Sprintf("table %s does not guard itself: %s; someone who owns it, or the function, changed that, and rows in it may have been changed", table, strings.Join(wrong, "; ")))
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the tables' triggers: %w", lost(err))
+		return nil, fmt.Errorf("reading the tables' guards: %w", lost(err))
 	}
 	return problems, nil
 }
 
-// refusal is the statement of ledger_refuse_change that refuses a change.
-const refusal = `RAISE EXCEPTION 'evidence ledger: % on % refused: the table is append-only'`
+// guardType is the pg_trigger.tgtype of the append-only trigger: BEFORE
+// (2), DELETE (8), UPDATE (16) and TRUNCATE (32), for each statement.
+const guardType = 2 | 8 | 16 | 32
+
+// refuseBody is the body of ledger_refuse_change, as the schema makes it.
+var refuseBody = func() string {
+	_, rest, _ := strings.Cut(migrations[0].sql, "LANGUAGE plpgsql AS $$")
+	body, _, _ := strings.Cut(rest, "$$;")
+	return body
+}()
 
 // tables returns the tables of the schema version the database is at.
 func (s *Storage) tables() []string {
