@@ -571,10 +571,10 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 		shared, terr := k.Tokens(signer, verifier)
 		if terr == nil {
 			if !opts.AuditOnly {
-				shareTokens(ctx, l.Tokens, shared, dir, opts.Logger)
+				shareTokens(ctx, l.Tokens.(*Tokens), shared, dir, opts.Logger)
 			}
 			var kept *revocationKeeper
-			if kept, terr = keepRevocations(ctx, shared, l.Tokens.(*Tokens), dir, opts.Logger); terr == nil {
+			if kept, terr = keepRevocations(ctx, shared, l.Tokens.(*Tokens), dir, opts.AuditOnly, opts.Logger); terr == nil {
 				l.Tokens = kept
 			}
 		}
@@ -610,11 +610,18 @@ func openDir(ctx context.Context, dir string, opts OpenOptions, m marker, creati
 // out: the shared store's tokens are the ones that authenticate. Nothing is
 // written when both already agree; a failure is logged, not returned, so
 // that a read-only database can still be read.
-func shareTokens(ctx context.Context, local, shared TokenStore, dir string, logger *slog.Logger) {
+func shareTokens(ctx context.Context, local *Tokens, shared TokenStore, dir string, logger *slog.Logger) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	mine, err := local.List(ctx)
+	if err == nil {
+		// And the revocations kept for the log's storage: one it lost
+		// is put back.
+		var kept []Token
+		kept, err = local.KeptRevocations(ctx)
+		mine = append(mine, kept...)
+	}
 	if err != nil || len(mine) == 0 {
 		if err != nil {
 			logger.Warn("reading the data directory's tokens to share them with the replicas", "dir", dir, "err", err)

@@ -29,6 +29,7 @@ type revocationKeeper struct {
 	local      *Tokens // the directory's
 	dir        string
 	logger     *slog.Logger
+	readOnly   bool // a reader's (audit, a migration's source): writes nothing
 
 	mu      sync.RWMutex
 	revoked map[string]Token // by hash: tokens the directory holds revoked
@@ -37,23 +38,42 @@ type revocationKeeper struct {
 	lastSweep  atomic.Int64 // unix nanoseconds of the last sweep begun
 }
 
-// keepRevocations returns shared with the revocations kept in local too.
-func keepRevocations(ctx context.Context, shared TokenStore, local *Tokens, dir string, logger *slog.Logger) (*revocationKeeper, error) {
+// keepRevocations returns shared with the revocations kept in local too;
+// a reader's (readOnly) keeps them in memory only.
+func keepRevocations(ctx context.Context, shared TokenStore, local *Tokens, dir string, readOnly bool, logger *slog.Logger) (*revocationKeeper, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	k := &revocationKeeper{TokenStore: shared, local: local, dir: dir, logger: logger, revoked: map[string]Token{}, sweepEvery: revocationSweep}
+	k := &revocationKeeper{TokenStore: shared, local: local, dir: dir, logger: logger, readOnly: readOnly, revoked: map[string]Token{}, sweepEvery: revocationSweep}
 	k.lastSweep.Store(time.Now().UnixNano())
+	kept, err := localRevocations(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range kept {
+		k.revoked[t.Hash] = t
+	}
+	return k, nil
+}
+
+// localRevocations returns the revocations the data directory holds: of
+// its own tokens, and those it keeps for the log's storage.
+func localRevocations(ctx context.Context, local *Tokens) ([]Token, error) {
 	mine, err := local.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the data directory's tokens: %w", err)
 	}
+	kept, err := local.KeptRevocations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the revocations the data directory keeps: %w", err)
+	}
+	var out []Token
 	for _, t := range mine {
 		if t.RevokedAt != "" {
-			k.revoked[t.Hash] = t
+			out = append(out, t)
 		}
 	}
-	return k, nil
+	return append(out, kept...), nil
 }
 
 // Authenticate is the log storage's answer, but for a token the directory
@@ -138,7 +158,11 @@ func (k *revocationKeeper) maybeSweep() {
 	}()
 }
 
-// keep writes t's revocation to the directory's store, once.
+// keep writes t's revocation to the directory's store, once it is
+// written; a revocation no node signed (Unverified) is kept in memory
+// only, so that it is never put back, signed, from here. The write is not
+// cut short by the request that led to it; one that fails is tried again
+// the next time the revocation is seen.
 func (k *revocationKeeper) keep(ctx context.Context, t Token) {
 	if t.RevokedAt == "" || t.Hash == "" {
 		return
@@ -149,11 +173,14 @@ func (k *revocationKeeper) keep(ctx context.Context, t Token) {
 	if done {
 		return
 	}
-	if _, err := k.local.Import(ctx, t); err != nil {
-		// Another token of that name in the directory, or its store
-		// failing: the revocation holds in the log's storage, and in
-		// this process.
-		k.logger.Warn("keeping a token's revocation in the data directory", "token", t.Name, "dir", k.dir, "err", err)
+	if !k.readOnly && !t.Unverified {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := k.local.KeepRevocation(wctx, t); err != nil {
+			// The revocation still holds in the log's storage.
+			k.logger.Warn("keeping a token's revocation in the data directory", "token", t.Name, "dir", k.dir, "err", err)
+			return
+		}
 	}
 	k.mu.Lock()
 	k.revoked[t.Hash] = t

@@ -67,7 +67,12 @@ func TestRevocationKeeper(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := newBadgerTokens(t)
-	k, err := keepRevocations(ctx, shared, local, "dir", nil)
+	// The directory has a token of its own named ci, another one: the
+	// revocation of the log's ci is kept all the same.
+	if _, _, err := local.Create(ctx, "ci", RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	k, err := keepRevocations(ctx, shared, local, "dir", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,11 +115,58 @@ func TestRevocationKeeper(t *testing.T) {
 	}
 	// The directory's own store holds it: a replica opened again on it
 	// keeps refusing it.
-	again, err := keepRevocations(ctx, shared, local, "dir", nil)
+	again, err := keepRevocations(ctx, shared, local, "dir", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := again.Authenticate(ctx, ciSecret); !errors.Is(err, ErrTokenRevoked) {
 		t.Errorf("after reopening: %v, want still revoked", err)
+	}
+}
+
+// TestRevocationKeeperWritesNothingForReaders: a reader's keeper (audit, a
+// migration's source) keeps what it sees in memory only, and no keeper
+// writes down a revocation no node signed.
+func TestRevocationKeeperWritesNothingForReaders(t *testing.T) {
+	ctx := t.Context()
+	shared := newBadgerTokens(t)
+	secret, _, err := shared.Create(ctx, "ci", RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := shared.Revoke(ctx, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := newBadgerTokens(t)
+	reader, err := keepRevocations(ctx, shared, local, "dir", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.Authenticate(ctx, secret); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatal(err)
+	}
+	if _, err := reader.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := local.KeptRevocations(ctx); err != nil || len(kept) != 0 {
+		t.Errorf("a reader's keeper wrote %+v, %v", kept, err)
+	}
+	serving, err := keepRevocations(ctx, shared, local, "dir", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned := revoked
+	unsigned.Unverified = true
+	serving.keep(ctx, unsigned)
+	if kept, err := local.KeptRevocations(ctx); err != nil || len(kept) != 0 {
+		t.Errorf("an unverified revocation was written down: %+v, %v", kept, err)
+	}
+	serving.mu.Lock()
+	delete(serving.revoked, revoked.Hash)
+	serving.mu.Unlock()
+	serving.keep(ctx, revoked)
+	if kept, err := local.KeptRevocations(ctx); err != nil || len(kept) != 1 || kept[0].Name != "ci" {
+		t.Errorf("a signed revocation kept: %+v, %v; want ci", kept, err)
 	}
 }

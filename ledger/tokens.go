@@ -38,6 +38,7 @@ var (
 const (
 	prefixToken     = "tok/n/" // name → record
 	prefixTokenHash = "tok/h/" // hex SHA-256 of the secret → name
+	prefixKept      = "tok/r/" // hex SHA-256 of the secret → a revocation kept for the log's storage
 	tokenPrefix     = "elt_"   // how every secret starts, so scanners can spot leaked ones
 )
 
@@ -49,6 +50,10 @@ type Token struct {
 	Hash      string `json:"sha256"`
 	CreatedAt string `json:"created_at"`
 	RevokedAt string `json:"revoked_at,omitempty"`
+	// Unverified marks a revocation a store holds without proof that a
+	// ledger node made it (an unsigned row in a shared store): it revokes
+	// all the same, but is not copied elsewhere, where it would be signed.
+	Unverified bool `json:"-"`
 }
 
 // Can reports whether the token's role allows an action needing role.
@@ -199,6 +204,9 @@ func CopyTokens(ctx context.Context, src, dst TokenStore) (int, error) {
 	copied := 0
 	var refused []error
 	for _, t := range ts {
+		if t.Unverified {
+			t.RevokedAt = "" // a revocation no node made is not carried
+		}
 		changed, err := dst.Import(ctx, t)
 		switch {
 		case errors.Is(err, ErrTokenExists):
@@ -437,4 +445,44 @@ func (s *Tokens) Import(ctx context.Context, t Token) (bool, error) {
 		s.cacheMu.Unlock()
 	}
 	return changed, nil
+}
+
+// KeepRevocation records the revocation of t, a token of the log's storage
+// (a TokenKeeper), under the hash of its secret, apart from the
+// directory's own tokens: so that it holds here whatever the storage says
+// later, even when the directory has another token of that name.
+func (s *Tokens) KeepRevocation(ctx context.Context, t Token) error {
+	if err := ValidRecord(t); err != nil || t.RevokedAt == "" {
+		return fmt.Errorf("keeping a revocation: not a revoked token record (%v)", err)
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		if _, err := txn.Get([]byte(prefixKept + t.Hash)); err == nil {
+			return nil // kept already; never overwritten
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return txn.Set([]byte(prefixKept+t.Hash), b)
+	})
+}
+
+// KeptRevocations returns the revocations KeepRevocation recorded.
+func (s *Tokens) KeptRevocations(ctx context.Context) ([]Token, error) {
+	var out []Token
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixKept), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var t Token
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
 }

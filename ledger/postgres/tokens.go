@@ -108,6 +108,7 @@ func (ts *Tokens) token(r tokenRow) (ledger.Token, error) {
 	}
 	if r.revokedAt != nil {
 		r.t.RevokedAt = *r.revokedAt
+		r.t.Unverified = openRecord(*r.proof, ts.verifier, revocationNote, r.t.Name, r.t.Hash, *r.revokedAt) != nil
 	}
 	return r.t, nil
 }

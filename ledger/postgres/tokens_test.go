@@ -538,3 +538,43 @@ func TestRevocationRemoved(t *testing.T) {
 		t.Errorf("audit after the revocation was put back: %v, %q", err, report.Problems)
 	}
 }
+
+// TestForgedRevocationNotLaundered: an unsigned revocation row (written by
+// a role that may insert, without the log key) revokes, but a replica
+// that reads it does not keep it to put back, signed, once the row is
+// removed: a forged revocation never becomes a signed one.
+func TestForgedRevocationNotLaundered(t *testing.T) {
+	ctx := t.Context()
+	p := initLedger(t, "pg.example.com/launder", 1)
+	l := p.open(t, false)
+	secret, _, err := l.Tokens.Create(ctx, "admin2", ledger.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO ledger_token_revocations (name, revoked_at, signed) VALUES ('admin2', '2026-01-01T00:00:00Z', 'forged')`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(postgres.TokenTTL)
+	if _, err := l.Tokens.Authenticate(ctx, secret); !errors.Is(err, ledger.ErrTokenRevoked) {
+		t.Fatalf("with an unsigned revocation row: %v, want revoked (it only takes access away)", err)
+	}
+	if _, err := l.Tokens.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	p.tamper(t, `DELETE FROM ledger_token_revocations WHERE signed = 'forged'`)
+	l = p.open(t, false)
+	defer l.Close()
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM ledger_token_revocations WHERE name = 'admin2'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("revocation rows of admin2 after opening again: %d, %v; want none: the forged one must not come back signed", n, err)
+	}
+	if _, err := l.Tokens.Authenticate(ctx, secret); err != nil {
+		t.Errorf("admin2, its forged revocation removed: %v", err)
+	}
+}
