@@ -615,14 +615,13 @@ func shareTokens(ctx context.Context, local *Tokens, shared TokenStore, dir stri
 		logger = slog.New(slog.DiscardHandler)
 	}
 	mine, err := local.List(ctx)
+	var kept []Token
 	if err == nil {
 		// And the revocations kept for the log's storage: one it lost
 		// is put back.
-		var kept []Token
 		kept, err = local.KeptRevocations(ctx)
-		mine = append(mine, kept...)
 	}
-	if err != nil || len(mine) == 0 {
+	if err != nil || len(mine)+len(kept) == 0 {
 		if err != nil {
 			logger.Warn("reading the data directory's tokens to share them with the replicas", "dir", dir, "err", err)
 		}
@@ -637,12 +636,17 @@ func shareTokens(ctx context.Context, local *Tokens, shared TokenStore, dir stri
 	for _, t := range have {
 		held[t.Name] = t
 	}
-	for _, t := range mine {
-		if h, ok := held[t.Name]; ok && SameToken(h, t) && (h.RevokedAt != "" || t.RevokedAt == "") {
+	for i, t := range append(mine, kept...) {
+		if h, ok := held[t.Name]; ok && SameToken(h, t) && ((h.RevokedAt != "" && !h.Unverified) || t.RevokedAt == "") {
 			continue
 		}
 		changed, err := shared.Import(ctx, t)
 		switch {
+		case errors.Is(err, ErrTokenExists) && i >= len(mine):
+			// A kept revocation of a token the storage no longer holds
+			// under that name (restored or replaced): the token there
+			// is another, and the secret stays refused here.
+			logger.Warn("the log database holds another token under the name of a revocation this data directory keeps", "token", t.Name, "dir", dir, "err", err)
 		case errors.Is(err, ErrTokenExists):
 			logger.Warn("the data directory's token is not the log database's token of that name, and no longer authenticates: every replica uses the database's tokens", "token", t.Name, "dir", dir, "err", err)
 		case err != nil:

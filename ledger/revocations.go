@@ -98,9 +98,18 @@ func (k *revocationKeeper) Authenticate(ctx context.Context, secret string) (Tok
 }
 
 // Revoke revokes the token in the log's storage and keeps the revocation.
+// A token already revoked by an unsigned row is kept revoked on the
+// admin's word, now: the row may go, the admin's intent stays.
 func (k *revocationKeeper) Revoke(ctx context.Context, name string) (Token, error) {
 	t, err := k.TokenStore.Revoke(ctx, name)
-	if err == nil || errors.Is(err, ErrTokenRevoked) {
+	if errors.Is(err, ErrTokenRevoked) && t.Unverified {
+		mine := t
+		mine.RevokedAt, mine.Unverified = time.Now().UTC().Format(time.RFC3339), false
+		k.mu.Lock()
+		delete(k.revoked, t.Hash) // kept in memory only, as unsigned
+		k.mu.Unlock()
+		k.keep(ctx, mine)
+	} else if err == nil || errors.Is(err, ErrTokenRevoked) {
 		k.keep(ctx, t)
 	}
 	return t, err
@@ -128,8 +137,10 @@ func (k *revocationKeeper) List(ctx context.Context) ([]Token, error) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	for i, t := range ts {
-		if kept, ok := k.revoked[t.Hash]; ok && t.RevokedAt == "" && SameToken(kept, t) {
-			ts[i].RevokedAt = kept.RevokedAt
+		// A revocation the storage lost, or holds unsigned only, is the
+		// one kept here.
+		if kept, ok := k.revoked[t.Hash]; ok && SameToken(kept, t) && (t.RevokedAt == "" || (t.Unverified && !kept.Unverified)) {
+			ts[i].RevokedAt, ts[i].Unverified = kept.RevokedAt, kept.Unverified
 		}
 	}
 	return ts, nil

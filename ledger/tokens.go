@@ -35,6 +35,10 @@ var (
 	ErrInvalidToken = errors.New("invalid token")
 )
 
+// ErrNoSequencer reports that no replica of a shared log holds the
+// sequencer lock (and says where it serves) just now.
+var ErrNoSequencer = errors.New("no replica holds the sequencer lock and says where it serves")
+
 const (
 	prefixToken     = "tok/n/" // name → record
 	prefixTokenHash = "tok/h/" // hex SHA-256 of the secret → name
@@ -52,7 +56,8 @@ type Token struct {
 	RevokedAt string `json:"revoked_at,omitempty"`
 	// Unverified marks a revocation a store holds without proof that a
 	// ledger node made it (an unsigned row in a shared store): it revokes
-	// all the same, but is not copied elsewhere, where it would be signed.
+	// all the same, but a replica does not keep it in its data directory,
+	// from where it would be put back signed once the row is gone.
 	Unverified bool `json:"-"`
 }
 
@@ -204,9 +209,8 @@ func CopyTokens(ctx context.Context, src, dst TokenStore) (int, error) {
 	copied := 0
 	var refused []error
 	for _, t := range ts {
-		if t.Unverified {
-			t.RevokedAt = "" // a revocation no node made is not carried
-		}
+		// An unsigned revocation is carried too, signed there: it only
+		// takes access away, and the source's audit names it.
 		changed, err := dst.Import(ctx, t)
 		switch {
 		case errors.Is(err, ErrTokenExists):

@@ -193,7 +193,8 @@ var errSequencerChanged = errors.New("the sequencer changed")
 
 // watch looks the sequencer up again every Recheck (minWatch at least) while a write
 // forwarded to target is under way, until its answer begins, and cancels
-// it with errSequencerChanged once another replica holds the lock:
+// it with errSequencerChanged once another replica holds the lock, or two
+// look-ups in a row find none holding it:
 // a sequencer that froze keeps its connections open, and would hold the
 // write until the transport's timeout though another replica sequences
 // within seconds. stop ends the watch.
@@ -204,16 +205,22 @@ func (f *Forwarder) watch(ctx context.Context, target *url.URL, cancel context.C
 		stopped bool
 		timer   *time.Timer
 	)
+	noHolder := 0 // look-ups in a row that found no replica holding the lock
 	check := func() {
 		cur, err := f.sequencer(ctx)
 		mu.Lock()
 		defer mu.Unlock()
+		if errors.Is(err, ledger.ErrNoSequencer) {
+			noHolder++
+		} else {
+			noHolder = 0
+		}
 		switch {
 		case stopped || ctx.Err() != nil:
-		case cur != nil && cur.String() != target.String(), errors.Is(err, errBecomingSequencer):
-			// Another replica holds the lock: the one asked lost it.
-			// A look-up that failed, or found no holder yet, says
-			// nothing of it; the watch goes on.
+		case cur != nil && cur.String() != target.String(), errors.Is(err, errBecomingSequencer), noHolder >= 2:
+			// Another replica holds the lock, or none does: the one
+			// asked lost it. A look-up that failed says nothing of it;
+			// the watch goes on.
 			cancel(errSequencerChanged)
 		default:
 			timer.Reset(every)

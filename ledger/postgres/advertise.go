@@ -10,11 +10,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tracealm/evidence-ledger/ledger"
 )
 
 // ErrNoSequencer reports that no replica holds the sequencer lock with an
 // address written down, so writes cannot be forwarded anywhere yet.
-var ErrNoSequencer = errors.New("no replica holds the sequencer lock and says where it serves")
+var ErrNoSequencer = ledger.ErrNoSequencer
 
 // The sequencer table names the replica that holds the sequencer lock: its
 // URL, and its backend process id, which ties the row to the lock (the row

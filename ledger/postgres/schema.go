@@ -265,7 +265,7 @@ func (s *Storage) CheckGuards(ctx context.Context) ([]string, error) {
 	EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid),
 	EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid),
 	t.oid IS NOT NULL, coalesce(t.tgenabled::text, ''), coalesce(t.tgtype::int, 0), t.tgqual IS NOT NULL, coalesce(t.tgattr::text, ''),
-	coalesce(p.proname::text, ''), coalesce(l.lanname::text, ''), coalesce(p.prosrc, ''), coalesce(p.pronamespace = c.relnamespace, false)
+	coalesce(p.proname::text, ''), coalesce(l.lanname::text, ''), coalesce(p.prosrc, '')
 FROM unnest($1::text[]) AS n(name)
 LEFT JOIN pg_class c ON c.oid = to_regclass(n.name)
 LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname = n.name || '_append_only'
@@ -277,11 +277,11 @@ LEFT JOIN pg_language l ON l.oid = p.prolang`, s.tables())
 	var problems []string
 	for rows.Next() {
 		var (
-			table, kind, enabled, cols, proc, lang, body                 string
-			exists, security, children, rules, trigger, when, sameSchema bool
-			tgtype                                                       int
+			table, kind, enabled, cols, proc, lang, body     string
+			exists, security, children, rules, trigger, when bool
+			tgtype                                           int
 		)
-		if err := rows.Scan(&table, &exists, &kind, &security, &children, &rules, &trigger, &enabled, &tgtype, &when, &cols, &proc, &lang, &body, &sameSchema); err != nil {
+		if err := rows.Scan(&table, &exists, &kind, &security, &children, &rules, &trigger, &enabled, &tgtype, &when, &cols, &proc, &lang, &body); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading the tables' guards: %w", lost(err))
 		}
@@ -309,7 +309,7 @@ LEFT JOIN pg_language l ON l.oid = p.prolang`, s.tables())
 			wrong = append(wrong, fmt.Sprintf("its append-only trigger is not enabled (%q)", enabled))
 		case tgtype != guardType || when || cols != "":
 			wrong = append(wrong, "its append-only trigger no longer fires before every UPDATE, DELETE and TRUNCATE statement")
-		case proc != "ledger_refuse_change" || lang != "plpgsql" || body != refuseBody || !sameSchema:
+		case proc != "ledger_refuse_change" || lang != "plpgsql" || body != refuseBody:
 			wrong = append(wrong, "its append-only trigger does not run the function that refuses changes")
 		}
 		if len(wrong) > 0 {
