@@ -374,9 +374,14 @@ func (s *Tokens) Revoke(ctx context.Context, name string) (Token, error) {
 
 // List returns every token ever created, in name order.
 func (s *Tokens) List(ctx context.Context) ([]Token, error) {
+	return s.records(prefixToken)
+}
+
+// records returns the token records stored under prefix, in key order.
+func (s *Tokens) records(prefix string) ([]Token, error) {
 	var out []Token
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixToken), PrefetchValues: true})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var t Token
@@ -475,18 +480,5 @@ func (s *Tokens) KeepRevocation(ctx context.Context, t Token) error {
 
 // KeptRevocations returns the revocations KeepRevocation recorded.
 func (s *Tokens) KeptRevocations(ctx context.Context) ([]Token, error) {
-	var out []Token
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixKept), PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var t Token
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
-				return err
-			}
-			out = append(out, t)
-		}
-		return nil
-	})
-	return out, err
+	return s.records(prefixKept)
 }
