@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 )
 
@@ -12,15 +13,15 @@ import (
 // the tables' owner).
 type fakeShared struct {
 	*Tokens
-	unsigned, hidden bool
+	unsigned, hidden atomic.Bool // set while a sweep may read them
 }
 
 func (f *fakeShared) mark(t Token) Token {
 	switch {
 	case t.RevokedAt == "":
-	case f.hidden:
+	case f.hidden.Load():
 		t.RevokedAt = ""
-	case f.unsigned:
+	case f.unsigned.Load():
 		t.Unverified = true
 	}
 	return t
@@ -29,7 +30,7 @@ func (f *fakeShared) mark(t Token) Token {
 func (f *fakeShared) Authenticate(ctx context.Context, secret string) (Token, error) {
 	t, err := f.Tokens.Authenticate(ctx, secret)
 	if errors.Is(err, ErrTokenRevoked) {
-		if f.hidden {
+		if f.hidden.Load() {
 			t.RevokedAt = ""
 			return t, nil
 		}
@@ -70,7 +71,9 @@ func TestCopyKeepsKeptSignedRevocation(t *testing.T) {
 	if err := local.KeepRevocation(ctx, revoked); err != nil { // kept, signed, when it was made
 		t.Fatal(err)
 	}
-	src, err := keepRevocations(ctx, &fakeShared{Tokens: shared, unsigned: true}, local, "dir", true, nil)
+	fs := &fakeShared{Tokens: shared}
+	fs.unsigned.Store(true)
+	src, err := keepRevocations(ctx, fs, local, "dir", true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +101,8 @@ func TestCopyCarriesUnverifiedRevocation(t *testing.T) {
 	if _, err := shared.Revoke(ctx, "ci"); err != nil {
 		t.Fatal(err)
 	}
-	src := &fakeShared{Tokens: shared, unsigned: true}
+	src := &fakeShared{Tokens: shared}
+	src.unsigned.Store(true)
 	if _, err := src.Authenticate(ctx, secret); !errors.Is(err, ErrTokenRevoked) {
 		t.Fatalf("source: %v, want revoked", err)
 	}
@@ -123,7 +127,8 @@ func TestAdminRevokeOverUnsignedRowKept(t *testing.T) {
 	if _, err := shared.Revoke(ctx, "ci"); err != nil { // the unsigned row
 		t.Fatal(err)
 	}
-	fs := &fakeShared{Tokens: shared, unsigned: true}
+	fs := &fakeShared{Tokens: shared}
+	fs.unsigned.Store(true)
 	local := newBadgerTokens(t)
 	k, err := keepRevocations(ctx, fs, local, "dir", false, nil)
 	if err != nil {
@@ -132,7 +137,7 @@ func TestAdminRevokeOverUnsignedRowKept(t *testing.T) {
 	if _, err := k.Revoke(ctx, "ci"); !errors.Is(err, ErrTokenRevoked) {
 		t.Fatalf("admin's revoke: %v", err)
 	}
-	fs.hidden = true
+	fs.hidden.Store(true)
 	again, err := keepRevocations(ctx, fs, local, "dir", false, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,45 +1,12 @@
 package ledger
 
 import (
-	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
-
-// forgetful is a shared token store whose revocations can be taken away,
-// as a database's owner can delete a revocation row.
-type forgetful struct {
-	*Tokens
-	mu     sync.Mutex
-	forgot map[string]bool // names whose revocation is gone
-}
-
-func (f *forgetful) Authenticate(ctx context.Context, secret string) (Token, error) {
-	t, err := f.Tokens.Authenticate(ctx, secret)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if errors.Is(err, ErrTokenRevoked) && f.forgot[t.Name] {
-		t.RevokedAt = ""
-		return t, nil
-	}
-	return t, err
-}
-
-func (f *forgetful) List(ctx context.Context) ([]Token, error) {
-	ts, err := f.Tokens.List(ctx)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i := range ts {
-		if f.forgot[ts[i].Name] {
-			ts[i].RevokedAt = ""
-		}
-	}
-	return ts, err
-}
 
 func newBadgerTokens(t *testing.T) *Tokens {
 	t.Helper()
@@ -57,7 +24,7 @@ func newBadgerTokens(t *testing.T) *Tokens {
 // revocation, and audit's check names it.
 func TestRevocationKeeper(t *testing.T) {
 	ctx := t.Context()
-	shared := &forgetful{Tokens: newBadgerTokens(t), forgot: map[string]bool{}}
+	shared := &fakeShared{Tokens: newBadgerTokens(t)}
 	ciSecret, _, err := shared.Create(ctx, "ci", RoleAppender)
 	if err != nil {
 		t.Fatal(err)
@@ -98,9 +65,7 @@ func TestRevocationKeeper(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	shared.mu.Lock()
-	shared.forgot["ci"] = true
-	shared.mu.Unlock()
+	shared.hidden.Store(true) // the revocation row deleted
 	if _, err := shared.Authenticate(ctx, ciSecret); err != nil {
 		t.Fatalf("the shared store forgot the revocation, yet: %v (the test would prove nothing)", err)
 	}

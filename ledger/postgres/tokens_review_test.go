@@ -23,13 +23,7 @@ func TestMigrateKeepsSwappedRevocation(t *testing.T) {
 	ctx := t.Context()
 	p := initLedger(t, "pg.example.com/swap", 1)
 	l := p.open(t, false)
-	secret, _, err := l.Tokens.Create(ctx, "ci", ledger.RoleAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Tokens.Revoke(ctx, "ci"); err != nil {
-		t.Fatal(err)
-	}
+	secret := revokedToken(t, l, "ci")
 	l.Close()
 	p.tamper(t, `DELETE FROM ledger_token_revocations WHERE name = 'ci'`,
 		`INSERT INTO ledger_token_revocations (name, revoked_at, signed) VALUES ('ci', '2026-01-01T00:00:00Z', 'forged')`)
@@ -62,13 +56,7 @@ func TestKeptRevocationOnRestoredDatabase(t *testing.T) {
 	for _, other := range []bool{false, true} {
 		p := initLedger(t, "pg.example.com/restored", 1)
 		l := p.open(t, false)
-		secret, _, err := l.Tokens.Create(ctx, "ci", ledger.RoleAdmin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := l.Tokens.Revoke(ctx, "ci"); err != nil {
-			t.Fatal(err)
-		}
+		secret := revokedToken(t, l, "ci")
 		l.Close()
 		p.tamper(t, `DELETE FROM ledger_token_revocations WHERE name = 'ci'`, `DELETE FROM ledger_tokens WHERE name = 'ci'`)
 		var newSecret string

@@ -488,13 +488,7 @@ func TestRevocationRemoved(t *testing.T) {
 	ctx := t.Context()
 	p := initLedger(t, "pg.example.com/unrevoke", 2)
 	l := p.open(t, false)
-	secret, _, err := l.Tokens.Create(ctx, "ci", ledger.RoleAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Tokens.Revoke(ctx, "ci"); err != nil {
-		t.Fatal(err)
-	}
+	secret := revokedToken(t, l, "ci")
 	p.tamper(t, `DELETE FROM ledger_token_revocations WHERE name = 'ci'`)
 	// The database alone no longer refuses it: a replica copied from
 	// before the revocation would take it.
@@ -577,4 +571,18 @@ func TestForgedRevocationNotLaundered(t *testing.T) {
 	if _, err := l.Tokens.Authenticate(ctx, secret); err != nil {
 		t.Errorf("admin2, its forged revocation removed: %v", err)
 	}
+}
+
+// revokedToken creates an admin token named name through l and revokes
+// it, and returns its secret.
+func revokedToken(t *testing.T, l *ledger.Ledger, name string) string {
+	t.Helper()
+	secret, _, err := l.Tokens.Create(t.Context(), name, ledger.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Tokens.Revoke(t.Context(), name); err != nil {
+		t.Fatal(err)
+	}
+	return secret
 }
