@@ -95,6 +95,12 @@ func (s *Storage) Commit(ctx context.Context, b *ledger.Batch) error {
 		return fmt.Errorf("committing entries %d to %d: %w", b.Start, end, lost(commitError(err)))
 	}
 	s.rooted.Store(true)
+	if s.hashes != nil {
+		// The proofs asked next are mostly for the entries just logged.
+		for i, h := range b.Hashes {
+			s.hashes.put(b.HashStart+uint64(i), h)
+		}
+	}
 	return nil
 }
 

@@ -95,6 +95,9 @@ type Storage struct {
 	// opened read-only on an older one.
 	version int
 	logger  *slog.Logger
+	// hashes keeps the tree hashes read, for proofs; nil on a read-only
+	// storage, whose reader (an audit) must see what the database holds.
+	hashes *hashCache
 }
 
 var _ ledger.Storage = (*Storage)(nil)
@@ -137,6 +140,9 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 		cfg.ConnConfig.RuntimeParams["application_name"] = "evidence-ledger"
 	}
 	s := &Storage{where: describe(cfg.ConnConfig.Config), logger: opts.Logger}
+	if !opts.ReadOnly {
+		s.hashes = newHashCache(hashCacheSlots)
+	}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the log database %s: %w", s.where, err)
 	}

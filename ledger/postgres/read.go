@@ -47,22 +47,30 @@ FROM unnest($1::bigint[]) AS x
 CROSS JOIN LATERAL (SELECT start, hashes FROM ledger_hashes WHERE start <= x ORDER BY start DESC LIMIT 1) AS h
 WHERE x < h.start + length(h.hashes) / 32`
 
-// ReadHashes implements ledger.Storage, in one query.
+// ReadHashes implements ledger.Storage: from the storage's hash cache,
+// and the hashes it lacks in one query.
 func (s *Storage) ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, error) {
-	if len(indexes) == 0 {
-		return nil, nil
-	}
-	want := make([]int64, 0, len(indexes))
-	seen := make(map[uint64]bool, len(indexes))
-	for _, x := range indexes {
+	out := make([][]byte, len(indexes))
+	var want []int64
+	seen := map[uint64]bool{}
+	for i, x := range indexes {
+		if s.hashes != nil {
+			if h, ok := s.hashes.get(x); ok {
+				out[i] = h
+				continue
+			}
+		}
 		if !seen[x] {
 			seen[x] = true
 			want = append(want, int64(x))
 		}
 	}
+	if len(want) == 0 {
+		return out, nil
+	}
 	rows, err := s.pool.Query(ctx, readHashes, want)
 	if err != nil {
-		return nil, fmt.Errorf("reading %d tree hashes: %w", len(indexes), lost(err))
+		return nil, fmt.Errorf("reading %d tree hashes: %w", len(want), lost(err))
 	}
 	got := make(map[uint64][]byte, len(want))
 	var (
@@ -77,13 +85,18 @@ func (s *Storage) ReadHashes(ctx context.Context, indexes []uint64) ([][]byte, e
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading %d tree hashes: %w", len(indexes), lost(err))
+		return nil, fmt.Errorf("reading %d tree hashes: %w", len(want), lost(err))
 	}
-	out := make([][]byte, len(indexes))
 	for i, x := range indexes {
+		if out[i] != nil {
+			continue
+		}
 		h, ok := got[x]
 		if !ok {
 			return nil, fmt.Errorf("tree hash %d: %w", x, ledger.ErrNotFound)
+		}
+		if s.hashes != nil {
+			s.hashes.put(x, h)
 		}
 		out[i] = bytes.Clone(h) // an index asked twice gets two slices
 	}
