@@ -230,32 +230,20 @@ func TestServeReplicas(t *testing.T) {
 	if second.Index != first.Index+1 {
 		t.Errorf("after failover the next entry is at %d, want %d", second.Index, first.Index+1)
 	}
-	pub, _ := os.ReadFile(filepath.Join(b, "log.pub"))
-	v, err := proofs.NewVerifier(strings.TrimSpace(string(pub)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c1, err1 := proofs.OpenCheckpoint([]byte(first.Checkpoint), v)
-	c2, err2 := proofs.OpenCheckpoint([]byte(second.Checkpoint), v)
-	p, err := cb.ProveConsistency(ctx, c1.Size, c2.Size)
-	if err == nil {
-		err = proofs.VerifyConsistency(p, c1.Root, c2.Root)
-	}
-	if err1 != nil || err2 != nil || err != nil {
-		t.Errorf("the log after failover is not consistent with before (sizes %d, %d): %v %v %v", c1.Size, c2.Size, err1, err2, err)
-	}
+	c2 := checkConsistent(t, ctx, cb, b, "failover", first, second)
 	// The replica sequencing now has published the tree as far as its
 	// last append.
+	v, size := logVerifier(t, b), c2.Size
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		b, err := os.ReadFile(filepath.Join(published, "checkpoint"))
 		if err == nil {
-			if c, err := proofs.OpenCheckpoint(b, v); err == nil && c.Size >= c2.Size {
+			if c, err := proofs.OpenCheckpoint(b, v); err == nil && c.Size >= size {
 				break
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the published checkpoint never reached size %d: %s %v", c2.Size, b, err)
+			t.Fatalf("the published checkpoint never reached size %d: %s %v", size, b, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

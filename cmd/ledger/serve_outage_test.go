@@ -98,20 +98,8 @@ func TestServeDatabaseRestart(t *testing.T) {
 	if r := healthRole(u); r != "sequencer" {
 		t.Errorf("after the outage the node's role is %q, want sequencer", r)
 	}
-	pub, _ := os.ReadFile(filepath.Join(dir, "log.pub"))
-	v, err := proofs.NewVerifier(strings.TrimSpace(string(pub)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c1, err1 := proofs.OpenCheckpoint([]byte(before.Checkpoint), v)
-	c2, err2 := proofs.OpenCheckpoint([]byte(after.Checkpoint), v)
-	p, err := c.ProveConsistency(ctx, c1.Size, c2.Size)
-	if err == nil {
-		err = proofs.VerifyConsistency(p, c1.Root, c2.Root)
-	}
-	if err1 != nil || err2 != nil || err != nil {
-		t.Errorf("the log after the outage is not consistent with before (sizes %d, %d): %v %v %v", c1.Size, c2.Size, err1, err2, err)
-	}
+	c2 := checkConsistent(t, ctx, c, dir, "the outage", before, after)
+	v := logVerifier(t, dir)
 	// The append refused during the outage stored nothing; the one after
 	// comes next (or after "during.txt" if its commit landed unanswered,
 	// which a retry would have found as a duplicate).
@@ -162,6 +150,35 @@ func TestServeDatabaseRestart(t *testing.T) {
 
 // healthRole returns the role a node's /healthz reports, or "" if it does
 // not answer.
+// checkConsistent checks, with the log key in dir and a consistency proof
+// from c, that the checkpoint of receipt after extends that of before,
+// across what happened between them, and returns the later checkpoint.
+func checkConsistent(t *testing.T, ctx context.Context, c *client.Client, dir, what string, before, after proofs.Receipt) proofs.Checkpoint {
+	t.Helper()
+	v := logVerifier(t, dir)
+	c1, err1 := proofs.OpenCheckpoint([]byte(before.Checkpoint), v)
+	c2, err2 := proofs.OpenCheckpoint([]byte(after.Checkpoint), v)
+	p, err := c.ProveConsistency(ctx, c1.Size, c2.Size)
+	if err == nil {
+		err = proofs.VerifyConsistency(p, c1.Root, c2.Root)
+	}
+	if err1 != nil || err2 != nil || err != nil {
+		t.Errorf("the log after %s is not consistent with before (sizes %d, %d): %v %v %v", what, c1.Size, c2.Size, err1, err2, err)
+	}
+	return c2
+}
+
+// logVerifier returns the verifier of the log key in the data directory.
+func logVerifier(t *testing.T, dir string) note.Verifier {
+	t.Helper()
+	pub, _ := os.ReadFile(filepath.Join(dir, "log.pub"))
+	v, err := proofs.NewVerifier(strings.TrimSpace(string(pub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func healthRole(u string) string {
 	resp, err := http.Get(u + "/healthz")
 	if err != nil {
