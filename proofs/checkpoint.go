@@ -3,10 +3,8 @@ package proofs
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -125,7 +123,7 @@ func OpenCheckpoint(signed []byte, verifier note.Verifier) (Checkpoint, error) {
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
 		if errors.As(err, &unverified) {
-			return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: %w %s%s", ErrInvalidProof, ErrNotSigned, verifier.Name(), signedBy(signed, verifier))
+			return Checkpoint{}, fmt.Errorf("opening checkpoint: %w: %w %s%s", ErrInvalidProof, ErrNotSigned, verifier.Name(), signedBy(unverified.Note))
 		}
 		var invalid *note.InvalidSignatureError
 		if errors.As(err, &invalid) {
@@ -151,25 +149,18 @@ func OpenCheckpoint(signed []byte, verifier note.Verifier) (Checkpoint, error) {
 	return c, nil
 }
 
-// signedBy says whose keys signed a note that verifier does not verify, as
-// the note names them (name and key hash, which anyone can write: a hint,
-// not a proof): another log's, or the log's own on an altered note.
-func signedBy(signed []byte, verifier note.Verifier) string {
-	var keys []string
-	_, sigs, _ := bytes.Cut(signed, []byte("\n\n"))
-	for _, line := range strings.Split(string(sigs), "\n") {
-		name, b64, ok := strings.Cut(strings.TrimPrefix(line, "\u2014 "), " ")
-		raw, err := base64.StdEncoding.DecodeString(b64)
-		if !ok || !strings.HasPrefix(line, "\u2014 ") || err != nil || len(raw) < 4 {
-			continue
-		}
-		keys = append(keys, fmt.Sprintf("%s+%08x", name, binary.BigEndian.Uint32(raw)))
-	}
-	switch {
-	case len(keys) == 0:
+// signedBy says whose keys signed a note that the log's verifier does not
+// know, as the note names them (name and key hash, which anyone can
+// write: a hint, not a proof). note.Open lists them in UnverifiedSigs; a
+// signature naming the log's own key is not among them, since one that
+// does not verify fails with InvalidSignatureError instead.
+func signedBy(n *note.Note) string {
+	if len(n.UnverifiedSigs) == 0 {
 		return ""
-	case slices.Contains(keys, fmt.Sprintf("%s+%08x", verifier.Name(), verifier.KeyHash())):
-		return " (it names that key, but the signature does not verify: the checkpoint was altered)"
+	}
+	keys := make([]string, len(n.UnverifiedSigs))
+	for i, sig := range n.UnverifiedSigs {
+		keys[i] = fmt.Sprintf("%s+%08x", sig.Name, sig.Hash)
 	}
 	return fmt.Sprintf(" (it is signed by %s: another log's key, or the wrong key given)", strings.Join(keys, ", "))
 }

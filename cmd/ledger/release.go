@@ -481,7 +481,6 @@ func (e *env) releaseSignCommand() *cli.Command {
 					return err
 				}
 				reader = remoteReader{cl}
-				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reader, idx) }
 			case c.String("data") != "":
 				l, err := e.open(c)
 				if err != nil {
@@ -489,7 +488,6 @@ func (e *env) releaseSignCommand() *cli.Command {
 				}
 				defer l.Close()
 				reader = localReader{l}
-				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reader, idx) }
 			default:
 				return usagef("release sign runs the release gate against the ledger: pass --data DIR (or set LEDGER_DATA), --node URL, or --no-gate to sign without it")
 			}
@@ -499,6 +497,7 @@ func (e *env) releaseSignCommand() *cli.Command {
 				if err := signable(c.Context, reader, c.String("version"), previous); err != nil {
 					return err
 				}
+				req.Gate = func(idx evidence.Index) (release.GateResult, error) { return e.gate(c, reader, idx) }
 			}
 			pr := newProgress(e.stderr, "hashing bundle", -1)
 			req.Progress = func(done, total int64) { pr.setBytes("hashing bundle", done, total) }

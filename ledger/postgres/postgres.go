@@ -146,7 +146,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Storage, error
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the log database %s: %w", s.where, err)
 	}
-	if err := s.prepare(ctx, opts.Create, opts.ReadOnly, opts.Logger); err != nil {
+	if err := s.prepare(ctx, opts.Create, opts.ReadOnly); err != nil {
 		s.pool.Close()
 		return nil, err
 	}
@@ -170,7 +170,7 @@ var _ ledger.StorageOpener = Opener
 // prepare checks the connection, brings the schema up to date (creating it
 // only if told to) and warns about a server that does not keep its
 // commits.
-func (s *Storage) prepare(ctx context.Context, create, readOnly bool, logger *slog.Logger) error {
+func (s *Storage) prepare(ctx context.Context, create, readOnly bool) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.connectError(err)
@@ -183,7 +183,7 @@ func (s *Storage) prepare(ctx context.Context, create, readOnly bool, logger *sl
 	}
 	var fsync string
 	if err := conn.QueryRow(ctx, `SHOW fsync`).Scan(&fsync); err == nil && fsync != "on" {
-		logger.Warn("the PostgreSQL server runs with fsync off: acknowledged appends may be lost in a crash", "database", s.where)
+		s.logger.Warn("the PostgreSQL server runs with fsync off: acknowledged appends may be lost in a crash", "database", s.where)
 	}
 	return nil
 }

@@ -143,8 +143,8 @@ var errNoSchema = errors.New("no schema")
 // returns the version it is at. A database without the schema gets it only
 // with create, and otherwise fails with errNoSchema, unchanged. With
 // readOnly, it only reads the version (readVersion), and an older schema is
-// left as it is. It refuses a database whose
-// schema is newer than this package.
+// left as it is. It refuses a database whose schema is newer than this
+// package.
 func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, error) {
 	if readOnly {
 		return readVersion(ctx, conn)
@@ -157,13 +157,13 @@ func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, e
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
 		return 0, fmt.Errorf("locking the schema: %w", err)
 	}
-	// to_regclass looks the table up along the search path, as the
-	// queries that read it do.
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass('ledger_schema') IS NOT NULL`).Scan(&exists); err != nil {
-		return 0, fmt.Errorf("looking for the schema version table: %w", err)
+	have, exists, err := schemaVersion(ctx, tx)
+	if err != nil {
+		return 0, err
 	}
-	if !exists && !create {
+	if have == 0 && !create {
+		// No version table, or an empty one (left by a creation that
+		// failed, or made by someone else): no log either.
 		return 0, errNoSchema
 	}
 	// Created only where missing: a role that may not create tables (a
@@ -175,18 +175,6 @@ func migrate(ctx context.Context, conn *pgx.Conn, create, readOnly bool) (int, e
 )`); err != nil {
 			return 0, fmt.Errorf("creating the schema version table: %w", err)
 		}
-	}
-	var have int
-	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM ledger_schema`).Scan(&have); err != nil {
-		return 0, fmt.Errorf("reading the schema version: %w", err)
-	}
-	if have > len(migrations) {
-		return 0, fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
-	}
-	if have == 0 && !create {
-		// An empty version table (left by a creation that failed, or
-		// made by someone else) is no log either.
-		return 0, errNoSchema
 	}
 	if have == 0 {
 		// The sequencer's table is made with a new log, so that replicas
@@ -219,24 +207,32 @@ func readVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback(ctx)
-	var exists bool
+	have, _, err := schemaVersion(ctx, tx)
+	if err == nil && have == 0 {
+		err = errNoSchema
+	}
+	return have, err
+}
+
+// schemaVersion returns the version the database's schema is at (0 for
+// none) and whether its version table exists. It refuses a schema newer
+// than this package.
+func schemaVersion(ctx context.Context, tx pgx.Tx) (have int, exists bool, err error) {
+	// to_regclass looks the table up along the search path, as the
+	// queries that read it do.
 	if err := tx.QueryRow(ctx, `SELECT to_regclass('ledger_schema') IS NOT NULL`).Scan(&exists); err != nil {
-		return 0, fmt.Errorf("looking for the schema version table: %w", err)
+		return 0, false, fmt.Errorf("looking for the schema version table: %w", err)
 	}
 	if !exists {
-		return 0, errNoSchema
+		return 0, false, nil
 	}
-	var have int
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM ledger_schema`).Scan(&have); err != nil {
-		return 0, fmt.Errorf("reading the schema version: %w", err)
+		return 0, true, fmt.Errorf("reading the schema version: %w", err)
 	}
-	switch {
-	case have > len(migrations):
-		return 0, fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
-	case have == 0:
-		return 0, errNoSchema
+	if have > len(migrations) {
+		return 0, true, fmt.Errorf("the database's schema is version %d, newer than this program's %d: upgrade the ledger program", have, len(migrations))
 	}
-	return have, nil
+	return have, true, nil
 }
 
 // guard puts the trigger that refuses UPDATE, DELETE and TRUNCATE on each

@@ -100,6 +100,16 @@ func scanRow(row pgx.Row) (tokenRow, error) {
 	return r, err
 }
 
+// tokenRows reads every row of tokenColumns, in name order (by bytes).
+func (s *Storage) tokenRows(ctx context.Context) ([]tokenRow, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` ORDER BY t.name COLLATE "C"`)
+	if err != nil {
+		return nil, lost(err)
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanRow(r) })
+	return all, lost(err)
+}
+
 // token returns the row's token, revoked if the row has a revocation, or
 // an error saying why the token row is not one the log key signed.
 func (ts *Tokens) token(r tokenRow) (ledger.Token, error) {
@@ -283,13 +293,9 @@ func (ts *Tokens) named(ctx context.Context, name string) (ledger.Token, error) 
 // List returns every token ever created, in name order (by bytes). A row
 // the log key did not sign is left out, and logged.
 func (ts *Tokens) List(ctx context.Context) ([]ledger.Token, error) {
-	rows, err := ts.s.pool.Query(ctx, `SELECT `+tokenColumns+` ORDER BY t.name COLLATE "C"`)
+	all, err := ts.s.tokenRows(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing tokens: %w", lost(err))
-	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanRow(r) })
-	if err != nil {
-		return nil, fmt.Errorf("listing tokens: %w", lost(err))
+		return nil, fmt.Errorf("listing tokens: %w", err)
 	}
 	out := make([]ledger.Token, 0, len(all))
 	for _, r := range all {
@@ -369,13 +375,9 @@ func (s *Storage) CheckTokens(ctx context.Context, verifier note.Verifier) ([]st
 	if s.version < 2 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` ORDER BY t.name COLLATE "C"`)
+	all, err := s.tokenRows(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the tokens: %w", lost(err))
-	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanRow(r) })
-	if err != nil {
-		return nil, fmt.Errorf("reading the tokens: %w", lost(err))
+		return nil, fmt.Errorf("reading the tokens: %w", err)
 	}
 	var problems []string
 	for _, r := range all {

@@ -87,8 +87,13 @@ type RecordReference struct {
 
 // FirstFailure returns the first failed check, if any.
 func (r Report) FirstFailure() (Check, bool) {
+	return r.first(Failed)
+}
+
+// first returns the first check of the given status, if any.
+func (r Report) first(status string) (Check, bool) {
 	for _, c := range r.Checks {
-		if c.Status == Failed {
+		if c.Status == status {
 			return c, true
 		}
 	}
@@ -283,19 +288,9 @@ func (r *Report) Add(name, status, detail string) {
 // Finish sets Verified and the conclusion from the checks.
 func (r *Report) Finish() {
 	_, failed := r.FirstFailure()
-	_, unchecked := r.firstUnchecked()
+	_, unchecked := r.first(Unchecked)
 	r.Verified = !failed && !unchecked
 	r.Conclusion = conclusion(*r)
-}
-
-// firstUnchecked returns the first check that could not be made.
-func (r Report) firstUnchecked() (Check, bool) {
-	for _, c := range r.Checks {
-		if c.Status == Unchecked {
-			return c, true
-		}
-	}
-	return Check{}, false
 }
 
 // conclusion is the one sentence DESIGN §5 ends a verification with.
@@ -303,7 +298,7 @@ func conclusion(r Report) string {
 	if c, failed := r.FirstFailure(); failed {
 		return fmt.Sprintf("NOT VERIFIED: the %s check failed: %s.", c.Name, strings.TrimSuffix(c.Detail, "."))
 	}
-	if c, unchecked := r.firstUnchecked(); unchecked {
+	if c, unchecked := r.first(Unchecked); unchecked {
 		return fmt.Sprintf("NOT VERIFIED, NOTHING FOUND WRONG: the checks made passed, but the %s check could not be made: %s. Run it again once the node answers, or without --node for the offline checks alone.", c.Name, strings.TrimSuffix(c.Detail, "."))
 	}
 	s := fmt.Sprintf("This bundle's content matches the hash signed by %s <%s> (%s) at %s with meaning %s",
