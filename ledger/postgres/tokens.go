@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/tracealm/evidence-ledger/ledger"
 )
@@ -26,6 +27,23 @@ const TokenTTL = time.Second
 // tokenReadTimeout bounds one read of a token, shared by the requests
 // that wait on it.
 const tokenReadTimeout = 10 * time.Second
+
+// A replica reads the secrets it has never seen authenticate from the
+// database at most newSecretsPerSecond times a second, after a burst of
+// newSecretsBurst, and remembers up to maxUnknown secrets the database
+// did not hold, each for the TTL: requests with made-up tokens, whoever
+// sends them and through whichever replica, cannot load the database
+// that every replica commits to. Tokens in use are read again from the
+// cache's entries, outside that budget.
+const (
+	newSecretsPerSecond = 50
+	newSecretsBurst     = 200
+	maxUnknown          = 4096
+)
+
+// errTooManyNewSecrets is the ledger.ErrUnavailable of a secret not read
+// because the budget for new ones is spent.
+var errTooManyNewSecrets = fmt.Errorf("%w: too many requests with tokens this replica has not seen are being checked; retry shortly", ledger.ErrUnavailable)
 
 // The first lines of the signed notes that hold a token's record and a
 // revocation's: then the fields, one per line.
@@ -53,9 +71,12 @@ type Tokens struct {
 	now      func() time.Time
 	ttl      time.Duration
 
-	mu    sync.Mutex
-	cache map[string]cachedToken // by the hex SHA-256 of the secret
-	reads singleflight.Group     // one read per token at a time
+	mu      sync.Mutex
+	cache   map[string]cachedToken // by the hex SHA-256 of the secret
+	unknown map[string]time.Time   // secrets' hashes the database did not hold, and when read
+	warned  map[string]bool        // the rows List has logged as unsigned, by name and hash
+	reads   singleflight.Group     // one read per token at a time
+	fresh   *rate.Limiter          // reads of secrets not in cache
 }
 
 type cachedToken struct {
@@ -81,7 +102,8 @@ func (s *Storage) Tokens(signer note.Signer, verifier note.Verifier) (ledger.Tok
 	if verifier == nil {
 		return nil, errors.New("the log's tokens need the log's public key to be checked")
 	}
-	return &Tokens{s: s, signer: signer, verifier: verifier, now: time.Now, ttl: TokenTTL, cache: map[string]cachedToken{}}, nil
+	return &Tokens{s: s, signer: signer, verifier: verifier, now: time.Now, ttl: TokenTTL, cache: map[string]cachedToken{},
+		unknown: map[string]time.Time{}, warned: map[string]bool{}, fresh: rate.NewLimiter(newSecretsPerSecond, newSecretsBurst)}, nil
 }
 
 const tokenColumns = `t.name, t.role, t.hash, t.created_at, t.signed, r.revoked_at, r.signed
@@ -197,11 +219,18 @@ func (ts *Tokens) Authenticate(ctx context.Context, secret string) (ledger.Token
 	if !ok {
 		return ledger.Token{}, ledger.ErrUnknownToken
 	}
+	now := ts.now()
 	ts.mu.Lock()
 	c, cached := ts.cache[h]
+	unknownAt, unknown := ts.unknown[h]
 	ts.mu.Unlock()
-	if cached && ts.now().Sub(c.read) < ts.ttl {
+	switch {
+	case cached && now.Sub(c.read) < ts.ttl:
 		return c.t.Check(h)
+	case unknown && now.Sub(unknownAt) < ts.ttl:
+		return ledger.Token{}, ledger.ErrUnknownToken
+	case !cached && !ts.fresh.Allow():
+		return ledger.Token{}, errTooManyNewSecrets
 	}
 	// One read serves every request waiting on the token, so it runs on
 	// a context of its own; each request waits on its own.
@@ -211,6 +240,7 @@ func (ts *Tokens) Authenticate(ctx context.Context, secret string) (ledger.Token
 		read := ts.now()
 		r, err := scanRow(ts.s.pool.QueryRow(qctx, `SELECT `+tokenColumns+` WHERE t.hash = $1`, h))
 		if errors.Is(err, pgx.ErrNoRows) {
+			ts.rememberUnknown(h, read)
 			return nil, ledger.ErrUnknownToken
 		}
 		if err != nil {
@@ -219,6 +249,7 @@ func (ts *Tokens) Authenticate(ctx context.Context, secret string) (ledger.Token
 		t, err := ts.token(r)
 		if err != nil {
 			ts.s.logger.Error("refusing a token", "err", err)
+			ts.rememberUnknown(h, read)
 			return nil, fmt.Errorf("%w: %v", ledger.ErrUnknownToken, err)
 		}
 		ts.remember(h, t, read)
@@ -233,6 +264,18 @@ func (ts *Tokens) Authenticate(ctx context.Context, secret string) (ledger.Token
 		}
 		return res.Val.(ledger.Token).Check(h)
 	}
+}
+
+// rememberUnknown notes that the database held no token for the secret
+// hash h when read at read. The notes are forgotten all at once when they
+// reach maxUnknown: the notes only spare the database repeated reads.
+func (ts *Tokens) rememberUnknown(h string, read time.Time) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.unknown) >= maxUnknown {
+		clear(ts.unknown)
+	}
+	ts.unknown[h] = read
 }
 
 // remember caches t, read at read, unless a later read is cached.
@@ -291,7 +334,8 @@ func (ts *Tokens) named(ctx context.Context, name string) (ledger.Token, error) 
 }
 
 // List returns every token ever created, in name order (by bytes). A row
-// the log key did not sign is left out, and logged.
+// the log key did not sign is left out, and logged the first time (a
+// serving replica lists the tokens every few seconds).
 func (ts *Tokens) List(ctx context.Context) ([]ledger.Token, error) {
 	all, err := ts.s.tokenRows(ctx)
 	if err != nil {
@@ -301,7 +345,13 @@ func (ts *Tokens) List(ctx context.Context) ([]ledger.Token, error) {
 	for _, r := range all {
 		t, err := ts.token(r)
 		if err != nil {
-			ts.s.logger.Error("leaving a token out of the list", "err", err)
+			ts.mu.Lock()
+			first := !ts.warned[r.t.Name+"\x00"+r.t.Hash]
+			ts.warned[r.t.Name+"\x00"+r.t.Hash] = true
+			ts.mu.Unlock()
+			if first {
+				ts.s.logger.Error("leaving a token out of the list", "err", err)
+			}
 			continue
 		}
 		out = append(out, t)
@@ -364,6 +414,7 @@ func (ts *Tokens) Import(ctx context.Context, t ledger.Token) (bool, error) {
 	if changed {
 		ts.mu.Lock()
 		delete(ts.cache, t.Hash)
+		delete(ts.unknown, t.Hash)
 		ts.mu.Unlock()
 	}
 	return changed, nil

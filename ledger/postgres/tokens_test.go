@@ -1,8 +1,10 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -585,4 +587,125 @@ func revokedToken(t *testing.T, l *ledger.Ledger, name string) string {
 		t.Fatal(err)
 	}
 	return secret
+}
+
+// TestMadeUpTokensSpareDatabase: requests with tokens nobody created cost
+// the database little. A secret the database did not hold is answered
+// unknown for postgres.TokenTTL without reading it again; reads of secrets
+// the replica has never seen have a budget, past which they are refused as
+// unavailable (a 503 to retry) while tokens in use still authenticate; a
+// new token works once the budget refills.
+func TestMadeUpTokensSpareDatabase(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.ForTest(t) // its own server: the test kills it
+	url := srv.NewDatabase(t)
+	tokens := openTokens(t, url)
+	secret, _, err := tokens.Create(ctx, "ci", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.Authenticate(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	madeUp := func(i int) string {
+		s, _, err := ledger.NewToken(fmt.Sprintf("nobody-%d", i), ledger.RoleAppender, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	// Unknown, then unknown again with the database gone: not read again.
+	x := madeUp(0)
+	if _, err := tokens.Authenticate(ctx, x); !errors.Is(err, ledger.ErrUnknownToken) {
+		t.Fatalf("a made-up token: %v, want ErrUnknownToken", err)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.Authenticate(ctx, x); !errors.Is(err, ledger.ErrUnknownToken) {
+		t.Errorf("the same made-up token again, the database gone: %v, want ErrUnknownToken from memory", err)
+	}
+	if _, err := tokens.Authenticate(ctx, madeUp(1)); !errors.Is(err, ledger.ErrUnavailable) {
+		t.Errorf("another made-up token, the database gone: %v, want ErrUnavailable", err)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A flood of made-up tokens spends the budget of reads.
+	start := time.Now()
+	read, refused := 0, 0
+	for i := range 400 {
+		_, err := tokens.Authenticate(ctx, madeUp(i+2))
+		switch {
+		case errors.Is(err, ledger.ErrUnknownToken):
+			read++
+		case errors.Is(err, ledger.ErrUnavailable):
+			refused++
+		default:
+			t.Fatalf("made-up token %d: %v", i, err)
+		}
+	}
+	// The burst, what refilled meanwhile, and the one that may have been
+	// refused with the database restarting above.
+	if limit := 200 + int(50*time.Since(start).Seconds()) + 2; read > limit || refused == 0 {
+		t.Errorf("400 made-up tokens in %v: %d read from the database (at most %d), %d refused; want the reads bounded", time.Since(start), read, limit, refused)
+	}
+	time.Sleep(postgres.TokenTTL)
+	if got, err := tokens.Authenticate(ctx, secret); err != nil || got.Name != "ci" {
+		t.Errorf("the token in use, read again during the flood: %+v, %v", got, err)
+	}
+	other := openTokens(t, url)
+	fresh, _, err := other.Create(ctx, "new", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := tokens.Authenticate(ctx, fresh)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ledger.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("a new token after the flood: %v, want it to authenticate once the budget refills", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUnsignedRowLoggedOnce: a token row the log key did not sign is left
+// out of every list but logged once, not on each of a serving replica's
+// reads every few seconds.
+func TestUnsignedRowLoggedOnce(t *testing.T) {
+	ctx := t.Context()
+	url := server.NewDatabase(t)
+	var logs bytes.Buffer
+	s, err := postgres.Open(ctx, url, postgres.Options{Create: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := tokenKeyFor(t)
+	tokens, err := s.Tokens(k.signer, k.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := ledger.SecretHash("elt_" + strings.Repeat("B", 43))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO ledger_tokens (name, role, hash, created_at, signed) VALUES ('mallory', 'admin', $1, '2026-01-01T00:00:00Z', 'forged')`, h); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if list, err := tokens.List(ctx); err != nil || len(list) != 0 {
+			t.Fatalf("List = %+v, %v; want no token", list, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "leaving a token out of the list"); n != 1 {
+		t.Errorf("the unsigned row was logged %d times in three lists, want once:\n%s", n, logs.String())
+	}
 }
