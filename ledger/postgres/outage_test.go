@@ -213,7 +213,7 @@ func TestDatabaseRestart(t *testing.T) {
 	var afterKill atomic.Int64
 	killed := make(chan struct{})
 	for range 8 {
-		claims := make([]ledger.Claim, 12)
+		claims := make([]ledger.Claim, 40)
 		for i := range claims {
 			claims[i] = claim()
 		}
