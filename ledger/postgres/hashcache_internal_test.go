@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 )
 
@@ -39,4 +40,27 @@ func TestHashCacheSlots(t *testing.T) {
 	if again, _ := c.get(0); !bytes.Equal(again, h(0)) {
 		t.Error("changing a returned hash changed the cache")
 	}
+}
+
+// TestHashCacheConcurrent: readers and writers at once, on indexes that
+// share slots, never see one index's hash under another's (run with
+// -race).
+func TestHashCacheConcurrent(t *testing.T) {
+	c := newHashCache(64)
+	hash := func(x uint64) []byte { return bytes.Repeat([]byte{byte(x), byte(x >> 8)}, 16) }
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 20000 {
+				x := uint64((i*7 + w*13) % 1000) // 1,000 indexes in 64 slots
+				if i%3 == 0 {
+					c.put(x, hash(x))
+				} else if got, ok := c.get(x); ok && !bytes.Equal(got, hash(x)) {
+					t.Errorf("get(%d) = %x, want %x", x, got, hash(x))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
