@@ -1171,43 +1171,90 @@ func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]u
 		}
 		return out, nil
 	}
-	var ferr error
-	err := l.opts.Storage.Search(ctx, terms[0], start, func(idx uint64) bool {
-		if idx >= size {
-			return false
-		}
-		if len(terms) > 1 || reviewed != "" {
-			e, err := l.Entry(ctx, idx)
+	if len(terms) == 1 && reviewed == "" {
+		err := l.opts.Storage.Search(ctx, terms[0], start, func(idx uint64) bool {
+			if idx >= size {
+				return false
+			}
+			out = append(out, idx)
+			return limit == 0 || len(out) < limit
+		})
+		return out, err
+	}
+	// The entries the first term finds are read and checked against the
+	// rest a batch at a time, each run of consecutive indexes in one read
+	// (stamps, say, are logged in runs by a scan): on a database, a read
+	// per entry would be a round trip each.
+	var (
+		pending []uint64
+		ferr    error
+	)
+	check := func() bool {
+		for i := 0; i < len(pending); {
+			j := i + 1
+			for j < len(pending) && pending[j] == pending[j-1]+1 {
+				j++
+			}
+			es, err := l.opts.Storage.ReadEntries(ctx, pending[i], pending[j-1]+1)
 			if err != nil {
 				ferr = err
 				return false
 			}
-			ent, err := ParseEntry(e)
-			if err != nil {
-				ferr = fmt.Errorf("entry %d: %w", idx, err)
-				return false
-			}
-			if !hasTerms(ent.Terms(), terms[1:]) {
-				return true
-			}
-			if reviewed != "" {
-				var s Stamp
-				if err := ent.DecodeSubject(&s); err != nil {
-					ferr = fmt.Errorf("stamp entry %d: %w", idx, err)
+			for k, e := range es {
+				ok, err := matches(e, terms[1:], reviewed)
+				if err != nil {
+					ferr = fmt.Errorf("entry %d: %w", pending[i+k], err)
 					return false
 				}
-				if s.ReviewedHash != reviewed {
-					return true
+				if ok {
+					out = append(out, pending[i+k])
+					if limit > 0 && len(out) == limit {
+						return false
+					}
 				}
 			}
+			i = j
 		}
-		out = append(out, idx)
-		return limit == 0 || len(out) < limit
+		pending = pending[:0]
+		return true
+	}
+	err := l.opts.Storage.Search(ctx, terms[0], start, func(idx uint64) bool {
+		if idx >= size {
+			return false
+		}
+		pending = append(pending, idx)
+		return len(pending) < searchBatch || check()
 	})
+	if err == nil && ferr == nil && len(pending) > 0 {
+		check()
+	}
 	if err == nil {
 		err = ferr
 	}
 	return out, err
+}
+
+// searchBatch is how many entries Search reads and checks at a time.
+const searchBatch = 256
+
+// matches reports whether the stored entry e has every term of want and,
+// unless reviewed is "", is a stamp of that REVIEWED_HASH.
+func matches(e []byte, want []Term, reviewed string) (bool, error) {
+	ent, err := ParseEntry(e)
+	if err != nil {
+		return false, err
+	}
+	if len(want) > 0 && !hasTerms(ent.Terms(), want) {
+		return false, nil
+	}
+	if reviewed == "" {
+		return true, nil
+	}
+	var s Stamp
+	if err := ent.DecodeSubject(&s); err != nil {
+		return false, fmt.Errorf("stamp: %w", err)
+	}
+	return s.ReviewedHash == reviewed, nil
 }
 
 func hasTerms(have, want []Term) bool {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -810,4 +812,71 @@ func toTlog(t *testing.T, hs [][]byte) []tlog.Hash {
 		out[i] = tlog.Hash(h)
 	}
 	return out
+}
+
+// TestSearchManyCandidates: a search that reads its candidates' entries
+// (a REVIEWED_HASH, or more than one term) reads them in batches and runs;
+// across batch boundaries, gaps, a start and a limit it finds what reading
+// them one by one would.
+func TestSearchManyCandidates(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	doc, err := l.Blobs.Put(ctx, strings.NewReader("[DOCUMENT]\nTITLE: R\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := artefact(t, l, "many", "a.txt")
+	hashes := []string{strings.Repeat("ab", 32), strings.Repeat("cd", 32)}
+	const n = 700
+	claims := make([]ledger.Claim, n)
+	for i := range claims {
+		switch {
+		case i%7 == 3: // gaps in the runs of stamps
+			s := a.Subject.(ledger.Artefact)
+			s.Name = fmt.Sprintf("a-%d.txt", i)
+			claims[i] = ledger.Claim{Kind: ledger.KindArtefact, Subject: s}
+		default:
+			claims[i] = ledger.Claim{Kind: ledger.KindStamp, Subject: ledger.Stamp{UID: fmt.Sprintf("REQ-%d", i%5), ReviewedHash: hashes[(i/3)%2],
+				Document: "reqs/r.sdoc", DocumentDigest: doc.Digest, PR: strconv.Itoa(i), Commit: "abc", Approver: "Jane Doe", ApprovedAt: "2026-11-20T09:30:00Z"}}
+		}
+	}
+	want := map[string][]uint64{}
+	for _, c := range claims {
+		rc, err := l.Log.Append(ctx, c, "ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := c.Subject.(ledger.Stamp); ok {
+			want[s.ReviewedHash] = append(want[s.ReviewedHash], rc.Index)
+			if s.UID == "REQ-2" {
+				want["REQ-2 "+s.ReviewedHash] = append(want["REQ-2 "+s.ReviewedHash], rc.Index)
+			}
+		} else {
+			want["artefact"] = append(want["artefact"], rc.Index)
+		}
+	}
+	h := hashes[0]
+	from := want[h][150]
+	tests := []struct {
+		q     ledger.Query
+		start uint64
+		limit int
+		want  []uint64
+	}{
+		{ledger.Query{ReviewedHash: h}, 0, 0, want[h]},
+		{ledger.Query{ReviewedHash: hashes[1]}, 0, 0, want[hashes[1]]},
+		{ledger.Query{ReviewedHash: h}, 0, 280, want[h][:280]},
+		{ledger.Query{ReviewedHash: h}, from, 0, want[h][150:]},
+		{ledger.Query{ReviewedHash: h, UID: "REQ-2"}, 0, 0, want["REQ-2 "+h]},
+		{ledger.Query{Kind: ledger.KindArtefact, Release: "v1.0.0"}, 0, 0, want["artefact"]},
+	}
+	for _, tt := range tests {
+		got, err := l.Log.Search(ctx, tt.q, tt.start, tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Search(%+v, %d, %d): %d entries %v, want %d %v", tt.q, tt.start, tt.limit, len(got), got, len(tt.want), tt.want)
+		}
+	}
 }

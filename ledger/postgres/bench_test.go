@@ -2,12 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tracealm/evidence-ledger/cas"
 	"github.com/tracealm/evidence-ledger/ledger"
 )
 
@@ -84,4 +86,53 @@ func BenchmarkAppendDurable(b *testing.B) {
 	b.ReportMetric(rate, "entries/s")
 	b.ReportMetric(brate, "badger-entries/s")
 	b.ReportMetric(rate/brate, "x-badger")
+}
+
+// BenchmarkSearchReviewedHash measures a search by REVIEWED_HASH, which
+// reads every stamp the log holds, over a log of 5,000 stamps (logged as
+// a scan logs them, in a run) on PostgreSQL and, in the same run, on the
+// badger default. It reports the milliseconds per search on each.
+//
+//	go test ./ledger/postgres -run '^$' -bench SearchReviewedHash -benchtime 20x
+func BenchmarkSearchReviewedHash(b *testing.B) {
+	const stamps = 5000
+	ctx := context.Background()
+	bl := newBadgerLedger(b)
+	f := newFixture(b, "bench.example.com/search")
+	fill := func(l *ledger.Log, blobs cas.Store) {
+		doc := claimFor(b, blobs, "[DOCUMENT]\nTITLE: R\n", "r.sdoc", "").Subject.(ledger.Artefact).Digest
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < stamps; i = next.Add(1) - 1 {
+					h := fmt.Sprintf("%064x", i)
+					if _, err := l.Append(ctx, ledger.Claim{Kind: ledger.KindStamp, Subject: ledger.Stamp{UID: fmt.Sprintf("REQ-%d", i), ReviewedHash: h,
+						Document: "reqs/r.sdoc", DocumentDigest: doc, PR: "1", Commit: "abc", Approver: "Jane Doe", ApprovedAt: "2026-11-20T09:30:00Z"}}, "ci"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	fill(f.log, f.blobs)
+	fill(bl.Log, bl.Blobs)
+	search := func(l *ledger.Log) time.Duration {
+		start := time.Now()
+		for i := range b.N {
+			got, err := l.Search(ctx, ledger.Query{ReviewedHash: fmt.Sprintf("%064x", i*37%stamps)}, 0, 0)
+			if err != nil || len(got) != 1 {
+				b.Fatalf("search: %v, %v; want one stamp", got, err)
+			}
+		}
+		return time.Since(start) / time.Duration(b.N)
+	}
+	b.ResetTimer()
+	pg := search(f.log)
+	badger := search(bl.Log)
+	b.StopTimer()
+	b.ReportMetric(float64(pg.Microseconds())/1000, "pg-ms/search")
+	b.ReportMetric(float64(badger.Microseconds())/1000, "badger-ms/search")
 }
