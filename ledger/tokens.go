@@ -33,6 +33,10 @@ var (
 	ErrTokenExists  = errors.New("a token of that name exists")
 	// ErrInvalidToken reports a token name or role that cannot be.
 	ErrInvalidToken = errors.New("invalid token")
+	// ErrTokenChecksBusy reports a token a store did not look up because
+	// it is already looking up too many it has not seen (a flood of
+	// made-up ones): a refusal to retry, not a verdict on the token.
+	ErrTokenChecksBusy = errors.New("too many requests with tokens this replica has not seen are being checked")
 )
 
 // ErrNoSequencer reports that no replica of a shared log holds the

@@ -189,6 +189,7 @@ func (e *env) serve(c *cli.Context) error {
 		// database that lost commits beneath it is refused, not forked.
 		g := current.Swap(nil)
 		g.drain(5 * time.Second)
+		sequencing := l.Log.Sequencing()
 		last, _ := l.Log.Checkpoint()
 		l.Close()
 		saveServed(dir, l.Log, logger)
@@ -196,7 +197,11 @@ func (e *env) serve(c *cli.Context) error {
 		if time.Since(began) > time.Minute {
 			pause = 0
 		}
-		logger.Warn("stopped sequencing; opening the ledger again as a follower", "err", lost, "in", pause.String())
+		if sequencing {
+			logger.Warn("stopped sequencing; opening the ledger again as a follower", "err", lost, "in", pause.String())
+		} else {
+			logger.Warn("lost the connection waiting for the sequencer lock; opening the ledger again", "err", lost, "in", pause.String())
+		}
 		select {
 		case <-c.Context.Done():
 		case <-time.After(pause):
@@ -408,12 +413,18 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 	// its /healthz says whether it can), and sequences once it holds the
 	// sequencer lock, which it keeps until release: past a graceful
 	// shutdown's last commit.
-	var fw *node.Forwarder
+	var (
+		fw *node.Forwarder
+		h  *node.Server
+	)
 	if seq, ok := l.Storage.(interface {
 		Sequencer(context.Context, note.Verifier) (string, error)
 	}); ok && l.LogURL != "" {
+		// The replicas share the tokens: a write's is checked here too,
+		// before it is forwarded.
 		fw = node.NewForwarder(node.ForwardOptions{Log: l.Log, Self: self, Logger: logger,
-			Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) }})
+			Sequencer: func(ctx context.Context) (string, error) { return seq.Sequencer(ctx, l.Verifier) },
+			Authorize: func(w http.ResponseWriter, r *http.Request) bool { return h.AuthorizeWrite(w, r) }})
 	}
 	opts := node.Options{Log: l.Log, Blobs: l.Blobs, Tokens: l.Tokens, PublicKey: l.PublicKey,
 		PublicReads: c.Bool("public-reads"), MaxBlobSize: c.Int64("max-blob-size"),
@@ -421,7 +432,7 @@ func (e *env) runLedger(c *cli.Context, l *ledger.Ledger, self string, current *
 	if fw != nil {
 		opts.Writes = fw.Writes
 	}
-	h, err := node.New(opts)
+	h, err = node.New(opts)
 	if err != nil {
 		return nil, release, err
 	}

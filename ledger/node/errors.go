@@ -49,6 +49,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{se.Status, code, se.Message}
 	case errors.As(err, &mb):
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is over this node's limit of %d bytes", mb.Limit)}
+	case errors.Is(err, ledger.ErrTokenChecksBusy):
+		return &apiError{http.StatusServiceUnavailable, "unavailable", tokenChecksBusyMessage}
 	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, ledger.ErrFailed):
 		// Ahead of the request's own faults: a connection to the database
 		// lost mid-read can also say unexpected EOF or deadline exceeded.
@@ -93,6 +95,10 @@ func toAPIError(err error) *apiError {
 // unavailableMessage answers a request the log's storage could not serve:
 // its database is down or restarting, or a write failed and the log has
 // not yet resumed.
+// tokenChecksBusyMessage answers a request whose token was not looked up
+// because too many tokens the replica has not seen are being looked up.
+const tokenChecksBusyMessage = "this replica is looking up too many tokens it has not seen just now (made-up ones, by the look of it); retry shortly"
+
 const unavailableMessage = "the log's storage is not answering just now; retry shortly " +
 	"(appends are idempotent, so retrying one that may have been recorded is safe); the node's log has the details"
 

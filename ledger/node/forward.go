@@ -52,17 +52,24 @@ type ForwardOptions struct {
 	Transport http.RoundTripper
 	// Logger receives forwarding failures; nil discards them.
 	Logger *slog.Logger
+	// Authorize, when set, checks a write's token before it is
+	// forwarded (Server.AuthorizeWrite): a write it refuses, having
+	// answered it, is not forwarded. Without it the sequencer alone
+	// checks forwarded writes.
+	Authorize func(http.ResponseWriter, *http.Request) bool
 }
 
 // A Forwarder passes on to the sequencer the writes a replica cannot do
 // while its log follows another replica's (blob uploads, appends, release
 // records), streamed both ways, and passes its answer back: a client or
 // load balancer may send any request to any replica. The sequencer
-// authenticates the forwarded request; nothing is stored on the follower. When no sequencer is known (an election in
-// progress) the follower answers as before, 503 not_sequencer, and a
-// sequencer that cannot be reached gives 503 sequencer_unreachable: a
-// client retries either (appends are idempotent). Token management is not
-// forwarded: every replica manages the tokens in the log's database.
+// authenticates the forwarded request (and the follower too, given
+// ForwardOptions.Authorize); nothing is stored on the follower. When no
+// sequencer is known (an election in progress) the follower answers as
+// before, 503 not_sequencer, and a sequencer that cannot be reached gives
+// 503 sequencer_unreachable: a client retries either (appends are
+// idempotent). Token management is not forwarded: every replica manages
+// the tokens in the log's database.
 //
 // Its methods are safe for concurrent use.
 type Forwarder struct {
@@ -163,6 +170,9 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f.opts.Log.Sequencing() || !forwardable(r) || r.Header.Get(ForwardedHeader) != "" {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if f.opts.Authorize != nil && !f.opts.Authorize(w, r) {
 			return
 		}
 		target, _ := f.sequencer(r.Context())

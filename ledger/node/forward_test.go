@@ -410,3 +410,73 @@ func TestForwardWatchKeepsHealthyWrites(t *testing.T) {
 		}
 	})
 }
+
+// TestForwardAuthorizes: with Authorize, a follower checks a write's token
+// itself before passing it on, so a made-up, revoked or under-privileged
+// token is answered by the follower (a token revoked through it stops
+// writing through it at once) and never reaches the sequencer; a good one
+// is forwarded.
+func TestForwardAuthorizes(t *testing.T) {
+	e := newEnv(t, Options{PublicReads: true})
+	f, h := newFollower(t, e) // its tokens are the sequencer's: shared
+	var reached atomic.Int64
+	seq := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		e.node.ServeHTTP(w, r)
+	}))
+	defer seq.Close()
+	follower := httptest.NewServer(NewForwarder(ForwardOptions{Log: f, Sequencer: func(context.Context) (string, error) { return seq.URL, nil },
+		Self: "http://follower.example", Authorize: h.AuthorizeWrite}).Wrap(h))
+	defer follower.Close()
+	content := []byte("evidence checked by the follower")
+	entry, _ := json.Marshal(map[string]any{"kind": "artefact", "subject": ledger.Artefact{Digest: cas.Sum(content), Size: int64(len(content)), Name: "a.txt", MediaType: "text/plain"}})
+	post := func(path, token string, body []byte) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", follower.URL+path, bytes.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b struct{ Error struct{ Code string } }
+		json.NewDecoder(resp.Body).Decode(&b)
+		return resp.StatusCode, b.Error.Code
+	}
+	tokens := ledger.NewTokens(e.l.DB)
+	secret, _, err := tokens.Create(t.Context(), "ci-soon-revoked", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.Revoke(t.Context(), "ci-soon-revoked"); err != nil {
+		t.Fatal(err)
+	}
+	madeUp, _, _ := ledger.NewToken("nobody", ledger.RoleAppender, time.Now())
+	for _, c := range []struct {
+		name, token string
+		status      int
+		code        string
+	}{
+		{"no token", "", http.StatusUnauthorized, "unauthenticated"},
+		{"a made-up token", madeUp, http.StatusUnauthorized, "unauthenticated"},
+		{"a revoked token", secret, http.StatusUnauthorized, "token_revoked"},
+		{"an auditor's token", e.tokens[ledger.RoleAuditor], http.StatusForbidden, "forbidden"},
+	} {
+		for _, path := range []string{"/v1/blobs", "/v1/entries", "/v1/releases"} {
+			if status, code := post(path, c.token, entry); status != c.status || code != c.code {
+				t.Errorf("%s, POST %s through the follower: %d %s, want %d %s", c.name, path, status, code, c.status, c.code)
+			}
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("%d refused writes reached the sequencer, want none", n)
+	}
+	if status, _ := post("/v1/blobs", e.tokens[ledger.RoleAppender], content); status != http.StatusCreated {
+		t.Errorf("a blob upload with an appender's token: %d, want 201", status)
+	}
+	if n := reached.Load(); n != 1 {
+		t.Errorf("a good write reached the sequencer %d times, want once", n)
+	}
+}

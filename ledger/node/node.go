@@ -104,6 +104,10 @@ type Server struct {
 	// monotonic clock (0: never).
 	started                    time.Time
 	blobsFailed, blobsAnswered atomic.Int64
+
+	// The refusals of ledger.ErrTokenChecksBusy since they were last
+	// logged, and when that was (Unix nanoseconds).
+	busyRefused, busyLogged atomic.Int64
 }
 
 // New checks opts and returns the handler.
@@ -222,9 +226,31 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	s.noteBlobsFailure(err)
 	ae := toAPIError(err)
 	if ae.status >= 500 {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.logFailure("request failed", r, err)
 	}
 	writeError(w, ae)
+}
+
+// busyLogEvery is how often the refusals of tokens not looked up
+// (ledger.ErrTokenChecksBusy) are logged, counted, rather than each.
+const busyLogEvery = 10 * time.Second
+
+// logFailure logs a request answered with a server error. The refusals
+// of a flood of made-up tokens, which could be thousands a second, are
+// counted and logged once every busyLogEvery.
+func (s *Server) logFailure(msg string, r *http.Request, err error) {
+	if !errors.Is(err, ledger.ErrTokenChecksBusy) {
+		s.log.Error(msg, "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
+	n := s.busyRefused.Add(1)
+	last, now := s.busyLogged.Load(), time.Now().UnixNano()
+	if now-last < int64(busyLogEvery) || !s.busyLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.busyRefused.Add(-n)
+	s.log.Warn("refusing requests whose tokens were not looked up: too many tokens this replica has not seen are being looked up (a flood of made-up tokens?)",
+		"refused", n, "last_path", r.URL.Path, "last_addr", clientAddr(r))
 }
 
 // pageError writes err as an HTML error page, with the status the API
@@ -233,7 +259,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	s.noteBlobsFailure(err)
 	ae := toAPIError(err)
 	if ae.status >= 500 {
-		s.log.Error("page failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.logFailure("page failed", r, err)
 	}
 	if ae.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="evidence-ledger"`)
@@ -374,6 +400,21 @@ func (s *Server) authenticate(r *http.Request, role string) (*ledger.Token, erro
 		return nil, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("token %s has role %s; this needs %s", tok.Name, tok.Role, role)}
 	}
 	return &tok, nil
+}
+
+// AuthorizeWrite checks the token of a write this replica passes on to
+// the sequencer (ForwardOptions.Authorize), as the write's own route
+// would (every write needs an appender's token at least), and, when it
+// is refused, answers the refusal and reports false. So a token revoked
+// through this replica stops writing through it at once, not once the
+// sequencer reads it again, and a request with a made-up token costs the
+// sequencer nothing.
+func (s *Server) AuthorizeWrite(w http.ResponseWriter, r *http.Request) bool {
+	if _, err := s.authenticate(r, ledger.RoleAppender); err != nil {
+		s.apiError(w, r, err)
+		return false
+	}
+	return true
 }
 
 // cacheControl is the Cache-Control of a read whose answer never changes

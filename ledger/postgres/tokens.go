@@ -41,10 +41,6 @@ const (
 	maxUnknown          = 4096
 )
 
-// errTooManyNewSecrets is the ledger.ErrUnavailable of a secret not read
-// because the budget for new ones is spent.
-var errTooManyNewSecrets = fmt.Errorf("%w: too many requests with tokens this replica has not seen are being checked; retry shortly", ledger.ErrUnavailable)
-
 // The first lines of the signed notes that hold a token's record and a
 // revocation's: then the fields, one per line.
 const (
@@ -230,7 +226,7 @@ func (ts *Tokens) Authenticate(ctx context.Context, secret string) (ledger.Token
 	case unknown && now.Sub(unknownAt) < ts.ttl:
 		return ledger.Token{}, ledger.ErrUnknownToken
 	case !cached && !ts.fresh.Allow():
-		return ledger.Token{}, errTooManyNewSecrets
+		return ledger.Token{}, ledger.ErrTokenChecksBusy
 	}
 	// One read serves every request waiting on the token, so it runs on
 	// a context of its own; each request waits on its own.
