@@ -456,8 +456,18 @@ func (l *Ledger) auditEntry(ctx context.Context, r *AuditReport, idx uint64, e E
 			if why != "" {
 				r.problem("entry %d: refers to blob %s, which%s", idx, b.digest, why)
 			} else {
-				r.problem("entry %d: refers to blob %s, which is not stored", idx, b.digest)
+				r.problem("entry %d: refers to blob %s, which is not stored%s", idx, b.digest, l.blobsElsewhere())
 			}
 		}
 	}
+}
+
+// blobsElsewhere explains a missing blob of a log shared by replicas that
+// keep their blobs in their own data directories: each holds only the
+// blobs it took as the sequencer, and the rest are on the others.
+func (l *Ledger) blobsElsewhere() string {
+	if l.LogURL == "" || l.BlobsURL != "" {
+		return ""
+	}
+	return " here: the log is shared but the blobs are in each replica's data directory, so a blob taken by another replica is only in its directory; keep the blobs in one S3 bucket (--blobs s3://...) so that every replica holds every one"
 }

@@ -417,6 +417,9 @@ func checkSubject(k Kind, raw []byte, typed ...any) (terms []Term, blobs []blobR
 		if err := checkText("name", s.Name, 1024); err != nil {
 			return nil, nil, nil, bad("%v", err)
 		}
+		if s.MediaType == "" {
+			return nil, nil, nil, bad("missing media_type: give the artefact's MIME type, such as application/octet-stream")
+		}
 		if !plainMediaType(s.MediaType) {
 			mt, params, err := mime.ParseMediaType(s.MediaType)
 			if err != nil {

@@ -206,6 +206,8 @@ func TestAppendRejects(t *testing.T) {
 	badRelease.Release = "1.0"
 	noName := stored
 	noName.Name = ""
+	noMediaType := stored
+	noMediaType.MediaType = ""
 	tests := []struct {
 		name  string
 		claim ledger.Claim
@@ -216,6 +218,7 @@ func TestAppendRejects(t *testing.T) {
 		{"wrong size", ledger.Claim{Kind: ledger.KindArtefact, Subject: wrongSize}, "ci", ledger.ErrInvalidEntry},
 		{"bad release", ledger.Claim{Kind: ledger.KindArtefact, Subject: badRelease}, "ci", ledger.ErrInvalidEntry},
 		{"no name", ledger.Claim{Kind: ledger.KindArtefact, Subject: noName}, "ci", ledger.ErrInvalidEntry},
+		{"no media type", ledger.Claim{Kind: ledger.KindArtefact, Subject: noMediaType}, "ci", ledger.ErrInvalidEntry},
 		{"unknown kind", ledger.Claim{Kind: "memo", Subject: stored}, "ci", ledger.ErrInvalidEntry},
 		{"bad appender", ledger.Claim{Kind: ledger.KindArtefact, Subject: stored}, "ci pipeline", ledger.ErrInvalidEntry},
 		{"unknown subject field", ledger.Claim{Kind: ledger.KindArtefact, Subject: []byte(`{"digest":"` + stored.Digest.String() + `","size":1,"name":"x","media_type":"text/plain","colour":"red"}`)}, "ci", ledger.ErrInvalidEntry},
@@ -239,6 +242,9 @@ func TestAppendRejects(t *testing.T) {
 			}
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Append = %v, want %v", err, tt.want)
+			}
+			if tt.name == "no media type" && !strings.Contains(err.Error(), "missing media_type: give the artefact's MIME type") {
+				t.Errorf("Append = %v, want it to say media_type is missing and what to give", err)
 			}
 			if l.Log.Size() != before {
 				t.Fatalf("a rejected append changed the size")
@@ -877,6 +883,27 @@ func TestSearchManyCandidates(t *testing.T) {
 		}
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("Search(%+v, %d, %d): %d entries %v, want %d %v", tt.q, tt.start, tt.limit, len(got), got, len(tt.want), tt.want)
+		}
+	}
+}
+
+// TestAuditBlobOnAnotherReplica: a blob missing from a log shared by
+// replicas whose blobs are in their own data directories is named as
+// probably on another replica's, with what to do; on a log of its own
+// it is just missing.
+func TestAuditBlobOnAnotherReplica(t *testing.T) {
+	ctx := t.Context()
+	l := newLedger(t)
+	if _, err := l.Log.Append(ctx, artefact(t, l, "taken by another replica", "e.txt"), "ci"); err != nil {
+		t.Fatal(err)
+	}
+	other := newLedger(t) // holds none of l's blobs
+	for _, c := range []struct{ logURL, blobsURL string }{{"", ""}, {"postgres://db.example/ledger", ""}, {"postgres://db.example/ledger", "s3://bucket/ledger"}} {
+		r, err := (&ledger.Ledger{Blobs: other.Blobs, Storage: l.Storage, Verifier: l.Verifier, LogURL: c.logURL, BlobsURL: c.blobsURL}).Audit(ctx, nil)
+		all := strings.Join(r.Problems, "\n")
+		elsewhere := c.logURL != "" && c.blobsURL == ""
+		if !errors.Is(err, ledger.ErrAuditFailed) || !strings.Contains(all, "which is not stored") || strings.Contains(all, "another replica is only in its directory") != elsewhere {
+			t.Errorf("log %q, blobs %q: %v; problems:\n%s\nwant the blob missing, said to be on another replica: %v", c.logURL, c.blobsURL, err, all, elsewhere)
 		}
 	}
 }
