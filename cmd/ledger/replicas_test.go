@@ -199,6 +199,17 @@ func TestServeReplicas(t *testing.T) {
 		return errors.As(err, &ce) && ce.Status == http.StatusUnauthorized && strings.Contains(err.Error(), "revoked")
 	})
 	t.Logf("the sequencer refused the token %v after its revocation through the follower", time.Since(revoked))
+	// Writes through the follower that revoked a token stop at once: the
+	// follower checks a write's token before passing it on.
+	gone := tokenVia(ua, "create", "--name", "ci-gone", "--role", "appender")
+	cg, _ := client.New(ub, gone)
+	if _, err := appendVia(cg, "gone-before.txt"); err != nil {
+		t.Fatalf("a token created through the sequencer, writing through the follower: %v", err)
+	}
+	tokenVia(ub, "revoke", "--name", "ci-gone")
+	if _, err := appendVia(cg, "gone-after.txt"); !errors.As(err, &ce) || ce.Status != http.StatusUnauthorized || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("a write through the follower right after it revoked the token: %v, want 401 revoked", err)
+	}
 	// The appends made with it until then were logged: the checks after
 	// failover start from the log as it is now.
 	cp, err := ca.Checkpoint(ctx)
