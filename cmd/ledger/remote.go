@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -173,6 +175,9 @@ func nodeClient(c *cli.Context) (*client.Client, error) {
 	cl, err := client.New(c.String("node"), c.String("token"))
 	if err != nil {
 		return nil, usageError{err}
+	}
+	cl.Waiting = func(status int, reason string, wait time.Duration) {
+		fmt.Fprintf(c.App.ErrWriter, "ledger: the node answered %d (%s); asking again in %v\n", status, reason, wait)
 	}
 	return cl, nil
 }

@@ -48,7 +48,19 @@ type Client struct {
 	base  *url.URL
 	token string
 	hc    *http.Client
+	// UnavailableWait is how long, in all, the client waits out a node's
+	// answers of 503 with a Retry-After (its storage away, a failover
+	// under way) on a request it may repeat; New sets
+	// DefaultUnavailableWait, and 0 answers the first 503.
+	UnavailableWait time.Duration
+	// Waiting, when set, is told of each answer the client waits out
+	// before asking again: its status, the node's reason and the wait.
+	Waiting func(status int, reason string, wait time.Duration)
 }
+
+// DefaultUnavailableWait is a new client's UnavailableWait: longer than
+// a failover between replicas takes.
+const DefaultUnavailableWait = 30 * time.Second
 
 // MaxResponse bounds JSON and checkpoint answers (blobs stream).
 const MaxResponse = 16 << 20
@@ -62,12 +74,14 @@ func New(baseURL, token string) (*Client, error) {
 	}
 	return &Client{base: u, token: token, hc: &http.Client{Timeout: 0, Transport: &http.Transport{
 		MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 5 * time.Minute,
-	}}}, nil
+	}}, UnavailableWait: DefaultUnavailableWait}, nil
 }
 
 // do sends a request. path is escaped (url.PathEscape each segment). An
-// answer of 429 is retried after its Retry-After, a few times, when the
-// body can be sent again.
+// answer of 429 is retried after its Retry-After, a few times, and one of
+// 503 with a Retry-After (the node's storage away, a failover under way)
+// for up to UnavailableWait, when the request may be repeated (a read,
+// or a write the node takes idempotently) and its body can be sent again.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64) (*http.Response, error) {
 	// A body that can seek back to where it starts can be sent again.
 	rewind := func() error { return nil }
@@ -79,14 +93,25 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 			}
 		}
 	}
+	var waited time.Duration
 	for attempt := 1; ; attempt++ {
 		resp, err := c.send(ctx, method, path, q, body, size)
 		if err != nil {
 			return nil, err
 		}
 		wait, again := retryAfter(resp, attempt)
+		if !again && resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && repeatable(method, path) {
+			wait, _ = retryAfter(&http.Response{StatusCode: http.StatusTooManyRequests, Header: resp.Header}, 1)
+			// Each wait counts a second at least, which also bounds
+			// the tries when the node says to wait no time.
+			waited += max(wait, time.Second)
+			again = waited <= c.UnavailableWait
+		}
 		if !again || rewind == nil {
 			return answer(resp)
+		}
+		if c.Waiting != nil {
+			c.Waiting(resp.StatusCode, reason(resp), wait)
 		}
 		resp.Body.Close()
 		if err := rewind(); err != nil {
@@ -108,6 +133,32 @@ const (
 	maxRetries   = 5
 	maxRetryWait = 30 * time.Second
 )
+
+// repeatable reports whether a request may be sent again after the node
+// answered that it could not take it: reads, and the writes the node
+// takes idempotently (a blob, an entry or a release record sent twice is
+// stored once).
+func repeatable(method, path string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return true
+	case http.MethodPost:
+		return path == "/v1/blobs" || path == "/v1/entries" || path == "/v1/releases"
+	}
+	return false
+}
+
+// reason returns the code of the node's error answer, read from a copy
+// of its body, which stays readable.
+func reason(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	var e struct{ Error struct{ Code string } }
+	if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+		return resp.Status
+	}
+	return e.Error.Code
+}
 
 // retryAfter reports whether resp, the answer to the given attempt, is a
 // rate limit to wait out, and for how long.

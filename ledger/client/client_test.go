@@ -3,11 +3,13 @@ package client
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracealm/evidence-ledger/cas"
 )
@@ -102,5 +104,81 @@ func TestGetBlobCutOff(t *testing.T) {
 	err = c.GetBlob(t.Context(), cas.Sum([]byte("hello world")), &out)
 	if !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), "cut it off after 3 of 11 bytes") {
 		t.Errorf("GetBlob of a cut-off blob = %v", err)
+	}
+}
+
+// A 503 with a Retry-After (a node whose storage is away, a failover
+// under way) is waited out, for a while, on reads and on the writes the
+// node takes idempotently, with Waiting told of each wait; a request that
+// is not repeatable, or a 503 without Retry-After, is answered at once.
+func TestRetryWhileUnavailable(t *testing.T) {
+	unavailable, retryAfter := 2, "0"
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		requests++
+		if unavailable > 0 {
+			unavailable--
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":{"code":"unavailable","message":"the log's storage is not answering just now"}}`)
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/tokens":
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, `{"token":"elt_new","name":"x","role":"appender"}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"code":"not_found","message":"no such entry"}}`)
+		}
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, "elt_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var told []string
+	c.Waiting = func(status int, reason string, wait time.Duration) {
+		told = append(told, fmt.Sprintln(status, reason, wait))
+	}
+
+	// A read, and an append: waited out, then the node's answer.
+	for _, call := range []struct {
+		name string
+		do   func() error
+	}{
+		{"ProveInclusion", func() error { _, err := c.ProveInclusion(t.Context(), 7, 9); return err }},
+		{"Append", func() error { _, err := c.Append(t.Context(), "artefact", map[string]string{"name": "a"}); return err }},
+	} {
+		unavailable, requests, told = 2, 0, nil
+		var ce *Error
+		if err := call.do(); !errors.As(err, &ce) || ce.Status != http.StatusNotFound || requests != 3 || len(told) != 2 || told[0] != "503 unavailable 0s\n" {
+			t.Errorf("%s through two 503s: %v after %d requests, told %q; want the node's 404 after 3, told twice", call.name, err, requests, told)
+		}
+	}
+	// Creating a token is not repeatable: the 503 is the answer.
+	unavailable, requests, told = 1, 0, nil
+	if _, err := c.CreateToken(t.Context(), "x", "appender"); err == nil || requests != 1 || len(told) != 0 {
+		t.Errorf("CreateToken through a 503: %v after %d requests, want the 503 after one", err, requests)
+	}
+	// A 503 without Retry-After is not waited out.
+	unavailable, requests, retryAfter = 1, 0, ""
+	if _, err := c.ProveInclusion(t.Context(), 7, 9); err == nil || requests != 1 {
+		t.Errorf("ProveInclusion through a 503 without Retry-After: %v after %d requests, want the 503 after one", err, requests)
+	}
+	// UnavailableWait 0 waits none.
+	c.UnavailableWait = 0
+	unavailable, requests, retryAfter = 1, 0, "0"
+	if _, err := c.ProveInclusion(t.Context(), 7, 9); err == nil || requests != 1 {
+		t.Errorf("ProveInclusion through a 503, UnavailableWait 0: %v after %d requests, want the 503 after one", err, requests)
+	}
+	c.UnavailableWait = DefaultUnavailableWait
+	// The waiting is bounded.
+	unavailable, requests, retryAfter = 1000, 0, "0"
+	if _, err := c.ProveInclusion(t.Context(), 7, 9); err == nil || requests != int(DefaultUnavailableWait/time.Second)+1 {
+		t.Errorf("ProveInclusion against a node that stays unavailable: %v after %d requests, want the 503 after %d", err, requests, int(DefaultUnavailableWait/time.Second)+1)
 	}
 }
