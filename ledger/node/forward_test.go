@@ -39,17 +39,7 @@ func TestForward(t *testing.T) {
 
 	post := func(path, token string, body []byte) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", follower.URL+path, bytes.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return postAs(t, follower.URL+path, token, body)
 	}
 	content := []byte("evidence sent to a follower")
 	if code, b := post("/v1/blobs", e.tokens[ledger.RoleAppender], content); code != http.StatusCreated && code != http.StatusOK {
@@ -432,18 +422,10 @@ func TestForwardAuthorizes(t *testing.T) {
 	entry, _ := json.Marshal(map[string]any{"kind": "artefact", "subject": ledger.Artefact{Digest: cas.Sum(content), Size: int64(len(content)), Name: "a.txt", MediaType: "text/plain"}})
 	post := func(path, token string, body []byte) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", follower.URL+path, bytes.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b struct{ Error struct{ Code string } }
-		json.NewDecoder(resp.Body).Decode(&b)
-		return resp.StatusCode, b.Error.Code
+		status, b := postAs(t, follower.URL+path, token, body)
+		var e struct{ Error struct{ Code string } }
+		json.Unmarshal(b, &e)
+		return status, e.Error.Code
 	}
 	tokens := ledger.NewTokens(e.l.DB)
 	secret, _, err := tokens.Create(t.Context(), "ci-soon-revoked", ledger.RoleAppender)
@@ -479,4 +461,21 @@ func TestForwardAuthorizes(t *testing.T) {
 	if n := reached.Load(); n != 1 {
 		t.Errorf("a good write reached the sequencer %d times, want once", n)
 	}
+}
+
+// postAs POSTs body to url with token (none if empty) and returns the
+// answer's status and body.
+func postAs(t *testing.T, url, token string, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
