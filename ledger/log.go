@@ -1189,13 +1189,18 @@ func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]u
 		pending []uint64
 		ferr    error
 	)
+	// check reads and checks the pending entries, and reports whether
+	// the search goes on: not once the limit is reached or a read fails.
+	// Either way none is left pending.
 	check := func() bool {
-		for i := 0; i < len(pending); {
+		batch := pending
+		pending = pending[:0]
+		for i := 0; i < len(batch); {
 			j := i + 1
-			for j < len(pending) && pending[j] == pending[j-1]+1 {
+			for j < len(batch) && batch[j] == batch[j-1]+1 {
 				j++
 			}
-			es, err := l.opts.Storage.ReadEntries(ctx, pending[i], pending[j-1]+1)
+			es, err := l.opts.Storage.ReadEntries(ctx, batch[i], batch[j-1]+1)
 			if err != nil {
 				ferr = err
 				return false
@@ -1203,11 +1208,11 @@ func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]u
 			for k, e := range es {
 				ok, err := matches(e, terms[1:], reviewed)
 				if err != nil {
-					ferr = fmt.Errorf("entry %d: %w", pending[i+k], err)
+					ferr = fmt.Errorf("entry %d: %w", batch[i+k], err)
 					return false
 				}
 				if ok {
-					out = append(out, pending[i+k])
+					out = append(out, batch[i+k])
 					if limit > 0 && len(out) == limit {
 						return false
 					}
@@ -1215,7 +1220,6 @@ func (l *Log) Search(ctx context.Context, q Query, start uint64, limit int) ([]u
 			}
 			i = j
 		}
-		pending = pending[:0]
 		return true
 	}
 	err := l.opts.Storage.Search(ctx, terms[0], start, func(idx uint64) bool {

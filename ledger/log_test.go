@@ -872,6 +872,8 @@ func TestSearchManyCandidates(t *testing.T) {
 		{ledger.Query{ReviewedHash: h}, 0, 0, want[h]},
 		{ledger.Query{ReviewedHash: hashes[1]}, 0, 0, want[hashes[1]]},
 		{ledger.Query{ReviewedHash: h}, 0, 280, want[h][:280]},
+		{ledger.Query{ReviewedHash: h}, 0, 10, want[h][:10]},   // reached in the first batch
+		{ledger.Query{ReviewedHash: h}, 0, 200, want[h][:200]}, // in the second
 		{ledger.Query{ReviewedHash: h}, from, 0, want[h][150:]},
 		{ledger.Query{ReviewedHash: h, UID: "REQ-2"}, 0, 0, want["REQ-2 "+h]},
 		{ledger.Query{Kind: ledger.KindArtefact, Release: "v1.0.0"}, 0, 0, want["artefact"]},
