@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -92,15 +93,34 @@ func (p *progress) reader(r io.Reader) io.Reader {
 }
 
 type progressReader struct {
-	r io.Reader
-	p *progress
+	r  io.Reader
+	p  *progress
+	mu sync.Mutex
 }
 
 func (r *progressReader) Read(b []byte) (int, error) {
 	n, err := r.r.Read(b)
+	r.mu.Lock()
 	r.p.n += int64(n)
 	r.p.draw(false)
+	r.mu.Unlock()
 	return n, err
+}
+
+// ReadAt and Seek pass through to a file, as countReader's do; the bar
+// shows the furthest byte read. The transport may read two tries at
+// once (see countReader).
+func (r *progressReader) ReadAt(b []byte, off int64) (int, error) {
+	n, err := r.r.(io.ReaderAt).ReadAt(b, off)
+	r.mu.Lock()
+	r.p.n = max(r.p.n, off+int64(n))
+	r.p.draw(false)
+	r.mu.Unlock()
+	return n, err
+}
+
+func (r *progressReader) Seek(offset int64, whence int) (int64, error) {
+	return resendable(r.r, offset, whence)
 }
 
 func human(n int64) string {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -126,7 +128,7 @@ type remoteStore struct{ c *client.Client }
 func (s remoteStore) PutBlob(ctx context.Context, r io.Reader, size int64, expect *cas.Digest) (cas.Digest, int64, error) {
 	cr := &countReader{r: r}
 	d, err := s.c.PutBlob(ctx, cr, size, expect)
-	return d, cr.n, err
+	return d, cr.n.Load(), err
 }
 
 func (s remoteStore) GetBlob(ctx context.Context, d cas.Digest, w io.Writer) error {
@@ -137,15 +139,45 @@ func (s remoteStore) Append(ctx context.Context, c ledger.Claim, _ string) (proo
 	return s.c.Append(ctx, string(c.Kind), c.Subject)
 }
 
+// countReader counts the bytes read. The transport reads it on a
+// goroutine of its own, which may still be reading an earlier try when a
+// retry starts or the answer comes.
 type countReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
+}
+
+// ReadAt and Seek pass through to a file (see resendable), so that the
+// client can send it again after a 503 from a failing-over node; n is
+// then the furthest byte read.
+func (c *countReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.(io.ReaderAt).ReadAt(p, off)
+	for end := off + int64(n); ; {
+		if cur := c.n.Load(); cur >= end || c.n.CompareAndSwap(cur, end) {
+			break
+		}
+	}
+	return n, err
+}
+
+func (c *countReader) Seek(offset int64, whence int) (int64, error) {
+	return resendable(c.r, offset, whence)
+}
+
+// resendable seeks r if it can also be read at an offset, as a file can;
+// otherwise it fails, and the client sends r once, as a stream.
+func resendable(r io.Reader, offset int64, whence int) (int64, error) {
+	s, ok := r.(io.Seeker)
+	if _, at := r.(io.ReaderAt); !ok || !at {
+		return 0, errors.New("not a file: it can be sent once only")
+	}
+	return s.Seek(offset, whence)
 }
 
 // store returns the node of --node, or else the local ledger, and a

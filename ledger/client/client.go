@@ -83,40 +83,50 @@ func New(baseURL, token string) (*Client, error) {
 // for up to UnavailableWait, when the request may be repeated (a read,
 // or a write the node takes idempotently) and its body can be sent again.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64) (*http.Response, error) {
-	// A body that can seek back to where it starts can be sent again.
-	rewind := func() error { return nil }
-	if body != nil {
-		rewind = nil
-		if s, ok := body.(io.Seeker); ok {
-			if pos, err := s.Seek(0, io.SeekCurrent); err == nil {
-				rewind = func() error { _, err := s.Seek(pos, io.SeekStart); return err }
+	// A body that can be read again from where it starts (bytes in
+	// memory, a file) is sent as a section reader of its own each try:
+	// the transport may still be reading an earlier try's when its
+	// answer comes, and a retry must not share that reader.
+	var reopen func() io.Reader
+	if body != nil && size >= 0 {
+		ra, isReaderAt := body.(io.ReaderAt)
+		sk, isSeeker := body.(io.Seeker)
+		if isReaderAt && isSeeker {
+			if pos, err := sk.Seek(0, io.SeekCurrent); err == nil {
+				reopen = func() io.Reader { return io.NewSectionReader(ra, pos, size) }
 			}
 		}
 	}
-	var waited time.Duration
-	for attempt := 1; ; attempt++ {
-		resp, err := c.send(ctx, method, path, q, body, size)
+	var (
+		limited int           // 429s waited out
+		waited  time.Duration // on 503s
+	)
+	for {
+		b := body
+		if reopen != nil {
+			b = reopen()
+		}
+		resp, err := c.send(ctx, method, path, q, b, size, reopen)
 		if err != nil {
 			return nil, err
 		}
-		wait, again := retryAfter(resp, attempt)
-		if !again && resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && repeatable(method, path) {
+		wait, again := retryAfter(resp, limited+1)
+		if again {
+			limited++
+		} else if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && repeatable(method, path) {
 			wait, _ = retryAfter(&http.Response{StatusCode: http.StatusTooManyRequests, Header: resp.Header}, 1)
 			// Each wait counts a second at least, which also bounds
 			// the tries when the node says to wait no time.
 			waited += max(wait, time.Second)
 			again = waited <= c.UnavailableWait
 		}
-		if !again || rewind == nil {
+		if !again || (body != nil && reopen == nil) {
 			return answer(resp)
 		}
 		if c.Waiting != nil {
 			c.Waiting(resp.StatusCode, reason(resp), wait)
 		}
 		resp.Body.Close()
-		if err := rewind(); err != nil {
-			return nil, err
-		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -173,7 +183,9 @@ func retryAfter(resp *http.Response, attempt int) (time.Duration, bool) {
 	return min(time.Duration(secs)*time.Second, maxRetryWait), true
 }
 
-func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64) (*http.Response, error) {
+// send sends one request. reopen, when set, gives the body afresh, for
+// the transport to send again after a connection that failed unused.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64, reopen func() io.Reader) (*http.Response, error) {
 	u := *c.base
 	unescaped, err := url.PathUnescape(path)
 	if err != nil {
@@ -188,6 +200,12 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	}
 	if size >= 0 && body != nil {
 		req.ContentLength = size
+		if size == 0 {
+			req.Body = http.NoBody // a length of 0 with a body would mean unknown
+		}
+	}
+	if reopen != nil {
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(reopen()), nil }
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

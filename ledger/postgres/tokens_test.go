@@ -593,8 +593,9 @@ func revokedToken(t *testing.T, l *ledger.Ledger, name string) string {
 // the database little. A secret the database did not hold is answered
 // unknown for postgres.TokenTTL without reading it again; reads of secrets
 // the replica has never seen have a budget, past which they are refused
-// with ledger.ErrTokenChecksBusy (a 503 to retry) while tokens in use
-// still authenticate; a new token works once the budget refills.
+// with ledger.ErrTokenChecksBusy (a 503 to retry) while tokens in use,
+// or listed, still authenticate; a new token works once the budget
+// refills.
 func TestMadeUpTokensSpareDatabase(t *testing.T) {
 	ctx := t.Context()
 	srv := pgtest.ForTest(t) // its own server: the test kills it
@@ -633,6 +634,17 @@ func TestMadeUpTokensSpareDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A token created through another replica, which this one has only
+	// seen listed (as its sweep of revocations lists them every few
+	// seconds), not yet used.
+	listed, _, err := openTokens(t, url).Create(ctx, "listed", ledger.RoleAppender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	// A flood of made-up tokens spends the budget of reads.
 	start := time.Now()
 	read, refused := 0, 0
@@ -652,6 +664,9 @@ func TestMadeUpTokensSpareDatabase(t *testing.T) {
 	// The burst and what refilled meanwhile.
 	if limit := 200 + int(50*time.Since(start).Seconds()) + 1; read > limit || refused == 0 {
 		t.Errorf("400 made-up tokens in %v: %d read from the database (at most %d), %d refused; want the reads bounded", time.Since(start), read, limit, refused)
+	}
+	if got, err := tokens.Authenticate(ctx, listed); err != nil || got.Name != "listed" {
+		t.Errorf("a token the replica has listed, first used during the flood: %+v, %v", got, err)
 	}
 	time.Sleep(postgres.TokenTTL)
 	if got, err := tokens.Authenticate(ctx, secret); err != nil || got.Name != "ci" {
