@@ -10,14 +10,19 @@ import (
 
 // progress draws a one-line progress bar on stderr when stderr is a
 // terminal and CI is not set; otherwise it does nothing.
+// Its methods may be called from several goroutines: an upload's reader
+// is read by the HTTP transport's, which may still be reading when the
+// command is done (the node answered early).
 type progress struct {
 	w     io.Writer
 	on    bool
+	mu    sync.Mutex // guards what follows
 	label string
 	total int64
 	n     int64
 	items bool // counting items, not bytes
 	last  time.Time
+	ended bool // done drew the last line: draw no more
 }
 
 func newProgress(w io.Writer, label string, total int64) *progress {
@@ -34,6 +39,8 @@ func (p *progress) set(label string, n, total int64) {
 	if !p.on {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.label, p.n, p.total, p.items = label, n, total, true
 	p.draw(false)
 }
@@ -43,12 +50,15 @@ func (p *progress) setBytes(label string, n, total int64) {
 	if !p.on {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.label, p.n, p.total, p.items = label, n, total, false
 	p.draw(false)
 }
 
+// draw draws the bar, at most every 100 ms unless forced; p.mu is held.
 func (p *progress) draw(force bool) {
-	if !p.on || (!force && time.Since(p.last) < 100*time.Millisecond) {
+	if !p.on || p.ended || (!force && time.Since(p.last) < 100*time.Millisecond) {
 		return
 	}
 	p.last = time.Now()
@@ -80,7 +90,10 @@ func (p *progress) draw(force bool) {
 
 func (p *progress) done() {
 	if p.on {
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		p.draw(true)
+		p.ended = true
 		fmt.Fprintln(p.w)
 	}
 }
@@ -93,29 +106,27 @@ func (p *progress) reader(r io.Reader) io.Reader {
 }
 
 type progressReader struct {
-	r  io.Reader
-	p  *progress
-	mu sync.Mutex
+	r io.Reader
+	p *progress
 }
 
 func (r *progressReader) Read(b []byte) (int, error) {
 	n, err := r.r.Read(b)
-	r.mu.Lock()
+	r.p.mu.Lock()
 	r.p.n += int64(n)
 	r.p.draw(false)
-	r.mu.Unlock()
+	r.p.mu.Unlock()
 	return n, err
 }
 
 // ReadAt and Seek pass through to a file, as countReader's do; the bar
-// shows the furthest byte read. The transport may read two tries at
-// once (see countReader).
+// shows the furthest byte read.
 func (r *progressReader) ReadAt(b []byte, off int64) (int, error) {
 	n, err := r.r.(io.ReaderAt).ReadAt(b, off)
-	r.mu.Lock()
+	r.p.mu.Lock()
 	r.p.n = max(r.p.n, off+int64(n))
 	r.p.draw(false)
-	r.mu.Unlock()
+	r.p.mu.Unlock()
 	return n, err
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -86,14 +87,17 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	// A body that can be read again from where it starts (bytes in
 	// memory, a file) is sent as a section reader of its own each try:
 	// the transport may still be reading an earlier try's when its
-	// answer comes, and a retry must not share that reader.
+	// answer comes, and a retry must not share that reader. The section
+	// runs to the body's end, not size bytes, so that the transport
+	// still finds a body longer than size and refuses it, and reads one
+	// of size 0 (a file that says it is empty, as in /proc) whole.
 	var reopen func() io.Reader
 	if body != nil && size >= 0 {
 		ra, isReaderAt := body.(io.ReaderAt)
 		sk, isSeeker := body.(io.Seeker)
 		if isReaderAt && isSeeker {
 			if pos, err := sk.Seek(0, io.SeekCurrent); err == nil {
-				reopen = func() io.Reader { return io.NewSectionReader(ra, pos, size) }
+				reopen = func() io.Reader { return io.NewSectionReader(ra, pos, math.MaxInt64-pos) }
 			}
 		}
 	}
@@ -200,9 +204,6 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	}
 	if size >= 0 && body != nil {
 		req.ContentLength = size
-		if size == 0 {
-			req.Body = http.NoBody // a length of 0 with a body would mean unknown
-		}
 	}
 	if reopen != nil {
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(reopen()), nil }

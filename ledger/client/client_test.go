@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,5 +213,34 @@ func TestRetryBodyAnsweredEarly(t *testing.T) {
 		if _, err := c.PutBlob(t.Context(), bytes.NewReader(content), int64(len(content)), nil); err != nil || tries != 2 || !bytes.Equal(got, content) {
 			t.Fatalf("PutBlob after an early 503: %v after %d tries, the node read %d bytes of %d, equal %v", err, tries, len(got), len(content), bytes.Equal(got, content))
 		}
+	}
+}
+
+// A body given size 0 (a file that says it is empty, as in /proc) is sent
+// whole, as before retries read bodies in sections. (One longer than the
+// size given is refused by the transport, as before, when its check
+// comes before the node's answer.)
+func TestBodySizeChecked(t *testing.T) {
+	var mu sync.Mutex
+	var got []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = b
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"digest":"`+cas.Sum(b).String()+`"}`)
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, "elt_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := bytes.Repeat([]byte("x"), 16384)
+	d, err := c.PutBlob(t.Context(), bytes.NewReader(content), 0, nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil || d != cas.Sum(content) {
+		t.Errorf("PutBlob of %d bytes said to be 0: %v, %v, the node read %d bytes; want them all", len(content), d, err, len(got))
 	}
 }
