@@ -114,11 +114,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		if err != nil {
 			return nil, err
 		}
-		wait, again := retryAfter(resp, limited+1)
-		if again {
+		var (
+			wait  = retryWait(resp.Header)
+			again bool
+		)
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests && limited < maxRetries:
 			limited++
-		} else if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && repeatable(method, path) {
-			wait, _ = retryAfter(&http.Response{StatusCode: http.StatusTooManyRequests, Header: resp.Header}, 1)
+			again = true
+		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && repeatable(method, path):
 			// Each wait counts a second at least, which also bounds
 			// the tries when the node says to wait no time.
 			waited += max(wait, time.Second)
@@ -174,17 +178,14 @@ func reason(resp *http.Response) string {
 	return e.Error.Code
 }
 
-// retryAfter reports whether resp, the answer to the given attempt, is a
-// rate limit to wait out, and for how long.
-func retryAfter(resp *http.Response, attempt int) (time.Duration, bool) {
-	if resp.StatusCode != http.StatusTooManyRequests || attempt > maxRetries {
-		return 0, false
-	}
-	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+// retryWait is how long an answer's Retry-After (in seconds) says to
+// wait: a second when it says nothing usable, maxRetryWait at most.
+func retryWait(h http.Header) time.Duration {
+	secs, err := strconv.Atoi(h.Get("Retry-After"))
 	if err != nil || secs < 0 {
 		secs = 1
 	}
-	return min(time.Duration(secs)*time.Second, maxRetryWait), true
+	return min(time.Duration(secs)*time.Second, maxRetryWait)
 }
 
 // send sends one request. reopen, when set, gives the body afresh, for
