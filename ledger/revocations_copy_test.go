@@ -58,15 +58,7 @@ func (f *fakeShared) List(ctx context.Context) ([]Token, error) {
 // (CopyTokens from the source's keeper) gives the copy ci revoked.
 func TestCopyKeepsKeptSignedRevocation(t *testing.T) {
 	ctx := t.Context()
-	shared := newBadgerTokens(t)
-	secret, _, err := shared.Create(ctx, "ci", RoleAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	revoked, err := shared.Revoke(ctx, "ci")
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared, secret, revoked := revokedToken(t, RoleAdmin)
 	local := newBadgerTokens(t)
 	if err := local.KeepRevocation(ctx, revoked); err != nil { // kept, signed, when it was made
 		t.Fatal(err)
@@ -93,14 +85,7 @@ func TestCopyKeepsKeptSignedRevocation(t *testing.T) {
 // unsigned revocation row) is refused in the copy too.
 func TestCopyCarriesUnverifiedRevocation(t *testing.T) {
 	ctx := t.Context()
-	shared := newBadgerTokens(t)
-	secret, _, err := shared.Create(ctx, "ci", RoleAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shared.Revoke(ctx, "ci"); err != nil {
-		t.Fatal(err)
-	}
+	shared, secret, _ := revokedToken(t, RoleAdmin)
 	src := &fakeShared{Tokens: shared}
 	src.unsigned.Store(true)
 	if _, err := src.Authenticate(ctx, secret); !errors.Is(err, ErrTokenRevoked) {
@@ -119,14 +104,7 @@ func TestCopyCarriesUnverifiedRevocation(t *testing.T) {
 // row, the replica opened again still refuses ci.
 func TestAdminRevokeOverUnsignedRowKept(t *testing.T) {
 	ctx := t.Context()
-	shared := newBadgerTokens(t)
-	secret, _, err := shared.Create(ctx, "ci", RoleAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shared.Revoke(ctx, "ci"); err != nil { // the unsigned row
-		t.Fatal(err)
-	}
+	shared, secret, _ := revokedToken(t, RoleAdmin) // its revocation: the unsigned row
 	fs := &fakeShared{Tokens: shared}
 	fs.unsigned.Store(true)
 	local := newBadgerTokens(t)

@@ -18,6 +18,21 @@ func newBadgerTokens(t *testing.T) *Tokens {
 	return NewTokens(db)
 }
 
+// revokedToken returns a new store of tokens (the shared one) holding a
+// token "ci" of role, revoked, with its secret and revoked record.
+func revokedToken(t *testing.T, role string) (shared *Tokens, secret string, revoked Token) {
+	t.Helper()
+	shared = newBadgerTokens(t)
+	secret, _, err := shared.Create(t.Context(), "ci", role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if revoked, err = shared.Revoke(t.Context(), "ci"); err != nil {
+		t.Fatal(err)
+	}
+	return shared, secret, revoked
+}
+
 // TestRevocationKeeper: a replica keeps the revocations it makes, those of
 // the tokens it is shown, and, while it serves, every other one it reads;
 // a token kept revoked stays refused when the shared store forgets the
@@ -94,15 +109,7 @@ func TestRevocationKeeper(t *testing.T) {
 // writes down a revocation no node signed.
 func TestRevocationKeeperWritesNothingForReaders(t *testing.T) {
 	ctx := t.Context()
-	shared := newBadgerTokens(t)
-	secret, _, err := shared.Create(ctx, "ci", RoleAppender)
-	if err != nil {
-		t.Fatal(err)
-	}
-	revoked, err := shared.Revoke(ctx, "ci")
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared, secret, revoked := revokedToken(t, RoleAppender)
 	local := newBadgerTokens(t)
 	reader, err := keepRevocations(ctx, shared, local, "dir", true, nil)
 	if err != nil {
