@@ -383,10 +383,12 @@ func TestForwardWatchKeepsHealthyWrites(t *testing.T) {
 		}
 	})
 	t.Run("answer begun", func(t *testing.T) {
+		begun := make(chan struct{})
 		seq := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
 			w.WriteHeader(http.StatusCreated)
 			w.(http.Flusher).Flush()
+			close(begun)
 			time.Sleep(time.Second) // a slow link for the rest of the answer
 			io.WriteString(w, `{"ok":true}`)
 		}))
@@ -394,7 +396,10 @@ func TestForwardWatchKeepsHealthyWrites(t *testing.T) {
 		var cur atomic.Value
 		cur.Store(seq.URL)
 		fw := forwarder(func(context.Context) (string, error) { return cur.Load().(string), nil })
-		go func() { time.Sleep(300 * time.Millisecond); cur.Store("http://another.example") }()
+		// The lock moves once the answer has begun (counted from the
+		// sequencer's flush, not from the request's start, which a
+		// loaded machine can make late).
+		go func() { <-begun; time.Sleep(200 * time.Millisecond); cur.Store("http://another.example") }()
 		if code, body, err := postBlob(fw.URL); err != nil || code != http.StatusCreated || body != `{"ok":true}` {
 			t.Errorf("an answer begun before the lock moved: %d %q %v", code, body, err)
 		}
