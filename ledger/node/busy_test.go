@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -40,15 +39,7 @@ func TestTokenChecksBusy(t *testing.T) {
 			req, _ = http.NewRequest("GET", srv.URL+"/v1/checkpoint", nil)
 			req.Header.Set("Authorization", "Bearer "+e.tokens[ledger.RoleAuditor])
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var body struct {
-			Error struct{ Code, Message string }
-		}
-		json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
+		resp, body := doError(t, req)
 		if resp.StatusCode != http.StatusServiceUnavailable || body.Error.Code != "unavailable" || resp.Header.Get("Retry-After") == "" ||
 			!strings.Contains(body.Error.Message, "tokens it has not seen") {
 			t.Fatalf("%s %s with the token store busy: %d %+v (Retry-After %q), want 503 unavailable saying why, to retry",

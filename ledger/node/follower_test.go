@@ -33,19 +33,11 @@ func TestFollowerNode(t *testing.T) {
 	size := e.l.Log.Size()
 	req, _ := http.NewRequest("POST", srv.URL+"/v1/entries", strings.NewReader(`{"kind":"artefact","subject":{"digest":"sha256:`+strings.Repeat("1", 64)+`","size":1,"name":"a","media_type":"text/plain"}}`))
 	req.Header.Set("Authorization", "Bearer "+e.tokens[ledger.RoleAppender])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body struct {
-		Error struct{ Code, Message string }
-	}
-	json.NewDecoder(resp.Body).Decode(&body)
-	resp.Body.Close()
+	resp, body := doError(t, req)
 	if resp.StatusCode != http.StatusServiceUnavailable || body.Error.Code != "not_sequencer" || !strings.Contains(body.Error.Message, `"role": "sequencer"`) || e.l.Log.Size() != size {
 		t.Errorf("an append to the follower: %d %+v, log %d → %d", resp.StatusCode, body, size, e.l.Log.Size())
 	}
-	resp, err = http.Get(srv.URL + "/v1/checkpoint")
+	resp, err := http.Get(srv.URL + "/v1/checkpoint")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("a read from the follower: %v %v", resp.StatusCode, err)
 	}
@@ -66,4 +58,23 @@ func newFollower(t *testing.T, e *env) (*ledger.Log, *Server) {
 		t.Fatal(err)
 	}
 	return f, s
+}
+
+// errorBody is the JSON of an error answer.
+type errorBody struct {
+	Error struct{ Code, Message string }
+}
+
+// doError sends req and returns its answer, the body read and closed,
+// and the error answer the body holds, if any.
+func doError(t *testing.T, req *http.Request) (*http.Response, errorBody) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body errorBody
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	return resp, body
 }
